@@ -1,0 +1,5 @@
+"""``python -m weightguard`` runs the CLI."""
+
+from weightguard.cli import main
+
+main()

@@ -1,0 +1,44 @@
+"""Resource limits, with units in their names.
+
+Every analysis step that could be driven to unbounded cost by a hostile file
+checks one of these and raises :class:`weightguard.errors.LimitExceeded`,
+which the scanner turns into an ``ERROR`` finding (the file is not approved).
+The policy's ``spec.limits`` section fills this record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Resource limits for analysing one file.
+
+    Attributes:
+        max_file_bytes: Largest file accepted at all.
+        max_header_bytes: Largest format header (safetensors JSON, GGUF metadata, npy header).
+        max_pickle_bytes: Largest single pickle stream walked.
+        max_pickle_opcodes: Most opcodes walked in one pickle stream.
+        max_memo_entries: Most memo entries in one pickle stream.
+        max_nesting_depth: Deepest nesting of containers (zip in zip, pickle in pickle).
+        max_archive_members: Most members in one archive.
+        max_decompressed_bytes: Most bytes decompressed for one top-level file, all members together.
+        max_compression_ratio: Largest ratio of decompressed to compressed size of a member.
+        max_seconds_per_file: Wall-clock budget for one top-level file.
+    """
+
+    max_file_bytes: int = 256 * GiB
+    max_header_bytes: int = 100 * MiB
+    max_pickle_bytes: int = 512 * MiB
+    max_pickle_opcodes: int = 20_000_000
+    max_memo_entries: int = 2_000_000
+    max_nesting_depth: int = 8
+    max_archive_members: int = 100_000
+    max_decompressed_bytes: int = 4 * GiB
+    max_compression_ratio: float = 200.0
+    max_seconds_per_file: float = 120.0

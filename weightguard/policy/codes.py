@@ -1,0 +1,27 @@
+"""Rules emitted by evaluating the policy itself."""
+
+from weightguard.findings import Rule, Severity
+
+FORMAT_REFUSED = Rule(
+    "WG-POL-001",
+    "format refused by policy",
+    Severity.HIGH,
+    "The file's real format is listed in spec.formats.refused.",
+    "Convert the model to an allowed format (for example safetensors) or change the policy.",
+)
+FORMAT_NOT_ALLOWED = Rule(
+    "WG-POL-002",
+    "format not in the policy's allowlist",
+    Severity.HIGH,
+    "spec.formats.allowed is set and does not list the file's real format.",
+    "Add the format to spec.formats.allowed if it is expected, or remove the file.",
+)
+IGNORE_EXPIRED = Rule(
+    "WG-POL-003",
+    "expired ignore",
+    Severity.MEDIUM,
+    "An ignore entry in spec.severity.ignores is past its expiry date and no longer applies.",
+    "Fix the underlying finding, or renew the ignore with a new date and reason.",
+)
+
+RULES = (FORMAT_REFUSED, FORMAT_NOT_ALLOWED, IGNORE_EXPIRED)

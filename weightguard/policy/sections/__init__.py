@@ -1,0 +1,1 @@
+"""One module per policy section; each stage owns its section's model."""
