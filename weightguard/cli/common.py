@@ -1,0 +1,88 @@
+"""Shared CLI plumbing: output formats, where output goes, exit codes.
+
+Machine output (JSON, SARIF) goes to stdout or ``--output``; human text goes
+to stderr (or to ``--output`` when asked), so the two never mix.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from weightguard.errors import UsageError, WeightguardError
+from weightguard.report.json_format import render_json
+from weightguard.report.model import Report
+from weightguard.report.sarif import render_sarif
+from weightguard.report.text import render_text
+
+
+class OutputFormat(str, Enum):
+    """Output formats every reporting command accepts."""
+
+    TEXT = "text"
+    JSON = "json"
+    SARIF = "sarif"
+
+
+FORMAT_OPTION = typer.Option(OutputFormat.TEXT, "--format", "-f", help="Output format.", case_sensitive=False)
+OUTPUT_OPTION = typer.Option(None, "--output", "-o", help="Write the output to this file instead of stdout.")
+POLICY_OPTION = typer.Option(
+    None, "--policy", "-p", help="Policy file (YAML). Default: the built-in default policy.", exists=False
+)
+
+
+def render(report: Report, fmt: OutputFormat) -> str:
+    """Render the report in ``fmt``."""
+    if fmt is OutputFormat.JSON:
+        return render_json(report)
+    if fmt is OutputFormat.SARIF:
+        return render_sarif(report)
+    return render_text(report)
+
+
+def emit_report(report: Report, fmt: OutputFormat, output: Path | None) -> None:
+    """Write the report where it belongs and a one-line summary for people."""
+    body = render(report, fmt)
+    if output is not None:
+        write_atomic(output, body)
+        err(f"weightguard: {report.verdict} (exit {report.exit_code}); report written to {output}")
+    elif fmt is OutputFormat.TEXT:
+        color = sys.stderr.isatty() and "NO_COLOR" not in os.environ
+        sys.stderr.write(render_text(report, color=color) if color else body)
+    else:
+        sys.stdout.write(body)
+        sys.stdout.flush()
+        err(f"weightguard: {report.verdict} (exit {report.exit_code})")
+
+
+def err(message: str) -> None:
+    """Print a human message to stderr."""
+    sys.stderr.write(message + "\n")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (temp file in the same dir, fsync, rename)."""
+    directory = path.parent if str(path.parent) else Path()
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        Path(tmp).replace(path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def fail(exc: WeightguardError) -> typer.Exit:
+    """Report ``exc`` on stderr and return the Exit to raise."""
+    err(f"weightguard: error: {exc.diagnostics()}")
+    return typer.Exit(exc.exit_code)

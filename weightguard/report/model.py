@@ -1,0 +1,101 @@
+"""The Report: one versioned pydantic model that every renderer and the API share.
+
+``schema_version`` changes only when a field is removed or changes meaning;
+adding optional fields keeps it. Not handled here: computing anything (the
+report is assembled by :mod:`weightguard.report.build`) or rendering it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import Field
+
+from weightguard.findings import RuleKind, Severity
+from weightguard.policy.base import StrictModel
+
+SCHEMA_VERSION = "1"
+
+Verdict = Literal["approved", "rejected", "incomplete"]
+
+
+class ToolInfo(StrictModel):
+    """Which weightguard produced the report."""
+
+    name: str = "weightguard"
+    version: str
+
+
+class PolicyRef(StrictModel):
+    """The policy the run was judged against."""
+
+    name: str
+    origin: str
+    sha256: str
+
+
+class FindingModel(StrictModel):
+    """One finding as reported."""
+
+    code: str
+    title: str
+    severity: Severity
+    kind: RuleKind
+    path: str
+    member: str = ""
+    message: str
+    evidence: dict[str, str] = Field(default_factory=dict)
+    blocking: bool
+    suppressed_by: str | None = Field(default=None, description="reason of the policy ignore that suppressed it")
+
+
+class PartModel(StrictModel):
+    """A format detected somewhere in a file (the file itself or a nested member)."""
+
+    member: str
+    format: str
+    confidence: str
+    evidence: str
+    other_candidates: list[str] = Field(default_factory=list)
+
+
+class FileReport(StrictModel):
+    """One scanned file."""
+
+    path: str
+    size: int
+    format: str
+    polyglot: bool = False
+    parts: list[PartModel] = Field(default_factory=list)
+    seconds: float = 0.0
+    sha256: str | None = None
+
+
+class Summary(StrictModel):
+    """Counts for a quick look."""
+
+    files: int
+    findings: int
+    blocking: int
+    errors: int
+    skipped: int
+    suppressed: int
+    by_severity: dict[str, int] = Field(default_factory=dict)
+
+
+class Report(StrictModel):
+    """Everything one run of weightguard found, and its verdict."""
+
+    schema_version: Literal["1"] = SCHEMA_VERSION
+    tool: ToolInfo
+    command: str
+    generated_at: dt.datetime
+    targets: list[str]
+    policy: PolicyRef
+    verdict: Verdict
+    exit_code: int
+    reasons: list[str] = Field(default_factory=list)
+    summary: Summary
+    files: list[FileReport] = Field(default_factory=list)
+    findings: list[FindingModel] = Field(default_factory=list)

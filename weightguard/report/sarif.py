@@ -1,0 +1,121 @@
+"""SARIF 2.1.0 rendering for GitHub code scanning and other SARIF consumers.
+
+Model files are binary, so every result points at the file (line 1) and names
+the archive member or tensor as a logical location, as grype does for
+non-source targets. Fingerprints are computed here (the upload action cannot
+derive them from binary content). Hand-written over plain dicts because no
+maintained SARIF library covers 2.1.0 with GitHub's properties; the output is
+validated against the official schema in the tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from weightguard.catalog import all_rules
+from weightguard.findings import Rule, Severity
+from weightguard.report.model import FindingModel, Report
+
+SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+_SECURITY_SEVERITY = {
+    Severity.CRITICAL: "9.5",
+    Severity.HIGH: "8.0",
+    Severity.MEDIUM: "5.5",
+    Severity.LOW: "3.0",
+    Severity.INFO: "1.0",
+}
+_LEVEL = {
+    Severity.CRITICAL: "error",
+    Severity.HIGH: "error",
+    Severity.MEDIUM: "warning",
+    Severity.LOW: "note",
+    Severity.INFO: "note",
+}
+_PRECISION = {Severity.CRITICAL: "very-high", Severity.HIGH: "high", Severity.MEDIUM: "medium"}
+
+
+def _rule_descriptor(rule: Rule) -> dict[str, Any]:
+    return {
+        "id": rule.code,
+        "name": "".join(w.capitalize() for w in rule.title.replace("-", " ").split()),
+        "shortDescription": {"text": rule.title},
+        "fullDescription": {"text": rule.summary},
+        "help": {"text": rule.help or rule.summary, "markdown": f"**{rule.title}**\n\n{rule.summary}\n\n{rule.help}"},
+        "defaultConfiguration": {"level": _LEVEL[rule.severity]},
+        "properties": {
+            "tags": ["security", "ml-model", rule.kind.value],
+            "precision": _PRECISION.get(rule.severity, "low"),
+            "security-severity": _SECURITY_SEVERITY[rule.severity],
+        },
+    }
+
+
+def _fingerprint(f: FindingModel) -> str:
+    identity = "\x00".join((f.code, f.path, f.member, f.evidence.get("global", ""), f.evidence.get("offset", "")))
+    return hashlib.sha256(identity.encode()).hexdigest() + ":1"
+
+
+def _result(f: FindingModel, index: dict[str, int]) -> dict[str, Any]:
+    location: dict[str, Any] = {
+        "physicalLocation": {
+            "artifactLocation": {"uri": f.path},
+            "region": {"startLine": 1, "startColumn": 1},
+        }
+    }
+    if f.member:
+        location["logicalLocations"] = [{"fullyQualifiedName": f"{f.path}:{f.member}", "name": f.member, "kind": "member"}]
+    result: dict[str, Any] = {
+        "ruleId": f.code,
+        "level": _LEVEL[f.severity] if f.blocking or f.severity.at_least(Severity.MEDIUM) else "note",
+        "message": {"text": f.message},
+        "locations": [location],
+        "partialFingerprints": {"primaryLocationLineHash": _fingerprint(f)},
+        "properties": {"severity": f.severity.value, "blocking": f.blocking, "kind": f.kind.value, **f.evidence},
+    }
+    if f.code in index:
+        result["ruleIndex"] = index[f.code]
+    if f.suppressed_by is not None:
+        result["suppressions"] = [{"kind": "external", "justification": f.suppressed_by}]
+    return result
+
+
+def render_sarif_dict(report: Report) -> dict[str, Any]:
+    """Return the SARIF log as a dict."""
+    rules = list(all_rules())
+    index = {r.code: i for i, r in enumerate(rules)}
+    name = report.targets[0] if len(report.targets) == 1 else "multiple"
+    return {
+        "$schema": SARIF_SCHEMA,
+        "version": "2.1.0",
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "weightguard",
+                        "version": report.tool.version,
+                        "semanticVersion": report.tool.version,
+                        "informationUri": "https://github.com/weightguard/weightguard",
+                        "rules": [_rule_descriptor(r) for r in rules],
+                    }
+                },
+                "automationDetails": {"id": f"weightguard/{name}/"},
+                "invocations": [
+                    {
+                        "executionSuccessful": report.verdict != "incomplete",
+                        "commandLine": report.command,
+                        "properties": {"verdict": report.verdict, "policy": report.policy.name,
+                                       "policySha256": report.policy.sha256},
+                    }
+                ],
+                "results": [_result(f, index) for f in report.findings],
+                "properties": {"verdict": report.verdict, "exitCode": report.exit_code},
+            }
+        ],
+    }
+
+
+def render_sarif(report: Report) -> str:
+    """Return the SARIF log as JSON text."""
+    return json.dumps(render_sarif_dict(report), indent=2) + "\n"

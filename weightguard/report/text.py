@@ -1,0 +1,73 @@
+"""Human-readable rendering with rich: the verdict first, then why.
+
+Pure: returns a string (ANSI colours only when asked), so the CLI decides
+where it goes (stderr or a terminal) and tests can compare it.
+"""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from weightguard.findings import Severity
+from weightguard.report.model import FindingModel, Report
+
+_VERDICT_STYLE = {"approved": "bold green", "rejected": "bold red", "incomplete": "bold yellow"}
+_SEV_STYLE = {
+    Severity.CRITICAL: "bold red",
+    Severity.HIGH: "red",
+    Severity.MEDIUM: "yellow",
+    Severity.LOW: "cyan",
+    Severity.INFO: "dim",
+}
+
+
+def render_text(report: Report, *, color: bool = False, width: int = 120) -> str:
+    """Return the report as text for people."""
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=color, no_color=not color, width=width, highlight=False)
+    verdict = Text(report.verdict.upper(), style=_VERDICT_STYLE[report.verdict])
+    console.print(Text.assemble("weightguard ", report.command, ": ", verdict, f"  (exit {report.exit_code})"))
+    s = report.summary
+    console.print(
+        f"policy {report.policy.name} (sha256 {report.policy.sha256[:12]}), {s.files} file(s), "
+        f"{s.blocking} blocking, {s.findings} finding(s), {s.errors} error(s), {s.skipped} skipped, "
+        f"{s.suppressed} suppressed"
+    )
+    if report.files:
+        table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+        table.add_column("file")
+        table.add_column("format")
+        table.add_column("size", justify="right")
+        table.add_column("blocking", justify="right")
+        blocking_by_file: dict[str, int] = {}
+        for f in report.findings:
+            if f.blocking:
+                blocking_by_file[f.path] = blocking_by_file.get(f.path, 0) + 1
+        for fr in report.files:
+            fmt = fr.format + (" (polyglot)" if fr.polyglot else "")
+            table.add_row(fr.path, fmt, f"{fr.size:,}", str(blocking_by_file.get(fr.path, 0)))
+        console.print(table)
+    for f in report.findings:
+        _print_finding(console, f)
+    return buf.getvalue()
+
+
+def _print_finding(console: Console, f: FindingModel) -> None:
+    tag = "BLOCK" if f.blocking else ("ignored" if f.suppressed_by else "note")
+    head = Text.assemble(
+        (f"[{tag}] ", "bold" if f.blocking else "dim"),
+        (f"{f.code} ", "bold"),
+        (f"{f.severity.value} ", _SEV_STYLE[f.severity]),
+        f"{f.path}:{f.member}" if f.member else f.path,
+    )
+    console.print(head)
+    console.print(f"    {f.message}", markup=False)
+    for key, value in f.evidence.items():
+        shown = value if len(value) <= 300 else value[:300] + "…"
+        console.print(f"    {key}: {shown}", markup=False)
+    if f.suppressed_by:
+        console.print(f"    suppressed by policy: {f.suppressed_by}", markup=False)
