@@ -74,16 +74,25 @@ def _result(f: FindingModel, index: dict[str, int]) -> dict[str, Any]:
         "partialFingerprints": {"primaryLocationLineHash": _fingerprint(f)},
         "properties": {"severity": f.severity.value, "blocking": f.blocking, "kind": f.kind.value, **f.evidence},
     }
-    if f.code in index:
-        result["ruleIndex"] = index[f.code]
+    result["ruleIndex"] = index[f.code]
     if f.suppressed_by is not None:
         result["suppressions"] = [{"kind": "external", "justification": f.suppressed_by}]
     return result
 
 
+def _rules_for(report: Report) -> list[Rule]:
+    # Only the rules the results use, as grype does: keeps uploads small and stable.
+    catalogue = {r.code: r for r in all_rules()}
+    rules: dict[str, Rule] = {}
+    for f in report.findings:
+        if f.code not in rules:
+            rules[f.code] = catalogue.get(f.code) or Rule(f.code, f.title, f.severity, f.title, kind=f.kind)
+    return [rules[c] for c in sorted(rules)]
+
+
 def render_sarif_dict(report: Report) -> dict[str, Any]:
     """Return the SARIF log as a dict."""
-    rules = list(all_rules())
+    rules = _rules_for(report)
     index = {r.code: i for i, r in enumerate(rules)}
     name = report.targets[0] if len(report.targets) == 1 else "multiple"
     return {

@@ -1,0 +1,79 @@
+"""Renderers are pure functions of one Report: goldens, the verdict logic, and SARIF's shape."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from weightguard.report.json_format import render_json
+from weightguard.report.model import Report
+from weightguard.report.sarif import render_sarif, render_sarif_dict
+from weightguard.report.text import render_text
+
+SCHEMA = Path(__file__).resolve().parents[1] / "data" / "sarif-schema-2.1.0.json"
+
+
+def test_blocking_findings_reject_even_when_another_file_is_incomplete(report: Report) -> None:
+    assert (report.verdict, report.exit_code) == ("rejected", 1)
+    assert report.summary.blocking == 2  # the critical finding and the error
+    assert report.summary.suppressed == 1
+
+
+def test_suppressed_findings_stay_in_the_report_with_their_reason(report: Report) -> None:
+    [odd] = [f for f in report.findings if f.code == "WG-TST-902"]
+    assert (odd.blocking, odd.suppressed_by) == (False, "known vendor quirk")
+
+
+def test_json_round_trips_through_the_model(report: Report) -> None:
+    again = Report.model_validate_json(render_json(report))
+    assert again == report
+    assert json.loads(render_json(report))["schema_version"] == "1"
+
+
+def test_json_golden(report: Report, golden) -> None:
+    golden("report.json", render_json(report))
+
+
+def test_text_golden(report: Report, golden) -> None:
+    golden("report.txt", render_text(report))
+
+
+def test_sarif_golden(report: Report, golden) -> None:
+    golden("report.sarif", render_sarif(report))
+
+
+def test_text_puts_the_verdict_first(report: Report) -> None:
+    assert render_text(report).startswith("weightguard scan: REJECTED")
+
+
+def test_sarif_results_point_at_the_file_and_name_the_member(report: Report) -> None:
+    run = render_sarif_dict(report)["runs"][0]
+    [result] = [r for r in run["results"] if r["ruleId"] == "WG-TST-901"]
+    location = result["locations"][0]
+    assert location["physicalLocation"]["artifactLocation"]["uri"] == "model/pytorch_model.bin"
+    assert location["logicalLocations"][0]["fullyQualifiedName"] == "model/pytorch_model.bin:archive/data.pkl"
+    assert result["partialFingerprints"]["primaryLocationLineHash"].endswith(":1")
+    assert result["level"] == "error"
+
+
+def test_sarif_rules_carry_what_github_code_scanning_needs(report: Report) -> None:
+    rules = render_sarif_dict(report)["runs"][0]["tool"]["driver"]["rules"]
+    assert rules, "the driver must list the rule catalogue"
+    for rule in rules:
+        assert rule["shortDescription"]["text"] and rule["fullDescription"]["text"]
+        assert 0.0 < float(rule["properties"]["security-severity"]) <= 10.0
+        assert "security" in rule["properties"]["tags"]
+
+
+def test_sarif_suppressed_results_are_marked(report: Report) -> None:
+    run = render_sarif_dict(report)["runs"][0]
+    [odd] = [r for r in run["results"] if r["ruleId"] == "WG-TST-902"]
+    assert odd["suppressions"][0]["justification"] == "known vendor quirk"
+
+
+def test_sarif_validates_against_the_official_schema(report: Report) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads(SCHEMA.read_text())
+    jsonschema.Draft7Validator(schema).validate(render_sarif_dict(report))
