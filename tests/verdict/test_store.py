@@ -1,0 +1,120 @@
+"""The rollout record: SQLite, append-only history, atomic promotions, safe under concurrency."""
+
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from weightguard.errors import VerdictError
+from weightguard.verdict.store import RolloutStore
+
+NOW = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> RolloutStore:
+    return RolloutStore(f"sqlite:///{tmp_path}/rollout.db")
+
+
+def test_a_new_model_enters_quarantine_once(store: RolloutStore) -> None:
+    assert store.register("d1", "m", "ci", NOW).stage == "quarantine"
+    assert store.register("d1", "m", "ci", NOW + dt.timedelta(hours=1)).entered_at == NOW
+    assert [e.action for e in store.history("d1")] == ["register"]
+
+
+def test_promotion_records_an_event_and_the_new_stage(store: RolloutStore) -> None:
+    store.register("d1", "m", "ci", NOW)
+    store.promote("d1", "staging", actor="ci", now=NOW, check=lambda s: [], attestation_sha256="aa")
+    assert store.state("d1").stage == "staging"
+    last = store.history("d1")[-1]
+    assert (last.action, last.from_stage, last.to_stage, last.attestation_sha256) == ("promote", "quarantine", "staging", "aa")
+
+
+def test_a_refused_promotion_changes_nothing(store: RolloutStore) -> None:
+    store.register("d1", "m", "ci", NOW)
+    with pytest.raises(VerdictError, match="no attestation"):
+        store.promote("d1", "staging", actor="ci", now=NOW, check=lambda s: ["no attestation"])
+    assert store.state("d1").stage == "quarantine"
+    assert len(store.history("d1")) == 1
+
+
+def test_a_crash_inside_a_promotion_leaves_the_previous_state(store: RolloutStore) -> None:
+    store.register("d1", "m", "ci", NOW)
+
+    def crash(_state):
+        raise KeyboardInterrupt  # the process dies between reading and writing
+
+    with pytest.raises(KeyboardInterrupt):
+        store.promote("d1", "staging", actor="ci", now=NOW, check=crash)
+    assert store.state("d1").stage == "quarantine"
+    assert store.promote("d1", "staging", actor="ci", now=NOW, check=lambda s: []).stage == "staging"
+
+
+def test_history_is_append_only(store: RolloutStore, tmp_path: Path) -> None:
+    store.register("d1", "m", "ci", NOW)
+    raw = sqlite3.connect(tmp_path / "rollout.db")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        raw.execute("DELETE FROM events")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        raw.execute("UPDATE events SET actor = 'mallory'")
+
+
+def test_revoke_sends_the_model_back_to_quarantine_and_clears_approvals(store: RolloutStore) -> None:
+    store.register("d1", "m", "ci", NOW)
+    store.promote("d1", "staging", actor="ci", now=NOW, check=lambda s: [])
+    store.approve("d1", "canary", "alice", NOW)
+    store.revoke("d1", reason="signer key revoked", actor="sec", now=NOW)
+    assert store.state("d1").stage == "quarantine"
+    assert store.approvers("d1", "canary") == frozenset()
+    assert store.history("d1")[-1].reason == "signer key revoked"
+
+
+def test_migrations_are_recorded_and_reopening_is_idempotent(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/r.db"
+    first = RolloutStore(url)
+    first.register("d1", "m", "ci", NOW)
+    first.close()
+    again = RolloutStore(url)
+    assert again.schema_version == 1
+    assert again.state("d1") is not None
+
+
+def test_other_databases_are_refused_clearly() -> None:
+    with pytest.raises(VerdictError, match="unsupported rollout database URL"):
+        RolloutStore("postgresql://db/weightguard")
+
+
+def _promote_many(url: str, worker: int, count: int) -> None:
+    store = RolloutStore(url)
+    for i in range(count):
+        digest = f"d{i}"
+        store.register(digest, "m", f"w{worker}", NOW)
+        try:
+            store.promote(
+                digest, "staging", actor=f"w{worker}", now=NOW,
+                check=lambda s: [] if s.stage == "quarantine" else [f"already in {s.stage}"],
+            )
+        except VerdictError:
+            pass  # the other process got there first: exactly one promotion may win
+
+
+def test_two_processes_promoting_at_once_never_corrupt_the_record(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/shared.db"
+    RolloutStore(url).close()
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_promote_many, args=(url, w, 40)) for w in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    store = RolloutStore(url)
+    assert store._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    for i in range(40):
+        events = store.history(f"d{i}")
+        assert [e.action for e in events] == ["register", "promote"], events
+        assert store.state(f"d{i}").stage == "staging"
