@@ -100,3 +100,9 @@ def test_policy_digest_is_of_the_exact_bytes(write_policy) -> None:
 
     path = write_policy("")
     assert load_policy(path).sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_builtin_policies_are_named_with_a_prefix() -> None:
+    assert load_policy(Path("builtin:strict")).name == "strict"
+    with pytest.raises(PolicyError, match="no built-in policy"):
+        load_policy(Path("builtin:lenient"))

@@ -77,3 +77,14 @@ def test_sarif_validates_against_the_official_schema(report: Report) -> None:
     jsonschema = pytest.importorskip("jsonschema")
     schema = json.loads(SCHEMA.read_text())
     jsonschema.Draft7Validator(schema).validate(render_sarif_dict(report))
+
+
+def test_codequality_lists_unsuppressed_findings_with_gitlab_severities(report: Report) -> None:
+    from weightguard.report.codequality import render_codequality
+
+    issues = json.loads(render_codequality(report))
+    assert {i["check_name"] for i in issues} == {"WG-TST-901", "WG-TST-903"}
+    [exec_issue] = [i for i in issues if i["check_name"] == "WG-TST-901"]
+    assert exec_issue["severity"] == "blocker"
+    assert exec_issue["location"] == {"path": "model/pytorch_model.bin", "lines": {"begin": 1}}
+    assert len({i["fingerprint"] for i in issues}) == len(issues)

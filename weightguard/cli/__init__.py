@@ -13,7 +13,7 @@ from types import ModuleType
 import typer
 
 from weightguard import __version__
-from weightguard.cli import policy, rules, scan
+from weightguard.cli import policy, render, rules, scan
 
 
 def _version(value: bool) -> None:
@@ -22,7 +22,7 @@ def _version(value: bool) -> None:
         raise typer.Exit(0)
 
 
-COMMANDS: tuple[ModuleType, ...] = (scan, rules, policy)
+COMMANDS: tuple[ModuleType, ...] = (scan, rules, policy, render)
 
 
 def build_app() -> typer.Typer:

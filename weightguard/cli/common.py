@@ -15,6 +15,7 @@ from pathlib import Path
 import typer
 
 from weightguard.errors import UsageError, WeightguardError
+from weightguard.report.codequality import render_codequality
 from weightguard.report.json_format import render_json
 from weightguard.report.model import Report
 from weightguard.report.sarif import render_sarif
@@ -27,6 +28,7 @@ class OutputFormat(str, Enum):
     TEXT = "text"
     JSON = "json"
     SARIF = "sarif"
+    CODEQUALITY = "gitlab-codequality"
 
 
 FORMAT_OPTION = typer.Option(OutputFormat.TEXT, "--format", "-f", help="Output format.", case_sensitive=False)
@@ -42,6 +44,8 @@ def render(report: Report, fmt: OutputFormat) -> str:
         return render_json(report)
     if fmt is OutputFormat.SARIF:
         return render_sarif(report)
+    if fmt is OutputFormat.CODEQUALITY:
+        return render_codequality(report)
     return render_text(report)
 
 

@@ -40,13 +40,15 @@ class LoadedPolicy:
 
 
 def load_policy(path: Path | None = None) -> LoadedPolicy:
-    """Load ``path``, or the built-in default policy when ``path`` is None.
+    """Load ``path``; ``builtin:NAME`` or None (the default) load a policy shipped in the package.
 
     Raises:
         PolicyError: the file is unreadable, not YAML, or not a valid policy.
     """
     if path is None:
         return load_builtin("default")
+    if str(path).startswith("builtin:"):
+        return load_builtin(str(path).removeprefix("builtin:"))
     try:
         data = path.read_bytes()
     except OSError as exc:
