@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from weightguard.errors import VerdictError
-from weightguard.verdict.store import RolloutStore
+from weightguard.verdict.store import MIGRATIONS, RolloutStore
 
 NOW = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
 
@@ -79,7 +79,7 @@ def test_migrations_are_recorded_and_reopening_is_idempotent(tmp_path: Path) -> 
     first.register("d1", "m", "ci", NOW)
     first.close()
     again = RolloutStore(url)
-    assert again.schema_version == 1
+    assert again.schema_version == len(MIGRATIONS)
     assert again.state("d1") is not None
 
 

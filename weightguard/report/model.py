@@ -84,6 +84,36 @@ class Summary(StrictModel):
     by_severity: dict[str, int] = Field(default_factory=dict)
 
 
+StageName = Literal["source", "analysis", "integrity", "signatures", "conversion", "probes", "verdict"]
+StageStatus = Literal["passed", "failed", "incomplete", "skipped"]
+
+
+class StageModel(StrictModel):
+    """One pipeline stage as it ran (``verify`` only)."""
+
+    name: StageName
+    status: StageStatus
+    seconds: float = 0.0
+    detail: str = ""
+
+
+class SubjectModel(StrictModel):
+    """The model a ``verify`` run judged: where it came from and its digests."""
+
+    name: str
+    uri: str
+    root_digest: str | None = Field(default=None, description="OMS root digest (sha256 hex) of the model's files")
+    files: dict[str, str] = Field(default_factory=dict, description="relpath -> sha256 hex")
+
+
+class AttestationRef(StrictModel):
+    """Where the signed approval attestation was written."""
+
+    path: str
+    sha256: str
+    verification_result: Literal["PASSED", "FAILED"]
+
+
 class Report(StrictModel):
     """Everything one run of weightguard found, and its verdict."""
 
@@ -99,3 +129,6 @@ class Report(StrictModel):
     summary: Summary
     files: list[FileReport] = Field(default_factory=list)
     findings: list[FindingModel] = Field(default_factory=list)
+    stages: list[StageModel] = Field(default_factory=list)
+    subject: SubjectModel | None = None
+    attestation: AttestationRef | None = None

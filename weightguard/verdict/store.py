@@ -57,6 +57,24 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (digest, stage, approver)
     );
     """,
+    # 2: sidecar jobs, persisted before 202 is answered so a restart loses nothing.
+    """
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        target TEXT NOT NULL,
+        policy TEXT,
+        request TEXT NOT NULL DEFAULT '{}',
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        submitted_at TEXT NOT NULL,
+        started_at TEXT,
+        finished_at TEXT,
+        report TEXT,
+        error TEXT
+    );
+    CREATE INDEX jobs_status ON jobs(status, submitted_at);
+    """,
 )
 
 
