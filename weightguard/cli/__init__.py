@@ -13,7 +13,7 @@ from types import ModuleType
 import typer
 
 from weightguard import __version__
-from weightguard.cli import policy, render, rules, scan
+from weightguard.cli import policy, render, rules, scan, sign, verify_signature
 
 
 def _version(value: bool) -> None:
@@ -22,7 +22,7 @@ def _version(value: bool) -> None:
         raise typer.Exit(0)
 
 
-COMMANDS: tuple[ModuleType, ...] = (scan, rules, policy, render)
+COMMANDS: tuple[ModuleType, ...] = (scan, rules, policy, render, sign, verify_signature)
 
 
 def build_app() -> typer.Typer:

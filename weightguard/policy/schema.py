@@ -15,10 +15,11 @@ from pydantic import Field
 
 from weightguard.policy.base import StrictModel
 from weightguard.policy.sections.conversion import ConversionSpec
-from weightguard.policy.sections.integrity import IntegritySpec, SignaturesSpec
+from weightguard.policy.sections.integrity import IntegritySpec
 from weightguard.policy.sections.probes import ProbesSpec
 from weightguard.policy.sections.rollout import RolloutSpec
 from weightguard.policy.sections.scan import FormatsSpec, LimitsSpec, PickleSpec, SeveritySpec
+from weightguard.policy.sections.signatures import SignaturesSpec
 
 API_VERSION = "weightguard/v1alpha1"
 KIND = "VerificationPolicy"
