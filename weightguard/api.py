@@ -15,7 +15,7 @@ from weightguard import __version__
 from weightguard.analysis.registry import default_analyzers
 from weightguard.analysis.scanner import FileScan, Scanner, ScanSettings
 from weightguard.findings import Finding
-from weightguard.formats.detect import detect
+from weightguard.formats.detect import detect, detection_findings
 from weightguard.policy.load import LoadedPolicy, load_policy
 from weightguard.policy.rules import SeverityGate
 from weightguard.report.build import build_report
@@ -26,7 +26,7 @@ from weightguard.sources.local import LocalSource
 
 def make_scanner(loaded: LoadedPolicy) -> Scanner:
     """Build the default scanner for a policy."""
-    return Scanner(ScanSettings.from_policy(loaded.policy), detect, default_analyzers())
+    return Scanner(ScanSettings.from_policy(loaded.policy), detect, default_analyzers(), detection_findings)
 
 
 def scan(paths: Sequence[Path], policy: LoadedPolicy | None = None, *, command: str = "scan") -> Report:

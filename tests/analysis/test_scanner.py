@@ -27,6 +27,7 @@ def detect_by_first_byte(source: ByteSource, limits: Limits) -> Detection:
             Candidate(FileFormat.ZIP, Confidence.LIKELY, "fake zip"),
         ],
         b"T": [Candidate(FileFormat.TEXT, Confidence.CERTAIN, "text")],
+        b"Q": [Candidate(FileFormat.GGUF, Confidence.CERTAIN, "fake gguf")],
     }
     return Detection(tuple(table.get(first, [Candidate(FileFormat.UNKNOWN, Confidence.POSSIBLE, "?")])))
 
@@ -97,7 +98,7 @@ def test_an_analyzer_that_cannot_run_makes_the_file_incomplete() -> None:
 
 
 def test_a_format_without_analyzer_is_skipped_not_passed() -> None:
-    scan = make().scan(art(b"\x00\x01"))
+    scan = make().scan(art(b"Q\x01"))
     assert [f.code for f in scan.outcome.skipped] == ["WG-ERR-002"]
     assert scan.outcome.skipped[0].kind is RuleKind.SKIPPED
 

@@ -26,8 +26,14 @@ from weightguard.scan_codes import ANALYSIS_FAILED, FILE_TOO_LARGE, LIMIT_EXCEED
 from weightguard.sources.interface import ArtifactFile, ByteSource
 
 Detector = Callable[[ByteSource, Limits], Detection]
+DetectionRules = Callable[[Detection, str, str], list[Finding]]
 
-# Formats that need no analyzer: nothing in them is loaded as code.
+
+def _no_detection_findings(_detection: Detection, _path: str, _member: str) -> list[Finding]:
+    return []
+
+# Formats that need no analyzer: nothing in them is loaded as code. UNKNOWN is reported by the
+# detection rules (a SKIPPED finding), so it is not reported twice here.
 _INERT = frozenset({FileFormat.EMPTY, FileFormat.TEXT})
 
 
@@ -69,6 +75,7 @@ class Scanner:
     settings: ScanSettings
     detector: Detector
     analyzers: Mapping[FileFormat, Sequence[Analyzer]]
+    detection_findings: DetectionRules = _no_detection_findings
 
     def scan(self, artifact: ArtifactFile) -> FileScan:
         """Scan one file; never raises for anything the file contains."""
@@ -117,12 +124,13 @@ class Scanner:
         ctx.check_time()
         detection = self.detector(source, ctx.limits)
         ctx.parts.append(DetectedPart(where, detection))
+        yield from self.detection_findings(detection, where.path, where.member)
         strong = [c.format for c in detection.candidates if c.confidence is not Confidence.POSSIBLE]
         formats = list(dict.fromkeys(strong or [detection.format]))
         for fmt in formats:
             yield from self.settings.formats.evaluate(fmt, where.path, where.member)
             analyzers = self.analyzers.get(fmt, ())
-            if not analyzers and fmt not in _INERT:
+            if not analyzers and fmt not in _INERT and fmt is not FileFormat.UNKNOWN:
                 yield NO_ANALYZER.at(where.path, f"no analyzer for format {fmt.value}", member=where.member, format=fmt.value)
             for analyzer in analyzers:
                 yield from analyzer.analyze(source, where, ctx)

@@ -1,0 +1,395 @@
+"""Format detection from content: ranked, polyglot-aware, bounded.
+
+:func:`detect` reads only magic bytes, short prefixes, the zip end record and
+central directory, tar headers and protobuf field tags; it never reads tensor
+data and never looks at the file name (a ``.bin`` that is a zip and a
+``.safetensors`` that is a pickle are reported as what they are). Every probe
+runs independently, so a file valid as two formats (a pickle with a zip
+appended, an ``.npy`` that is also a zip) yields two strong candidates and the
+scanner analyses both. Candidates found at offset 0 rank before those found
+elsewhere (what ``torch.load`` and most loaders see first), then by confidence.
+
+Not handled here: validating a format beyond what ranking needs (the
+analyzers do that) and any policy decision.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import pickletools
+import re
+import struct
+import tarfile
+import zlib
+from io import BytesIO
+
+from weightguard.errors import FormatError, WeightguardError
+from weightguard.findings import Finding
+from weightguard.formats import codes
+from weightguard.formats.archives import (
+    DEFLATED,
+    EOCD_SIG,
+    LOCAL_SIG,
+    STORED,
+    ZipDirectory,
+    ZipMember,
+    read_zip_directory,
+)
+from weightguard.formats.interface import Candidate, Confidence, Detection, FileFormat
+from weightguard.limits import Limits, MiB
+from weightguard.sources.interface import ByteSource, BytesSource
+
+LEGACY_TORCH_MAGIC = 0x1950A86A20F9469CFC6C
+HDF5_SIG = b"\x89HDF\r\n\x1a\n"
+NUMPY_MAGIC = b"\x93NUMPY"
+SEVEN_ZIP_SIG = b"7z\xbc\xaf\x27\x1c"
+XZ_SIG = b"\xfd7zXZ\x00"
+_BZIP2_BLOCKS = (b"\x31\x41\x59\x26\x53\x59", b"\x17\x72\x45\x38\x50\x90")  # block or end-of-stream magic
+PICKLE_PREFIX = 64 * 1024
+JSON_MAX = 16 * MiB
+_RANK = {Confidence.CERTAIN: 0, Confidence.LIKELY: 1, Confidence.POSSIBLE: 2}
+# Opcodes a protocol 0/1 pickle can plausibly start with (MARK, containers, GLOBAL, scalars).
+_PICKLE_V0_FIRST = frozenset(b"(]})cNIJKLMSVXFGTUi\x88\x89")
+_JOBLIB_MODULES = (b"joblib.numpy_pickle", b"sklearn.externals.joblib.numpy_pickle")
+_ONNX_FIELDS = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 14, 20, 25})
+
+
+class _ProbeFailed(FormatError):  # noqa: N818 - internal: caught by detect()
+    """A probe met bytes it cannot read; detect() records it and goes on."""
+
+
+class _Found(list[tuple[int, Candidate]]):
+    """Candidates with their ranking class: 0 = structure at offset 0, 1 = found elsewhere."""
+
+    def add(self, where: int, fmt: FileFormat, confidence: Confidence, evidence: str) -> None:
+        self.append((where, Candidate(fmt, confidence, evidence)))
+
+
+def detect(source: ByteSource, limits: Limits) -> Detection:
+    """Return the ranked formats of ``source``, best first; never raises on hostile bytes.
+
+    Args:
+        source: The bytes to identify.
+        limits: Bounds the central directory and header reads.
+    """
+    if source.size == 0:
+        return Detection((Candidate(FileFormat.EMPTY, Confidence.CERTAIN, "zero bytes"),))
+    head = source.read_at(0, PICKLE_PREFIX)
+    found = _Found()
+    for probe in (_zip, _pickle_family, _magic, _tar, _safetensors, _hdf5, _onnx, _text):
+        try:
+            probe(source, head, limits, found)
+        except (WeightguardError, ValueError, struct.error, UnicodeError, RecursionError) as exc:
+            # One probe failing (a limit, odd bytes) must not hide the others' results.
+            found.add(1, FileFormat.UNKNOWN, Confidence.POSSIBLE, f"{probe.__name__.lstrip('_')} probe failed: {exc}")
+    strong = [(w, c) for w, c in found if c.format is not FileFormat.UNKNOWN]
+    if not strong:
+        return Detection((Candidate(FileFormat.UNKNOWN, Confidence.CERTAIN, "no known magic or structure"),))
+    strong.sort(key=lambda item: (item[0], _RANK[item[1].confidence]))
+    seen: set[FileFormat] = set()
+    ranked: list[Candidate] = []
+    for _, cand in strong:
+        if cand.format not in seen:
+            seen.add(cand.format)
+            ranked.append(cand)
+    return Detection(tuple(ranked))
+
+
+def detection_findings(detection: Detection, path: str, member: str = "") -> list[Finding]:
+    """Findings about the detection itself: a polyglot, or an unknown binary format."""
+    if detection.polyglot:
+        strong = [c for c in detection.candidates if c.confidence is not Confidence.POSSIBLE]
+        names = ", ".join(c.format.value for c in strong)
+        evidence = " | ".join(f"{c.format.value}: {c.evidence}" for c in strong)
+        return [codes.POLYGLOT.at(path, f"content is valid as {names}", member=member, evidence=evidence)]
+    if detection.format is FileFormat.UNKNOWN:
+        return [codes.UNKNOWN_FORMAT.at(path, "unrecognised binary content", member=member)]
+    return []
+
+
+# --- zip family ---------------------------------------------------------------------------
+def _zip(source: ByteSource, head: bytes, limits: Limits, found: _Found) -> None:
+    starts_local = head[:4] == LOCAL_SIG
+    tail = source.read_at(max(0, source.size - 22 - 0xFFFF), 22 + 0xFFFF)
+    if EOCD_SIG not in tail:
+        if starts_local:
+            found.add(0, FileFormat.ZIP, Confidence.LIKELY, "local file header at 0 but no end record (truncated?)")
+        return
+    directory = read_zip_directory(source, limits)
+    if not directory.members:
+        if starts_local:
+            found.add(0, FileFormat.ZIP, Confidence.LIKELY, "local file header at 0, unreadable central directory")
+        return
+    where = 0 if directory.first_local == 0 else 1
+    fmt, evidence = _zip_kind(source, directory)
+    if directory.first_local:
+        evidence += f"; first member at offset {directory.first_local}"
+    found.add(where, fmt, Confidence.CERTAIN, evidence)
+
+
+def _zip_kind(source: ByteSource, directory: ZipDirectory) -> tuple[FileFormat, str]:
+    names = [m.name for m in directory.members]
+    pickles = [n for n in names if n.count("/") == 1 and n.split("/")[1] == "data.pkl"]
+    if any(len(n.split("/")) > 2 and n.split("/")[1] == "code" for n in names) or any(
+        n.split("/")[-1] == "constants.pkl" for n in names
+    ):
+        return FileFormat.TORCHSCRIPT, "zip with <root>/code/ or constants.pkl (TorchScript)"
+    if pickles:
+        return FileFormat.PYTORCH_ZIP, f"zip with {pickles[0]}"
+    if "config.json" in names and ("model.weights.h5" in names or "metadata.json" in names):
+        return FileFormat.KERAS, "zip with config.json and model.weights.h5/metadata.json (Keras v3)"
+    files = [m for m in directory.members if not m.is_dir]
+    # Member names, not the file name: numpy.load itself decides npz by its members.
+    if files and all(m.name.rpartition(".")[2] == "npy" for m in files) and _npy_member(source, files[0]):
+        return FileFormat.NUMPY_NPZ, f"zip of {len(files)} .npy members"
+    return FileFormat.ZIP, f"zip with {len(names)} members"
+
+
+def _npy_member(source: ByteSource, member: ZipMember) -> bool:
+    raw = source.read_at(member.offset_data, min(member.compressed_size, 256))
+    if member.method == STORED:
+        return raw[:6] == NUMPY_MAGIC
+    if member.method == DEFLATED:
+        try:
+            return zlib.decompressobj(-15).decompress(raw, 6) == NUMPY_MAGIC
+        except zlib.error:
+            return False
+    return False
+
+
+# --- pickle family ---------------------------------------------------------------------------
+# A GLOBAL/INST argument that names a module attribute ("os system"): ordinary text rarely has one.
+_CONTROL = re.compile(rb"[\x00-\x08\x0e-\x1a\x1c-\x1f]")  # text has tabs, newlines, ESC; not these
+_GLOBAL_ARG = re.compile(r"[A-Za-z_][\w.]* [A-Za-z_][\w.]*")
+
+
+def _walk_prefix(head: bytes) -> tuple[int, str, list[tuple[str, object]], bool]:
+    """Walk a prefix with pickletools (which never executes anything).
+
+    Returns:
+        (opcodes parsed, how the walk ended: ``stop``, ``cut`` when the prefix ended
+        inside an opcode, ``invalid`` otherwise, the first 64 opcodes and arguments,
+        whether any opcode names or calls a callable).
+    """
+    stream = BytesIO(head)
+    count = 0
+    calls = False
+    first: list[tuple[str, object]] = []
+    try:
+        for op, arg, _pos in pickletools.genops(stream):
+            count += 1
+            calls = calls or (op.name in ("GLOBAL", "INST") and _GLOBAL_ARG.fullmatch(str(arg)) is not None)
+            if len(first) < 64:
+                first.append((op.name, arg))
+            if op.name == "STOP":
+                return count, "stop", first, calls
+    except ValueError:
+        # genops reads arguments from the stream: a cut argument leaves it at the end.
+        return count, "cut" if stream.tell() >= len(head) else "invalid", first, calls
+    return count, "cut", first, calls
+
+
+def _pickle_family(source: ByteSource, head: bytes, limits: Limits, found: _Found) -> None:
+    del limits
+    if not head:
+        return
+    protocol = head[1] if head[0] == 0x80 and len(head) > 1 else None
+    if protocol is not None and not 2 <= protocol <= 5:
+        return
+    if protocol is None and head[0] not in _PICKLE_V0_FIRST:
+        return
+    count, ended, first, calls = _walk_prefix(head)
+    if ended == "cut" and len(head) >= source.size:
+        ended = "invalid"  # the whole file was read: it really ends mid-opcode
+    values = [arg for name, arg in first if name not in ("PROTO", "FRAME")]
+    if ended == "stop" and values and values[0] == LEGACY_TORCH_MAGIC:
+        found.add(0, FileFormat.PYTORCH_LEGACY, Confidence.LIKELY, "pickle whose first value is torch's legacy magic")
+        found.add(0, FileFormat.PICKLE, Confidence.POSSIBLE, "legacy torch files are stacked pickles")
+        return
+    if count >= 2 and any(module in head for module in _JOBLIB_MODULES):
+        found.add(0, FileFormat.JOBLIB, Confidence.LIKELY, "pickle naming joblib.numpy_pickle")
+        found.add(0, FileFormat.PICKLE, Confidence.POSSIBLE, "joblib files are pickles")
+        return
+    evidence = f"{count} valid opcodes, walk ended: {ended}"
+    if protocol is not None and count >= 2:
+        # A broken stream after a valid start is still a pickle: loaders run the start (nullifAI).
+        found.add(0, FileFormat.PICKLE, Confidence.LIKELY, f"PROTO {protocol}; {evidence}")
+    elif protocol is None and (ended == "stop" and count >= 2 or count >= 16):
+        # Text rarely parses as 16 opcodes in a row; a broken stream still ran its start.
+        found.add(0, FileFormat.PICKLE, Confidence.LIKELY, f"protocol 0/1 pickle; {evidence}")
+    elif protocol is None and count >= 3 and calls:
+        found.add(0, FileFormat.PICKLE, Confidence.LIKELY, f"protocol 0/1 opcodes naming a callable; {evidence}")
+
+
+# --- magic numbers ---------------------------------------------------------------------------
+def _magic(source: ByteSource, head: bytes, limits: Limits, found: _Found) -> None:
+    del limits
+    if head[:6] == NUMPY_MAGIC and len(head) >= 10 and head[6] in (1, 2, 3):
+        found.add(0, FileFormat.NUMPY, Confidence.LIKELY, f".npy magic, version {head[6]}.{head[7]}")
+    elif head[:4] == b"GGUF" and len(head) >= 8 and 1 <= struct.unpack_from("<I", head, 4)[0] <= 3:
+        found.add(0, FileFormat.GGUF, Confidence.LIKELY, f"GGUF magic, version {struct.unpack_from('<I', head, 4)[0]}")
+    elif head[:3] == b"\x1f\x8b\x08":
+        found.add(0, FileFormat.GZIP, Confidence.LIKELY, "gzip magic with deflate method")
+    elif head[:3] == b"BZh" and head[3:4].isdigit() and head[4:10] in _BZIP2_BLOCKS:
+        found.add(0, FileFormat.BZIP2, Confidence.LIKELY, "bzip2 magic and block header")
+    elif head[:6] == XZ_SIG:
+        found.add(0, FileFormat.XZ, Confidence.LIKELY, "xz magic")
+    elif head[:6] == SEVEN_ZIP_SIG:
+        found.add(0, FileFormat.SEVEN_ZIP, Confidence.LIKELY, "7z signature")
+    elif head[:2] == b"ZF" and _zlib_ok(head[2 + 19 :]) and all(c in b"0123456789abcdefx L" for c in head[2:21]):
+        # joblib < 0.10 wrote 'ZF', the hex length padded to 19 bytes, then a zlib stream.
+        found.add(0, FileFormat.JOBLIB, Confidence.LIKELY, "old joblib 'ZF' zlib container")
+    elif len(head) >= 2 and head[0] & 0x0F == 8 and head[0] >> 4 <= 7 and (head[0] << 8 | head[1]) % 31 == 0:
+        confidence = Confidence.LIKELY if _zlib_ok(head) else Confidence.POSSIBLE
+        found.add(0, FileFormat.ZLIB, confidence, "zlib header checksum")
+    del source
+
+
+def _zlib_ok(data: bytes) -> bool:
+    try:
+        out = zlib.decompressobj().decompress(data[:4096], 64)
+    except zlib.error:
+        return False
+    return bool(out)
+
+
+def _tar(source: ByteSource, head: bytes, limits: Limits, found: _Found) -> None:
+    if len(head) < 512:
+        return
+    block = head[:512]
+    ustar = block[257:263] in (b"ustar\x00", b"ustar ")
+    try:
+        stored = int(block[148:156].replace(b"\x00", b" ").strip() or b"-1", 8)
+    except ValueError:
+        return
+    checksum = sum(block[:148]) + 8 * 32 + sum(block[156:])
+    if stored != checksum or not block[0]:
+        return
+    names = _tar_names(source, min(limits.max_archive_members, 64))
+    if {"storages", "tensors", "pickle"} <= set(names):
+        found.add(0, FileFormat.PYTORCH_LEGACY, Confidence.LIKELY, "tar with storages, tensors and pickle members")
+        return
+    kind = "ustar" if ustar else "v7"
+    found.add(0, FileFormat.TAR, Confidence.CERTAIN if ustar else Confidence.LIKELY, f"{kind} header checksum valid")
+
+
+def _tar_names(source: ByteSource, most: int) -> list[str]:
+    names: list[str] = []
+    offset = 0
+    while len(names) < most and offset + 512 <= source.size:
+        block = source.read_at(offset, 512)
+        if not block.strip(b"\x00"):
+            break
+        try:
+            info = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+        except tarfile.HeaderError:
+            break
+        names.append(info.name)
+        offset += 512 + (info.size + 511) // 512 * 512
+    return names
+
+
+# --- header formats -------------------------------------------------------------------------
+def _safetensors(source: ByteSource, head: bytes, limits: Limits, found: _Found) -> None:
+    if len(head) < 10:
+        return
+    (length,) = struct.unpack_from("<Q", head, 0)
+    if not 2 <= length <= source.size - 8 or head[8:9] != b"{" or length > limits.max_header_bytes:
+        return
+    if length > JSON_MAX:
+        found.add(0, FileFormat.SAFETENSORS, Confidence.POSSIBLE, f"{length}-byte header starting with '{{'")
+        return
+    try:
+        header = json.loads(source.read_at(8, length).decode("utf-8"))
+    except (ValueError, UnicodeError):
+        found.add(0, FileFormat.SAFETENSORS, Confidence.POSSIBLE, "header starts with '{' but is not JSON")
+        return
+    if not isinstance(header, dict):
+        return
+    tensors = [v for k, v in header.items() if k != "__metadata__"]
+    if not all(isinstance(v, dict) and "dtype" in v and "data_offsets" in v for v in tensors):
+        found.add(0, FileFormat.SAFETENSORS, Confidence.POSSIBLE, "JSON header without tensor entries")
+        return
+    found.add(0, FileFormat.SAFETENSORS, Confidence.CERTAIN, f"JSON header of {length} bytes, {len(tensors)} tensors")
+    data_at = 8 + length
+    tail = source.read_at(data_at, PICKLE_PREFIX)
+    if tail[:1] == b"\x80" and tail[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        count, ended, _, _ = _walk_prefix(tail)
+        if ended == "stop" and count >= 3:
+            evidence = f"complete pickle stream at offset {data_at}, right after the safetensors header"
+            found.add(1, FileFormat.PICKLE, Confidence.LIKELY, evidence)
+
+
+def _hdf5(source: ByteSource, head: bytes, limits: Limits, found: _Found) -> None:
+    del limits
+    offset = 0
+    while offset + 8 <= source.size:
+        sig = head[offset : offset + 8] if offset + 8 <= len(head) else source.read_at(offset, 8)
+        if sig == HDF5_SIG:
+            found.add(0 if offset == 0 else 1, FileFormat.HDF5, Confidence.LIKELY, f"HDF5 signature at {offset}")
+            return
+        offset = 512 if offset == 0 else offset * 2
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = 0
+    for shift in range(0, 70, 7):
+        if pos >= len(data):
+            raise _ProbeFailed("truncated varint")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+    raise _ProbeFailed("varint too long")
+
+
+def _onnx(source: ByteSource, head: bytes, limits: Limits, found: _Found) -> None:
+    del limits
+    if head[:1] != b"\x08":  # field 1 (ir_version), varint: every exporter writes it first
+        return
+    ir_version, _ = _varint(head, 1)
+    if not 1 <= ir_version <= 64:
+        return
+    offset = 0
+    fields: list[int] = []
+    while offset < source.size and len(fields) < 10_000:
+        window = source.read_at(offset, 16)
+        tag, pos = _varint(window, 0)
+        number, wire = tag >> 3, tag & 7
+        if number not in _ONNX_FIELDS or wire not in (0, 2):
+            return
+        value, pos = _varint(window, pos)
+        offset += pos + (value if wire == 2 else 0)
+        fields.append(number)
+    if offset != source.size:
+        return
+    confidence = Confidence.LIKELY if 7 in fields else Confidence.POSSIBLE
+    found.add(0, FileFormat.ONNX, confidence, f"ModelProto ir_version {ir_version}, {len(fields)} top-level fields")
+
+
+def _text(source: ByteSource, head: bytes, limits: Limits, found: _Found) -> None:
+    if _CONTROL.search(head):
+        return
+    if source.size <= min(JSON_MAX, limits.max_header_bytes) and head.lstrip()[:1] in (b"{", b"["):
+        data = head if len(head) == source.size else source.read_at(0, source.size)
+        try:
+            json.loads(data.decode("utf-8"))
+        except (ValueError, UnicodeError):
+            pass
+        else:
+            found.add(0, FileFormat.JSON, Confidence.CERTAIN, "strict UTF-8 JSON")
+            found.add(0, FileFormat.TEXT, Confidence.POSSIBLE, "JSON is text")
+            return
+    try:
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        decoder.decode(head, final=len(head) >= source.size)
+    except UnicodeError:
+        return
+    found.add(0, FileFormat.TEXT, Confidence.POSSIBLE, "UTF-8 without NUL or control bytes in the first bytes")
+
+
+def detect_bytes(data: bytes, limits: Limits | None = None) -> Detection:
+    """Detect the format of bytes in memory (convenience for tests and the API)."""
+    return detect(BytesSource(data), limits or Limits())
