@@ -9,6 +9,7 @@ from __future__ import annotations
 from functools import cache
 
 from weightguard import scan_codes
+from weightguard.analysis import codes as pickle_codes
 from weightguard.findings import Rule
 from weightguard.formats import codes as format_codes
 from weightguard.policy import codes as policy_codes
@@ -16,7 +17,7 @@ from weightguard.signing import codes as signing_codes
 from weightguard.sources import codes as source_codes
 from weightguard.verdict import codes as verdict_codes
 
-RULE_MODULES = (scan_codes, policy_codes, source_codes, format_codes, signing_codes, verdict_codes)
+RULE_MODULES = (scan_codes, pickle_codes, policy_codes, source_codes, format_codes, signing_codes, verdict_codes)
 
 
 @cache
