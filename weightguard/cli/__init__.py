@@ -13,7 +13,8 @@ from types import ModuleType
 import typer
 
 from weightguard import __version__
-from weightguard.cli import policy, render, rules, scan, sign, verify_signature
+from weightguard.cli import hash as hash_cmd
+from weightguard.cli import lock, policy, render, rules, scan, sign, verify, verify_signature
 
 
 def _version(value: bool) -> None:
@@ -22,7 +23,17 @@ def _version(value: bool) -> None:
         raise typer.Exit(0)
 
 
-COMMANDS: tuple[ModuleType, ...] = (scan, rules, policy, render, sign, verify_signature)
+COMMANDS: tuple[ModuleType, ...] = (
+    scan,
+    verify,
+    hash_cmd,
+    lock,
+    sign,
+    verify_signature,
+    render,
+    rules,
+    policy,
+)
 
 
 def build_app() -> typer.Typer:

@@ -1,0 +1,256 @@
+r"""Streaming digests: one read pass per file feeds every digest anyone asked for.
+
+A :class:`HashRequest` names the algorithms (``sha256``, ``blake2b``,
+``blake3``, ``git-sha1``) and, optionally, a shard size. :func:`hash_files`
+reads each file once, in large chunks, and updates every hasher (and the
+current shard's hashers) from the same buffer, so the manifest, the pins, the
+OpenSSF Model Signing resources and the Hugging Face check never cause a
+second read. Memory-mapped files are hashed from zero-copy ``memoryview``
+slices. Files are hashed in parallel threads: hashlib and blake3 release the
+GIL on large updates, so one thread per core reaches the machine's limit.
+A single file stays one stream (sha256 cannot be split), but any thread may
+advance it chunk by chunk: the streams with the most bytes left are served
+first, so every core stays busy until the last streams end together.
+
+``git-sha1`` is git's blob id, ``sha1(b"blob <size>\0" + content)``: the Hub
+names small (non-LFS) files by it. SHA-1 has known collisions; it is computed
+only to compare with the Hub's own listing, never as the strong check.
+Not handled here: which files to hash (the source stage) and what the digests
+mean (:mod:`weightguard.integrity.manifest`, :mod:`weightguard.integrity.pins`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Protocol
+
+from weightguard.errors import IntegrityError, MissingExtraError
+from weightguard.sources.interface import ArtifactFile, ByteSource
+
+ALGORITHMS = frozenset({"sha256", "blake2b", "blake3", "git-sha1"})
+# Algorithms that make sense per shard (OMS 'shards' serialization); a git blob id only names a whole file.
+SHARD_ALGORITHMS = frozenset({"sha256", "blake2b", "blake3"})
+
+# Large reads amortise the per-call Python cost; 8 MiB keeps the GIL released most of the time
+# and the working set small enough for the CPU caches to matter little.
+CHUNK_BYTES = 8 * 2**20
+
+
+class _Hasher(Protocol):
+    def update(self, data: bytes | memoryview, /) -> object: ...
+
+    def hexdigest(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class HashRequest:
+    """Which digests to compute in the single pass.
+
+    Attributes:
+        algorithms: Any of ``sha256``, ``blake2b`` (64-byte digest), ``blake3``, ``git-sha1``.
+        shard_size: When set, also one digest per ``[k*shard_size, (k+1)*shard_size)`` window
+            for each shardable algorithm (OMS ``shards``); empty files have no shard.
+    """
+
+    algorithms: frozenset[str] = frozenset({"sha256"})
+    shard_size: int | None = None
+
+    def __post_init__(self) -> None:
+        unknown = self.algorithms - ALGORITHMS
+        if unknown or not self.algorithms:
+            raise IntegrityError(
+                f"unknown or no hash algorithm: {sorted(unknown)}", hint=f"use any of {sorted(ALGORITHMS)}"
+            )
+        if self.shard_size is not None and self.shard_size <= 0:
+            raise IntegrityError(f"shard size must be positive, not {self.shard_size}")
+
+    def union(self, other: HashRequest) -> HashRequest:
+        """A request computing both this one's and ``other``'s digests (shard sizes must agree)."""
+        if None not in (self.shard_size, other.shard_size) and self.shard_size != other.shard_size:
+            raise IntegrityError("two consumers asked for different shard sizes in one pass")
+        return HashRequest(self.algorithms | other.algorithms, self.shard_size or other.shard_size)
+
+
+@dataclass(frozen=True, slots=True)
+class ShardDigest:
+    """The digest of bytes ``[start, end)`` of a file (``end`` exclusive)."""
+
+    start: int
+    end: int
+    algorithm: str
+    hex: str
+
+
+@dataclass(frozen=True, slots=True)
+class FileHashes:
+    """Every digest computed for one file.
+
+    Attributes:
+        relpath: The file's POSIX path relative to the model root.
+        size: Bytes hashed.
+        digests: Algorithm name to lowercase hex digest of the whole file.
+        shards: Per-shard digests in file order (empty unless a shard size was requested).
+    """
+
+    relpath: str
+    size: int
+    digests: Mapping[str, str] = field(default_factory=dict)
+    shards: tuple[ShardDigest, ...] = ()
+
+
+def _blake3_factory() -> Callable[[], _Hasher]:
+    try:
+        import blake3  # noqa: PLC0415 - optional extra, imported only when asked for
+    except ImportError as exc:
+        raise MissingExtraError("blake3", "blake3 hashing") from exc
+
+    def make() -> _Hasher:
+        hasher: _Hasher = blake3.blake3()
+        return hasher
+
+    return make
+
+
+def _factories(algorithms: frozenset[str], size: int) -> dict[str, Callable[[], _Hasher]]:
+    made: dict[str, Callable[[], _Hasher]] = {}
+    for name in sorted(algorithms):
+        if name == "sha256":
+            made[name] = hashlib.sha256
+        elif name == "blake2b":
+            made[name] = hashlib.blake2b  # hashlib default: 64-byte digest, as OMS 'blake2b'
+        elif name == "blake3":
+            made[name] = _blake3_factory()
+        else:  # git-sha1: the header carries the size, so the stream is self-delimiting
+
+            def git_blob(size: int = size) -> _Hasher:
+                hasher = hashlib.sha1(usedforsecurity=False)
+                hasher.update(b"blob %d\x00" % size)
+                return hasher
+
+            made[name] = git_blob
+    return made
+
+
+def _reader(source: ByteSource) -> Callable[[int, int], bytes | memoryview]:
+    """A reader ``(offset, length) -> bytes`` that never copies when the source is memory-mapped."""
+    view_of = getattr(source, "view", None)
+    if callable(view_of):
+        view = view_of()
+        if isinstance(view, memoryview):
+            return lambda offset, length: view[offset : offset + length]
+    return source.read_at
+
+
+class _Stream:
+    """One file's hashing state; :meth:`step` advances it by one chunk, from whichever thread."""
+
+    def __init__(self, artifact: ArtifactFile, request: HashRequest) -> None:
+        self.relpath = artifact.relpath
+        self.size = artifact.source.size
+        self.offset = 0
+        self._read = _reader(artifact.source)
+        self._factories = _factories(request.algorithms, self.size)
+        self._whole = {name: make() for name, make in self._factories.items()}
+        self._shard_names = sorted(request.algorithms & SHARD_ALGORITHMS) if request.shard_size else []
+        self._step = request.shard_size or self.size or 1
+        self._shards: list[ShardDigest] = []
+        self._in_shard: dict[str, _Hasher] = {}
+
+    @property
+    def remaining(self) -> int:
+        """Bytes not hashed yet."""
+        return self.size - self.offset
+
+    def step(self) -> None:
+        """Hash the next chunk; reads never cross a shard boundary, so one buffer feeds every hasher."""
+        shard_start = self.offset - self.offset % self._step
+        shard_end = min(self.size, shard_start + self._step)
+        if self.offset == shard_start:
+            self._in_shard = {name: self._factories[name]() for name in self._shard_names}
+        data = self._read(self.offset, min(CHUNK_BYTES, shard_end - self.offset))
+        if not data:
+            raise IntegrityError(
+                f"{self.relpath}: short read at byte {self.offset} of {self.size}",
+                hint="the file changed while it was being hashed; run again on a stable copy",
+            )
+        for hasher in self._whole.values():
+            hasher.update(data)
+        for hasher in self._in_shard.values():
+            hasher.update(data)
+        self.offset += len(data)
+        if self.offset >= shard_end:
+            self._shards += [ShardDigest(shard_start, shard_end, n, h.hexdigest()) for n, h in self._in_shard.items()]
+
+    def result(self) -> FileHashes:
+        """The digests, once :attr:`remaining` is 0."""
+        digests = {name: hasher.hexdigest() for name, hasher in self._whole.items()}
+        return FileHashes(self.relpath, self.size, MappingProxyType(digests), tuple(self._shards))
+
+
+def _run(streams: list[_Stream], workers: int) -> None:
+    """Advance every stream to its end with ``workers`` threads, largest remaining stream first.
+
+    A stream is held by one thread at a time, so its chunks stay in order, but any thread may
+    take it next. Always serving the streams with the most bytes left makes them finish
+    together: 5 equal shards on 2 cores take 2.5 shard-times, not 3 (one file per thread would).
+    """
+    heap = [(-s.remaining, i, s) for i, s in enumerate(streams) if s.remaining]
+    heapq.heapify(heap)
+    lock = threading.Lock()
+    failed = threading.Event()
+
+    def work() -> None:
+        while not failed.is_set():
+            with lock:
+                if not heap:
+                    return  # every unfinished stream is held by another thread
+                _, index, stream = heapq.heappop(heap)
+            ok = False
+            try:
+                stream.step()
+                ok = True
+            finally:
+                if not ok:
+                    failed.set()  # stop the other threads; the error surfaces through the future
+            if stream.remaining:
+                with lock:
+                    heapq.heappush(heap, (-stream.remaining, index, stream))
+
+    if workers == 1:
+        work()
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wg-hash") as pool:
+        for future in [pool.submit(work) for _ in range(workers)]:
+            future.result()
+
+
+def hash_files(
+    files: Sequence[ArtifactFile], request: HashRequest, *, workers: int | None = None
+) -> dict[str, FileHashes]:
+    """Hash every file once, computing every digest in ``request``.
+
+    Args:
+        files: The files to hash (relpaths must be unique).
+        request: The algorithms and optional shard size.
+        workers: Threads hashing in parallel (default: one per CPU).
+
+    Returns:
+        ``{relpath: FileHashes}`` in the order of ``files``.
+
+    Raises:
+        IntegrityError: duplicate relpaths, or a file could not be read completely.
+        MissingExtraError: blake3 was requested and the ``blake3`` package is absent.
+    """
+    names = [f.relpath for f in files]
+    if len(set(names)) != len(names):
+        raise IntegrityError("the same relative path was given twice to hash_files")
+    streams = [_Stream(f, request) for f in files]
+    _run(streams, max(1, min(workers or os.cpu_count() or 1, len(streams) or 1)))
+    return {s.relpath: s.result() for s in streams}
