@@ -1,0 +1,51 @@
+"""``weightguard verify``: the whole gate on one model, with an optional signed approval."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from weightguard.cli.common import FORMAT_OPTION, OUTPUT_OPTION, POLICY_OPTION, OutputFormat, emit_report, fail
+from weightguard.errors import WeightguardError
+
+
+def verify_command(
+    target: str = typer.Argument(..., help="Model directory or file, or hf://org/name@REVISION."),
+    fmt: OutputFormat = FORMAT_OPTION,
+    output: Path | None = OUTPUT_OPTION,
+    policy: Path | None = POLICY_OPTION,
+    attest: Path | None = typer.Option(None, "--attest", help="PEM private key: sign an approval attestation."),
+    attestation: Path | None = typer.Option(None, "--attestation", help="Where to write the attestation bundle."),
+    attest_failed: bool = typer.Option(False, "--attest-failed", help="Also attest rejected/incomplete runs (FAILED)."),
+) -> None:
+    """Verify a model under the policy; exit 0 approved, 1 rejected, 2 incomplete."""
+    from weightguard.pipeline import VerifyOptions, verify
+    from weightguard.policy.load import load_policy
+
+    progress = _progress() if sys.stderr.isatty() and fmt is OutputFormat.TEXT else None
+    try:
+        loaded = load_policy(policy)
+        options = VerifyOptions(attest_key=attest, attestation_path=attestation, attest_failed=attest_failed)
+        report = verify(target, loaded, options, progress=progress)
+        emit_report(report, fmt, output)
+    except WeightguardError as exc:
+        raise fail(exc) from exc
+    raise typer.Exit(report.exit_code)
+
+
+def _progress():  # type: ignore[no-untyped-def]
+    from rich.console import Console
+
+    console = Console(stderr=True)
+
+    def say(message: str) -> None:
+        console.print(f"[dim]… {message}[/dim]", highlight=False)
+
+    return say
+
+
+def register(app: typer.Typer) -> None:
+    """Add the command to ``app``."""
+    app.command("verify")(verify_command)
