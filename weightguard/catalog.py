@@ -12,13 +12,14 @@ from weightguard import scan_codes
 from weightguard.analysis import codes as pickle_codes
 from weightguard.findings import Rule
 from weightguard.formats import codes as format_codes
+from weightguard.formats import header_codes
 from weightguard.integrity import codes as integrity_codes
 from weightguard.policy import codes as policy_codes
 from weightguard.signing import codes as signing_codes
 from weightguard.sources import codes as source_codes
 from weightguard.verdict import codes as verdict_codes
 
-RULE_MODULES = (scan_codes, pickle_codes, policy_codes, source_codes, format_codes, integrity_codes, signing_codes, verdict_codes)
+RULE_MODULES = (scan_codes, pickle_codes, policy_codes, source_codes, format_codes, header_codes, integrity_codes, signing_codes, verdict_codes)
 
 
 @cache

@@ -1,16 +1,17 @@
 """The only orchestrator: the order in which ``weightguard verify`` runs the stages.
 
 source -> format detection and static analysis -> integrity and signatures ->
-conversion (if the policy asks) -> trigger probes (if the policy asks) -> verdict.
-A stage that cannot finish makes the verdict ``incomplete`` (fail closed); a
-later stage that depends on an earlier one's bytes (probes on converted
-weights) runs only when that stage passed. Each stage's logic lives in its
-package; this module only sequences them, times them and assembles the report.
+conversion (if the policy asks) -> trigger probes (if the policy asks) -> verdict
+(and, when asked, a signed approval attestation). A stage that cannot finish
+makes the verdict ``incomplete`` (fail closed). Each stage's logic lives in
+its package; this module only sequences them, times them and assembles the
+report.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,13 +20,22 @@ from pathlib import Path
 from weightguard import __version__
 from weightguard.analysis.scanner import FileScan
 from weightguard.api import make_scanner
-from weightguard.errors import SourceError
+from weightguard.errors import IntegrityError, SignatureError
 from weightguard.findings import Finding, RuleKind
+from weightguard.fsutil import write_atomic
+from weightguard.integrity.hub import HubListing
+from weightguard.integrity.hashing import HashRequest, hash_files
+from weightguard.integrity.manifest import Manifest
+from weightguard.integrity.stage import IntegrityStage, identity_files, run_integrity
 from weightguard.policy.load import LoadedPolicy
 from weightguard.report.build import build_report
-from weightguard.report.model import Report, StageModel, StageName, StageStatus, SubjectModel
+from weightguard.report.model import AttestationRef, Report, StageModel, StageName, StageStatus, SubjectModel
+from weightguard.scan_codes import ANALYSIS_FAILED
+from weightguard.signing.keys import load_private_key
+from weightguard.sources.hf_snapshot import HfSnapshotSource
 from weightguard.sources.interface import SourceListing
 from weightguard.sources.local import LocalSource
+from weightguard.verdict.attestation import AttestationInput, build_statement, sign_statement
 
 Progress = Callable[[str], None]
 
@@ -37,6 +47,19 @@ class VerifyOptions:
     attest_key: Path | None = None
     attestation_path: Path | None = None
     attest_failed: bool = False
+    hub_listing: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedTarget:
+    """A target's files, where they live, and the Hub listing for hf:// targets."""
+
+    uri: str
+    name: str
+    root: Path
+    listing: SourceListing
+    hub: HubListing | None = None
+    extra_findings: tuple[Finding, ...] = ()
 
 
 @dataclass
@@ -47,50 +70,102 @@ class _Run:
     scans: list[FileScan] = field(default_factory=list)
     stages: list[StageModel] = field(default_factory=list)
 
-    def stage(self, name: StageName, status: StageStatus, started: float, detail: str = "") -> None:
+    def stage(self, name: StageName, started: float, findings: list[Finding] | tuple[Finding, ...], detail: str = "") -> None:
+        status: StageStatus = "passed"
+        if any(f.kind is not RuleKind.FINDING for f in findings):
+            status = "incomplete"
+        elif findings:
+            status = "failed"
         self.stages.append(StageModel(name=name, status=status, seconds=round(time.monotonic() - started, 4), detail=detail))
+        self.findings.extend(findings)
 
 
-def _status_of(findings: list[Finding]) -> StageStatus:
-    if any(f.kind is not RuleKind.FINDING for f in findings):
-        return "incomplete"
-    return "failed" if findings else "passed"
-
-
-def resolve_source(target: str, loaded: LoadedPolicy) -> SourceListing:
-    """Collect the files of ``target`` (a local path).
+def resolve_target(target: str, loaded: LoadedPolicy, options: VerifyOptions = VerifyOptions()) -> ResolvedTarget:
+    """Collect the files of a local path or an ``hf://org/name@REVISION`` target.
 
     Raises:
-        SourceError: the target does not exist or cannot be read.
+        SourceError: the target does not exist or cannot be resolved.
     """
+    spec = loaded.policy.spec.integrity
     if target.startswith("hf://"):
-        raise SourceError("hf:// targets need the integrity stage's Hugging Face source")
-    return LocalSource(Path(target)).collect()
+        source = HfSnapshotSource(
+            target,
+            require_commit=spec.require_pinned_revision,
+            offline=spec.hf.offline,
+            allow_missing_listing=spec.hf.allow_missing_listing,
+            listing_path=options.hub_listing,
+        )
+        snapshot = source.resolve()
+        root = Path(snapshot.listing.root)
+        name = snapshot.uri.repo_id.split("/")[-1]
+        return ResolvedTarget(
+            f"hf://{snapshot.uri.repo_id}@{snapshot.commit}", name, root, snapshot.listing, snapshot.hub, snapshot.hub_findings
+        )
+    path = Path(target)
+    listing = LocalSource(path, allow_symlinks=spec.allow_symlinks_inside).collect()
+    root = path if path.is_dir() else path.parent
+    return ResolvedTarget(str(path), path.resolve().name, root, listing)
 
 
-def verify(target: str, loaded: LoadedPolicy, options: VerifyOptions = VerifyOptions(), *, progress: Progress | None = None) -> Report:
+def model_digest(target: str, loaded: LoadedPolicy, *, exclude: tuple[str, ...] = ()) -> tuple[ResolvedTarget, str]:
+    """Return the resolved target and the OMS root digest of its identity files, hashed now.
+
+    Raises:
+        SourceError: the target cannot be resolved.
+        IntegrityError: a file could not be hashed.
+    """
+    resolved = resolve_target(target, loaded)
+    files = identity_files(resolved.listing.files, loaded.policy, exclude)
+    return resolved, Manifest.of(hash_files(files, HashRequest())).root_digest("sha256")
+
+
+def verify(
+    target: str, loaded: LoadedPolicy, options: VerifyOptions = VerifyOptions(), *, progress: Progress | None = None
+) -> Report:
     """Run every stage the policy asks for on ``target`` and return the judged report.
 
     Raises:
         SourceError: the target cannot be resolved at all (nothing to judge).
+        SignatureError: the attestation key cannot be used.
     """
     say = progress or (lambda _msg: None)
     run = _Run()
+    policy = loaded.policy
 
     started = time.monotonic()
     say(f"collecting {target}")
-    listing = resolve_source(target, loaded)
-    run.findings.extend(listing.findings)
-    run.stage("source", _status_of(list(listing.findings)), started, f"{len(listing.files)} file(s)")
+    resolved = resolve_target(target, loaded, options)
+    run.stage("source", started, [*resolved.listing.findings, *resolved.extra_findings], f"{len(resolved.listing.files)} file(s)")
 
     started = time.monotonic()
     scanner = make_scanner(loaded)
-    for artifact in listing.files:
+    for artifact in resolved.listing.files:
         say(f"analysing {artifact.relpath}")
         run.scans.append(scanner.scan(artifact))
     scan_findings = [f for s in run.scans for f in (*s.outcome.findings, *s.outcome.errors, *s.outcome.skipped)]
-    run.stage("analysis", _status_of(scan_findings), started, f"{len(run.scans)} file(s) analysed")
+    run.stages.append(
+        StageModel(
+            name="analysis",
+            status="incomplete" if any(f.kind is not RuleKind.FINDING for f in scan_findings) else ("failed" if scan_findings else "passed"),
+            seconds=round(time.monotonic() - started, 4),
+            detail=f"{len(run.scans)} file(s) analysed",
+        )
+    )
 
+    started = time.monotonic()
+    say("hashing and checking signatures")
+    integrity: IntegrityStage | None = None
+    excluded = [_inside(options.attestation_path, resolved.root)] if options.attestation_path else []
+    try:
+        integrity = run_integrity(
+            resolved.root, resolved.listing.files, policy, _policy_dir(loaded), hub=resolved.hub,
+            extra_excluded=[e for e in excluded if e],
+        )
+        run.stage("integrity", started, integrity.findings, f"root digest {integrity.root_digest[:16]}…")
+    except (IntegrityError, SignatureError) as exc:
+        run.stage("integrity", started, [ANALYSIS_FAILED.at(resolved.name, f"integrity stage could not finish: {exc.message}")])
+
+    now = dt.datetime.now(dt.UTC)
     report = build_report(
         command="verify",
         targets=[target],
@@ -98,11 +173,90 @@ def verify(target: str, loaded: LoadedPolicy, options: VerifyOptions = VerifyOpt
         scans=run.scans,
         extra_findings=run.findings,
         version=__version__,
-        now=dt.datetime.now(dt.UTC),
+        now=now,
     )
-    subject = SubjectModel(name=Path(target).name or target, uri=target)
-    verdict_stage = StageModel(name="verdict", status="passed" if report.verdict == "approved" else "failed", detail=report.verdict)
-    return report.model_copy(update={"stages": [*run.stages, verdict_stage], "subject": subject})
+    subject = SubjectModel(
+        name=resolved.name,
+        uri=resolved.uri,
+        root_digest=integrity.root_digest if integrity else None,
+        files={p: h.digests["sha256"] for p, h in integrity.hashes.items() if "sha256" in h.digests} if integrity else {},
+    )
+    stages = [*run.stages, StageModel(name="verdict", status="passed" if report.verdict == "approved" else "failed", detail=report.verdict)]
+    report = report.model_copy(
+        update={
+            "stages": stages,
+            "subject": subject,
+            "integrity": integrity.report if integrity else None,
+            "signatures": list(integrity.signatures) if integrity else [],
+        }
+    )
+    if options.attest_key is not None and (report.verdict == "approved" or options.attest_failed):
+        report = _attest(report, loaded, options, now)
+    return report
 
 
-__all__ = ["VerifyOptions", "resolve_source", "verify"]
+def _attest(report: Report, loaded: LoadedPolicy, options: VerifyOptions, now: dt.datetime) -> Report:
+    subject = report.subject
+    if subject is None or subject.root_digest is None or options.attest_key is None:
+        return report
+    try:
+        key = load_private_key(options.attest_key.read_bytes())
+    except OSError as exc:
+        raise SignatureError(f"cannot read the attestation key {options.attest_key}: {exc.strerror or exc}") from exc
+    checks = _checks(report)
+    statement = build_statement(
+        AttestationInput(
+            model_name=subject.name,
+            root_digest=subject.root_digest,
+            files=subject.files,
+            resource_uri=subject.uri,
+            policy_uri=loaded.origin,
+            policy_sha256=loaded.sha256,
+            verdict=report.verdict,
+            checks=checks,
+            time_verified=now,
+            version=__version__,
+        )
+    )
+    bundle = sign_statement(statement, key)
+    path = options.attestation_path or Path(f"{subject.name}.weightguard.att.json")
+    write_atomic(path, bundle.decode())
+    ref = AttestationRef(
+        path=str(path),
+        sha256=hashlib.sha256(bundle).hexdigest(),
+        verification_result="PASSED" if report.verdict == "approved" else "FAILED",
+    )
+    return report.model_copy(update={"attestation": ref})
+
+
+def _checks(report: Report) -> dict[str, str]:
+    """The checks an attestation records, by the names rollout requirements use."""
+    result = {"passed": "PASSED", "failed": "FAILED", "incomplete": "FAILED", "skipped": "SKIPPED"}
+    by_stage = {s.name: result[s.status] for s in report.stages}
+    checks = {
+        "scan": by_stage.get("analysis", "SKIPPED"),
+        "integrity": by_stage.get("integrity", "SKIPPED"),
+        "conversion": by_stage.get("conversion", "SKIPPED"),
+        "probes": by_stage.get("probes", "SKIPPED"),
+    }
+    if report.signatures:
+        checks["signature"] = "PASSED" if all(s.holds for s in report.signatures) else "FAILED"
+    else:
+        checks["signature"] = "SKIPPED"
+    return checks
+
+
+def _policy_dir(loaded: LoadedPolicy) -> Path:
+    return Path(loaded.origin).parent if not loaded.origin.startswith("builtin:") else Path.cwd()
+
+
+def _inside(path: Path | None, root: Path) -> str | None:
+    if path is None:
+        return None
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return None
+
+
+__all__ = ["ResolvedTarget", "VerifyOptions", "model_digest", "resolve_target", "verify"]

@@ -14,7 +14,7 @@ import typer
 
 from weightguard import __version__
 from weightguard.cli import hash as hash_cmd
-from weightguard.cli import lock, policy, render, rules, scan, sign, verify, verify_signature
+from weightguard.cli import lock, policy, render, rollout, rules, scan, sign, verify, verify_signature
 
 
 def _version(value: bool) -> None:
@@ -30,6 +30,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     lock,
     sign,
     verify_signature,
+    rollout,
     render,
     rules,
     policy,

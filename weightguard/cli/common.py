@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from enum import Enum
 from pathlib import Path
 
 import typer
 
-from weightguard.errors import UsageError, WeightguardError
+from weightguard.errors import WeightguardError
+from weightguard.fsutil import write_atomic
 from weightguard.report.codequality import render_codequality
 from weightguard.report.json_format import render_json
 from weightguard.report.model import Report
@@ -67,23 +67,6 @@ def emit_report(report: Report, fmt: OutputFormat, output: Path | None) -> None:
 def err(message: str) -> None:
     """Print a human message to stderr."""
     sys.stderr.write(message + "\n")
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temp file in the same dir, fsync, rename)."""
-    directory = path.parent if str(path.parent) else Path()
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
-    except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        Path(tmp).replace(path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def fail(exc: WeightguardError) -> typer.Exit:

@@ -13,7 +13,9 @@ from typing import Literal
 from pydantic import Field
 
 from weightguard.findings import RuleKind, Severity
+from weightguard.integrity.report import IntegrityReport
 from weightguard.policy.base import StrictModel
+from weightguard.signing.report import SignatureReport
 
 SCHEMA_VERSION = "1"
 
@@ -132,3 +134,5 @@ class Report(StrictModel):
     stages: list[StageModel] = Field(default_factory=list)
     subject: SubjectModel | None = None
     attestation: AttestationRef | None = None
+    integrity: IntegrityReport | None = None
+    signatures: list[SignatureReport] = Field(default_factory=list)

@@ -78,6 +78,12 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
+class PromotionRefused(VerdictError):
+    """A promotion's requirements do not hold (exit 1: a verdict, not a failure to run)."""
+
+    exit_code = 1
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     """One row of a model's history."""
@@ -203,7 +209,7 @@ class RolloutStore:
             state = StageState(digest, row[0], dt.datetime.fromisoformat(row[1]))
             problems = check(state)
             if problems:
-                raise VerdictError(f"promotion of {digest} to {target} refused: " + "; ".join(problems))
+                raise PromotionRefused(f"promotion of {digest} to {target} refused: " + "; ".join(problems))
             db.execute("UPDATE models SET stage = ?, entered_at = ? WHERE digest = ?", (target, now.isoformat(), digest))
             self._event(db, digest, "promote", state.stage, target, actor, now, attestation_sha256, "", details or {})
         return StageState(digest, target, now)

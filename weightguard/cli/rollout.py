@@ -1,0 +1,224 @@
+"""Staged rollout commands: ``promote``, ``approve``, ``status``, ``history``, ``revoke``, ``attestation verify``.
+
+Every command that changes the record first re-hashes the model on disk, so
+a promotion always concerns the exact bytes that were attested.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from weightguard.cli.common import POLICY_OPTION, err, fail
+from weightguard.errors import SignatureError, UsageError, WeightguardError
+
+attestation_app = typer.Typer(help="Check approval attestations.", no_args_is_help=True)
+
+DATABASE_OPTION = typer.Option(None, "--database", help="Rollout record URL (default: the policy's spec.rollout.database).")
+ACTOR_OPTION = typer.Option(None, "--actor", help="Who is acting (default: the login name).")
+
+
+def _actor(actor: str | None) -> str:
+    return actor or getpass.getuser()
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
+
+
+def _store(loaded, database: str | None):  # type: ignore[no-untyped-def]
+    from weightguard.verdict.store import RolloutStore
+
+    spec = loaded.policy.spec.rollout
+    return RolloutStore(database or spec.database, first_stage=spec.stages[0])
+
+
+def _check_attestation(target: str, loaded, attestation: Path, public_key: Path, exclude: tuple[str, ...]):  # type: ignore[no-untyped-def]
+    """Hash the model now and check the attestation against it; raises SignatureError when it does not hold."""
+    from weightguard.pipeline import model_digest
+    from weightguard.signing.keys import load_public_key
+    from weightguard.verdict.attestation import verify_attestation
+
+    resolved, digest = model_digest(target, loaded, exclude=exclude)
+    key = load_public_key(_read(public_key, "public key"))
+    checked = verify_attestation(
+        _read(attestation, "attestation"), key, expected_root_digest=digest, expected_policy_sha256=loaded.sha256
+    )
+    return resolved, digest, checked
+
+
+def _excluded(target: str, attestation: Path) -> tuple[str, ...]:
+    try:
+        return (attestation.resolve().relative_to(Path(target).resolve()).as_posix(),)
+    except ValueError:
+        return ()
+
+
+@attestation_app.command("verify")
+def attestation_verify_command(
+    target: str = typer.Argument(..., help="The model the attestation should be about."),
+    attestation: Path = typer.Option(..., "--attestation", help="The attestation bundle."),  # noqa: B008
+    public_key: Path = typer.Option(..., "--public-key", help="The approver's PEM public key."),  # noqa: B008
+    policy: Path | None = POLICY_OPTION,
+) -> None:
+    """Check an attestation: right signer, the model on disk now, the expected policy. Exit 0 / 1 / 2."""
+    from weightguard.policy.load import load_policy
+
+    try:
+        loaded = load_policy(policy)
+        _, digest, checked = _check_attestation(target, loaded, attestation, public_key, _excluded(target, attestation))
+    except SignatureError as exc:
+        err(f"weightguard: attestation does not hold: {exc.diagnostics()}")
+        raise typer.Exit(exc.exit_code) from exc
+    except WeightguardError as exc:
+        raise fail(exc) from exc
+    sys.stdout.write(json.dumps({"valid": True, "digest": digest, "verdict": checked.verdict, "result": checked.result,
+                                 "checks": dict(checked.checks)}, indent=2) + "\n")
+    raise typer.Exit(0 if checked.result == "PASSED" else 1)
+
+
+def promote_command(
+    target: str = typer.Argument(..., help="The model to promote."),
+    to: str = typer.Option(..., "--to", help="The stage to promote into."),
+    attestation: Path = typer.Option(..., "--attestation", help="The approval attestation for this model."),  # noqa: B008
+    public_key: Path = typer.Option(..., "--public-key", help="The approver's PEM public key."),  # noqa: B008
+    policy: Path | None = POLICY_OPTION,
+    database: str | None = DATABASE_OPTION,
+    actor: str | None = ACTOR_OPTION,
+) -> None:
+    """Promote a model one stage, if its attestation and the stage's requirements hold."""
+    from weightguard.policy.load import load_policy
+    from weightguard.verdict.stage import PromotionEvidence, promotion_problems
+
+    import hashlib
+
+    from weightguard.pipeline import model_digest
+    from weightguard.signing.keys import load_public_key
+    from weightguard.verdict.attestation import verify_attestation
+
+    now = dt.datetime.now(dt.UTC)
+    try:
+        loaded = load_policy(policy)
+        resolved, digest = model_digest(target, loaded, exclude=_excluded(target, attestation))
+        bundle = _read(attestation, "attestation")
+        key = load_public_key(_read(public_key, "public key"))
+        problem: str | None = None
+        passed: frozenset[str] = frozenset()
+        try:
+            checked = verify_attestation(bundle, key, expected_root_digest=digest, expected_policy_sha256=loaded.sha256)
+            passed = frozenset(k for k, v in checked.checks.items() if v == "PASSED")
+            if checked.result != "PASSED":
+                problem = f"the attestation records verdict {checked.verdict}"
+        except SignatureError as exc:
+            problem = exc.message
+        store = _store(loaded, database)
+        store.register(digest, resolved.name, _actor(actor), now)
+        spec = loaded.policy.spec.rollout
+        evidence = PromotionEvidence(passed, store.approvers(digest, to), problem)
+        state = store.promote(
+            digest, to, actor=_actor(actor), now=now, attestation_sha256=hashlib.sha256(bundle).hexdigest(),
+            check=lambda current: promotion_problems(spec, current, to, evidence, now),
+        )
+    except WeightguardError as exc:
+        raise fail(exc) from exc
+    err(f"{resolved.name} ({digest[:16]}…) is now in {state.stage}")
+
+
+def approve_command(
+    target: str = typer.Argument(..., help="The model to approve."),
+    stage: str = typer.Option(..., "--stage", help="The stage the approval is for."),
+    policy: Path | None = POLICY_OPTION,
+    database: str | None = DATABASE_OPTION,
+    actor: str | None = ACTOR_OPTION,
+) -> None:
+    """Record a human approval for promoting a model into a stage."""
+    from weightguard.pipeline import model_digest
+    from weightguard.policy.load import load_policy
+
+    try:
+        loaded = load_policy(policy)
+        resolved, digest = model_digest(target, loaded)
+        _store(loaded, database).approve(digest, stage, _actor(actor), dt.datetime.now(dt.UTC))
+    except WeightguardError as exc:
+        raise fail(exc) from exc
+    err(f"{_actor(actor)} approved {resolved.name} ({digest[:16]}…) for {stage}")
+
+
+def status_command(
+    target: str = typer.Argument(..., help="The model."),
+    policy: Path | None = POLICY_OPTION,
+    database: str | None = DATABASE_OPTION,
+) -> None:
+    """Print the model's current stage as JSON (exit 1 if it was never recorded)."""
+    from weightguard.pipeline import model_digest
+    from weightguard.policy.load import load_policy
+
+    try:
+        loaded = load_policy(policy)
+        resolved, digest = model_digest(target, loaded)
+        state = _store(loaded, database).state(digest)
+    except WeightguardError as exc:
+        raise fail(exc) from exc
+    body = {"name": resolved.name, "digest": digest, "stage": state.stage if state else None,
+            "since": state.entered_at.isoformat() if state else None}
+    sys.stdout.write(json.dumps(body, indent=2) + "\n")
+    raise typer.Exit(0 if state else 1)
+
+
+def history_command(
+    target: str = typer.Argument(..., help="The model."),
+    policy: Path | None = POLICY_OPTION,
+    database: str | None = DATABASE_OPTION,
+) -> None:
+    """Print the model's rollout history as JSON."""
+    from weightguard.pipeline import model_digest
+    from weightguard.policy.load import load_policy
+
+    try:
+        loaded = load_policy(policy)
+        _, digest = model_digest(target, loaded)
+        events = _store(loaded, database).history(digest)
+    except WeightguardError as exc:
+        raise fail(exc) from exc
+    rows = [{"action": e.action, "from": e.from_stage, "to": e.to_stage, "actor": e.actor, "at": e.at.isoformat(),
+             "attestation_sha256": e.attestation_sha256, "reason": e.reason} for e in events]
+    sys.stdout.write(json.dumps({"digest": digest, "events": rows}, indent=2) + "\n")
+
+
+def revoke_command(
+    target: str = typer.Argument(..., help="The model (or a sha256 digest with --digest)."),
+    reason: str = typer.Option(..., "--reason", help="Why: a new finding, a revoked signer, ..."),
+    digest_given: bool = typer.Option(False, "--digest", help="TARGET is a root digest, not a path."),
+    policy: Path | None = POLICY_OPTION,
+    database: str | None = DATABASE_OPTION,
+    actor: str | None = ACTOR_OPTION,
+) -> None:
+    """Send a model back to the first stage."""
+    from weightguard.pipeline import model_digest
+    from weightguard.policy.load import load_policy
+
+    try:
+        loaded = load_policy(policy)
+        digest = target if digest_given else model_digest(target, loaded)[1]
+        state = _store(loaded, database).revoke(digest, reason=reason, actor=_actor(actor), now=dt.datetime.now(dt.UTC))
+    except WeightguardError as exc:
+        raise fail(exc) from exc
+    err(f"{digest[:16]}… sent back to {state.stage}: {reason}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the rollout commands and the attestation group to ``app``."""
+    app.command("promote")(promote_command)
+    app.command("approve")(approve_command)
+    app.command("status")(status_command)
+    app.command("history")(history_command)
+    app.command("revoke")(revoke_command)
+    app.add_typer(attestation_app, name="attestation")
