@@ -10,6 +10,7 @@ report.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import time
@@ -21,7 +22,7 @@ from weightguard import __version__
 from weightguard.analysis.scanner import FileScan
 from weightguard.api import make_scanner
 from weightguard.errors import IntegrityError, SignatureError
-from weightguard.findings import Finding, RuleKind
+from weightguard.findings import Finding, Outcome, RuleKind
 from weightguard.fsutil import write_atomic
 from weightguard.integrity.hub import HubListing
 from weightguard.integrity.hashing import HashRequest, hash_files
@@ -166,12 +167,13 @@ def verify(
         run.stage("integrity", started, [ANALYSIS_FAILED.at(resolved.name, f"integrity stage could not finish: {exc.message}")])
 
     now = dt.datetime.now(dt.UTC)
+    shown = _display(target, resolved)
     report = build_report(
         command="verify",
         targets=[target],
         loaded=loaded,
-        scans=run.scans,
-        extra_findings=run.findings,
+        scans=[_shown_scan(s, shown) for s in run.scans],
+        extra_findings=[dataclasses.replace(f, path=shown(f.path)) for f in run.findings],
         version=__version__,
         now=now,
     )
@@ -244,6 +246,24 @@ def _checks(report: Report) -> dict[str, str]:
     else:
         checks["signature"] = "SKIPPED"
     return checks
+
+
+def _shown_scan(scan: FileScan, shown: Callable[[str], str]) -> FileScan:
+    def move(findings: tuple[Finding, ...]) -> tuple[Finding, ...]:
+        return tuple(dataclasses.replace(f, path=shown(f.path)) for f in findings)
+
+    outcome = Outcome(move(scan.outcome.findings), move(scan.outcome.errors), move(scan.outcome.skipped))
+    return dataclasses.replace(scan, relpath=shown(scan.relpath), outcome=outcome)
+
+
+def _display(target: str, resolved: ResolvedTarget) -> Callable[[str], str]:
+    """Paths in findings are shown as the user named them (repo-relative in CI, for SARIF)."""
+    if target.startswith("hf://"):
+        return lambda rel: rel
+    base = Path(target) if Path(target).is_dir() else Path(target).parent
+    if str(base) in ("", "."):
+        return lambda rel: rel
+    return lambda rel: base.as_posix() if rel in ("", ".") else (base / rel).as_posix()
 
 
 def _policy_dir(loaded: LoadedPolicy) -> Path:

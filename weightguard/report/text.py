@@ -16,6 +16,7 @@ from weightguard.findings import Severity
 from weightguard.report.model import FindingModel, Report
 
 _VERDICT_STYLE = {"approved": "bold green", "rejected": "bold red", "incomplete": "bold yellow"}
+_STAGE_STYLE = {"passed": "green", "failed": "red", "incomplete": "yellow", "skipped": "dim"}
 _SEV_STYLE = {
     Severity.CRITICAL: "bold red",
     Severity.HIGH: "red",
@@ -37,6 +38,24 @@ def render_text(report: Report, *, color: bool = False, width: int = 120) -> str
         f"{s.blocking} blocking, {s.findings} finding(s), {s.errors} error(s), {s.skipped} skipped, "
         f"{s.suppressed} suppressed"
     )
+    if report.subject is not None:
+        digest = report.subject.root_digest or "not computed"
+        console.print(f"model {report.subject.name} ({report.subject.uri}), root digest sha256:{digest}", markup=False)
+    if report.stages:
+        line = Text("stages: ")
+        for i, stage in enumerate(report.stages):
+            if i:
+                line.append(" -> ")
+            line.append(f"{stage.name} {stage.status}", style=_STAGE_STYLE[stage.status])
+        console.print(line)
+    if report.integrity is not None:
+        i = report.integrity
+        diff = f"{len(i.mismatched)} mismatched, {len(i.missing)} missing, {len(i.extra)} extra"
+        console.print(f"integrity: {len(i.files)} file(s) hashed, {'pinned: ' + diff if i.pinned else 'no pins'}")
+    for sig in report.signatures:
+        console.print(f"signature {sig.signature}: {'holds' if sig.holds else 'DOES NOT HOLD'}", markup=False)
+    if report.attestation is not None:
+        console.print(f"attestation ({report.attestation.verification_result}) written to {report.attestation.path}", markup=False)
     if report.files:
         table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
         table.add_column("file")
