@@ -75,6 +75,20 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX jobs_status ON jobs(status, submitted_at);
     """,
+    # 3: content-addressed results of per-file work units (verify-many): one analysis per
+    # (file sha256, policy digest, weightguard version), whatever model the file belongs to.
+    """
+    CREATE TABLE unit_results (
+        sha256 TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        policy_sha256 TEXT NOT NULL,
+        version TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        result TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (sha256, policy_sha256, version, kind)
+    );
+    """,
 )
 
 
