@@ -19,7 +19,17 @@ from weightguard.signing import codes as signing_codes
 from weightguard.sources import codes as source_codes
 from weightguard.verdict import codes as verdict_codes
 
-RULE_MODULES = (scan_codes, pickle_codes, policy_codes, source_codes, format_codes, header_codes, integrity_codes, signing_codes, verdict_codes)
+RULE_MODULES = (
+    scan_codes,
+    pickle_codes,
+    policy_codes,
+    source_codes,
+    format_codes,
+    header_codes,
+    integrity_codes,
+    signing_codes,
+    verdict_codes,
+)
 
 
 @cache

@@ -24,8 +24,8 @@ from weightguard.api import make_scanner
 from weightguard.errors import IntegrityError, SignatureError
 from weightguard.findings import Finding, Outcome, RuleKind
 from weightguard.fsutil import write_atomic
-from weightguard.integrity.hub import HubListing
 from weightguard.integrity.hashing import HashRequest, hash_files
+from weightguard.integrity.hub import HubListing
 from weightguard.integrity.manifest import Manifest
 from weightguard.integrity.stage import IntegrityStage, identity_files, run_integrity
 from weightguard.policy.load import LoadedPolicy
@@ -71,13 +71,17 @@ class _Run:
     scans: list[FileScan] = field(default_factory=list)
     stages: list[StageModel] = field(default_factory=list)
 
-    def stage(self, name: StageName, started: float, findings: list[Finding] | tuple[Finding, ...], detail: str = "") -> None:
+    def stage(
+        self, name: StageName, started: float, findings: list[Finding] | tuple[Finding, ...], detail: str = ""
+    ) -> None:
         status: StageStatus = "passed"
         if any(f.kind is not RuleKind.FINDING for f in findings):
             status = "incomplete"
         elif findings:
             status = "failed"
-        self.stages.append(StageModel(name=name, status=status, seconds=round(time.monotonic() - started, 4), detail=detail))
+        self.stages.append(
+            StageModel(name=name, status=status, seconds=round(time.monotonic() - started, 4), detail=detail)
+        )
         self.findings.extend(findings)
 
 
@@ -100,7 +104,12 @@ def resolve_target(target: str, loaded: LoadedPolicy, options: VerifyOptions = V
         root = Path(snapshot.listing.root)
         name = snapshot.uri.repo_id.split("/")[-1]
         return ResolvedTarget(
-            f"hf://{snapshot.uri.repo_id}@{snapshot.commit}", name, root, snapshot.listing, snapshot.hub, snapshot.hub_findings
+            f"hf://{snapshot.uri.repo_id}@{snapshot.commit}",
+            name,
+            root,
+            snapshot.listing,
+            snapshot.hub,
+            snapshot.hub_findings,
         )
     path = Path(target)
     listing = LocalSource(path, allow_symlinks=spec.allow_symlinks_inside).collect()
@@ -136,7 +145,12 @@ def verify(
     started = time.monotonic()
     say(f"collecting {target}")
     resolved = resolve_target(target, loaded, options)
-    run.stage("source", started, [*resolved.listing.findings, *resolved.extra_findings], f"{len(resolved.listing.files)} file(s)")
+    run.stage(
+        "source",
+        started,
+        [*resolved.listing.findings, *resolved.extra_findings],
+        f"{len(resolved.listing.files)} file(s)",
+    )
 
     started = time.monotonic()
     scanner = make_scanner(loaded)
@@ -147,7 +161,9 @@ def verify(
     run.stages.append(
         StageModel(
             name="analysis",
-            status="incomplete" if any(f.kind is not RuleKind.FINDING for f in scan_findings) else ("failed" if scan_findings else "passed"),
+            status="incomplete"
+            if any(f.kind is not RuleKind.FINDING for f in scan_findings)
+            else ("failed" if scan_findings else "passed"),
             seconds=round(time.monotonic() - started, 4),
             detail=f"{len(run.scans)} file(s) analysed",
         )
@@ -159,12 +175,20 @@ def verify(
     excluded = [_inside(options.attestation_path, resolved.root)] if options.attestation_path else []
     try:
         integrity = run_integrity(
-            resolved.root, resolved.listing.files, policy, _policy_dir(loaded), hub=resolved.hub,
+            resolved.root,
+            resolved.listing.files,
+            policy,
+            _policy_dir(loaded),
+            hub=resolved.hub,
             extra_excluded=[e for e in excluded if e],
         )
         run.stage("integrity", started, integrity.findings, f"root digest {integrity.root_digest[:16]}…")
     except (IntegrityError, SignatureError) as exc:
-        run.stage("integrity", started, [ANALYSIS_FAILED.at(resolved.name, f"integrity stage could not finish: {exc.message}")])
+        run.stage(
+            "integrity",
+            started,
+            [ANALYSIS_FAILED.at(resolved.name, f"integrity stage could not finish: {exc.message}")],
+        )
 
     now = dt.datetime.now(dt.UTC)
     shown = _display(target, resolved)
@@ -181,9 +205,16 @@ def verify(
         name=resolved.name,
         uri=resolved.uri,
         root_digest=integrity.root_digest if integrity else None,
-        files={p: h.digests["sha256"] for p, h in integrity.hashes.items() if "sha256" in h.digests} if integrity else {},
+        files={p: h.digests["sha256"] for p, h in integrity.hashes.items() if "sha256" in h.digests}
+        if integrity
+        else {},
     )
-    stages = [*run.stages, StageModel(name="verdict", status="passed" if report.verdict == "approved" else "failed", detail=report.verdict)]
+    stages = [
+        *run.stages,
+        StageModel(
+            name="verdict", status="passed" if report.verdict == "approved" else "failed", detail=report.verdict
+        ),
+    ]
     report = report.model_copy(
         update={
             "stages": stages,

@@ -12,7 +12,7 @@ from weightguard.findings import Finding, Rule, RuleKind, Severity
 from weightguard.formats.interface import Candidate, Confidence, Detection, FileFormat
 from weightguard.limits import Limits
 from weightguard.policy.rules import FormatGate
-from weightguard.sources.interface import ArtifactFile, BytesSource, ByteSource
+from weightguard.sources.interface import ArtifactFile, ByteSource, BytesSource
 
 EVIL = Rule("WG-TST-100", "evil byte", Severity.CRITICAL, "The fake analyzer saw an 'E'.")
 

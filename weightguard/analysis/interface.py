@@ -106,9 +106,7 @@ class ScanContext:
         """Count ``nbytes`` of decompressed output against the per-file budget."""
         self.decompressed_bytes += nbytes
         if self.decompressed_bytes > self.limits.max_decompressed_bytes:
-            raise LimitExceeded(
-                "max_decompressed_bytes", self.limits.max_decompressed_bytes, self.decompressed_bytes
-            )
+            raise LimitExceeded("max_decompressed_bytes", self.limits.max_decompressed_bytes, self.decompressed_bytes)
 
     def nested(self, source: ByteSource, where: Location) -> Iterator[Finding]:
         """Analyse nested bytes, enforcing the nesting-depth limit."""

@@ -32,6 +32,7 @@ DetectionRules = Callable[[Detection, str, str], list[Finding]]
 def _no_detection_findings(_detection: Detection, _path: str, _member: str) -> list[Finding]:
     return []
 
+
 # Formats that need no analyzer: nothing in them is loaded as code. UNKNOWN is reported by the
 # detection rules (a SKIPPED finding), so it is not reported twice here.
 _INERT = frozenset({FileFormat.EMPTY, FileFormat.TEXT})
@@ -131,7 +132,9 @@ class Scanner:
             yield from self.settings.formats.evaluate(fmt, where.path, where.member)
             analyzers = self.analyzers.get(fmt, ())
             if not analyzers and fmt not in _INERT and fmt is not FileFormat.UNKNOWN:
-                yield NO_ANALYZER.at(where.path, f"no analyzer for format {fmt.value}", member=where.member, format=fmt.value)
+                yield NO_ANALYZER.at(
+                    where.path, f"no analyzer for format {fmt.value}", member=where.member, format=fmt.value
+                )
             for analyzer in analyzers:
                 yield from analyzer.analyze(source, where, ctx)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import typer
 import yaml
 
-from weightguard.cli.common import OUTPUT_OPTION, POLICY_OPTION, err, fail, write_atomic
+from weightguard.cli.common import OUTPUT_OPTION, POLICY_OPTION, err, fail
 from weightguard.cli.hash import (
     ALGORITHM_OPTION,
     LISTING_OPTION,
@@ -27,6 +27,7 @@ from weightguard.cli.hash import (
     report_findings,
 )
 from weightguard.errors import EXIT_OK, WeightguardError
+from weightguard.fsutil import write_atomic
 
 
 def render_lock(hashed: HashedTarget, algorithm: str) -> str:

@@ -19,7 +19,9 @@ from weightguard.errors import SignatureError, UsageError, WeightguardError
 
 attestation_app = typer.Typer(help="Check approval attestations.", no_args_is_help=True)
 
-DATABASE_OPTION = typer.Option(None, "--database", help="Rollout record URL (default: the policy's spec.rollout.database).")
+DATABASE_OPTION = typer.Option(
+    None, "--database", help="Rollout record URL (default: the policy's spec.rollout.database)."
+)
 ACTOR_OPTION = typer.Option(None, "--actor", help="Who is acting (default: the login name).")
 
 
@@ -80,8 +82,19 @@ def attestation_verify_command(
         raise typer.Exit(exc.exit_code) from exc
     except WeightguardError as exc:
         raise fail(exc) from exc
-    sys.stdout.write(json.dumps({"valid": True, "digest": digest, "verdict": checked.verdict, "result": checked.result,
-                                 "checks": dict(checked.checks)}, indent=2) + "\n")
+    sys.stdout.write(
+        json.dumps(
+            {
+                "valid": True,
+                "digest": digest,
+                "verdict": checked.verdict,
+                "result": checked.result,
+                "checks": dict(checked.checks),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     raise typer.Exit(0 if checked.result == "PASSED" else 1)
 
 
@@ -95,14 +108,13 @@ def promote_command(
     actor: str | None = ACTOR_OPTION,
 ) -> None:
     """Promote a model one stage, if its attestation and the stage's requirements hold."""
-    from weightguard.policy.load import load_policy
-    from weightguard.verdict.stage import PromotionEvidence, promotion_problems
-
     import hashlib
 
     from weightguard.pipeline import model_digest
+    from weightguard.policy.load import load_policy
     from weightguard.signing.keys import load_public_key
     from weightguard.verdict.attestation import verify_attestation
+    from weightguard.verdict.stage import PromotionEvidence, promotion_problems
 
     now = dt.datetime.now(dt.UTC)
     try:
@@ -124,7 +136,11 @@ def promote_command(
         spec = loaded.policy.spec.rollout
         evidence = PromotionEvidence(passed, store.approvers(digest, to), problem)
         state = store.promote(
-            digest, to, actor=_actor(actor), now=now, attestation_sha256=hashlib.sha256(bundle).hexdigest(),
+            digest,
+            to,
+            actor=_actor(actor),
+            now=now,
+            attestation_sha256=hashlib.sha256(bundle).hexdigest(),
             check=lambda current: promotion_problems(spec, current, to, evidence, now),
         )
     except WeightguardError as exc:
@@ -167,8 +183,12 @@ def status_command(
         state = _store(loaded, database).state(digest)
     except WeightguardError as exc:
         raise fail(exc) from exc
-    body = {"name": resolved.name, "digest": digest, "stage": state.stage if state else None,
-            "since": state.entered_at.isoformat() if state else None}
+    body = {
+        "name": resolved.name,
+        "digest": digest,
+        "stage": state.stage if state else None,
+        "since": state.entered_at.isoformat() if state else None,
+    }
     sys.stdout.write(json.dumps(body, indent=2) + "\n")
     raise typer.Exit(0 if state else 1)
 
@@ -188,8 +208,18 @@ def history_command(
         events = _store(loaded, database).history(digest)
     except WeightguardError as exc:
         raise fail(exc) from exc
-    rows = [{"action": e.action, "from": e.from_stage, "to": e.to_stage, "actor": e.actor, "at": e.at.isoformat(),
-             "attestation_sha256": e.attestation_sha256, "reason": e.reason} for e in events]
+    rows = [
+        {
+            "action": e.action,
+            "from": e.from_stage,
+            "to": e.to_stage,
+            "actor": e.actor,
+            "at": e.at.isoformat(),
+            "attestation_sha256": e.attestation_sha256,
+            "reason": e.reason,
+        }
+        for e in events
+    ]
     sys.stdout.write(json.dumps({"digest": digest, "events": rows}, indent=2) + "\n")
 
 

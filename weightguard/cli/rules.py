@@ -17,8 +17,14 @@ def rules_command(
     rules = all_rules()
     if as_json:
         payload = [
-            {"code": r.code, "title": r.title, "severity": r.severity.value, "kind": r.kind.value,
-             "summary": r.summary, "help": r.help}
+            {
+                "code": r.code,
+                "title": r.title,
+                "severity": r.severity.value,
+                "kind": r.kind.value,
+                "summary": r.summary,
+                "help": r.help,
+            }
             for r in rules
         ]
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import typer
 
-from weightguard.cli.common import err, fail, write_atomic
+from weightguard.cli.common import err, fail
 from weightguard.errors import UsageError, WeightguardError
+from weightguard.fsutil import write_atomic
 
 
 def _read(path: Path, what: str) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -35,7 +36,7 @@ def verify_command(
     raise typer.Exit(report.exit_code)
 
 
-def _progress():  # type: ignore[no-untyped-def]
+def _progress() -> Callable[[str], None]:
     from rich.console import Console
 
     console = Console(stderr=True)

@@ -57,7 +57,9 @@ def _under(path: str, prefixes: Sequence[str]) -> bool:
     return any(parts[: len(PurePosixPath(p).parts)] == PurePosixPath(p).parts for p in prefixes)
 
 
-def identity_files(files: Sequence[ArtifactFile], policy: Policy, extra_excluded: Sequence[str] = ()) -> list[ArtifactFile]:
+def identity_files(
+    files: Sequence[ArtifactFile], policy: Policy, extra_excluded: Sequence[str] = ()
+) -> list[ArtifactFile]:
     """The files that make up the model's identity (what is hashed into its root digest)."""
     excluded = (*GIT_PATHS, *policy.spec.signatures.files, *extra_excluded)
     return [f for f in files if not _under(f.relpath, excluded)]
@@ -98,7 +100,10 @@ class _CachedHasher:
             cached = self._hashes.get(f.relpath)
             has_shards = shard_size is None or (
                 cached is not None
-                and (f.size == 0 or any(s.algorithm == algorithm and s.end - s.start <= shard_size for s in cached.shards))
+                and (
+                    f.size == 0
+                    or any(s.algorithm == algorithm and s.end - s.start <= shard_size for s in cached.shards)
+                )
             )
             if cached is not None and algorithm in cached.digests and has_shards:
                 out[f.relpath] = cached

@@ -65,7 +65,11 @@ class FormatGate:
     def evaluate(self, fmt: FileFormat, path: str, member: str = "") -> list[Finding]:
         """Return a finding when ``fmt`` may not appear at ``path``."""
         if fmt in self.refused:
-            return [codes.FORMAT_REFUSED.at(path, f"format {fmt.value} is refused by the policy", member=member, format=fmt.value)]
+            return [
+                codes.FORMAT_REFUSED.at(
+                    path, f"format {fmt.value} is refused by the policy", member=member, format=fmt.value
+                )
+            ]
         if self.allowed and fmt not in self.allowed:
             return [
                 codes.FORMAT_NOT_ALLOWED.at(
@@ -133,6 +137,10 @@ class SeverityGate:
 
     def _matching_ignore(self, f: Finding, today: dt.date) -> IgnoreRule | None:
         for ig in self.ignores:
-            if ig.rule == f.code and ig.expires >= today and (fnmatchcase(f.path, ig.path) or fnmatchcase(f.location, ig.path)):
+            if (
+                ig.rule == f.code
+                and ig.expires >= today
+                and (fnmatchcase(f.path, ig.path) or fnmatchcase(f.location, ig.path))
+            ):
                 return ig
         return None

@@ -57,7 +57,12 @@ def file_report(scan: FileScan) -> FileReport:
     ]
     polyglot = any(p.detection.polyglot for p in scan.parts)
     return FileReport(
-        path=scan.relpath, size=scan.size, format=scan.format.value, polyglot=polyglot, parts=parts, seconds=scan.seconds
+        path=scan.relpath,
+        size=scan.size,
+        format=scan.format.value,
+        polyglot=polyglot,
+        parts=parts,
+        seconds=scan.seconds,
     )
 
 

@@ -17,7 +17,7 @@ from weightguard.integrity.report import IntegrityReport
 from weightguard.policy.base import StrictModel
 from weightguard.signing.report import SignatureReport
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION: Literal["1"] = "1"
 
 Verdict = Literal["approved", "rejected", "incomplete"]
 

@@ -65,7 +65,9 @@ def _result(f: FindingModel, index: dict[str, int]) -> dict[str, Any]:
         }
     }
     if f.member:
-        location["logicalLocations"] = [{"fullyQualifiedName": f"{f.path}:{f.member}", "name": f.member, "kind": "member"}]
+        location["logicalLocations"] = [
+            {"fullyQualifiedName": f"{f.path}:{f.member}", "name": f.member, "kind": "member"}
+        ]
     result: dict[str, Any] = {
         "ruleId": f.code,
         "level": _LEVEL[f.severity] if f.blocking or f.severity.at_least(Severity.MEDIUM) else "note",
@@ -114,8 +116,11 @@ def render_sarif_dict(report: Report) -> dict[str, Any]:
                     {
                         "executionSuccessful": report.verdict != "incomplete",
                         "commandLine": report.command,
-                        "properties": {"verdict": report.verdict, "policy": report.policy.name,
-                                       "policySha256": report.policy.sha256},
+                        "properties": {
+                            "verdict": report.verdict,
+                            "policy": report.policy.name,
+                            "policySha256": report.policy.sha256,
+                        },
                     }
                 ],
                 "results": [_result(f, index) for f in report.findings],

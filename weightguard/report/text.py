@@ -49,13 +49,17 @@ def render_text(report: Report, *, color: bool = False, width: int = 120) -> str
             line.append(f"{stage.name} {stage.status}", style=_STAGE_STYLE[stage.status])
         console.print(line)
     if report.integrity is not None:
-        i = report.integrity
-        diff = f"{len(i.mismatched)} mismatched, {len(i.missing)} missing, {len(i.extra)} extra"
-        console.print(f"integrity: {len(i.files)} file(s) hashed, {'pinned: ' + diff if i.pinned else 'no pins'}")
+        integ = report.integrity
+        diff = f"{len(integ.mismatched)} mismatched, {len(integ.missing)} missing, {len(integ.extra)} extra"
+        console.print(
+            f"integrity: {len(integ.files)} file(s) hashed, {'pinned: ' + diff if integ.pinned else 'no pins'}"
+        )
     for sig in report.signatures:
         console.print(f"signature {sig.signature}: {'holds' if sig.holds else 'DOES NOT HOLD'}", markup=False)
     if report.attestation is not None:
-        console.print(f"attestation ({report.attestation.verification_result}) written to {report.attestation.path}", markup=False)
+        console.print(
+            f"attestation ({report.attestation.verification_result}) written to {report.attestation.path}", markup=False
+        )
     if report.files:
         table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
         table.add_column("file")

@@ -104,8 +104,10 @@ class ModelSource(ABC):
 
 @dataclass(frozen=True, slots=True)
 class SourceListing:
-    """The files of a target, and findings about entries that were not collected
-    (symlinks, special files, unreadable entries)."""
+    """The files of a target, and findings about entries that were not collected.
+
+    Those are symlinks, special files and unreadable entries.
+    """
 
     root: str
     files: tuple[ArtifactFile, ...]

@@ -28,9 +28,7 @@ class MappedFile:
         """Open and map ``path``; raises ``OSError`` when it cannot be read."""
         with path.open("rb") as fh:
             size = os.fstat(fh.fileno()).st_size
-            self._map: mmap.mmap | None = (
-                mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size else None
-            )
+            self._map: mmap.mmap | None = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size else None
         self._size = size
 
     @property
@@ -77,9 +75,7 @@ class LocalSource(ModelSource):
         if not os.path.lexists(target):
             raise SourceError(f"no such file or directory: {target}")
         if target.is_file() and not target.is_symlink():
-            return SourceListing(
-                root=str(target.parent), files=(self._artifact(target, target.name),)
-            )
+            return SourceListing(root=str(target.parent), files=(self._artifact(target, target.name),))
         if not target.is_dir():
             raise SourceError(f"not a regular file or directory: {target}")
         root = target.resolve()
@@ -106,11 +102,11 @@ class LocalSource(ModelSource):
             resolved = full.resolve()
             if not resolved.is_relative_to(root):
                 findings.append(
-                    codes.SYMLINK_ESCAPES.at(rel, "symlink points outside the model root", target=os.readlink(full))
+                    codes.SYMLINK_ESCAPES.at(rel, "symlink points outside the model root", target=str(full.readlink()))
                 )
                 return None
             if not self.allow_symlinks:
-                findings.append(codes.SYMLINK_REFUSED.at(rel, "symlink refused by policy", target=os.readlink(full)))
+                findings.append(codes.SYMLINK_REFUSED.at(rel, "symlink refused by policy", target=str(full.readlink())))
                 return None
             if not resolved.is_file():
                 return None  # a link to a directory inside the root: its files are walked there

@@ -129,7 +129,9 @@ def verify_attestation(
         resource = predicate["resourceUri"]
         verdict = wg["verdict"]
     except (ValueError, KeyError, IndexError, TypeError) as exc:
-        raise SignatureRejected(codes.ATTESTATION_MALFORMED, f"the attestation statement is malformed: {exc!r}") from exc
+        raise SignatureRejected(
+            codes.ATTESTATION_MALFORMED, f"the attestation statement is malformed: {exc!r}"
+        ) from exc
     if statement.get("_type") != STATEMENT_V1 or kind != VSA_PREDICATE:
         raise SignatureRejected(codes.ATTESTATION_MALFORMED, f"not a weightguard verification summary ({kind!r})")
     if subject != expected_root_digest:

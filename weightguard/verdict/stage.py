@@ -43,7 +43,9 @@ def promotion_problems(
     current_index = spec.stages.index(state.stage) if state.stage in spec.stages else -1
     target_index = spec.stages.index(target)
     if target_index != current_index + 1:
-        return [f"promotion must go one stage at a time: {state.stage} -> {spec.stages[min(current_index + 1, len(spec.stages) - 1)]}"]
+        return [
+            f"promotion must go one stage at a time: {state.stage} -> {spec.stages[min(current_index + 1, len(spec.stages) - 1)]}"
+        ]
     problems: list[str] = []
     if evidence.attestation_problem:
         problems.append(f"no valid approval attestation for {state.digest}: {evidence.attestation_problem}")

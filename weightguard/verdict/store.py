@@ -92,7 +92,7 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
-class PromotionRefused(VerdictError):
+class PromotionRefused(VerdictError):  # noqa: N818 - a verdict about the request, like SignatureRejected
     """A promotion's requirements do not hold (exit 1: a verdict, not a failure to run)."""
 
     exit_code = 1
@@ -195,7 +195,8 @@ class RolloutStore:
             if row is not None:
                 return StageState(digest, row[0], dt.datetime.fromisoformat(row[1]))
             db.execute(
-                "INSERT INTO models VALUES (?, ?, ?, ?, ?)", (digest, name, self.first_stage, now.isoformat(), now.isoformat())
+                "INSERT INTO models VALUES (?, ?, ?, ?, ?)",
+                (digest, name, self.first_stage, now.isoformat(), now.isoformat()),
             )
             self._event(db, digest, "register", None, self.first_stage, actor, now, None, "", {})
         return StageState(digest, self.first_stage, now)
@@ -224,7 +225,9 @@ class RolloutStore:
             problems = check(state)
             if problems:
                 raise PromotionRefused(f"promotion of {digest} to {target} refused: " + "; ".join(problems))
-            db.execute("UPDATE models SET stage = ?, entered_at = ? WHERE digest = ?", (target, now.isoformat(), digest))
+            db.execute(
+                "UPDATE models SET stage = ?, entered_at = ? WHERE digest = ?", (target, now.isoformat(), digest)
+            )
             self._event(db, digest, "promote", state.stage, target, actor, now, attestation_sha256, "", details or {})
         return StageState(digest, target, now)
 
@@ -235,7 +238,8 @@ class RolloutStore:
             if row is None:
                 raise VerdictError(f"{digest} is not in the rollout record")
             db.execute(
-                "UPDATE models SET stage = ?, entered_at = ? WHERE digest = ?", (self.first_stage, now.isoformat(), digest)
+                "UPDATE models SET stage = ?, entered_at = ? WHERE digest = ?",
+                (self.first_stage, now.isoformat(), digest),
             )
             db.execute("DELETE FROM approvals WHERE digest = ?", (digest,))
             self._event(db, digest, "revoke", row[0], self.first_stage, actor, now, None, reason, {})
@@ -246,7 +250,9 @@ class RolloutStore:
         with self._write() as db:
             if db.execute("SELECT 1 FROM models WHERE digest = ?", (digest,)).fetchone() is None:
                 raise VerdictError(f"{digest} is not in the rollout record")
-            db.execute("INSERT OR IGNORE INTO approvals VALUES (?, ?, ?, ?)", (digest, stage, approver, now.isoformat()))
+            db.execute(
+                "INSERT OR IGNORE INTO approvals VALUES (?, ?, ?, ?)", (digest, stage, approver, now.isoformat())
+            )
             row = db.execute("SELECT stage FROM models WHERE digest = ?", (digest,)).fetchone()
             self._event(db, digest, "approve", row[0], row[0], approver, now, None, f"approves {stage}", {})
 
@@ -288,7 +294,17 @@ class RolloutStore:
         db.execute(
             "INSERT INTO events (digest, action, from_stage, to_stage, actor, at, attestation_sha256, reason, details)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (digest, action, from_stage, to_stage, actor, now.isoformat(), attestation_sha256, reason, json.dumps(details)),
+            (
+                digest,
+                action,
+                from_stage,
+                to_stage,
+                actor,
+                now.isoformat(),
+                attestation_sha256,
+                reason,
+                json.dumps(details),
+            ),
         )
 
 
@@ -299,7 +315,9 @@ def _statements(script: str) -> list[str]:
     for line in script.strip().splitlines():
         current += line + "\n"
         stripped = current.strip()
-        if stripped.endswith(";") and (not stripped.upper().startswith("CREATE TRIGGER") or stripped.upper().endswith("END;")):
+        if stripped.endswith(";") and (
+            not stripped.upper().startswith("CREATE TRIGGER") or stripped.upper().endswith("END;")
+        ):
             statements.append(stripped)
             current = ""
     return statements

@@ -30,7 +30,9 @@ def _default_promote() -> dict[str, StageRequirement]:
     return {
         "staging": StageRequirement(require=["scan", "integrity"]),
         "canary": StageRequirement(require=["scan", "integrity", "probes"]),
-        "production": StageRequirement(require=["scan", "integrity", "probes"], approvals=2, min_soak=dt.timedelta(hours=24)),
+        "production": StageRequirement(
+            require=["scan", "integrity", "probes"], approvals=2, min_soak=dt.timedelta(hours=24)
+        ),
     }
 
 
@@ -47,7 +49,9 @@ class RolloutSpec(StrictModel):
 
     stages: list[str] = Field(default_factory=lambda: ["quarantine", "staging", "canary", "production"], min_length=1)
     promote: dict[str, StageRequirement] = Field(default_factory=_default_promote)
-    database: str = Field(default="sqlite:///.weightguard/rollout.db", description="SQLAlchemy-style URL; sqlite only today")
+    database: str = Field(
+        default="sqlite:///.weightguard/rollout.db", description="SQLAlchemy-style URL; sqlite only today"
+    )
     attestation: AttestationSpec = AttestationSpec()
 
     @model_validator(mode="after")
