@@ -60,6 +60,13 @@ def weightguard_scan(path: Path) -> None:
         raise SystemExit(f"benchmark checkpoint was not approved: {report.reasons}")
 
 
+def weightguard_cli(path: Path) -> None:
+    exe = shutil.which("weightguard") or str(Path(sys.executable).with_name("weightguard"))
+    done = subprocess.run([exe, "scan", str(path), "--format", "json"], capture_output=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"weightguard CLI did not approve the benchmark checkpoint: {done.stderr[-500:]!r}")
+
+
 def picklescan_scan(path: Path) -> None:
     from picklescan.scanner import scan_file_path
 
@@ -84,7 +91,7 @@ def main() -> None:
         baseline = time_it(lambda: read_once(path), args.repeat)
         print(f"checkpoint: {size / 2**20:.0f} MiB, {path.name}")
         print(f"read once (baseline):   {baseline * 1000:8.1f} ms  ({size / baseline / 2**30:.2f} GiB/s)")
-        tools = [("weightguard scan", weightguard_scan)]
+        tools = [("weightguard scan (API)", weightguard_scan), ("weightguard (CLI)", weightguard_cli)]
         try:
             import picklescan  # noqa: F401
 

@@ -9,12 +9,16 @@ embed this section without an import cycle. Not handled here: rendering text.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydantic import Field
 
 from weightguard.findings import Finding, RuleKind, Severity
 from weightguard.policy.base import StrictModel
 from weightguard.signing import codes
-from weightguard.signing.model_signing import SignatureCheck
+
+if TYPE_CHECKING:  # the verifier (and cryptography) is not needed to read or render a report
+    from weightguard.signing.model_signing import SignatureCheck
 
 _TITLES = {r.code: r.title for r in codes.RULES}
 
