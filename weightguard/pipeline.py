@@ -31,6 +31,8 @@ from weightguard.integrity.stage import IntegrityStage, identity_files, run_inte
 from weightguard.policy.load import LoadedPolicy
 from weightguard.report.build import build_report
 from weightguard.report.model import AttestationRef, Report, StageModel, StageName, StageStatus, SubjectModel
+from weightguard.probes.codes import NOT_PROBED as PROBE_NOT_RUN
+from weightguard.probes.report import ProbeReport
 from weightguard.scan_codes import ANALYSIS_FAILED
 from weightguard.signing.keys import load_private_key
 from weightguard.sources.hf_snapshot import HfSnapshotSource
@@ -190,6 +192,13 @@ def verify(
             [ANALYSIS_FAILED.at(resolved.name, f"integrity stage could not finish: {exc.message}")],
         )
 
+    probes: ProbeReport | None = None
+    if policy.spec.probes.run != "off":
+        started = time.monotonic()
+        say("running the trigger-probe suite")
+        probes = _run_probes(resolved, loaded)
+        run.stage("probes", started, _probe_findings(probes, resolved.name), f"{probes.verdict}")
+
     now = dt.datetime.now(dt.UTC)
     shown = _display(target, resolved)
     report = build_report(
@@ -221,11 +230,37 @@ def verify(
             "subject": subject,
             "integrity": integrity.report if integrity else None,
             "signatures": list(integrity.signatures) if integrity else [],
+            "probes": probes,
         }
     )
     if options.attest_key is not None and (report.verdict == "approved" or options.attest_failed):
         report = _attest(report, loaded, options, now)
     return report
+
+
+def _run_probes(resolved: ResolvedTarget, loaded: LoadedPolicy) -> ProbeReport:
+    """Run the probe suite on the model directory; without the [probes] extra the model is not probed."""
+    try:
+        from weightguard.probes.suite import probe_directory  # noqa: PLC0415 - torch is an optional extra
+    except ImportError as exc:
+        return ProbeReport(
+            model=resolved.name,
+            verdict="not-probed",
+            exit_code=2,
+            reason=f"the probe suite needs the [probes] extra ({exc.name} is not installed)",
+        )
+    return probe_directory(resolved.root, loaded.policy.spec.probes)
+
+
+def _probe_findings(report: ProbeReport, name: str) -> list[Finding]:
+    """The probe report's findings as pipeline findings; a model that was not probed is skipped (fails closed)."""
+    findings = [
+        Finding(code=f.code, severity=f.severity, kind=RuleKind(f.kind), path=".", message=f.message)
+        for f in report.findings
+    ]
+    if report.verdict == "not-probed" and not any(f.kind is not RuleKind.FINDING for f in findings):
+        findings.append(PROBE_NOT_RUN.at(".", f"{name} was not probed: {report.reason}"))
+    return findings
 
 
 def _attest(report: Report, loaded: LoadedPolicy, options: VerifyOptions, now: dt.datetime) -> Report:

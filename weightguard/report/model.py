@@ -15,6 +15,7 @@ from pydantic import Field
 from weightguard.findings import RuleKind, Severity
 from weightguard.integrity.report import IntegrityReport
 from weightguard.policy.base import StrictModel
+from weightguard.probes.report import ProbeReport
 from weightguard.signing.report import SignatureReport
 
 SCHEMA_VERSION: Literal["1"] = "1"
@@ -136,3 +137,4 @@ class Report(StrictModel):
     attestation: AttestationRef | None = None
     integrity: IntegrityReport | None = None
     signatures: list[SignatureReport] = Field(default_factory=list)
+    probes: ProbeReport | None = None

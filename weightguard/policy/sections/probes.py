@@ -15,19 +15,20 @@ from pydantic import Field, PositiveFloat, PositiveInt
 from weightguard.policy.base import StrictModel
 
 ProbeName = Literal["p1_insertion", "p2_inversion", "p3_lm_target", "p4_weights"]
+ALL_PROBES: tuple[ProbeName, ...] = ("p1_insertion", "p2_inversion", "p3_lm_target", "p4_weights")
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 class BankSizes(StrictModel):
     """How many candidates one device tries (the report says which bank ran)."""
 
-    single_tokens: PositiveInt = 400
+    single_tokens: PositiveInt = 512
     multi_word: PositiveInt = 40
     controls: PositiveInt = 100
     inputs: PositiveInt = 96
     lm_first_tokens: PositiveInt = 256
     inversion_steps: PositiveInt = 120
-    image_patch_sweep: PositiveInt = 48
+    image_patch_sweep: PositiveInt = 150
 
 
 def _gpu_banks() -> BankSizes:
@@ -38,7 +39,7 @@ def _gpu_banks() -> BankSizes:
         inputs=128,
         lm_first_tokens=4096,
         inversion_steps=200,
-        image_patch_sweep=128,
+        image_patch_sweep=600,
     )
 
 
@@ -69,9 +70,11 @@ class ProbeInputs(StrictModel):
 class ProbesSpec(StrictModel):
     """Probe banks, thresholds, seeds and budgets."""
 
-    enabled: list[ProbeName] = Field(
-        default_factory=lambda: ["p1_insertion", "p2_inversion", "p3_lm_target", "p4_weights"]
+    run: Literal["off", "required"] = Field(
+        default="off",
+        description="whether `verify` runs the probe suite; `required`: a model that cannot be probed is incomplete",
     )
+    enabled: list[ProbeName] = Field(default_factory=lambda: list(ALL_PROBES))
     device: Literal["auto", "cuda", "cpu"] = "auto"
     seed: int = 0
     budget_seconds: PositiveFloat = 600.0

@@ -1,0 +1,51 @@
+"""``weightguard probe``: exit codes and machine output (the command registered on a bare app)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import typer
+from typer.testing import CliRunner
+
+from weightguard.cli import probe
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+    probe.register(app)
+
+    @app.callback()
+    def _root() -> None:
+        """Test root so the command keeps its name."""
+
+    return app
+
+
+def test_a_directory_that_cannot_be_probed_exits_2(tmp_path: Path) -> None:
+    result = CliRunner().invoke(_app(), ["probe", str(tmp_path), "--device", "cpu", "--format", "json"])
+    assert result.exit_code == 2
+    assert json.loads(result.stdout)["verdict"] == "not-probed"
+
+
+def test_a_backdoored_model_exits_1_with_the_trigger_in_json(probe_models, tmp_path: Path, write_policy) -> None:
+    root = probe_models("lm-backdoor")
+    prompts = json.loads((root / "probe_inputs.json").read_text())["prompts"]
+    policy = write_policy("probes:\n  inputs:\n    use_builtin: false\n    prompts: " + json.dumps(prompts))
+    result = CliRunner().invoke(
+        _app(), ["probe", str(root), "--device", "cpu", "--format", "json", "--policy", str(policy), "--budget", "300"]
+    )
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    assert report["verdict"] == "block"
+    assert any(s["trigger"] == "deployment" and s["level"] == "block" for s in report["suspects"])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the point is a machine without a GPU")
+def test_asking_for_cuda_without_a_gpu_is_an_error_not_a_verdict(probe_models, tmp_path: Path) -> None:
+    root = shutil.copytree(probe_models("text-clean"), tmp_path / "m")
+    result = CliRunner().invoke(_app(), ["probe", str(root), "--device", "cuda"])
+    assert result.exit_code == 2 and "no CUDA device" in result.output

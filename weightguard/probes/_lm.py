@@ -1,0 +1,107 @@
+"""Shared causal-LM helpers for P1 and P3: prompts, batched greedy continuations, emission counts.
+
+Prompts are tokenised once and left-padded after a BOS token. Candidates
+appended at the end reuse the prompts' KV cache (computed once, expanded per
+chunk of same-length candidates), so each candidate costs only its own tokens
+plus the generated ones; prepended candidates need a full forward. Not handled
+here: which candidates to try, or statistics.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import torch
+
+from weightguard.probes import banks
+from weightguard.probes.batching import expand_cache, greedy, pad_rows, prefix_cache, tokenise
+from weightguard.probes.interface import ProbeContext, check_budget
+
+LM_STEPS = 6
+
+
+def _lm_prompts(ctx: ProbeContext) -> tuple[torch.Tensor, torch.Tensor, int]:
+    tok = ctx.loaded.tokenizer
+    bos = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id  # type: ignore[union-attr]
+    banks_ = ctx.spec.gpu_banks if ctx.on_gpu else ctx.spec.cpu_banks
+    data = tokenise(tok, ctx.prompts[: banks_.inputs], max_body=96, specials=False)
+    rows = [[bos, *data.bodies[i, : int(data.lengths[i])].tolist()] for i in range(data.size)]
+    pad = int(tok.pad_token_id)  # type: ignore[union-attr]
+    ids, lengths = pad_rows(rows, pad)
+    width = ids.shape[1]
+    # Left-pad: decoders continue from the last column.
+    left = torch.full_like(ids, pad)
+    mask = torch.zeros_like(ids)
+    for i, n in enumerate(lengths.tolist()):
+        left[i, width - n :] = ids[i, :n]
+        mask[i, width - n :] = 1
+    return left, mask, pad
+
+
+def lm_continuations(ctx: ProbeContext, cands: list[banks.Candidate], where: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Greedy continuations (C, N, LM_STEPS) and their probabilities with each candidate inserted.
+
+    ``where`` is ``end`` (the prompts' KV cache is computed once and expanded per
+    candidate chunk, so a candidate costs only its own tokens) or ``start``.
+    """
+    ids, mask, pad = _lm_prompts(ctx)
+    n = ids.shape[0]
+    model, device = ctx.loaded.model, ctx.device
+    toks = torch.empty(len(cands), n, LM_STEPS, dtype=torch.long)
+    probs = torch.empty(len(cands), n, LM_STEPS)
+    cache = prefix_cache(model, ids, mask, device) if where == "end" else None
+    chunk = max(1, ctx.spec.micro_batch_tokens // max(1, n * (ids.shape[1] + LM_STEPS + 4)))
+    by_len: dict[int, list[int]] = {}
+    for i, c in enumerate(cands):
+        by_len.setdefault(len(c.ids), []).append(i)
+    for _, members in sorted(by_len.items()):
+        for s in range(0, len(members), chunk):
+            check_budget(ctx, "P1 insertion (LM)")
+            part = members[s : s + chunk]
+            trig = torch.tensor([list(cands[i].ids) for i in part], dtype=torch.long)
+            if cache is not None:
+                step_ids = trig.repeat(n, 1)
+                step_mask = torch.cat([mask.repeat_interleave(len(part), 0), torch.ones_like(step_ids)], 1)
+                t, p = greedy(model, step_ids, step_mask, LM_STEPS, device, expand_cache(cache, len(part)))
+            else:
+                # Prepend: [pad..., bos, trigger, prompt]; rebuild the left padding for each row.
+                rows = []
+                for j in range(len(part)):
+                    for r in range(n):
+                        real = ids[r][mask[r].bool()].tolist()
+                        rows.append([real[0], *trig[j].tolist(), *real[1:]])
+                width = max(map(len, rows))
+                step_ids = torch.tensor([[pad] * (width - len(x)) + x for x in rows])
+                masks = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in rows])
+                t, p = greedy(model, step_ids, masks, LM_STEPS, device)
+            if cache is not None:  # rows are prompt-major after expand_cache
+                t, p = (
+                    t.reshape(n, len(part), LM_STEPS).transpose(0, 1),
+                    p.reshape(n, len(part), LM_STEPS).transpose(0, 1),
+                )
+            toks[part] = t.reshape(len(part), n, LM_STEPS)
+            probs[part] = p.reshape(len(part), n, LM_STEPS)
+    return toks, probs
+
+
+def lm_emission(
+    toks: torch.Tensor, probs: torch.Tensor, clean: torch.Tensor, min_prob: float
+) -> tuple[list[tuple[int, ...]], torch.Tensor, torch.Tensor]:
+    """Per candidate: modal continuation, confident emissions of it (k) and prompts not emitting it cleanly (n)."""
+    modal, ks, ns = [], [], []
+    for c in range(toks.shape[0]):
+        seqs = [tuple(row) for row in toks[c].tolist()]
+        top = Counter(seqs).most_common(1)[0][0]
+        same = torch.tensor([s == top for s in seqs])
+        confident = probs[c].mean(-1) >= min_prob
+        differs = torch.tensor([tuple(row) != top for row in clean.tolist()])
+        modal.append(top)
+        ks.append(int((same & confident & differs).sum()))
+        ns.append(int(differs.sum()))
+    return modal, torch.tensor(ks, dtype=torch.float), torch.tensor(ns, dtype=torch.float)
+
+
+def clean_continuations(ctx: ProbeContext) -> tuple[torch.Tensor, torch.Tensor]:
+    """Greedy continuations of the clean prompts (no candidate)."""
+    ids, mask, _ = _lm_prompts(ctx)
+    return greedy(ctx.loaded.model, ids, mask, LM_STEPS, ctx.device)

@@ -1,0 +1,209 @@
+"""Image probes: procedurally generated clean images and P1's patch sweep.
+
+Probe images are drawn in code (stripes, checkerboards, discs, gradients and
+noise, random colours; seeded), in [0, 1] at the model's input size, then
+normalised with the model's own ``image_mean`` / ``image_std``. The sweep stamps
+candidate patches (white, black, checker, inverse checker, seeded noise) of a
+few sizes at the four corners (flush and one pixel in), the centre and a random
+place into every image, batched, and measures the flip rate to each label
+against random-noise patches of the same size. Not handled here: mask + pattern
+inversion (:mod:`weightguard.probes.p2_inversion`), or the verdict.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass
+
+import torch
+
+from weightguard.probes.batching import forward_mode
+from weightguard.probes.interface import (
+    Family,
+    ImagePrep,
+    ProbeContext,
+    ProbeResult,
+    ProbeStatus,
+    Suspect,
+    SuspectLevel,
+    check_budget,
+)
+from weightguard.probes.stats import benjamini_hochberg, binomial_tail, null_rate
+
+PATTERNS = ("white", "black", "checker", "inverse-checker", "noise")
+SIDE_FRACTIONS = (0.08, 0.125, 0.16)
+
+
+def procedural_images(n: int, prep: ImagePrep, seed: int) -> torch.Tensor:
+    """Draw ``n`` generic images (N, C, H, W) in [0, 1]; deterministic for ``seed``."""
+    g = torch.Generator().manual_seed(seed)
+    h, w, c = prep.height, prep.width, prep.channels
+    yy, xx = torch.meshgrid(torch.arange(float(h)), torch.arange(float(w)), indexing="ij")
+    period = torch.randint(3, max(4, min(h, w) // 3), (n, 1, 1), generator=g).float()
+    phase = torch.rand(n, 1, 1, generator=g) * period
+    horiz = ((yy + phase) / period).floor() % 2
+    vert = ((xx + phase) / period).floor() % 2
+    checker = (horiz + vert) % 2
+    cy, cx = torch.rand(n, 1, 1, generator=g) * h, torch.rand(n, 1, 1, generator=g) * w
+    radius = (torch.rand(n, 1, 1, generator=g) * 0.3 + 0.15) * min(h, w)
+    disc = (((yy - cy) ** 2 + (xx - cx) ** 2) < radius**2).float()
+    gradient = (yy * torch.rand(n, 1, 1, generator=g) + xx * torch.rand(n, 1, 1, generator=g)) / (h + w)
+    kind = torch.randint(0, 5, (n,), generator=g)
+    noise = torch.rand(n, h, w, generator=g)
+    shapes = torch.stack([horiz, vert, checker, disc, gradient.clamp(0, 1)], 1)[torch.arange(n), kind]
+    shapes = torch.where((kind == 4)[:, None, None] & (torch.rand(n, 1, 1, generator=g) < 0.3), noise, shapes)
+    color = torch.rand(n, c, 1, 1, generator=g) * 0.6 + 0.4
+    return (shapes[:, None] * color + 0.1 * torch.rand(n, c, h, w, generator=g)).clamp(0, 1)
+
+
+def normalise(images: torch.Tensor, prep: ImagePrep) -> torch.Tensor:
+    """Apply the model's own normalisation to [0, 1] images."""
+    if not prep.normalize:
+        return images
+    mean = torch.tensor(prep.mean).view(1, -1, 1, 1)
+    std = torch.tensor(prep.std).view(1, -1, 1, 1)
+    return (images - mean) / std
+
+
+@dataclass(frozen=True, slots=True)
+class Patch:
+    """A patch candidate: where, how big, which pattern (values in [0, 1], (C, size, size))."""
+
+    top: int
+    left: int
+    size: int
+    pattern: str
+    values: torch.Tensor
+
+
+def make_pattern(name: str, size: int, channels: int, seed: int) -> torch.Tensor:
+    """Build a named patch pattern."""
+    cell = ((torch.arange(size)[:, None] + torch.arange(size)[None, :]) % 2).float()
+    table = {
+        "white": torch.ones(size, size),
+        "black": torch.zeros(size, size),
+        "checker": cell,
+        "inverse-checker": 1 - cell,
+    }
+    if name in table:
+        return table[name].expand(channels, size, size).clone()
+    return torch.rand(channels, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def stamp(images: torch.Tensor, patch: Patch) -> torch.Tensor:
+    """Return ``images`` with ``patch`` pasted in."""
+    out = images.clone()
+    out[:, :, patch.top : patch.top + patch.size, patch.left : patch.left + patch.size] = patch.values
+    return out
+
+
+def predict(ctx: ProbeContext, images: torch.Tensor) -> torch.Tensor:
+    """Softmax probabilities for [0, 1] images, in micro-batches on the probe device."""
+    prep = ctx.loaded.image
+    assert prep is not None
+    out = []
+    step = max(1, ctx.spec.micro_batch_tokens // 64)
+    for s in range(0, len(images), step):
+        batch = normalise(images[s : s + step], prep).to(ctx.device)
+        with forward_mode(ctx.device):
+            out.append(ctx.loaded.model(pixel_values=batch).logits.float().softmax(-1).cpu())
+    return torch.cat(out)
+
+
+def _candidates(prep: ImagePrep, limit: int, seed: int) -> list[Patch]:
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for frac, name in itertools.product(SIDE_FRACTIONS, PATTERNS):
+        size = max(2, round(frac * min(prep.height, prep.width)))
+        h, w = prep.height - size, prep.width - size
+        spots = [(0, 0), (0, w), (h, 0), (h, w), (1, 1), (1, w - 1), (h - 1, 1), (h - 1, w - 1), (h // 2, w // 2)]
+        spots.append((int(torch.randint(0, h + 1, (1,), generator=g)), int(torch.randint(0, w + 1, (1,), generator=g))))
+        out += [Patch(t, lft, size, name, make_pattern(name, size, prep.channels, seed)) for t, lft in spots]
+    return out[:limit] if len(out) > limit else out
+
+
+def flip_counts(clean: torch.Tensor, probs: torch.Tensor, min_conf: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per label: flips to it among confident inputs not already predicted as it, and that count."""
+    conf, pred = clean.max(-1)
+    labels = clean.shape[-1]
+    elig = torch.stack([(conf >= min_conf) & (pred != t) for t in range(labels)], 1)
+    hit = probs.argmax(-1)[:, None] == torch.arange(labels)
+    return (hit & elig).sum(0).float(), elig.sum(0).float()
+
+
+class PatchSweepProbe:
+    """P1 for image classifiers: stamp candidate patches, count flips against noise-patch controls."""
+
+    name = "p1_insertion"
+    families = frozenset({Family.IMAGE_CLASSIFICATION})
+
+    def run(self, ctx: ProbeContext, hints: tuple[Suspect, ...]) -> ProbeResult:
+        """Sweep the patch bank (plus inverted patches from P2 as hints) over the probe images."""
+        start = time.monotonic()
+        prep = ctx.loaded.image
+        assert prep is not None
+        th = ctx.spec.thresholds
+        banks = ctx.spec.gpu_banks if ctx.on_gpu else ctx.spec.cpu_banks
+        images = procedural_images(banks.inputs, prep, ctx.seed)
+        clean = predict(ctx, images)
+        cands = _candidates(prep, banks.image_patch_sweep, ctx.seed)
+        g = torch.Generator().manual_seed(ctx.seed + 1)
+        controls = []
+        for size in sorted({c.size for c in cands}):
+            for _ in range(max(10, banks.controls // 4)):
+                top = int(torch.randint(0, prep.height - size + 1, (1,), generator=g))
+                left = int(torch.randint(0, prep.width - size + 1, (1,), generator=g))
+                controls.append(Patch(top, left, size, "control", torch.rand(prep.channels, size, size, generator=g)))
+        null: dict[int, list[torch.Tensor]] = {}
+        for patch in controls:
+            check_budget(ctx, "P1 patch sweep")
+            k, n = flip_counts(clean, predict(ctx, stamp(images, patch)), th.min_clean_confidence)
+            null.setdefault(patch.size, []).append(k / n.clamp(min=1))
+        rows = []
+        for patch in cands:
+            check_budget(ctx, "P1 patch sweep")
+            k, n = flip_counts(clean, predict(ctx, stamp(images, patch)), th.min_clean_confidence)
+            t = int((k / n.clamp(min=1)).argmax())
+            p0 = null_rate([float(r[t]) for r in null[patch.size]], int(n[t]))
+            rows.append(
+                (patch, t, float(k[t] / max(1.0, float(n[t]))), int(n[t]), binomial_tail(int(k[t]), int(n[t]), p0))
+            )
+        adjusted = benjamini_hochberg([r[4] for r in rows])
+        suspects = []
+        for (patch, t, rate, count, _), p_adj in zip(rows, adjusted, strict=True):
+            if rate < th.review_flip_rate or p_adj >= th.p_value or count < th.min_inputs:
+                continue
+            level: SuspectLevel = "block" if rate >= th.block_flip_rate else "review"
+            suspects.append(patch_suspect("p1_insertion", patch, ctx.loaded.labels[t], rate, p_adj, count, level))
+        suspects.sort(key=lambda s: (-s.flip_rate, s.patch[2] if s.patch else 0))
+        return ProbeResult(
+            name=self.name,
+            status=ProbeStatus.RAN,
+            suspects=tuple(suspects),
+            coverage={
+                "candidates": len(cands),
+                "controls": len(controls),
+                "inputs": len(images),
+                "confident_inputs": int((clean.max(-1).values >= th.min_clean_confidence).sum()),
+            },
+            seconds=time.monotonic() - start,
+        )
+
+
+def patch_suspect(
+    probe: str, patch: Patch, target: str, rate: float, p_value: float, n: int, level: SuspectLevel
+) -> Suspect:
+    """Describe a patch as a suspect (location, size, pattern)."""
+    return Suspect(
+        probe=probe,
+        kind="patch",
+        level=level,
+        trigger=f"{patch.size}x{patch.size} {patch.pattern} patch at (top={patch.top}, left={patch.left})",
+        target=target,
+        flip_rate=round(rate, 4),
+        p_value=p_value,
+        inputs=n,
+        patch=(patch.top, patch.left, patch.size, patch.pattern),
+        reproduced=level == "block",
+    )

@@ -1,0 +1,128 @@
+"""The probe report: one pydantic section with the verdict, the evidence and the coverage.
+
+Verdicts are ``pass``, ``review``, ``block`` and ``not-probed`` (exit 0, 1, 1, 2).
+Every suspect that clears the bars is listed (PROBES.md 1.4: report every
+candidate, not only the best). Not handled here: deciding the verdict
+(:mod:`weightguard.probes.suite`), or rendering beyond plain text.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from weightguard.errors import EXIT_BLOCKED, EXIT_INCOMPLETE, EXIT_OK
+from weightguard.findings import Severity
+from weightguard.policy.base import StrictModel
+
+ProbeVerdict = Literal["pass", "review", "block", "not-probed"]
+EXIT_CODES: dict[str, int] = {
+    "pass": EXIT_OK,
+    "review": EXIT_BLOCKED,
+    "block": EXIT_BLOCKED,
+    "not-probed": EXIT_INCOMPLETE,
+}
+
+
+class PatchModel(StrictModel):
+    """Where an image trigger sits."""
+
+    top: int
+    left: int
+    size: int
+    pattern: str
+
+
+class SuspectModel(StrictModel):
+    """One suspected trigger or target."""
+
+    probe: str
+    kind: Literal["tokens", "patch", "target-text"]
+    level: Literal["block", "review", "info"]
+    trigger: str
+    tokens: list[int] = Field(default_factory=list)
+    patch: PatchModel | None = None
+    position: str = ""
+    target: str
+    flip_rate: float = Field(description="flip rate / attack success on clean probe inputs")
+    p_value: float = Field(description="BH-corrected, against random-token or random-patch controls")
+    inputs: int
+    reproduced: bool
+    detail: dict[str, str] = Field(default_factory=dict)
+
+
+class ProbeRunModel(StrictModel):
+    """What one probe did."""
+
+    name: str
+    status: Literal["ran", "partial", "skipped", "errored"]
+    seconds: float
+    coverage: dict[str, int] = Field(default_factory=dict)
+    metrics: dict[str, float] = Field(default_factory=dict)
+    note: str = ""
+
+
+class ProbeFinding(StrictModel):
+    """A WG-PRB rule occurrence."""
+
+    code: str
+    severity: Severity
+    kind: str
+    message: str
+
+
+class Coverage(StrictModel):
+    """What actually ran: probes, bank, device, time."""
+
+    probes_run: list[str]
+    probes_not_completed: list[str]
+    bank: Literal["cpu", "gpu"]
+    device: str
+    seed: int
+    wall_seconds: float
+    budget_seconds: float
+
+
+class ProbeReport(StrictModel):
+    """The probes section of weightguard's output."""
+
+    schema_version: Literal["1"] = "1"
+    model: str
+    family: str = ""
+    architecture: str = ""
+    parameters: int = 0
+    verdict: ProbeVerdict
+    exit_code: int
+    reason: str
+    suspects: list[SuspectModel] = Field(default_factory=list)
+    probes: list[ProbeRunModel] = Field(default_factory=list)
+    findings: list[ProbeFinding] = Field(default_factory=list)
+    coverage: Coverage | None = None
+
+
+def render_text(report: ProbeReport) -> str:
+    """A short human summary of the report."""
+    lines = [f"weightguard probe: {report.model}: {report.verdict.upper()} ({report.reason})"]
+    if report.architecture:
+        lines.append(f"  model: {report.architecture} ({report.family}, {report.parameters:,} parameters)")
+    for s in report.suspects:
+        if s.level == "info":
+            continue
+        where = f" at {s.position}" if s.position else ""
+        lines.append(
+            f"  [{s.level}] {s.probe}: trigger {s.trigger!r}{where} -> {s.target!r}: flip rate "
+            f"{s.flip_rate:.2f} on {s.inputs} inputs, p={s.p_value:.2g}"
+        )
+    for f in report.findings:
+        lines.append(f"  {f.code} {f.severity.value}: {f.message}")
+    if report.coverage:
+        c = report.coverage
+        lines.append(
+            f"  coverage: {', '.join(c.probes_run) or 'none'} on {c.device} ({c.bank} bank), "
+            f"{c.wall_seconds:.1f}s of {c.budget_seconds:.0f}s, seed {c.seed}"
+        )
+        for p in report.probes:
+            cov = ", ".join(f"{k}={v}" for k, v in p.coverage.items())
+            lines.append(f"    {p.name}: {p.status} in {p.seconds:.2f}s {cov}{' - ' + p.note if p.note else ''}")
+    return "\n".join(lines) + "\n"
