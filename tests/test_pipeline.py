@@ -141,3 +141,17 @@ def test_revoke_sends_a_model_back_to_quarantine(clean_model: Path, keys, tmp_pa
 def test_python_dash_m_runs_the_cli() -> None:
     result = run_cli("--version")
     assert result.returncode == 0 and result.stdout.startswith("weightguard ")
+
+
+def test_the_policy_can_name_the_signing_key_and_the_trusted_keys(clean_model: Path, keys, tmp_path: Path) -> None:
+    attestation = tmp_path / "policy-att.json"
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "apiVersion: weightguard/v1alpha1\nkind: VerificationPolicy\nmetadata: {name: keyed}\nspec:\n"
+        "  rollout:\n    database: sqlite:///" + str(tmp_path / "r.db") + "\n"
+        f"    attestation: {{signing_key: {keys[0].name}, trusted_keys: [{keys[1].name}], location: {attestation}}}\n"
+    )
+    made = run_cli("verify", str(clean_model), "--policy", str(policy))
+    assert made.returncode == 0 and attestation.exists(), made.stderr
+    promoted = run_cli("promote", str(clean_model), "--to", "staging", "--attestation", str(attestation), "--policy", str(policy))
+    assert promoted.returncode == 0, promoted.stderr

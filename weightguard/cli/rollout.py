@@ -23,6 +23,20 @@ DATABASE_OPTION = typer.Option(
     None, "--database", help="Rollout record URL (default: the policy's spec.rollout.database)."
 )
 ACTOR_OPTION = typer.Option(None, "--actor", help="Who is acting (default: the login name).")
+PUBLIC_KEY_OPTION = typer.Option(
+    None, "--public-key", help="The approver's PEM public key (default: the policy's rollout.attestation.trusted_keys)."
+)
+
+
+def _trusted_keys(loaded, policy: Path | None, given: Path | None) -> list[Path]:  # type: ignore[no-untyped-def]
+    """The keys an attestation may be signed with: the one given, else the policy's trusted keys."""
+    if given is not None:
+        return [given]
+    base = policy.parent if policy is not None and not str(policy).startswith("builtin:") else Path()
+    keys = [base / k for k in loaded.policy.spec.rollout.attestation.trusted_keys]
+    if not keys:
+        raise UsageError("no public key to check the attestation with", hint="pass --public-key or set rollout.attestation.trusted_keys")
+    return keys
 
 
 def _actor(actor: str | None) -> str:
@@ -57,6 +71,18 @@ def _check_attestation(target: str, loaded, attestation: Path, public_key: Path,
     return resolved, digest, checked
 
 
+def _check_with_any(target: str, loaded, attestation: Path, keys: list[Path], exclude: tuple[str, ...]):  # type: ignore[no-untyped-def]
+    """Check against each trusted key in turn; the last refusal is raised if none holds."""
+    last: SignatureError | None = None
+    for key in keys:
+        try:
+            return _check_attestation(target, loaded, attestation, key, exclude)
+        except SignatureError as exc:
+            last = exc
+    assert last is not None  # keys is never empty
+    raise last
+
+
 def _excluded(target: str, attestation: Path) -> tuple[str, ...]:
     try:
         return (attestation.resolve().relative_to(Path(target).resolve()).as_posix(),)
@@ -68,7 +94,7 @@ def _excluded(target: str, attestation: Path) -> tuple[str, ...]:
 def attestation_verify_command(
     target: str = typer.Argument(..., help="The model the attestation should be about."),
     attestation: Path = typer.Option(..., "--attestation", help="The attestation bundle."),  # noqa: B008
-    public_key: Path = typer.Option(..., "--public-key", help="The approver's PEM public key."),  # noqa: B008
+    public_key: Path | None = PUBLIC_KEY_OPTION,
     policy: Path | None = POLICY_OPTION,
 ) -> None:
     """Check an attestation: right signer, the model on disk now, the expected policy. Exit 0 / 1 / 2."""
@@ -76,7 +102,8 @@ def attestation_verify_command(
 
     try:
         loaded = load_policy(policy)
-        _, digest, checked = _check_attestation(target, loaded, attestation, public_key, _excluded(target, attestation))
+        keys = _trusted_keys(loaded, policy, public_key)
+        _, digest, checked = _check_with_any(target, loaded, attestation, keys, _excluded(target, attestation))
     except SignatureError as exc:
         err(f"weightguard: attestation does not hold: {exc.diagnostics()}")
         raise typer.Exit(exc.exit_code) from exc
@@ -102,7 +129,7 @@ def promote_command(
     target: str = typer.Argument(..., help="The model to promote."),
     to: str = typer.Option(..., "--to", help="The stage to promote into."),
     attestation: Path = typer.Option(..., "--attestation", help="The approval attestation for this model."),  # noqa: B008
-    public_key: Path = typer.Option(..., "--public-key", help="The approver's PEM public key."),  # noqa: B008
+    public_key: Path | None = PUBLIC_KEY_OPTION,
     policy: Path | None = POLICY_OPTION,
     database: str | None = DATABASE_OPTION,
     actor: str | None = ACTOR_OPTION,
@@ -121,16 +148,18 @@ def promote_command(
         loaded = load_policy(policy)
         resolved, digest = model_digest(target, loaded, exclude=_excluded(target, attestation))
         bundle = _read(attestation, "attestation")
-        key = load_public_key(_read(public_key, "public key"))
-        problem: str | None = None
+        problem: str | None = "no trusted key verified the attestation"
         passed: frozenset[str] = frozenset()
-        try:
-            checked = verify_attestation(bundle, key, expected_root_digest=digest, expected_policy_sha256=loaded.sha256)
+        for key_path in _trusted_keys(loaded, policy, public_key):
+            key = load_public_key(_read(key_path, "public key"))
+            try:
+                checked = verify_attestation(bundle, key, expected_root_digest=digest, expected_policy_sha256=loaded.sha256)
+            except SignatureError as exc:
+                problem = exc.message
+                continue
             passed = frozenset(k for k, v in checked.checks.items() if v == "PASSED")
-            if checked.result != "PASSED":
-                problem = f"the attestation records verdict {checked.verdict}"
-        except SignatureError as exc:
-            problem = exc.message
+            problem = None if checked.result == "PASSED" else f"the attestation records verdict {checked.verdict}"
+            break
         store = _store(loaded, database)
         store.register(digest, resolved.name, _actor(actor), now)
         spec = loaded.policy.spec.rollout

@@ -28,7 +28,13 @@ def verify_command(
     progress = _progress() if sys.stderr.isatty() and fmt is OutputFormat.TEXT else None
     try:
         loaded = load_policy(policy)
-        options = VerifyOptions(attest_key=attest, attestation_path=attestation, attest_failed=attest_failed)
+        spec = loaded.policy.spec.rollout.attestation
+        base = policy.parent if policy is not None and not str(policy).startswith("builtin:") else Path()
+        options = VerifyOptions(
+            attest_key=attest or (base / spec.signing_key if spec.signing_key else None),
+            attestation_path=attestation or (Path(spec.location) if spec.location else None),
+            attest_failed=attest_failed,
+        )
         report = verify(target, loaded, options, progress=progress)
         emit_report(report, fmt, output)
     except WeightguardError as exc:
