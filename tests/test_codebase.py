@@ -25,6 +25,7 @@ _PROTOCOL_RAISES = {
     "StopIteration",
     "NotImplementedError",
     "AssertionError",  # assert_never-style impossibilities
+    "HTTPException",  # FastAPI's way to answer a request with a 4xx status
     "VerificationError",  # sigstore's VerificationPolicy protocol: a policy object must raise sigstore's error
 }
 _VALIDATOR_DECORATORS = {"field_validator", "model_validator", "validator", "root_validator"}

@@ -15,7 +15,6 @@ from weightguard.formats import codes as format_codes
 from weightguard.formats import header_codes
 from weightguard.integrity import codes as integrity_codes
 from weightguard.policy import codes as policy_codes
-from weightguard.probes import codes as probe_codes
 from weightguard.signing import codes as signing_codes
 from weightguard.sources import codes as source_codes
 from weightguard.verdict import codes as verdict_codes

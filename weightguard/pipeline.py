@@ -29,10 +29,10 @@ from weightguard.integrity.hub import HubListing
 from weightguard.integrity.manifest import Manifest
 from weightguard.integrity.stage import IntegrityStage, identity_files, run_integrity
 from weightguard.policy.load import LoadedPolicy
-from weightguard.report.build import build_report
-from weightguard.report.model import AttestationRef, Report, StageModel, StageName, StageStatus, SubjectModel
 from weightguard.probes.codes import NOT_PROBED as PROBE_NOT_RUN
 from weightguard.probes.report import ProbeReport
+from weightguard.report.build import build_report
+from weightguard.report.model import AttestationRef, Report, StageModel, StageName, StageStatus, SubjectModel
 from weightguard.scan_codes import ANALYSIS_FAILED
 from weightguard.signing.keys import load_private_key
 from weightguard.sources.hf_snapshot import HfSnapshotSource

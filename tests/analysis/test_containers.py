@@ -179,6 +179,40 @@ def test_truncated_tar_and_too_many_members() -> None:
         _run(data, Limits(max_archive_members=3))
 
 
+def _tar_problems(data: bytes) -> list[str]:
+    findings, _ = _run(data)
+    return [f.message for f in findings if f.code == codes.ARC_MALFORMED.code]
+
+
+def test_a_complete_tar_has_no_structure_finding() -> None:
+    assert _tar_problems(_tar([("a.json", b"{}"), ("b.json", b"[]")])) == []
+
+
+def test_a_tar_cut_inside_its_second_header_is_malformed() -> None:
+    # tarfile stops quietly at a truncated later header (THREATS 5.3: fail closed).
+    whole = _tar([("a.json", b"{}"), ("b.json", b"[]")])
+    (problem,) = _tar_problems(whole[: 1024 + 476])
+    assert "header at offset 1024 is truncated (476 of 512 bytes)" in problem
+
+
+def test_a_tar_with_a_corrupt_later_header_is_malformed() -> None:
+    data = bytearray(_tar([("a.json", b"{}"), ("b.json", b"[]")]))
+    data[1024 + 148] ^= 0x01  # the second header's checksum
+    (problem,) = _tar_problems(bytes(data))
+    assert "header at offset 1024 is invalid" in problem
+
+
+@pytest.mark.parametrize(
+    ("end", "expected"),
+    [(b"", "without the end-of-archive marker"), (b"\x00" * 700, "end-of-archive marker at offset 1024 is truncated"),
+     (b"\x00" * 512 + b"x" * 512, "lone zero block"), (b"\x00" * 1024 + b"hidden", "non-zero data at offset 2048")],
+)  # fmt: skip
+def test_what_follows_the_last_member_must_be_the_end_of_archive_marker(end: bytes, expected: str) -> None:
+    whole = _tar([("a.json", b"{}")])
+    (problem,) = _tar_problems(whole[:1024] + end)
+    assert expected in problem
+
+
 def test_gzip_corruption_truncation_and_trailing_data() -> None:
     blob = gzip.compress(pickle.dumps({"a": 1}, protocol=2))
     findings, _ = _run(blob[:-12])
@@ -190,9 +224,20 @@ def test_gzip_corruption_truncation_and_trailing_data() -> None:
     assert ("<after-gzip>", FileFormat.PICKLE) in parts
 
 
-def test_a_gzip_bomb_hits_the_ratio_limit() -> None:
+def test_a_legacy_lzma_stream_is_decompressed_and_its_content_analysed() -> None:
+    # joblib.dump(compress="lzma") writes this format (FORMAT_ALONE), not xz.
+    findings, parts = _run(lzma.compress(EVIL, format=lzma.FORMAT_ALONE))
+    assert parts == [("", FileFormat.XZ), ("<lzma>", FileFormat.PICKLE)]
+    assert any(f.code.startswith("WG-PKL") and f.member == "<lzma>" for f in _blocking(findings))
+    findings, _ = _run(lzma.compress(EVIL, format=lzma.FORMAT_ALONE)[:-5])
+    assert codes.ARC_CORRUPT_STREAM.code in [f.code for f in findings]
+
+
+def test_a_bzip2_bomb_hits_the_ratio_limit() -> None:
+    # deflate tops out near 1030:1 (below the default limit, which spares zero-filled tensors);
+    # bzip2 and xz reach far higher ratios, which only bombs need
     with pytest.raises(LimitExceeded) as info:
-        _run(gzip.compress(b"\x00" * (16 * MiB)))
+        _run(bz2.compress(b"\x00" * (16 * MiB)))
     assert info.value.resource == "max_compression_ratio"
 
 

@@ -112,6 +112,31 @@ def test_calling_a_non_global_value_is_an_indirect_call() -> None:
     assert AnomalyKind.INDIRECT_CALL in kinds(data)
 
 
+def test_a_defaultdict_with_a_named_factory_walks_cleanly() -> None:
+    trace = walk(pickle.dumps(collections.defaultdict(list, {"a": [1.0]}), protocol=2))
+    assert trace.complete
+    assert {g.name for g in trace.globals} == {"collections.defaultdict", "builtins.list"}
+
+
+def test_a_defaultdict_whose_factory_is_not_a_named_global_is_an_indirect_call() -> None:
+    # THREATS 5.1: the factory runs for every missing key after loading, so it must be a named global.
+    data = b"ccollections\ndefaultdict\n(ccollections\nOrderedDict\n)RtR."
+    (anomaly,) = walk(data).anomalies
+    assert anomaly.kind is AnomalyKind.INDIRECT_CALL
+    assert "factory is <collections.OrderedDict(...)>" in anomaly.detail
+
+
+def test_build_on_a_defaultdict_is_an_indirect_call_even_with_a_named_factory() -> None:
+    # BUILD's slot state can set default_factory; defaultdict's own pickles never use BUILD.
+    data = b"ccollections\ndefaultdict\n)R(N(S'default_factory'\ncbuiltins\nlist\ndtb."
+    assert [a.kind for a in walk(data).anomalies] == [AnomalyKind.INDIRECT_CALL]
+
+
+def test_newobj_of_a_defaultdict_leaves_its_factory_unset() -> None:
+    data = b"\x80\x02ccollections\ndefaultdict\ncbuiltins\nlist\n\x85\x81."
+    assert walk(data).anomalies == ()
+
+
 @pytest.mark.parametrize(
     ("data", "opcode"),
     [(b"(S'x'\nios\nsystem\n.", "INST"), (b"(cos\nsystem\nS'x'\no.", "OBJ"),

@@ -189,6 +189,39 @@ def test_fickling_decompiled_view_is_attached_only_when_enabled() -> None:
     assert not any("decompiled" in f.evidence for f in without)
 
 
+def test_checkpoint_metadata_with_a_defaultdict_of_lists_has_no_blocking_finding() -> None:
+    history: collections.defaultdict[str, list[float]] = collections.defaultdict(list)
+    history["loss"].extend([0.5, 0.25])
+    meta = {"history": history, "counts": collections.Counter("aab"), "recent": collections.deque([1, 2])}
+    for factory in (dict, set, tuple, int, float, str, bytes, bool, frozenset):
+        meta[factory.__name__] = collections.defaultdict(factory)
+    assert blocking(scan(pickle.dumps(meta, protocol=2))) == []
+
+
+def test_a_defaultdict_factory_outside_the_allowlist_is_denied() -> None:
+    findings = scan(pickle.dumps(collections.defaultdict(collections.UserList), protocol=2))
+    assert [f.evidence["global"] for f in blocking(findings)] == ["collections.UserList"]
+
+
+def test_fickling_evidence_is_skipped_for_streams_over_the_opcode_cap(capfd: pytest.CaptureFixture[str]) -> None:
+    # 10^6 opcodes cost fickling seconds; the stream is judged without its decompiled view.
+    data = b"\x80\x02" + su("os") + su("system") + b"\x93](" + b"N" * 150_000 + b"e\x85R."
+    started = time.perf_counter()
+    findings = scan(data)
+    assert "WG-PKL-001" in codes_of(findings)
+    assert not any("decompiled" in f.evidence for f in findings)
+    assert time.perf_counter() - started < 5
+    assert capfd.readouterr().err == ""
+
+
+def test_fickling_warnings_never_reach_stderr(capfd: pytest.CaptureFixture[str]) -> None:
+    # fickling prints "Warning: malformed pickle file" for a GET of an unknown memo key.
+    data = b"\x80\x02" + su("os") + su("system") + b"\x93h\x07\x85R."
+    findings = scan(data)
+    assert "WG-PKL-001" in codes_of(findings)
+    assert capfd.readouterr().err == ""
+
+
 def test_fickling_evidence_is_bounded_on_memo_expansion() -> None:
     data = bytearray(b"\x80\x04" + su("os") + su("system") + b"\x93\x94]\x94")
     for level in range(1, 40):

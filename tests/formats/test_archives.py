@@ -12,6 +12,7 @@ from weightguard.analysis.interface import PickleSettings, ScanContext
 from weightguard.errors import LimitExceeded
 from weightguard.formats import codes
 from weightguard.formats.archives import (
+    RATIO_FLOOR_BYTES,
     MemberUnreadable,
     member_source,
     open_member,
@@ -191,6 +192,21 @@ def test_a_zip_bomb_member_is_stopped_by_the_compression_ratio() -> None:
     with pytest.raises(LimitExceeded) as info:
         open_member(source, member, _ctx(Limits(max_compression_ratio=1e9, max_decompressed_bytes=4 * MiB)))
     assert info.value.resource == "max_decompressed_bytes"
+
+
+def test_a_low_ratio_limit_holds_for_members_of_a_few_dozen_kib_but_not_for_tiny_ones() -> None:
+    # A policy's max_compression_ratio must be honoured below 1 MiB too; only members under
+    # RATIO_FLOOR_BYTES are exempt (their output is trivial whatever the ratio).
+    small = _zip([("z", b"\x00" * (64 * 1024))], zipfile.ZIP_DEFLATED)
+    source = BytesSource(small)
+    member = read_zip_directory(source, Limits()).members[0]
+    with pytest.raises(LimitExceeded) as info:
+        open_member(source, member, _ctx(Limits(max_compression_ratio=10)))
+    assert info.value.resource == "max_compression_ratio"
+    tiny = _zip([("z", b"\x00" * (RATIO_FLOOR_BYTES // 2))], zipfile.ZIP_DEFLATED)
+    source = BytesSource(tiny)
+    member = read_zip_directory(source, Limits()).members[0]
+    assert open_member(source, member, _ctx(Limits(max_compression_ratio=10))).findings == ()
 
 
 def test_a_member_inflating_past_its_declared_size_is_corrupt() -> None:

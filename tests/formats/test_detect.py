@@ -159,10 +159,50 @@ def test_an_npy_that_is_also_a_zip_is_a_polyglot() -> None:
     assert _strong(data)[:2] == [FileFormat.NUMPY, FileFormat.PYTORCH_ZIP]
 
 
-def test_a_safetensors_header_followed_by_a_pickle_is_a_polyglot() -> None:
+def test_a_safetensors_header_followed_by_a_pickle_names_the_pickle_offset_in_its_evidence() -> None:
+    # Not a PICKLE candidate: a pickle analyzer starts at offset 0, which is the header length.
+    # The safetensors analyzer reports the stream and analyses it where it sits.
     header = json.dumps({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
     data = struct.pack("<Q", len(header)) + header + pickle.dumps({"x": 1}, protocol=2)
-    assert _strong(data) == [FileFormat.SAFETENSORS, FileFormat.PICKLE]
+    detection = detect(BytesSource(data), Limits())
+    assert _strong(data) == [FileFormat.SAFETENSORS]
+    assert f"pickle stream starts the data region at offset {8 + len(header)}" in detection.candidates[0].evidence
+
+
+def test_a_safetensors_header_over_max_header_bytes_is_still_safetensors() -> None:
+    from safetensors.numpy import save
+
+    data = save({f"layer.{i}.weight": np.zeros(1, np.float32) for i in range(40)})
+    (length,) = struct.unpack_from("<Q", data)
+    detection = detect(BytesSource(data), Limits(max_header_bytes=length - 1))
+    assert detection.format is FileFormat.SAFETENSORS
+    assert "max_header_bytes" in detection.candidates[0].evidence
+    garbage = struct.pack("<Q", length) + b"{\x01\x02" + b"\xff" * length
+    assert detect(BytesSource(garbage), Limits(max_header_bytes=length - 1)).format is FileFormat.UNKNOWN
+
+
+def test_a_zip_over_max_archive_members_is_still_a_zip() -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for i in range(11):
+            zf.writestr(f"cfg{i}.json", "{}")
+    detection = detect(BytesSource(buf.getvalue()), Limits(max_archive_members=10))
+    assert detection.format is FileFormat.ZIP
+    assert "max_archive_members" in detection.candidates[0].evidence
+
+
+def test_a_legacy_lzma_stream_is_recognised_by_its_checked_header() -> None:
+    # joblib's "lzma" compressor writes LZMA_alone: no magic, only a plausible 13-byte header.
+    payload = pickle.dumps(list(range(100)), protocol=2)
+    for preset in (0, 3, 9):
+        assert _fmt(lzma.compress(payload, format=lzma.FORMAT_ALONE, preset=preset)) is FileFormat.XZ
+    rng = random.Random(5)
+    for _ in range(50):
+        fake = b"\x5d\x00\x00" + rng.randbytes(200)
+        assert _fmt(fake) is not FileFormat.XZ
+    header = bytearray(lzma.compress(payload, format=lzma.FORMAT_ALONE))
+    header[1:5] = (12345).to_bytes(4, "little")  # no encoder writes such a dictionary size
+    assert _fmt(bytes(header)) is not FileFormat.XZ
 
 
 def test_unknown_content_yields_a_skipped_finding() -> None:

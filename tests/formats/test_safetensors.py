@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import pickle
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +24,7 @@ from weightguard.formats.safetensors import (
     parse_safetensors_header,
 )
 from weightguard.limits import Limits
-from weightguard.sources.interface import BytesSource
+from weightguard.sources.interface import ByteSource, BytesSource
 
 
 def _ctx(limits: Limits | None = None) -> ScanContext:
@@ -110,8 +112,9 @@ def test_only_the_header_is_read_even_with_a_large_tensor_region() -> None:
     source = CountingSource(big)
     assert list(SafetensorsAnalyzer().analyze(source, Location("big"), _ctx())) == []
     header_end = 8 + struct.unpack("<Q", big[:8])[0]
-    assert all(offset + length <= header_end for offset, length in source.reads)
-    assert sum(length for _, length in source.reads) <= header_end
+    # Beyond the header, only the data region's first two bytes (is it a pickle PROTO?).
+    assert all(offset + length <= header_end + 2 for offset, length in source.reads)
+    assert sum(length for _, length in source.reads) <= header_end + 2
 
 
 def test_every_dtype_the_library_accepts_is_accepted(tmp_path: Path) -> None:
@@ -305,6 +308,43 @@ def test_bytes_hidden_after_the_last_tensor_are_flagged(tmp_path: Path) -> None:
     findings = _scan(data)
     assert [f.code for f in findings] == [codes.ST_TRAILING_DATA.code]
     assert findings[0].evidence["hidden_bytes"] == str(len(appended))
+
+
+def _recording_ctx() -> tuple[ScanContext, list[tuple[bytes, Location]]]:
+    seen: list[tuple[bytes, Location]] = []
+
+    def dispatch(source: ByteSource, where: Location) -> Iterator[Finding]:
+        seen.append((source.read_at(0, source.size), where))
+        return iter(())
+
+    return ScanContext(limits=Limits(), pickle=PickleSettings(), dispatch=dispatch), seen
+
+
+def test_bytes_after_the_last_tensor_are_analysed_where_they_sit() -> None:
+    # The appended pickle goes to the scanner as its own part, located by its file offset.
+    base = _valid()
+    appended = pickle.dumps({"x": 1}, protocol=2)
+    ctx, seen = _recording_ctx()
+    findings = list(SafetensorsAnalyzer().analyze(BytesSource(base + appended), Location("m.safetensors"), ctx))
+    assert [f.code for f in findings] == [codes.ST_TRAILING_DATA.code]
+    assert seen == [(appended, Location("m.safetensors", (f"<after-tensors@{len(base)}>",)))]
+
+
+def test_a_pickle_starting_the_data_region_is_refused_and_analysed_at_its_offset() -> None:
+    header = json.dumps({"a": _entry(shape=[4], offsets=[0, 4])})
+    stream = pickle.dumps({"x": 1}, protocol=2)
+    data = _file(header, stream[:4]) + stream[4:]
+    ctx, seen = _recording_ctx()
+    findings = list(SafetensorsAnalyzer().analyze(BytesSource(data), Location("m.safetensors"), ctx))
+    start = 8 + len(header)
+    assert codes.ST_DATA_IS_PICKLE.code in [f.code for f in findings]
+    assert seen == [(stream, Location("m.safetensors", (f"<data@{start}>",)))]
+
+
+def test_a_valid_file_hands_nothing_to_the_scanner() -> None:
+    ctx, seen = _recording_ctx()
+    assert list(SafetensorsAnalyzer().analyze(BytesSource(_valid()), Location("m.safetensors"), ctx)) == []
+    assert seen == []
 
 
 def test_an_empty_header_with_data_is_trailing_data() -> None:

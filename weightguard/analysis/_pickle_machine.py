@@ -23,7 +23,7 @@ _MAX_ANOMALIES = 64  # after this many, the stream is not worth walking further
 _TIME_EVERY = 4096  # opcodes between two ctx.check_time() calls
 _STOP, _HALT = -2, -1  # handler results besides "next offset"
 _UNSET = object()
-_FLAGGED = "!"  # Opaque.what prefix: its cause was already recorded as an anomaly
+_FLAGGED = oc.FLAGGED
 
 
 class Machine:
@@ -157,6 +157,8 @@ class Machine:
     def _call(self, func: object, args: object, opcode: str) -> object:
         if isinstance(func, GlobalVal):
             self.calls.append(CallRef(func.ref, opcode, self.off))
+            if (problem := oc.factory_problem(func.ref, args, opcode)) is not None:
+                self._anom(oc.AnomalyKind.INDIRECT_CALL, problem)
             return Made(func.ref, args)
         if not (isinstance(func, Opaque) and func.what.startswith(_FLAGGED)):
             self._anom(oc.AnomalyKind.INDIRECT_CALL, f"{opcode} calls {oc.describe(func)}, which is not a named global")
@@ -428,6 +430,8 @@ class Machine:
         target = self._top()
         if isinstance(target, Made):
             self.calls.append(CallRef(target.callee, "BUILD", self.off))
+            if (problem := oc.factory_problem(target.callee, state, "BUILD")) is not None:
+                self._anom(oc.AnomalyKind.INDIRECT_CALL, problem)
             target.state = state
             skip = self.on_build(target, pos) if self.on_build is not None else 0
             if skip > 0:

@@ -134,14 +134,23 @@ ALLOWLIST: Mapping[tuple[str, str], str] = {
     ),  # fmt: skip
     ("collections", "OrderedDict"): "plain mapping (weights_only); state dicts are OrderedDicts",
     ("collections", "Counter"): "plain mapping of counts (weights_only)",
-    ("collections", "defaultdict"): "mapping whose default factory is a separate global, itself checked",
+    ("collections", "defaultdict"): "mapping (not in torch's weights_only defaults; torch users add it with "
+    "add_safe_globals): its default factory must be a named global, itself allowlisted, or None; the walker "
+    "flags any other factory and any BUILD that could set one",
     ("collections", "deque"): "plain sequence container",
     ("builtins", "set"): "plain container (weights_only)",
-    ("builtins", "frozenset"): "plain container",
+    ("builtins", "frozenset"): "plain container, used as a value or defaultdict factory",
     ("builtins", "bytearray"): "bytes buffer (weights_only)",
     ("builtins", "complex"): "number (weights_only)",
     ("builtins", "slice"): "inert slice value",
     ("builtins", "range"): "lazy inert range value",
+    # Built-in data types beyond torch's weights_only defaults (which allow only set, bytearray and
+    # complex): used as values (dtype=int in configs) and as defaultdict factories (defaultdict(list)).
+    # Calling one builds plain data from arguments that are themselves allowlisted data.
+    ("builtins", "list"): "list type, used as a value or defaultdict factory; calling it copies an iterable",
+    ("builtins", "dict"): "dict type, used as a value or defaultdict factory; calling it copies a mapping",
+    ("builtins", "tuple"): "tuple type, used as a value or defaultdict factory; calling it copies an iterable",
+    ("builtins", "bytes"): "bytes type, used as a value or defaultdict factory; builds bytes like bytearray",
     ("builtins", "int"): "number type, used as a value (e.g. dtype=int in configs)",
     ("builtins", "float"): "number type, used as a value",
     ("builtins", "bool"): "boolean type, used as a value",

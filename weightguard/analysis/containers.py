@@ -7,7 +7,11 @@ inside a tar.gz is analysed like a top-level one. Stored zip members and tar
 members are windows on the parent bytes (no copy); compressed content is
 inflated incrementally under ``max_compression_ratio`` and the per-file
 ``max_decompressed_bytes`` budget. Links, devices and unsafe member names are
-reported and never followed.
+reported and never followed. Python's ``tarfile`` stops quietly at a truncated
+or corrupt later header, so where it stopped is checked here: POSIX's
+end-of-archive marker (two zero blocks) must follow the last member, and only
+zero padding after it. Single streams include the legacy ``.lzma`` container
+(LZMA_alone) that joblib's "lzma" compressor writes.
 
 Not handled here: PyTorch archives (:mod:`weightguard.analysis.torch_formats`),
 what the members contain (their own analyzers), extraction to disk (never done).
@@ -37,11 +41,13 @@ from weightguard.formats.archives import (
     read_zip_directory,
     unsafe_name_reason,
 )
+from weightguard.formats.detect import lzma_alone_header
 from weightguard.formats.interface import FileFormat
 from weightguard.sources.interface import ByteSource, BytesSource, SliceSource
 
 _KERAS_CONFIG = "config.json"
 _STREAM_CHUNK = 1 << 20
+_TAR_BLOCK = 512
 
 
 class ZipAnalyzer:
@@ -128,6 +134,9 @@ def iter_tar(source: ByteSource, where: Location, ctx: ScanContext) -> Iterator[
             yield codes.ARC_MALFORMED.at(where.path, f"tar header {count + 1}: {exc}", member=where.member)
             return
         if info is None:
+            # tarfile stops quietly at a truncated or corrupt later header, or at a lone
+            # zero block: judge where it stopped ourselves (THREATS 5.3: fail closed).
+            yield from _tar_end(source, tar.offset, where, ctx)
             return
         count += 1
         if count > ctx.limits.max_archive_members:
@@ -148,6 +157,37 @@ def iter_tar(source: ByteSource, where: Location, ctx: ScanContext) -> Iterator[
             return
         else:
             yield info.name, SliceSource(source, info.offset_data, info.size)
+
+
+def _tar_end(source: ByteSource, at: int, where: Location, ctx: ScanContext) -> Iterator[Finding]:
+    """Check what follows the last member: POSIX's end-of-archive marker (two zero blocks), then only zeros."""
+    problem = _tar_end_problem(source, at, ctx)
+    if problem is not None:
+        yield codes.ARC_MALFORMED.at(where.path, problem, member=where.member, offset=at)
+
+
+def _tar_end_problem(source: ByteSource, at: int, ctx: ScanContext) -> str | None:
+    if at > source.size:
+        return f"last member's data padding runs {at - source.size} bytes past the end of the archive"
+    if at == source.size:
+        return f"archive ends at offset {at} without the end-of-archive marker (two zero blocks)"
+    block = source.read_at(at, _TAR_BLOCK)
+    if block.strip(b"\x00"):
+        if len(block) < _TAR_BLOCK:
+            return f"header at offset {at} is truncated ({len(block)} of {_TAR_BLOCK} bytes)"
+        return f"header at offset {at} is invalid (checksum or format); tar readers stop there and skip the rest"
+    marker = source.read_at(at, 2 * _TAR_BLOCK)
+    if len(marker) < 2 * _TAR_BLOCK:
+        return f"end-of-archive marker at offset {at} is truncated ({len(marker)} of {2 * _TAR_BLOCK} zero bytes)"
+    if marker.strip(b"\x00"):
+        return f"a lone zero block at offset {at} is followed by data that only --ignore-zeros readers see"
+    for pos in range(at + 2 * _TAR_BLOCK, source.size, _STREAM_CHUNK):
+        ctx.check_time()
+        chunk = source.read_at(pos, _STREAM_CHUNK)
+        if chunk.strip(b"\x00"):
+            offset = pos + len(chunk) - len(chunk.lstrip(b"\x00"))
+            return f"non-zero data at offset {offset} after the end-of-archive marker (ignored by tar readers)"
+    return None
 
 
 class TarAnalyzer:
@@ -231,8 +271,9 @@ def decompress_stream(source: ByteSource, budget: Budget, factory: Callable[[], 
 
 
 def decompressor_for(kind: str) -> Callable[[], _Decompressor]:
-    """Return a decompressor factory for ``gzip``, ``bzip2``, ``xz`` or ``zlib``."""
+    """Return a decompressor factory for ``gzip``, ``bzip2``, ``xz``, ``lzma`` (LZMA_alone) or ``zlib``."""
     factories: dict[str, Callable[[], _Decompressor]] = {
+        "lzma": lambda: lzma.LZMADecompressor(format=lzma.FORMAT_ALONE),
         "gzip": lambda: zlib.decompressobj(16 + zlib.MAX_WBITS),
         "zlib": lambda: zlib.decompressobj(zlib.MAX_WBITS),
         "bzip2": bz2.BZ2Decompressor,
@@ -246,14 +287,15 @@ _MAGIC = {b"\x1f\x8b": "gzip", b"BZ": "bzip2", b"\xfd7": "xz"}
 
 
 class CompressedAnalyzer:
-    """Analyzer for single-stream gzip, bzip2, xz and zlib files."""
+    """Analyzer for single-stream gzip, bzip2, xz, legacy lzma and zlib files."""
 
     name = "compressed"
     formats = frozenset(_KIND)
 
     def analyze(self, source: ByteSource, where: Location, ctx: ScanContext) -> Iterator[Finding]:
         """Inflate the stream under the limits and analyse its content (via the scanner)."""
-        kind = _MAGIC.get(source.read_at(0, 2), "zlib")
+        head = source.read_at(0, 4096)
+        kind = "lzma" if lzma_alone_header(head) else _MAGIC.get(head[:2], "zlib")
         result = decompress_stream(source, ctx, decompressor_for(kind))
         if not result.complete:
             message = result.error or "stream is truncated"

@@ -213,6 +213,31 @@ class SymDict:
         return next((v for k, v in self.pairs if k == key), None)
 
 
+FLAGGED = "!"
+"""Prefix of :attr:`Opaque.what` when the value's cause was already recorded as an anomaly."""
+_DEFAULTDICT = ("collections", "defaultdict")
+
+
+def factory_problem(callee: GlobalRef, args: object, opcode: str) -> str | None:
+    """Why calling or building ``callee`` could give a defaultdict an unnamed factory; None when it cannot.
+
+    ``defaultdict(factory)`` calls ``factory()`` for each missing key after loading, so the
+    factory is a callable the stream chooses (THREATS 5.1): it must be None or a named global,
+    which the allowlist then judges like any other. ``NEWOBJ`` leaves it None; ``BUILD``
+    could set it through slot state, and defaultdict's own pickles never use ``BUILD``.
+    """
+    if (callee.module, callee.qualname) != _DEFAULTDICT or opcode in ("NEWOBJ", "NEWOBJ_EX"):
+        return None
+    if opcode == "BUILD":
+        return "BUILD on collections.defaultdict can set its default_factory to any value"
+    factory = args[0] if isinstance(args, tuple) and args else None
+    if factory is None or isinstance(factory, GlobalVal):
+        return None
+    if isinstance(factory, Opaque) and factory.what.startswith(FLAGGED):
+        return None
+    return f"collections.defaultdict factory is {describe(factory)}, not a named global"
+
+
 BuildHook = Callable[[Made, int], int]
 """Called after BUILD on a :class:`Made` with the offset after BUILD; returns bytes to skip (joblib arrays)."""
 

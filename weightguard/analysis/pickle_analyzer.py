@@ -19,7 +19,9 @@ is simply absent. Nothing in this module executes or imports what a stream names
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
+import io
 from collections.abc import Iterator
 
 from weightguard.analysis import codes
@@ -32,6 +34,7 @@ from weightguard.formats.interface import FileFormat
 from weightguard.sources.interface import ByteSource, BytesSource, SliceSource
 
 _FICKLING_MAX_BYTES = 1 << 20  # decompile only small streams (evidence, not analysis)
+_FICKLING_MAX_OPCODES = 100_000  # fickling interprets about 3 us per opcode: 10^6 opcodes cost seconds
 _FICKLING_MAX_NODES = 20_000  # fickling's AST shares memo nodes; unparsing a DAG can explode
 _DECOMPILED_CHARS = 2000
 _MAX_STREAMS = 64  # stacked streams analysed in one raw pickle file before the rest counts as trailing data
@@ -160,7 +163,7 @@ def _nested_findings(trace: PickleTrace, source: ByteSource, where: Location, ct
 
 def _with_decompiled(findings: list[Finding], trace: PickleTrace, source: ByteSource) -> list[Finding]:
     index = next((i for i, f in enumerate(findings) if _blocking(f)), None)
-    if index is None or trace.end - trace.start > _FICKLING_MAX_BYTES:
+    if index is None or trace.end - trace.start > _FICKLING_MAX_BYTES or trace.opcodes > _FICKLING_MAX_OPCODES:
         return findings
     text = _decompile(source.read_at(trace.start, trace.end - trace.start))
     if text is not None:
@@ -178,12 +181,16 @@ def _decompile(data: bytes) -> str | None:
 
     This is the single seam to fickling, a foreign library run on hostile bytes: it may raise anything
     (its own errors, ValueError, RecursionError, ...), and its failure must only drop the evidence.
+    fickling also writes warnings about malformed or oversized streams to ``sys.stderr``; they are
+    swallowed here, because the analysis stage never prints (the findings already say it).
     """
     try:
         from fickling.fickle import Pickled  # noqa: PLC0415 - optional evidence, import only when needed
 
-        tree = Pickled.load(data).ast
-        if _too_big(tree):
+        with contextlib.redirect_stderr(io.StringIO()):
+            tree = Pickled.load(data).ast
+        # fickling returns an empty module when it gave up (malformed stream, its own limits).
+        if not tree.body or _too_big(tree):
             return None
         return ast.unparse(tree)
     except Exception:  # noqa: BLE001 - see docstring: fickling's failures only remove evidence

@@ -32,7 +32,7 @@ from typing import Protocol
 from weightguard.errors import FormatError, LimitExceeded
 from weightguard.findings import Finding, Rule
 from weightguard.formats import codes
-from weightguard.limits import Limits, MiB
+from weightguard.limits import KiB, Limits, MiB
 from weightguard.sources.interface import ByteSource, BytesSource, SliceSource
 
 EOCD_SIG = b"PK\x05\x06"
@@ -43,9 +43,12 @@ ZIP64_EOCD_SIG = b"PK\x06\x06"
 STORED = 0
 DEFLATED = 8
 CRC_SKIP_BYTES = 1 * MiB
-# Below this output size a high ratio is harmless (a zero-filled array compresses
-# 1000:1); the per-file decompressed budget still applies.
-RATIO_FLOOR_BYTES = 1 * MiB
+# Below this output size the ratio is not judged: what a tiny member inflates to is
+# trivial (the per-file decompressed budget still applies). Above it the policy's ratio
+# holds, so a limit set low is honoured for small members too. Trade-off: deflate packs
+# zeros about 1000:1, so a zero-filled member over this size passes the default 200
+# only if the policy raises max_compression_ratio.
+RATIO_FLOOR_BYTES = 32 * KiB
 _CHUNK = 1 * MiB
 _MAX_COMMENT = 0xFFFF
 # Bits a normal writer sets: 1/2 deflate level, 3 data descriptor, 11 UTF-8 names.

@@ -1,13 +1,17 @@
 """Format detection from content: ranked, polyglot-aware, bounded.
 
 :func:`detect` reads only magic bytes, short prefixes, the zip end record and
-central directory, tar headers and protobuf field tags; it never reads tensor
+central directory, tar headers and protobuf field tags (and checks the header
+of magic-less legacy ``.lzma`` streams field by field); it never reads tensor
 data and never looks at the file name (a ``.bin`` that is a zip and a
 ``.safetensors`` that is a pickle are reported as what they are). Every probe
 runs independently, so a file valid as two formats (a pickle with a zip
 appended, an ``.npy`` that is also a zip) yields two strong candidates and the
 scanner analyses both. Candidates found at offset 0 rank before those found
 elsewhere (what ``torch.load`` and most loaders see first), then by confidence.
+A file over a limit (a safetensors header past ``max_header_bytes``, a zip
+past ``max_archive_members``) is still named for its format, so that its
+analyzer reports the limit by name instead of the file passing as unknown.
 
 Not handled here: validating a format beyond what ranking needs (the
 analyzers do that) and any policy decision.
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import lzma
 import pickletools
 import re
 import struct
@@ -24,7 +29,7 @@ import tarfile
 import zlib
 from io import BytesIO
 
-from weightguard.errors import FormatError, WeightguardError
+from weightguard.errors import FormatError, LimitExceeded, WeightguardError
 from weightguard.findings import Finding
 from weightguard.formats import codes
 from weightguard.formats.archives import (
@@ -116,7 +121,13 @@ def _zip(source: ByteSource, head: bytes, limits: Limits, found: _Found) -> None
         if starts_local:
             found.add(0, FileFormat.ZIP, Confidence.LIKELY, "local file header at 0 but no end record (truncated?)")
         return
-    directory = read_zip_directory(source, limits)
+    try:
+        directory = read_zip_directory(source, limits)
+    except LimitExceeded as exc:
+        # Still a zip: the analyzer meets the same limit and reports it by name.
+        evidence = f"end record found; directory not listed: {exc.resource} {exc.limit:g} exceeded"
+        found.add(0 if starts_local else 1, FileFormat.ZIP, Confidence.LIKELY, evidence)
+        return
     if not directory.members:
         if starts_local:
             found.add(0, FileFormat.ZIP, Confidence.LIKELY, "local file header at 0, unreadable central directory")
@@ -235,6 +246,10 @@ def _magic(source: ByteSource, head: bytes, limits: Limits, found: _Found) -> No
         found.add(0, FileFormat.BZIP2, Confidence.LIKELY, "bzip2 magic and block header")
     elif head[:6] == XZ_SIG:
         found.add(0, FileFormat.XZ, Confidence.LIKELY, "xz magic")
+    elif lzma_alone_header(head):
+        # joblib's "lzma" compressor and `xz --format=lzma` write this legacy container;
+        # it is analysed as the lzma family (FileFormat has no separate member for it).
+        found.add(0, FileFormat.XZ, Confidence.LIKELY, "legacy .lzma (LZMA_alone) header")
     elif head[:6] == SEVEN_ZIP_SIG:
         found.add(0, FileFormat.SEVEN_ZIP, Confidence.LIKELY, "7z signature")
     elif head[:2] == b"ZF" and _zlib_ok(head[2 + 19 :]) and all(c in b"0123456789abcdefx L" for c in head[2:21]):
@@ -244,6 +259,30 @@ def _magic(source: ByteSource, head: bytes, limits: Limits, found: _Found) -> No
         confidence = Confidence.LIKELY if _zlib_ok(head) else Confidence.POSSIBLE
         found.add(0, FileFormat.ZLIB, confidence, "zlib header checksum")
     del source
+
+
+def lzma_alone_header(head: bytes) -> bool:
+    """True when ``head`` starts like a legacy ``.lzma`` (LZMA_alone) stream.
+
+    Such streams have no magic number: a 13-byte header (properties byte, dictionary
+    size, uncompressed size) then range-coder data whose first byte is always 0. Every
+    field is checked as liblzma writes it, then the first bytes must decode.
+    """
+    if len(head) < 14 or head[0] >= 9 * 5 * 5 or head[13] != 0:
+        return False
+    dict_size = int.from_bytes(head[1:5], "little")
+    size = int.from_bytes(head[5:13], "little")
+    top = 1 << max(dict_size.bit_length() - 1, 0)
+    # Encoders round the dictionary to 2^n or 2^n + 2^(n-1); liblzma rejects known sizes >= 2^38.
+    if dict_size < 4096 or dict_size not in (top, top | top >> 1):
+        return False
+    if size != 2**64 - 1 and size >= 2**38:
+        return False
+    try:
+        lzma.LZMADecompressor(format=lzma.FORMAT_ALONE).decompress(head[:4096], 64)
+    except (lzma.LZMAError, MemoryError):  # the header's dictionary size is allocated up front
+        return False
+    return True
 
 
 def _zlib_ok(data: bytes) -> bool:
@@ -295,7 +334,14 @@ def _safetensors(source: ByteSource, head: bytes, limits: Limits, found: _Found)
     if len(head) < 10:
         return
     (length,) = struct.unpack_from("<Q", head, 0)
-    if not 2 <= length <= source.size - 8 or head[8:9] != b"{" or length > limits.max_header_bytes:
+    if not 2 <= length <= source.size - 8 or head[8:9] != b"{":
+        return
+    if length > limits.max_header_bytes:
+        # Recognised without reading the header, so the analyzer names the limit
+        # (safetensors' own HeaderTooLarge) instead of the file passing as unknown.
+        if _plausible_json_start(head[8 : 8 + min(length, 4096)]):
+            evidence = f"{length}-byte header starting with '{{', over max_header_bytes {limits.max_header_bytes}"
+            found.add(0, FileFormat.SAFETENSORS, Confidence.LIKELY, evidence)
         return
     if length > JSON_MAX:
         found.add(0, FileFormat.SAFETENSORS, Confidence.POSSIBLE, f"{length}-byte header starting with '{{'")
@@ -311,14 +357,29 @@ def _safetensors(source: ByteSource, head: bytes, limits: Limits, found: _Found)
     if not all(isinstance(v, dict) and "dtype" in v and "data_offsets" in v for v in tensors):
         found.add(0, FileFormat.SAFETENSORS, Confidence.POSSIBLE, "JSON header without tensor entries")
         return
-    found.add(0, FileFormat.SAFETENSORS, Confidence.CERTAIN, f"JSON header of {length} bytes, {len(tensors)} tensors")
-    data_at = 8 + length
-    tail = source.read_at(data_at, PICKLE_PREFIX)
-    if tail[:1] == b"\x80" and tail[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
-        count, ended, _, _ = _walk_prefix(tail)
-        if ended == "stop" and count >= 3:
-            evidence = f"complete pickle stream at offset {data_at}, right after the safetensors header"
-            found.add(1, FileFormat.PICKLE, Confidence.LIKELY, evidence)
+    evidence = f"JSON header of {length} bytes, {len(tensors)} tensors"
+    if pickle_stream_at(source, 8 + length):
+        # Not a PICKLE candidate: the file is no pickle at offset 0, where a pickle analyzer
+        # would start. The safetensors analyzer reports this stream and analyses it in place.
+        evidence += f"; a complete pickle stream starts the data region at offset {8 + length}"
+    found.add(0, FileFormat.SAFETENSORS, Confidence.CERTAIN, evidence)
+
+
+def pickle_stream_at(source: ByteSource, offset: int) -> bool:
+    """True when a protocol 2-5 pickle stream that reaches STOP within 64 KiB starts at ``offset``.
+
+    Used for bytes inside another format (a safetensors data region), where random
+    data must not pass: PROTO first, at least three opcodes, and a clean STOP.
+    """
+    if source.read_at(offset, 2) not in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05"):
+        return False  # two bytes decide for almost every tensor region
+    count, ended, _, _ = _walk_prefix(source.read_at(offset, PICKLE_PREFIX))
+    return ended == "stop" and count >= 3
+
+
+def _plausible_json_start(prefix: bytes) -> bool:
+    """True when ``prefix`` opens a JSON object with a string key (``{"name"...``) and holds no control bytes."""
+    return re.match(rb'\{\s*"', prefix) is not None and _CONTROL.search(prefix) is None
 
 
 def _hdf5(source: ByteSource, head: bytes, limits: Limits, found: _Found) -> None:

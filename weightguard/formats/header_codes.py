@@ -147,6 +147,13 @@ ST_TRAILING_DATA = Rule(
     "The data region is longer than the last tensor's end; the extra bytes are not part of any tensor.",
     "Refuse the file: appended bytes (often a pickle) are a known way to smuggle a payload.",
 )
+ST_DATA_IS_PICKLE = Rule(
+    "WG-ST-020",
+    "pickle stream in the safetensors data region",
+    Severity.HIGH,
+    "The data region starts with a complete pickle stream: a loader that unpickles the bytes after the header runs it.",
+    "Refuse the file: it is a safetensors/pickle polyglot; the pickle's own findings say what it would do.",
+)
 
 # --- GGUF --------------------------------------------------------------------
 GGUF_BAD_HEADER = Rule(
@@ -432,6 +439,7 @@ RULES = (
     ST_OVERLAP,
     ST_OUT_OF_BOUNDS,
     ST_TRAILING_DATA,
+    ST_DATA_IS_PICKLE,
     GGUF_BAD_HEADER,
     GGUF_HEADER_TOO_LARGE,
     GGUF_TRUNCATED,

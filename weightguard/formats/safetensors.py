@@ -8,9 +8,13 @@ through but a second reader could disagree on: duplicate JSON keys (serde
 keeps the last one), unknown fields in tensor entries, off-spec padding.
 Every malformation has its own rule in :mod:`weightguard.formats.header_codes`.
 
+Bytes no tensor covers after the last one (``WG-ST-019``), and a pickle stream
+starting the data region (``WG-ST-020``, a safetensors/pickle polyglot), are
+refused and also handed to the scanner (:meth:`ScanContext.nested`) at their
+real offset, so the report says what an appended payload would do.
+
 Not handled here: the tensor bytes themselves are never read (a 100 GB
-checkpoint costs one small read), and what hides in appended bytes is not
-analysed: appended bytes are refused outright (``WG-ST-019``).
+checkpoint costs one small read beyond the header).
 """
 
 from __future__ import annotations
@@ -23,9 +27,10 @@ from weightguard.analysis.interface import Location, ScanContext
 from weightguard.findings import Finding, Rule
 from weightguard.formats import header_codes as codes
 from weightguard.formats._json import parse_json
+from weightguard.formats.detect import pickle_stream_at
 from weightguard.formats.interface import FileFormat
 from weightguard.limits import Limits
-from weightguard.sources.interface import ByteSource
+from weightguard.sources.interface import ByteSource, SliceSource
 
 # Bits per element of every dtype safetensors 0.8 accepts (its `Dtype` enum, checked
 # against the library by tests/formats/test_safetensors.py).
@@ -298,7 +303,20 @@ class SafetensorsAnalyzer:
     formats = frozenset({FileFormat.SAFETENSORS})
 
     def analyze(self, source: ByteSource, where: Location, ctx: ScanContext) -> Iterator[Finding]:
-        """Yield one finding per malformation of the header."""
+        """Yield one finding per malformation of the header, then analyse bytes hidden in the data region."""
         ctx.check_time()
-        _, findings = _parse(source, ctx.limits, where)
+        header, findings = _parse(source, ctx.limits, where)
         yield from findings
+        if header is None:
+            return
+        start = header.data_start
+        if pickle_stream_at(source, start):
+            message = f"a complete pickle stream starts the data region at offset {start}"
+            yield codes.ST_DATA_IS_PICKLE.at(where.path, message, member=where.member, offset=start)
+            yield from ctx.nested(SliceSource(source, start, source.size - start), where.child(f"<data@{start}>"))
+            return
+        if any(f.code == codes.ST_TRAILING_DATA.code for f in findings):
+            # What hides after the last tensor is analysed where it sits (an appended pickle's globals).
+            hidden = start + max((t.end for t in header.tensors), default=0)
+            at = where.child(f"<after-tensors@{hidden}>")
+            yield from ctx.nested(SliceSource(source, hidden, source.size - hidden), at)
