@@ -76,7 +76,9 @@ def test_sarif_suppressed_results_are_marked(report: Report) -> None:
 def test_sarif_validates_against_the_official_schema(report: Report) -> None:
     jsonschema = pytest.importorskip("jsonschema")
     schema = json.loads(SCHEMA.read_text())
-    jsonschema.Draft7Validator(schema).validate(render_sarif_dict(report))
+    validator = jsonschema.validators.validator_for(schema)(schema)  # the dialect the schema declares
+    validator.validate(render_sarif_dict(report))
+    assert not validator.is_valid({"version": "2.1.0"}), "the schema must reject a log without runs"
 
 
 def test_codequality_lists_unsuppressed_findings_with_gitlab_severities(report: Report) -> None:
