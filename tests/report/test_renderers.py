@@ -90,3 +90,18 @@ def test_codequality_lists_unsuppressed_findings_with_gitlab_severities(report: 
     assert exec_issue["severity"] == "blocker"
     assert exec_issue["location"] == {"path": "model/pytorch_model.bin", "lines": {"begin": 1}}
     assert len({i["fingerprint"] for i in issues}) == len(issues)
+
+
+def test_sarif_of_a_real_scan_validates_and_names_the_pickle_member() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    from weightguard.api import scan
+
+    samples = Path(__file__).resolve().parents[2] / "sample_models"
+    sarif = render_sarif_dict(scan([samples / "blocked", samples / "approved"]))
+    schema = json.loads(SCHEMA.read_text())
+    jsonschema.validators.validator_for(schema)(schema).validate(sarif)
+    [result] = sarif["runs"][0]["results"]
+    assert result["ruleId"] == "WG-PKL-001"
+    assert result["locations"][0]["logicalLocations"][0]["name"] == "archive/data.pkl"
+    rule = sarif["runs"][0]["tool"]["driver"]["rules"][result["ruleIndex"]]
+    assert rule["id"] == "WG-PKL-001" and rule["properties"]["security-severity"] == "9.5"
