@@ -11,6 +11,7 @@ from functools import cache
 from weightguard import scan_codes
 from weightguard.analysis import codes as pickle_codes
 from weightguard.findings import Rule
+from weightguard.convert import codes as convert_codes
 from weightguard.formats import codes as format_codes
 from weightguard.formats import header_codes
 from weightguard.integrity import codes as integrity_codes
@@ -24,6 +25,7 @@ RULE_MODULES = (
     pickle_codes,
     policy_codes,
     source_codes,
+    convert_codes,
     format_codes,
     header_codes,
     integrity_codes,

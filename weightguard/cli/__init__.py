@@ -14,7 +14,7 @@ import typer
 
 from weightguard import __version__
 from weightguard.cli import hash as hash_cmd
-from weightguard.cli import lock, policy, probe, render, rollout, rules, scan, sign, verify, verify_signature
+from weightguard.cli import convert, lock, policy, probe, render, rollout, rules, scan, sign, verify, verify_signature
 
 
 def _version(value: bool) -> None:
@@ -26,6 +26,7 @@ def _version(value: bool) -> None:
 COMMANDS: tuple[ModuleType, ...] = (
     scan,
     verify,
+    convert,
     probe,
     hash_cmd,
     lock,
