@@ -14,7 +14,20 @@ import typer
 
 from weightguard import __version__
 from weightguard.cli import hash as hash_cmd
-from weightguard.cli import convert, lock, policy, probe, render, rollout, rules, scan, sign, verify, verify_signature
+from weightguard.cli import (
+    convert,
+    lock,
+    policy,
+    probe,
+    render,
+    rollout,
+    rules,
+    scan,
+    serve,
+    sign,
+    verify,
+    verify_signature,
+)
 
 
 def _version(value: bool) -> None:
@@ -33,6 +46,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     sign,
     verify_signature,
     rollout,
+    serve,
     render,
     rules,
     policy,

@@ -67,9 +67,9 @@ def rename_index(data: bytes, renames: Mapping[str, str]) -> bytes:
     try:
         index = json.loads(data)
         weight_map = index["weight_map"]
-        if not isinstance(weight_map, dict):
-            raise TypeError("weight_map is not an object")
-        index["weight_map"] = {k: renames.get(v, v) for k, v in weight_map.items()}
     except (ValueError, KeyError, TypeError) as exc:
         raise ConversionError(f"unreadable checkpoint index: {exc}") from exc
+    if not isinstance(weight_map, dict):
+        raise ConversionError("unreadable checkpoint index: weight_map is not an object")
+    index["weight_map"] = {k: renames.get(v, v) for k, v in weight_map.items()}
     return (json.dumps(index, indent=2, sort_keys=True) + "\n").encode()

@@ -1,0 +1,134 @@
+"""Load benchmark of the sidecar: N concurrent clients against a local `weightguard serve`.
+
+Builds a small safetensors model (fixed seed) in a temporary model root, starts
+the real server in a subprocess on 127.0.0.1, submits REQUESTS verifications
+from CLIENTS threads (each polls its job to completion), and prints
+throughput, p50/p99 submit-to-report latency, and the ratio to calling
+``weightguard.pipeline.verify`` in-process the same number of times.
+
+    .venv/bin/python benchmarks/sidecar_load.py --requests 200 --clients 20 --workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+from safetensors.numpy import save_file
+
+REPO = Path(__file__).resolve().parents[1]
+TOKEN = "bench-token"
+
+
+def build_model(root: Path) -> Path:
+    model = root / "tiny"
+    model.mkdir(parents=True)
+    rng = np.random.default_rng(1234)
+    save_file(
+        {f"layer{i}.weight": rng.standard_normal((64, 64)).astype(np.float32) for i in range(4)},
+        str(model / "model.safetensors"),
+    )
+    (model / "config.json").write_text('{"model_type": "tiny"}')
+    return model
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def one(url: str, target: str) -> float:
+    started = time.perf_counter()
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    with httpx.Client(base_url=url, timeout=120) as client:
+        while True:
+            response = client.post("/v1/verifications", json={"target": target}, headers=headers)
+            if response.status_code != 429:
+                break
+            time.sleep(float(response.headers.get("retry-after", "1")))
+        job = response.json()["id"]
+        while client.get(f"/v1/verifications/{job}", headers=headers).json()["status"] not in ("done", "failed"):
+            time.sleep(0.01)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "models"
+        model = build_model(root)
+        port = free_port()
+        env = {**os.environ, "WEIGHTGUARD_API_TOKEN": TOKEN, "WEIGHTGUARD_QUEUE_SIZE": str(args.requests + 10)}
+        code = "import typer\nfrom weightguard.cli.serve import register\napp=typer.Typer()\nregister(app)\n@app.callback()\ndef r() -> None: pass\napp()"
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                code,
+                "serve",
+                "--port",
+                str(port),
+                "--model-root",
+                str(root),
+                "--workers",
+                str(args.workers),
+                "--database",
+                f"sqlite:///{tmp}/bench.db",
+            ],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(300):
+                try:
+                    if httpx.get(f"{url}/readyz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            one(url, str(model))  # warm-up: lazy imports in the server
+            started = time.perf_counter()
+            with ThreadPoolExecutor(args.clients) as pool:
+                latencies = sorted(pool.map(lambda _i: one(url, str(model)), range(args.requests)))
+            wall = time.perf_counter() - started
+        finally:
+            server.terminate()
+            server.wait(10)
+
+        from weightguard.pipeline import verify
+        from weightguard.policy.load import load_builtin
+
+        loaded = load_builtin("default")
+        verify(str(model), loaded)
+        started = time.perf_counter()
+        for _ in range(args.requests):
+            verify(str(model), loaded)
+        in_process = time.perf_counter() - started
+
+    p99 = latencies[max(0, int(0.99 * len(latencies)) - 1)]
+    print(f"sidecar: {args.requests} verifications, {args.clients} clients, {args.workers} workers")
+    print(f"  wall {wall:.2f} s, throughput {args.requests / wall:.1f} verifications/s")
+    print(f"  latency p50 {statistics.median(latencies) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms (submit to report)")
+    print(f"in-process verify x{args.requests}: {in_process:.2f} s ({args.requests / in_process:.1f}/s)")
+    print(f"ratio sidecar wall / in-process: {wall / in_process:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""What each kind of job does: verify a target, pull a Harbor artifact first, or write back to MLflow.
+
+Job kinds: ``verify`` (generic API), ``huggingface`` (Hub webhook),
+``mlflow`` (verify, then write tags/alias back), ``harbor`` (pull the image
+into a temporary folder, verify it, then show paths relative to the image).
+After a report with a root digest, the model is recorded in the rollout
+record (first stage if new) so ``/v1/approvals`` and promotions know it.
+Not handled here: queueing, persistence and retries (:mod:`weightguard.sidecar.jobs`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import tempfile
+from collections.abc import MutableMapping
+from pathlib import Path
+
+from weightguard.errors import UsageError, WeightguardError
+from weightguard.report.model import Report
+from weightguard.sidecar.fetch import ArtifactFetcher, ArtifactRef, FetchError
+from weightguard.sidecar.jobs import JobResult
+from weightguard.sidecar.jobstore import JobRecord
+from weightguard.sidecar.verifier import DEFAULT_POLICY, Verifier
+from weightguard.sidecar.writeback import RegistryWriteback
+from weightguard.verdict.store import RolloutStore
+
+_log = logging.getLogger(__name__)
+
+ACTOR = "weightguard-sidecar"
+
+
+class JobExecutor:
+    """Runs one stored job to a :class:`JobResult`."""
+
+    def __init__(
+        self,
+        verifier: Verifier,
+        *,
+        database: str,
+        first_stage: str,
+        fetcher: ArtifactFetcher | None = None,
+        writeback: RegistryWriteback | None = None,
+        model_subdir: str = "",
+        credentials: MutableMapping[str, str] | None = None,
+    ) -> None:
+        """Wire the collaborators; ``credentials`` holds Harbor pull tokens in memory only, by job id."""
+        self.verifier = verifier
+        self.database = database
+        self.first_stage = first_stage
+        self.fetcher = fetcher
+        self.writeback = writeback
+        self.model_subdir = model_subdir
+        self.credentials: MutableMapping[str, str] = credentials if credentials is not None else {}
+
+    def __call__(self, job: JobRecord) -> JobResult:
+        """Run ``job``.
+
+        Raises:
+            WeightguardError: the job could not be done.
+        """
+        policy = job.policy or DEFAULT_POLICY
+        note: str | None = None
+        if job.kind in ("verify", "huggingface"):
+            report = self.verifier(job.target, policy)
+        elif job.kind == "mlflow":
+            report = self.verifier(job.target, policy)
+            note = self._write_back(job, report)
+        elif job.kind == "harbor":
+            report = self._harbor(job, policy)
+        else:
+            raise UsageError(f"unknown job kind {job.kind!r}")
+        self._record(report)
+        return JobResult(report, note)
+
+    def _write_back(self, job: JobRecord, report: Report) -> str | None:
+        if self.writeback is None:
+            return None
+        try:
+            self.writeback.write(job.request_field("name"), job.request_field("version"), report)
+        except WeightguardError as exc:
+            _log.warning("job %s: %s", job.id, exc.message)
+            return exc.message
+        return None
+
+    def _harbor(self, job: JobRecord, policy: str) -> Report:
+        if self.fetcher is None:
+            raise FetchError("no artifact fetcher is configured", hint="set WEIGHTGUARD_OCI_LAYOUT_ROOT")
+        ref = ArtifactRef(
+            registry_url=job.request_field("registry_url"),
+            repository=job.request_field("repository"),
+            digest=job.request_field("digest"),
+            authorization=self.credentials.pop(job.id, None),
+        )
+        with tempfile.TemporaryDirectory(prefix="weightguard-oci-") as tmp:
+            rootfs = Path(tmp) / "rootfs"
+            self.fetcher.fetch(ref, rootfs)
+            scanned = rootfs / self.model_subdir if self.model_subdir else rootfs
+            if not scanned.is_dir():
+                raise FetchError(f"the image has no folder {self.model_subdir!r} to verify")
+            report = self.verifier(str(scanned), policy)
+            return relocate(report, str(scanned), job.target)
+
+    def _record(self, report: Report) -> None:
+        subject = report.subject
+        if subject is None or not subject.root_digest:
+            return
+        store = RolloutStore(self.database, first_stage=self.first_stage)
+        try:
+            store.register(subject.root_digest, subject.name, ACTOR, dt.datetime.now(dt.UTC))
+        finally:
+            store.close()
+
+
+def relocate(report: Report, local_root: str, shown: str) -> Report:
+    """Replace a temporary folder in the report's paths by the artifact reference it was pulled from."""
+    prefix = local_root.rstrip("/") + "/"
+
+    def move(path: str) -> str:
+        if path == local_root:
+            return "."
+        return path[len(prefix) :] if path.startswith(prefix) else path
+
+    update: dict[str, object] = {
+        "targets": [shown if t == local_root else t for t in report.targets],
+        "findings": [f.model_copy(update={"path": move(f.path)}) for f in report.findings],
+        "files": [f.model_copy(update={"path": move(f.path)}) for f in report.files],
+        "reasons": [r.replace(prefix, "").replace(local_root, ".") for r in report.reasons],
+    }
+    if report.subject is not None:
+        update["subject"] = report.subject.model_copy(update={"uri": shown})
+    return report.model_copy(update=update)
+
+
+__all__ = ["ACTOR", "JobExecutor", "relocate"]

@@ -1,0 +1,196 @@
+"""The job runner: a bounded queue in front of a fixed pool of worker threads.
+
+``submit`` persists the job (see :mod:`weightguard.sidecar.jobstore`) and
+only then hands it to the workers; when ``queue_size`` jobs are already
+waiting it refuses with :class:`QueueFull`, which the HTTP layer answers with
+429 and ``Retry-After``. Memory stays flat under load because at most
+``workers`` verifications run and at most ``queue_size`` ids wait.
+A job that runs past ``timeout_s`` is failed at its deadline (the client gets
+an answer); its thread keeps its worker slot until it really ends, so a slow
+file never multiplies threads, and its late result is discarded by the
+store's conditional update. On start every job a killed process left behind
+is re-queued and run.
+Not handled here: what a job does (the executor passed in) or HTTP.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from weightguard.errors import WeightguardError
+from weightguard.report.model import Report
+from weightguard.sidecar.jobstore import JobRecord, JobStore
+
+_log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3
+
+
+class QueueFull(WeightguardError):  # noqa: N818 - a state, like queue.Full
+    """The bounded queue has no room; retry later."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobResult:
+    """What a finished job stores: its report, and a note on side effects that failed (write-back)."""
+
+    report: Report
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """Told to ``on_finish`` once per job, when its result is stored."""
+
+    job: JobRecord
+    outcome: str  # the verdict, or "failed"
+    seconds: float
+
+
+Execute = Callable[[JobRecord], JobResult]
+
+
+def error_json(message: str, hint: str | None = None) -> str:
+    """The stored form of a job error."""
+    return json.dumps({"message": message, "hint": hint})
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class JobRunner:
+    """Runs persisted jobs on ``workers`` threads with at most ``queue_size`` waiting."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        execute: Execute,
+        *,
+        workers: int,
+        queue_size: int,
+        timeout_s: float,
+        on_finish: Callable[[Finished], None] | None = None,
+    ) -> None:
+        """Prepare the runner; nothing runs until :meth:`start`."""
+        self.store = store
+        self._execute = execute
+        self._workers = workers
+        self._queue_size = queue_size
+        self._timeout_s = timeout_s
+        self._on_finish = on_finish or (lambda _f: None)
+        self._pending: deque[str] = deque()
+        self._cond = threading.Condition()
+        self._running = 0
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.ready = False
+
+    def start(self) -> None:
+        """Re-queue what a previous process left behind, then start the workers."""
+        recovered = self.store.recover(MAX_ATTEMPTS, _now())
+        if recovered:
+            _log.info("re-queued %d job(s) left by a previous run", len(recovered))
+        with self._cond:
+            self._pending.extend(recovered)  # already accepted, so they may exceed queue_size
+        for index in range(self._workers):
+            thread = threading.Thread(target=self._work, name=f"weightguard-worker-{index}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        self.ready = True
+
+    def stop(self, wait_s: float = 5.0) -> None:
+        """Stop taking jobs; unfinished ones stay in the database for the next start."""
+        self.ready = False
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        deadline = time.monotonic() + wait_s
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def depth(self) -> int:
+        """Jobs waiting for a worker."""
+        return len(self._pending)
+
+    def running(self) -> int:
+        """Jobs being worked on now."""
+        return self._running
+
+    def submit(self, kind: str, target: str, policy: str | None, request: str, job_id: str | None = None) -> JobRecord:
+        """Persist and enqueue a job; with ``job_id`` a duplicate returns the existing job.
+
+        Raises:
+            QueueFull: ``queue_size`` jobs are already waiting.
+            JobStoreError: the job could not be persisted.
+        """
+        with self._cond:
+            if job_id is not None:
+                existing = self.store.get(job_id)
+                if existing is not None:
+                    return existing
+            if len(self._pending) >= self._queue_size:
+                raise QueueFull(f"{len(self._pending)} job(s) already waiting", hint="retry after a few seconds")
+            record, created = self.store.submit(kind, target, policy, request, job_id=job_id, now=_now())
+            if created:
+                self._pending.append(record.id)
+                self._cond.notify()
+        return record
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._stop.is_set():
+                    self._cond.wait(0.5)
+                if self._stop.is_set():
+                    return
+                job_id = self._pending.popleft()
+                self._running += 1
+            try:
+                self._run(job_id)
+            except Exception:  # noqa: BLE001 - a worker must survive anything one job does
+                _log.exception("job %s: the runner failed", job_id)
+            finally:
+                with self._cond:
+                    self._running -= 1
+
+    def _run(self, job_id: str) -> None:
+        record = self.store.claim(job_id, _now())
+        if record is None:
+            return  # finished or claimed elsewhere: never run (or report) a job twice
+        started = time.monotonic()
+        timer = threading.Timer(self._timeout_s, self._expire, args=(record, started))
+        timer.daemon = True
+        timer.start()
+        try:
+            result = self._execute(record)
+        except WeightguardError as exc:
+            self._finish(record, started, "failed", None, error_json(exc.message, exc.hint))
+        except Exception as exc:  # noqa: BLE001 - foreign errors become a failed job, never a dead worker
+            _log.exception("job %s: unexpected error", job_id)
+            self._finish(record, started, "failed", None, error_json(f"internal error: {type(exc).__name__}"))
+        else:
+            note = None if result.note is None else error_json(result.note)
+            self._finish(record, started, result.report.verdict, result.report.model_dump_json(), note)
+        finally:
+            timer.cancel()
+
+    def _expire(self, record: JobRecord, started: float) -> None:
+        message = f"the job ran past the {self._timeout_s:g} s limit"
+        self._finish(record, started, "failed", None, error_json(message, "raise WEIGHTGUARD_JOB_TIMEOUT_S"))
+
+    def _finish(self, record: JobRecord, started: float, outcome: str, report: str | None, error: str | None) -> None:
+        status: Literal["done", "failed"] = "failed" if report is None else "done"
+        if self.store.finish(record.id, status, report=report, error=error, now=_now()):
+            self._on_finish(Finished(record, outcome, time.monotonic() - started))
+
+
+__all__ = ["Execute", "Finished", "JobResult", "JobRunner", "QueueFull", "error_json"]

@@ -1,0 +1,186 @@
+"""Durable sidecar jobs: the ``jobs`` table of the rollout database (migration 2).
+
+A job row is written and committed before the sidecar answers 202, so an
+accepted request survives a crash. State moves only forward:
+``queued -> running -> done | failed``; each move is a conditional UPDATE,
+so a job's result is stored exactly once even if a timed-out run finishes
+late. After a crash, :meth:`JobStore.recover` puts interrupted ``running``
+jobs back in the queue (or fails them after too many attempts, so a file
+that kills the process cannot loop forever).
+Not handled here: running jobs (:mod:`weightguard.sidecar.jobs`). One sidecar
+process per database: ``recover`` assumes no other live process owns a
+``running`` row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Literal
+
+from weightguard.errors import VerdictError
+from weightguard.verdict.store import RolloutStore, sqlite_path
+
+JobStatus = Literal["queued", "running", "done", "failed"]
+
+_COLUMNS = "id, kind, target, policy, request, status, attempts, submitted_at, started_at, finished_at, report, error"
+
+
+class JobStoreError(VerdictError):
+    """The jobs table could not be read or written."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """One row of the jobs table."""
+
+    id: str
+    kind: str
+    target: str
+    policy: str | None
+    request: str
+    status: JobStatus
+    attempts: int
+    submitted_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    report: str | None
+    error: str | None
+
+    def request_field(self, key: str) -> str:
+        """A string field of the stored request JSON ('' when absent)."""
+        try:
+            value = json.loads(self.request).get(key, "")
+        except (ValueError, AttributeError):
+            return ""
+        return value if isinstance(value, str) else str(value)
+
+
+def _row(row: tuple[object, ...]) -> JobRecord:
+    def when(value: object) -> dt.datetime | None:
+        return dt.datetime.fromisoformat(str(value)) if value else None
+
+    submitted = when(row[7])
+    assert submitted is not None  # NOT NULL column
+    return JobRecord(
+        id=str(row[0]),
+        kind=str(row[1]),
+        target=str(row[2]),
+        policy=None if row[3] is None else str(row[3]),
+        request=str(row[4]),
+        status=str(row[5]),  # type: ignore[arg-type]  # the column only ever holds JobStatus values
+        attempts=int(str(row[6])),
+        submitted_at=submitted,
+        started_at=when(row[8]),
+        finished_at=when(row[9]),
+        report=None if row[10] is None else str(row[10]),
+        error=None if row[11] is None else str(row[11]),
+    )
+
+
+class JobStore:
+    """Thread-safe access to the jobs table: one SQLite connection per thread."""
+
+    def __init__(self, url: str) -> None:
+        """Open the database at ``url``, applying the rollout record's migrations first.
+
+        Raises:
+            VerdictError: the database cannot be opened or migrated.
+        """
+        RolloutStore(url).close()  # runs the migrations, which create the jobs table
+        self.path = sqlite_path(url)
+        self._local = threading.local()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")  # a 202 must mean the row is on disk
+            except sqlite3.Error as exc:
+                raise JobStoreError(f"cannot open the jobs database {self.path}: {exc}") from exc
+            self._local.conn = conn
+        return conn
+
+    def _execute(self, sql: str, args: tuple[object, ...] = ()) -> sqlite3.Cursor:
+        try:
+            return self._conn().execute(sql, args)
+        except sqlite3.Error as exc:
+            raise JobStoreError(f"jobs database error: {exc}") from exc
+
+    def submit(
+        self, kind: str, target: str, policy: str | None, request: str, *, job_id: str | None = None, now: dt.datetime
+    ) -> tuple[JobRecord, bool]:
+        """Insert a queued job (committed on return); with ``job_id`` an existing row is returned instead.
+
+        Returns:
+            The job and whether it was created now (False: a duplicate of ``job_id``).
+        """
+        new_id = job_id or str(uuid.uuid4())
+        cursor = self._execute(
+            "INSERT OR IGNORE INTO jobs (id, kind, target, policy, request, status, attempts, submitted_at)"
+            " VALUES (?, ?, ?, ?, ?, 'queued', 0, ?)",
+            (new_id, kind, target, policy, request, now.isoformat()),
+        )
+        record = self.get(new_id)
+        if record is None:
+            raise JobStoreError(f"job {new_id} vanished after insertion")
+        return record, cursor.rowcount == 1
+
+    def get(self, job_id: str) -> JobRecord | None:
+        """The job ``job_id``, or None."""
+        row = self._execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()  # noqa: S608 - constant columns
+        return None if row is None else _row(row)
+
+    def claim(self, job_id: str, now: dt.datetime) -> JobRecord | None:
+        """Move a queued job to running (one more attempt); None if it is not queued any more."""
+        cursor = self._execute(
+            "UPDATE jobs SET status = 'running', started_at = ?, attempts = attempts + 1"
+            " WHERE id = ? AND status = 'queued'",
+            (now.isoformat(), job_id),
+        )
+        return self.get(job_id) if cursor.rowcount == 1 else None
+
+    def finish(
+        self, job_id: str, status: Literal["done", "failed"], *, report: str | None, error: str | None, now: dt.datetime
+    ) -> bool:
+        """Store a running job's result; False (nothing written) if it already has one."""
+        cursor = self._execute(
+            "UPDATE jobs SET status = ?, report = ?, error = ?, finished_at = ? WHERE id = ? AND status = 'running'",
+            (status, report, error, now.isoformat(), job_id),
+        )
+        return cursor.rowcount == 1
+
+    def recover(self, max_attempts: int, now: dt.datetime) -> list[str]:
+        """Re-queue jobs a killed process left running; return every queued job id, oldest first."""
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(
+                "UPDATE jobs SET status = 'failed', finished_at = ?, error = ? WHERE status = 'running' AND attempts >= ?",
+                (
+                    now.isoformat(),
+                    json.dumps({"message": f"the sidecar stopped during this job {max_attempts} times; not retried"}),
+                    max_attempts,
+                ),
+            )
+            conn.execute("UPDATE jobs SET status = 'queued' WHERE status = 'running'")
+            rows = conn.execute("SELECT id FROM jobs WHERE status = 'queued' ORDER BY submitted_at, id").fetchall()
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise JobStoreError(f"cannot recover interrupted jobs: {exc}") from exc
+        return [str(r[0]) for r in rows]
+
+    def ping(self) -> None:
+        """Raise :class:`JobStoreError` if the database cannot answer."""
+        self._execute("SELECT 1").fetchone()
+
+
+__all__ = ["JobRecord", "JobStatus", "JobStore", "JobStoreError"]
