@@ -16,20 +16,15 @@ import pytest
 torch = pytest.importorskip("torch")
 from safetensors.torch import load_file  # noqa: E402
 
-from weightguard.api import make_scanner  # noqa: E402
+from weightguard.cli.convert import run_conversion  # noqa: E402
 from weightguard.convert import writer  # noqa: E402
-from weightguard.convert.run import convert_model  # noqa: E402
 from weightguard.errors import ConversionError  # noqa: E402
-from weightguard.pipeline import resolve_target  # noqa: E402
 from weightguard.policy.load import load_builtin, load_policy  # noqa: E402
 
 
 def convert(src: Path, out: Path, loaded=None, **kw):
-    loaded = loaded or load_builtin("default")
-    resolved = resolve_target(str(src), loaded)
-    scanner = make_scanner(loaded)
-    formats = {f.relpath: scanner.scan(f).format for f in resolved.listing.files}
-    return convert_model(list(resolved.listing.files), formats, out, loaded, scanner, **kw)
+    # Exactly what `weightguard convert` runs: resolve, detect formats, convert through the real scanner.
+    return run_conversion(str(src), out, loaded or load_builtin("default"), **kw)
 
 
 def digest_tree(root: Path) -> dict[str, str]:
@@ -174,7 +169,10 @@ def test_a_malicious_checkpoint_is_refused_without_being_loaded(tmp_path: Path) 
     torch.save({"w": torch.ones(2), "x": _Payload(marker)}, src / "pytorch_model.bin", pickle_module=pickle)
     result = convert(src, tmp_path / "out")
     assert not result.converted
-    assert [f.code for f in result.findings] == ["WG-CNV-001"]
+    summary, *blocking = result.findings
+    assert summary.code == "WG-CNV-001"
+    assert blocking and all(f.code in summary.message for f in blocking)  # the refusal names the findings
+    assert "os" in summary.message and "system" in summary.message
     assert not marker.exists()
     assert digest_tree(tmp_path / "out") == {}
 
@@ -199,8 +197,8 @@ def test_an_interrupted_conversion_leaves_nothing_and_never_touches_the_source(t
     monkeypatch.setattr(writer, "_as_bytes", dying)
     with pytest.raises(KeyboardInterrupt):
         convert(src, tmp_path / "out")
-    assert digest_tree(tmp_path / "out") == {}
-    assert list((tmp_path / "out").iterdir()) == []
+    assert not (tmp_path / "out").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]  # no staging folder left either
     assert digest_tree(src) == before
 
 

@@ -33,7 +33,9 @@ spec:
 
 
 def _part(member: tuple[str, ...], fmt: FileFormat, evidence: str) -> DetectedPart:
-    return DetectedPart(Location("model/pytorch_model.bin", member), Detection((Candidate(fmt, Confidence.CERTAIN, evidence),)))
+    return DetectedPart(
+        Location("model/pytorch_model.bin", member), Detection((Candidate(fmt, Confidence.CERTAIN, evidence),))
+    )
 
 
 @pytest.fixture
@@ -49,7 +51,9 @@ def report() -> Report:
         outcome=Outcome.of(
             [
                 CODE_EXEC.at(
-                    "model/pytorch_model.bin", "calls posix.system", member="archive/data.pkl",
+                    "model/pytorch_model.bin",
+                    "calls posix.system",
+                    member="archive/data.pkl",
                     **{"global": "posix.system", "offset": 2, "opcode": "REDUCE"},
                 ),
                 ODD.at("model/pytorch_model.bin", "odd but harmless"),
@@ -58,7 +62,9 @@ def report() -> Report:
         seconds=0.01,
     )
     good = FileScan("model/config.json", 10, FileFormat.JSON, (), Outcome(), 0.001)
-    broken = FileScan("model/weird.bin", 99, FileFormat.UNKNOWN, (), Outcome.of([LIMIT.at("model/weird.bin", "too deep")]), 0.0)
+    broken = FileScan(
+        "model/weird.bin", 99, FileFormat.UNKNOWN, (), Outcome.of([LIMIT.at("model/weird.bin", "too deep")]), 0.0
+    )
     return build_report(
         command="scan",
         targets=["model"],

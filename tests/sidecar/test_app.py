@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import AUTH, REPO, Sidecar, wait_done
+from sidecar_support import AUTH, REPO, Sidecar, wait_done
 
 from weightguard.report.model import Report
 from weightguard.verdict.store import RolloutStore

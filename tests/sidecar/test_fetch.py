@@ -8,7 +8,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import build_oci_layout, tar_layer
+from sidecar_support import build_oci_layout, tar_layer
 
 from weightguard.sidecar.fetch import ArtifactRef, FetchError, FetchLimits, LocalOciLayoutFetcher
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import AUTH, REPO, Sidecar, build_oci_layout, model_layer, tar_layer
+from sidecar_support import AUTH, REPO, Sidecar, build_oci_layout, model_layer, tar_layer
 
 from weightguard.sidecar.harbor import ERROR_TYPE, RAW_REPORT_TYPE, SCAN_RESPONSE_TYPE, VULN_REPORT_TYPE
 

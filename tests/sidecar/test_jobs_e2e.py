@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-from conftest import AUTH, REPO, Sidecar, free_port, sidecar_env, wait_done
+from sidecar_support import AUTH, REPO, Sidecar, free_port, sidecar_env, wait_done
 
 
 def test_kill_9_in_the_middle_of_a_job_then_restart_finishes_every_job_exactly_once(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import AUTH, Sidecar, free_port, sidecar_env, wait_done
+from sidecar_support import AUTH, Sidecar, free_port, sidecar_env, wait_done
 
 from weightguard.sidecar.auth import mlflow_signature
 

@@ -29,6 +29,7 @@ class OutputFormat(str, Enum):
     JSON = "json"
     SARIF = "sarif"
     CODEQUALITY = "gitlab-codequality"
+    HTML = "html"
 
 
 FORMAT_OPTION = typer.Option(OutputFormat.TEXT, "--format", "-f", help="Output format.", case_sensitive=False)
@@ -46,6 +47,10 @@ def render(report: Report, fmt: OutputFormat) -> str:
         return render_sarif(report)
     if fmt is OutputFormat.CODEQUALITY:
         return render_codequality(report)
+    if fmt is OutputFormat.HTML:
+        from weightguard.report.html import render_html  # jinja2 is only imported when HTML is asked for
+
+        return render_html(report)
     return render_text(report)
 
 

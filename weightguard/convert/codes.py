@@ -45,4 +45,20 @@ STATE_DICT_UNWRAPPED = Rule(
     "The tensors were taken from the checkpoint's state_dict entry.",
 )
 
-RULES = (SCAN_BLOCKED, NON_TENSOR_DROPPED, ALIAS_REMOVED, UNSUPPORTED_CONTENT, PROOF_FAILED, STATE_DICT_UNWRAPPED)
+UNCONVERTIBLE_FILE = Rule(
+    "WG-CNV-007",
+    "pickle-based file has no safetensors form",
+    Severity.HIGH,
+    "A raw pickle, joblib or TorchScript file cannot become safetensors and would carry pickles into the output.",
+    "Remove the file from the model, or export its tensors to a state dict first, then convert.",
+)
+
+RULES = (
+    SCAN_BLOCKED,
+    NON_TENSOR_DROPPED,
+    ALIAS_REMOVED,
+    UNSUPPORTED_CONTENT,
+    PROOF_FAILED,
+    STATE_DICT_UNWRAPPED,
+    UNCONVERTIBLE_FILE,
+)

@@ -30,6 +30,7 @@ class ConversionPlan:
     weights: tuple[PlannedFile, ...]
     copies: tuple[str, ...]
     index: tuple[str, str] | None  # (source index json, output index json)
+    unconvertible: tuple[str, ...] = ()  # pickle-based files with no safetensors form (never copied as they are)
 
 
 class ConvertedFile(StrictModel):
@@ -53,6 +54,7 @@ class ConversionProof(StrictModel):
     files: list[ConvertedFile] = Field(default_factory=list)
     copied: list[str] = Field(default_factory=list)
     index: str | None = None
+    manifest: dict[str, str] = Field(default_factory=dict, description="sha256 of every file written, by relpath")
     manifest_root_digest: str = ""
     signature: str | None = None
 

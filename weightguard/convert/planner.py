@@ -10,14 +10,20 @@ checkpoint's ``pytorch_model.bin.index.json`` becomes
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
 
 from weightguard.convert.interface import ConversionPlan, PlannedFile
 from weightguard.errors import ConversionError
+from weightguard.formats.detect import detect
 from weightguard.formats.interface import FileFormat
+from weightguard.limits import Limits
+from weightguard.sources.interface import ArtifactFile
 
 TORCH_FORMATS = frozenset({FileFormat.PYTORCH_ZIP, FileFormat.PYTORCH_LEGACY})
+# Pickle-based files that hold code or arbitrary objects, not a tensor dict: copying them unchanged
+# would carry pickles into the "safe" output, so the conversion refuses them instead.
+UNCONVERTIBLE = frozenset({FileFormat.PICKLE, FileFormat.JOBLIB, FileFormat.TORCHSCRIPT})
 INDEX_NAME = "pytorch_model.bin.index.json"
 OUTPUT_INDEX = "model.safetensors.index.json"
 
@@ -33,6 +39,17 @@ def output_name(relpath: str) -> str:
     return str(path.with_name(stem + ".safetensors"))
 
 
+def formats_of(files: Sequence[ArtifactFile], limits: Limits) -> dict[str, FileFormat]:
+    """Detect each file's format from its bytes, to plan the conversion.
+
+    Detection only (a few header reads per file): the full scan that decides
+    whether a weight file may be loaded runs later, on the private copy that
+    is loaded (see ``run.py``); a file detected wrongly here is either copied
+    unchanged or refused by that scan, never loaded unscanned.
+    """
+    return {f.relpath: detect(f.source, limits).format for f in files}
+
+
 def plan(formats: Mapping[str, FileFormat]) -> ConversionPlan:
     """Plan the conversion of a model whose files have these detected formats.
 
@@ -42,8 +59,11 @@ def plan(formats: Mapping[str, FileFormat]) -> ConversionPlan:
     weights: list[PlannedFile] = []
     copies: list[str] = []
     index: tuple[str, str] | None = None
+    unconvertible: list[str] = []
     for relpath, fmt in sorted(formats.items()):
-        if fmt in TORCH_FORMATS:
+        if fmt in UNCONVERTIBLE:
+            unconvertible.append(relpath)
+        elif fmt in TORCH_FORMATS:
             weights.append(PlannedFile(relpath, output_name(relpath), "torch"))
         elif fmt is FileFormat.NUMPY_NPZ:
             weights.append(PlannedFile(relpath, output_name(relpath), "npz"))
@@ -55,7 +75,7 @@ def plan(formats: Mapping[str, FileFormat]) -> ConversionPlan:
     clash = {o for o in outputs if outputs.count(o) > 1} | (set(outputs) & set(copies))
     if clash:
         raise ConversionError(f"conversion would write {sorted(clash)} twice", hint="rename the clashing files first")
-    return ConversionPlan(tuple(weights), tuple(copies), index)
+    return ConversionPlan(tuple(weights), tuple(copies), index, tuple(unconvertible))
 
 
 def rename_index(data: bytes, renames: Mapping[str, str]) -> bytes:

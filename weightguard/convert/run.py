@@ -1,50 +1,58 @@
 """Convert an approved model to safetensors, and prove the conversion lossless (needs torch).
 
-Every weight file is first copied into a private temporary file (while its
-sha256 is computed); that private copy is scanned again and, only if the
-scan approves it under the policy, loaded from the same private file with
-``torch.load(weights_only=True)`` (``mmap=True`` for zip checkpoints) or
-``numpy.load(allow_pickle=False)``. So the bytes that were judged are the
-bytes that are loaded, and nobody can swap the file in between. Outputs are
-written into a staging folder inside the output directory and moved into
-place only after every file converted and every tensor was reloaded with
-the ``safetensors`` library and compared bit for bit with its source; a
-failure removes the staging folder and leaves the output directory as it
-was. The source is only ever read.
+Shard by shard: each weight file is read once into a private, sealed copy
+(``loader.py``), that copy is judged by the :class:`Approver` (the scanner
+under the policy) and, only if approved, loaded from the same copy with the
+restricted loaders; its tensors are written with the streaming writer, the
+output is reloaded with the ``safetensors`` library and every source name is
+compared bit for bit (``proof.py``); then the shard is released before the
+next one, so about one shard is in memory at a time.
+
+Outputs go to a staging folder and are published only after every file
+converted and proved: a new (or empty) output directory appears with one
+atomic rename, signature and proof included; into a directory that already
+holds other files, each file is renamed in whole. Any failure (or an
+interruption) removes the staging folder and leaves the output directory as
+it was. The source is only ever read. Every produced file is flushed to disk
+and hashed (sha256) in a background thread while the next shard converts
+(``hash_files`` is not used here: its fresh 8 MiB chunk per read cost tens of
+MiB of peak memory per thread, see ``loader.sha256_fd``); the manifest and proof
+are written as ``weightguard-conversion.json``, and with a key the output is
+signed as an OMS signature.
+Not handled here: choosing the files (``planner.py``) or rendering results.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
+import json
+import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-
-import numpy as np
-import torch
-from safetensors import safe_open
 
 from weightguard.analysis.scanner import Scanner
 from weightguard.convert import codes
 from weightguard.convert.interface import ConversionProof, ConvertedFile, PlannedFile
+from weightguard.convert.loader import Approver, ScanApprover, load_npz, load_torch, private_copy, sha256_fd
 from weightguard.convert.planner import plan, rename_index
-from weightguard.convert.tensors import Extracted, extract
-from weightguard.convert.writer import write_safetensors
+from weightguard.convert.proof import prove
+from weightguard.convert.publish import make_staging, publish_files, publish_folder
+from weightguard.convert.tensors import extract
+from weightguard.convert.writer import copy_file, write_chunks, write_safetensors
 from weightguard.errors import ConversionError
 from weightguard.findings import Finding
 from weightguard.formats.interface import FileFormat
-from weightguard.integrity.hashing import HashRequest, hash_files
 from weightguard.integrity.manifest import Manifest
 from weightguard.policy.load import LoadedPolicy
-from weightguard.policy.rules import SeverityGate
-from weightguard.sources.interface import ArtifactFile, ByteSource
-from weightguard.sources.local import LocalSource, MappedFile
+from weightguard.sources.interface import ArtifactFile
 
-COPY_CHUNK = 8 * 2**20
+PROOF_NAME = "weightguard-conversion.json"
+SIGNATURE_NAME = "model.sig"
+_LOG = logging.getLogger(__name__)
+_SHOWN = 5  # blocking findings named in the refusal message
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,124 +64,113 @@ class ConversionResult:
     converted: bool
 
 
-def _private_copy(source: ByteSource, directory: Path, name: str) -> tuple[Path, str]:
-    digest = hashlib.sha256()
-    path = directory / name
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        offset = 0
-        while offset < source.size:
-            chunk = source.read_at(offset, COPY_CHUNK)
-            if not chunk:
-                raise ConversionError(f"{name}: the source ended early while copying")
-            fh.write(chunk)
-            digest.update(chunk)
-            offset += len(chunk)
-    return path, digest.hexdigest()
+def _refusal(relpath: str, blocking: tuple[Finding, ...]) -> list[Finding]:
+    named = "; ".join(f"{f.code} {f.location}: {f.message}" for f in blocking[:_SHOWN])
+    more = f" (+{len(blocking) - _SHOWN} more)" if len(blocking) > _SHOWN else ""
+    summary = codes.SCAN_BLOCKED.at(relpath, f"not loaded, not converted: {named}{more}", blocking=len(blocking))
+    return [summary, *blocking]
 
 
-def _load(private: Path, kind: str, fmt: FileFormat) -> object:
+def _sync_and_hash(fd: int, relpath: str) -> str:
+    # Runs beside the next shard's work: flushes the staged file to disk (before it is moved into
+    # the output directory) and hashes it for the manifest; the descriptor survives the final rename.
     try:
-        if kind == "npz":
-            with np.load(private, allow_pickle=False) as npz:
-                return {k: torch.from_numpy(np.array(npz[k])) for k in npz.files}
-        # weights_only=True is the restricted unpickler; never weights_only=False (see module docstring).
-        return torch.load(private, map_location="cpu", weights_only=True, mmap=fmt is FileFormat.PYTORCH_ZIP)
-    except (RuntimeError, ValueError, OSError, EOFError, KeyError, TypeError) as exc:
-        raise ConversionError(f"{private.name}: the restricted loader refused it: {exc}") from exc
-
-
-def _prove(path: Path, ex: Extracted) -> int:
-    compared = 0
-    with safe_open(str(path), framework="pt") as reloaded:
-        names = set(reloaded.keys())
-        if names != set(ex.tensors):
-            raise ConversionError(f"{path.name}: reloaded names differ from the source's")
-        for name, source in ex.tensors.items():
-            back = reloaded.get_tensor(name)
-            same = (
-                back.dtype == source.dtype
-                and back.shape == source.shape
-                and torch.equal(
-                    back.contiguous().reshape(-1).view(torch.uint8), source.contiguous().reshape(-1).view(torch.uint8)
-                )
-            )
-            if not same:
-                raise ConversionError(f"{path.name}: tensor {name!r} did not survive the round trip bit for bit")
-            compared += 1
-    return compared
+        os.fsync(fd)
+        return sha256_fd(fd, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
 
 
 def _convert_one(
-    art: ArtifactFile,
-    planned: PlannedFile,
-    fmt: FileFormat,
-    private_dir: Path,
-    staging: Path,
-    scanner: Scanner,
-    loaded: LoadedPolicy,
+    art: ArtifactFile, planned: PlannedFile, fmt: FileFormat, staging: Path, ctx: _Context
 ) -> tuple[ConvertedFile | None, list[Finding]]:
-    spec = loaded.policy.spec.conversion
-    private, sha = _private_copy(art.source, private_dir, hashlib.sha256(art.relpath.encode()).hexdigest()[:32])
-    scan = scanner.scan(ArtifactFile(art.relpath, private.stat().st_size, MappedFile(private)))
-    everything = [*scan.outcome.findings, *scan.outcome.errors, *scan.outcome.skipped]
-    blocking = SeverityGate.from_policy(loaded.policy).judge(everything, dt.datetime.now(dt.UTC).date()).blocking
-    if blocking:
-        codes_seen = sorted({f.code for f in blocking})
-        return None, [
-            codes.SCAN_BLOCKED.at(art.relpath, f"not converted: the scan blocked it ({', '.join(codes_seen)})")
-        ]
+    spec = ctx.loaded.policy.spec.conversion
+    copy = private_copy(art.source, PurePosixPath(art.relpath).name, ctx.executor)
     try:
-        ex = extract(_load(private, planned.kind, fmt), unwrap_state_dict=spec.unwrap_state_dict)
-    except ConversionError as exc:
-        return None, [codes.UNSUPPORTED_CONTENT.at(art.relpath, exc.message)]
+        blocking = ctx.approver.approve(copy.source(), art.relpath)
+        if blocking:
+            return None, _refusal(art.relpath, blocking)
+        try:
+            obj = load_npz(copy) if planned.kind == "npz" else load_torch(copy, fmt)
+            ex = extract(obj, unwrap_state_dict=spec.unwrap_state_dict)
+        except ConversionError as exc:
+            return None, [codes.UNSUPPORTED_CONTENT.at(art.relpath, exc.message)]
+        del obj
+        findings: list[Finding] = []
+        if ex.dropped:
+            listed = ", ".join(ex.dropped[:20])
+            message = f"entries that are not tensors: {listed}"
+            if not spec.allow_dropping_non_tensor:
+                return None, [codes.NON_TENSOR_DROPPED.at(art.relpath, message, entries=len(ex.dropped))]
+            # A permissive switch in use is always said out loud (STYLE.md, principle 7).
+            _LOG.warning("%s: allow_dropping_non_tensor: dropping %s", art.relpath, listed)
+            findings.append(
+                codes.NON_TENSOR_DROPPED.at(
+                    art.relpath,
+                    message + " (dropped: allow_dropping_non_tensor)",
+                    severity=codes.ALIAS_REMOVED.severity,
+                )
+            )
+        if ex.unwrapped:
+            findings.append(codes.STATE_DICT_UNWRAPPED.at(art.relpath, "tensors taken from the 'state_dict' entry"))
+        for removed, kept in ex.aliases.items():
+            findings.append(
+                codes.ALIAS_REMOVED.at(art.relpath, f"{removed} shares storage with {kept}", removed=removed, kept=kept)
+            )
+        # "format" last: safetensors' loaders read it; an alias literally named "format" stays in the proof.
+        metadata = {**ex.aliases, "format": "pt"}
+        out = staging / planned.output
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_safetensors(out, ex.tensors, metadata, fsync=False)  # synced by _sync_and_hash before the move
+        ctx.digests[planned.output] = ctx.executor.submit(_sync_and_hash, os.open(out, os.O_RDONLY), planned.output)
+        try:
+            compared = prove(out, ex.source, ex.aliases)
+        except ConversionError as exc:
+            return None, [codes.PROOF_FAILED.at(art.relpath, exc.message)]
+        return ConvertedFile(
+            source=art.relpath,
+            source_sha256=copy.sha256,
+            output=planned.output,
+            tensors=len(ex.tensors),
+            compared=compared,
+            aliases=dict(ex.aliases),
+            dropped=list(ex.dropped),
+            unwrapped=ex.unwrapped,
+        ), findings
+    finally:
+        copy.close()  # the tensors of this shard are unreferenced by now: its memory goes with it
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    approver: Approver
+    loaded: LoadedPolicy
+    executor: Executor
+    digests: dict[str, Future[str]]
+
+
+def _stage(
+    files: Sequence[ArtifactFile], formats: dict[str, FileFormat], staging: Path, ctx: _Context
+) -> tuple[list[ConvertedFile], list[Finding], list[str], str | None]:
+    conversion = plan(formats)
+    by_path = {f.relpath: f for f in files}
     findings: list[Finding] = []
-    if ex.dropped:
-        dropped = ", ".join(ex.dropped[:20])
-        finding = codes.NON_TENSOR_DROPPED.at(
-            art.relpath, f"entries that are not tensors: {dropped}", entries=len(ex.dropped)
-        )
-        if not spec.allow_dropping_non_tensor:
-            return None, [finding]
-        findings.append(
-            codes.NON_TENSOR_DROPPED.at(art.relpath, finding.message, severity=codes.ALIAS_REMOVED.severity)
-        )
-    if ex.unwrapped:
-        findings.append(codes.STATE_DICT_UNWRAPPED.at(art.relpath, "tensors taken from the 'state_dict' entry"))
-    for removed, kept in ex.aliases.items():
-        findings.append(
-            codes.ALIAS_REMOVED.at(art.relpath, f"{removed} shares storage with {kept}", removed=removed, kept=kept)
-        )
-    metadata = {"format": "pt", **ex.aliases}
-    out = staging / planned.output
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_safetensors(out, ex.tensors, metadata)
-    try:
-        compared = _prove(out, ex)
-    except ConversionError as exc:
-        return None, [codes.PROOF_FAILED.at(art.relpath, exc.message)]
-    return ConvertedFile(
-        source=art.relpath,
-        source_sha256=sha,
-        output=planned.output,
-        tensors=len(ex.tensors),
-        compared=compared,
-        aliases=dict(ex.aliases),
-        dropped=list(ex.dropped),
-        unwrapped=ex.unwrapped,
-    ), findings
-
-
-def _copy_into(art: ArtifactFile, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with dest.open("xb") as fh:
-        offset = 0
-        while offset < art.size:
-            chunk = art.source.read_at(offset, COPY_CHUNK)
-            if not chunk:
-                raise ConversionError(f"{art.relpath}: the source ended early while copying")
-            fh.write(chunk)
-            offset += len(chunk)
+    converted: list[ConvertedFile] = []
+    for planned in conversion.weights:
+        result, notes = _convert_one(by_path[planned.source], planned, formats[planned.source], staging, ctx)
+        findings.extend(notes)
+        if result is None:
+            return converted, findings, [], None
+        converted.append(result)
+    for rel in conversion.copies:
+        copy_file(by_path[rel].source, staging / rel)
+    index_name = None
+    if conversion.index is not None:
+        source_index, index_name = conversion.index
+        art = by_path[source_index]
+        renames = {PurePosixPath(w.source).name: PurePosixPath(w.output).name for w in conversion.weights}
+        (staging / index_name).write_bytes(rename_index(art.source.read_at(0, art.size), renames))
+    return converted, findings, list(conversion.copies), index_name
 
 
 def convert_model(
@@ -184,72 +181,92 @@ def convert_model(
     scanner: Scanner,
     *,
     sign_key: Path | None = None,
+    approver: Approver | None = None,
 ) -> ConversionResult:
     """Convert every approved pickle-based weight file of a model into ``out_dir``.
 
+    Args:
+        files: the model's files, as the sources stage listed them.
+        formats: each file's detected format (``planner.formats_of``).
+        out_dir: where the converted model goes; existing files are never overwritten.
+        loaded: the policy (scan gate and ``conversion`` section).
+        scanner: the scanner that judges each private copy before it is loaded.
+        sign_key: a PEM private key: sign the output as an OMS signature.
+        approver: replaces the scanner's judgement (tests inject fakes here).
+
     Raises:
-        ConversionError: the output directory cannot be used, or the plan is impossible.
+        ConversionError: the output directory cannot be used, the plan is impossible, or signing failed.
     """
+    judge = approver or ScanApprover(scanner, loaded)
     conversion = plan(formats)
-    by_path = {f.relpath: f for f in files}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    clashes = [p for p in (*[w.output for w in conversion.weights], *conversion.copies) if (out_dir / p).exists()]
-    if clashes:
-        raise ConversionError(f"{out_dir} already holds {clashes[:5]}", hint="choose an empty output directory")
-    staging = Path(tempfile.mkdtemp(prefix=".weightguard-staging-", dir=out_dir))
-    private_dir = Path(tempfile.mkdtemp(prefix="weightguard-private-"))
-    findings: list[Finding] = []
-    converted: list[ConvertedFile] = []
-    ok = True
-    try:
-        for planned in conversion.weights:
-            result, notes = _convert_one(
-                by_path[planned.source], planned, formats[planned.source], private_dir, staging, scanner, loaded
+    if conversion.unconvertible:
+        refused = tuple(
+            codes.UNCONVERTIBLE_FILE.at(
+                rel, f"{formats[rel].value} file: not converted, not copied", format=formats[rel].value
             )
-            findings.extend(notes)
-            if result is None:
-                ok = False
-                break
-            converted.append(result)
-        index_name = None
+            for rel in conversion.unconvertible
+        )
+        return ConversionResult(ConversionProof(output_dir=str(out_dir)), refused, False)
+    produced = [*(w.output for w in conversion.weights), *conversion.copies]
+    if conversion.index is not None:
+        produced.append(conversion.index[1])
+    holder, staging, fresh = make_staging(out_dir, [*produced, PROOF_NAME, *([SIGNATURE_NAME] if sign_key else [])])
+    # Two background threads flush and hash each private copy and each output beside the work.
+    executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="weightguard-convert-hash")
+    ctx = _Context(judge, loaded, executor, {})
+    signature: str | None = None
+    try:
+        converted, findings, copied, index_name = _stage(files, formats, staging, ctx)
+        ok = len(converted) == len(conversion.weights)
+        staged = sorted(p for p in staging.rglob("*") if p.is_file())
+        for item in staged:
+            rel = item.relative_to(staging).as_posix()
+            if ok and rel not in ctx.digests:
+                ctx.digests[rel] = executor.submit(_sync_and_hash, os.open(item, os.O_RDONLY), rel)
+        digests = {rel: future.result() for rel, future in ctx.digests.items()}  # every file is on disk now
+        proof = ConversionProof(output_dir=str(out_dir), files=converted, copied=copied, index=index_name)
         if ok:
-            for rel in conversion.copies:
-                _copy_into(by_path[rel], staging / rel)
-            if conversion.index is not None:
-                source_index, index_name = conversion.index
-                art = by_path[source_index]
-                renames = {PurePosixPath(w.source).name: PurePosixPath(w.output).name for w in conversion.weights}
-                (staging / index_name).write_bytes(rename_index(art.source.read_at(0, art.size), renames))
-            for produced in sorted(p for p in staging.rglob("*") if p.is_file()):
-                target = out_dir / produced.relative_to(staging)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                produced.replace(target)
+            proof = proof.model_copy(
+                update={
+                    "files": [c.model_copy(update={"output_sha256": digests[c.output]}) for c in converted],
+                    "manifest": dict(sorted(digests.items())),
+                    "manifest_root_digest": Manifest.from_digests(
+                        {k: {"sha256": v} for k, v in digests.items()}
+                    ).root_digest(),
+                }
+            )
+            _write_proof(staging / PROOF_NAME, proof)
+            if fresh:
+                # The staged folder already has the output's name, so the OMS subject name is right.
+                signature = _sign(staging, sign_key) if sign_key else None
+                publish_folder(staging, out_dir)
+            else:
+                publish_files(staging, out_dir)
+                signature = _sign(out_dir, sign_key) if sign_key else None
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(private_dir, ignore_errors=True)
-    proof = ConversionProof(output_dir=str(out_dir), files=converted, copied=list(conversion.copies), index=index_name)
+        executor.shutdown(wait=True)  # not cancelled: each queued hash job owns a descriptor it must close
+        shutil.rmtree(holder, ignore_errors=True)
     if not ok:
         return ConversionResult(proof, tuple(findings), False)
-    listing = LocalSource(out_dir).collect()
-    hashes = hash_files(list(listing.files), HashRequest())
-    outputs = {c.output: c.model_copy(update={"output_sha256": hashes[c.output].digests["sha256"]}) for c in converted}
-    proof = proof.model_copy(
-        update={"files": list(outputs.values()), "manifest_root_digest": Manifest.of(hashes).root_digest("sha256")}
-    )
-    if sign_key is not None:
-        proof = proof.model_copy(update={"signature": _sign(out_dir, sign_key)})
+    if signature is not None:
+        proof = proof.model_copy(update={"signature": str(out_dir / SIGNATURE_NAME)})
     return ConversionResult(proof, tuple(findings), True)
 
 
-def _sign(out_dir: Path, key_path: Path) -> str:
-    from weightguard.fsutil import write_atomic
-    from weightguard.signing.keys import load_private_key
-    from weightguard.signing.oms_sign import sign_model
+def _write_proof(path: Path, proof: ConversionProof) -> None:
+    write_chunks(path, [(json.dumps(proof.model_dump(mode="json"), indent=2, sort_keys=True) + "\n").encode()])
 
+
+def _sign(root: Path, key_path: Path) -> str:
+    try:
+        from weightguard.signing.keys import load_private_key
+        from weightguard.signing.oms_sign import sign_model
+    except ImportError as exc:
+        raise ConversionError("signing not available: weightguard.signing cannot be imported") from exc
     try:
         key = load_private_key(key_path.read_bytes())
     except OSError as exc:
         raise ConversionError(f"cannot read the signing key {key_path}: {exc.strerror or exc}") from exc
-    signature = out_dir / "model.sig"
-    write_atomic(signature, sign_model(out_dir, key, signature_path=signature))
+    signature = root / SIGNATURE_NAME
+    write_chunks(signature, [sign_model(root, key, signature_path=signature)])
     return str(signature)

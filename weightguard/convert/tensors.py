@@ -2,8 +2,7 @@
 
 Shared storage is handled as Hugging Face's converter does: one *complete*
 name is kept per storage and the removed aliases are recorded as
-``{removed: kept}``; a view that does not cover its storage becomes a
-contiguous copy of its own. Entries that are not tensors are never dropped
+``{removed: kept}`` (see ``shared.py``). Entries that are not tensors are never dropped
 silently: they are returned so the policy can decide.
 Not handled here: reading or writing files.
 """
@@ -16,6 +15,7 @@ from typing import Any
 
 import torch
 
+from weightguard.convert.shared import dedupe_shared
 from weightguard.errors import ConversionError
 
 # torch dtype -> safetensors dtype name (the names safetensors' own format defines).
@@ -31,11 +31,14 @@ DTYPES: dict[torch.dtype, str] = {
     torch.uint8: "U8",
     torch.bool: "BOOL",
 }
+# Newer dtypes, only where this torch has them. float4_e2m1fn_x2 is left out on purpose:
+# safetensors stores it as "F4" with the unpacked element count, a different shape from torch's.
 for _name, _code in (
     ("float8_e4m3fn", "F8_E4M3"),
     ("float8_e5m2", "F8_E5M2"),
     ("float8_e4m3fnuz", "F8_E4M3FNUZ"),
     ("float8_e5m2fnuz", "F8_E5M2FNUZ"),
+    ("float8_e8m0fnu", "F8_E8M0"),
     ("uint16", "U16"),
     ("uint32", "U32"),
     ("uint64", "U64"),
@@ -50,6 +53,7 @@ class Extracted:
     """Tensors to write, and what did not make it."""
 
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    source: dict[str, torch.Tensor] = field(default_factory=dict)  # every tensor name before dedupe, for the proof
     aliases: dict[str, str] = field(default_factory=dict)
     dropped: list[str] = field(default_factory=list)
     unwrapped: str | None = None
@@ -83,63 +87,6 @@ def extract(obj: object, *, unwrap_state_dict: bool) -> Extracted:
             tensors[name] = value.detach()
         else:
             out.dropped.append(name)
-    out.tensors, out.aliases = _dedupe_shared(tensors)
+    out.source = tensors
+    out.tensors, out.aliases = dedupe_shared(tensors)
     return out
-
-
-_OUTPUT_ALIASES = ("lm_head.", "decoder.weight", "output.weight", "classifier.weight")
-_INPUT_NAMES = ("embed", "wte", "word_embeddings", "shared")
-
-
-def _keep_preference(name: str) -> tuple[int, str]:
-    # Tied output projections (lm_head) are re-tied from the input embedding by the frameworks that
-    # load these files, so the embedding's name must be the one kept (HF's converter keeps names
-    # outside the model's tied-weights list for the same reason).
-    if any(part in name for part in _INPUT_NAMES):
-        return (0, name)
-    if name.startswith(_OUTPUT_ALIASES) or name.endswith(_OUTPUT_ALIASES):
-        return (2, name)
-    return (1, name)
-
-
-def _covers_storage(t: torch.Tensor) -> bool:
-    return (
-        t.storage_offset() == 0 and t.is_contiguous() and t.numel() * t.element_size() == t.untyped_storage().nbytes()
-    )
-
-
-def _dedupe_shared(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    groups: dict[tuple[int, int], list[str]] = {}
-    for name, t in tensors.items():
-        if t.numel() == 0:
-            continue
-        key = (t.untyped_storage().data_ptr(), t.untyped_storage().nbytes())
-        groups.setdefault(key, []).append(name)
-    kept = dict(tensors)
-    aliases: dict[str, str] = {}
-    for names in groups.values():
-        if len(names) == 1:
-            name = names[0]
-            if not _covers_storage(kept[name]):
-                kept[name] = kept[name].contiguous().clone()
-            continue
-        complete = sorted((n for n in names if _covers_storage(tensors[n])), key=_keep_preference)
-        if complete:
-            keep = complete[0]
-            for other in names:
-                if other == keep:
-                    continue
-                same_view = (
-                    tensors[other].shape == tensors[keep].shape
-                    and tensors[other].stride() == tensors[keep].stride()
-                    and tensors[other].storage_offset() == 0
-                )
-                if same_view and tensors[other].dtype == tensors[keep].dtype:
-                    aliases[other] = keep
-                    del kept[other]
-                else:
-                    kept[other] = tensors[other].contiguous().clone()
-        else:
-            for n in names:  # no name covers the storage: every view gets its own copy
-                kept[n] = tensors[n].contiguous().clone()
-    return kept, aliases

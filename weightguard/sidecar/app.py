@@ -36,6 +36,9 @@ from weightguard.sidecar.settings import SidecarSettings
 from weightguard.sidecar.verifier import PipelineVerifier, Verifier, load_policies
 from weightguard.sidecar.webhooks import webhooks_router
 from weightguard.sidecar.writeback import MlflowWriteback, RegistryWriteback
+from weightguard.sidecar_dashboard.dashboard import dashboard_router
+from weightguard.sidecar_dashboard.jobs_table import JobsTableVerifications
+from weightguard.verdict.store import RolloutStore
 
 _log = logging.getLogger(__name__)
 
@@ -195,6 +198,14 @@ def create_app(
     app.include_router(api_router(ctx))
     app.include_router(harbor_router(ctx))
     app.include_router(webhooks_router(ctx))
+    app.include_router(
+        dashboard_router(
+            lambda: RolloutStore(database, first_stage=rollout.stages[0]),
+            lambda: JobsTableVerifications(database),
+            dependencies=[Depends(auth)],
+            stages=rollout.stages,
+        )
+    )
 
     @app.get("/healthz", response_model=Health, tags=["operations"])
     def healthz() -> Health:

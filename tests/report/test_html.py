@@ -1,0 +1,260 @@
+"""The HTML report: goldens, strict HTML5 validity, escaping of hostile strings, accessibility, plots."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from xml.etree.ElementTree import Element
+
+import pytest
+from html_fixtures import HOSTILE, HOSTILE_MATH, rich_report
+
+from weightguard.probes.report import PatchModel, SuspectModel
+from weightguard.report import html as html_module
+from weightguard.report.html import CSP, finding_view, render_html
+from weightguard.report.model import Report
+
+html5lib = pytest.importorskip("html5lib")
+needs_matplotlib = pytest.mark.skipif(
+    not html_module.plots_available(), reason="matplotlib not installed ([probes] extra)"
+)
+
+
+def _parse(page: str) -> Element:
+    """Parse with html5lib in strict mode: any HTML5 parse error raises."""
+    parser = html5lib.HTMLParser(strict=True, namespaceHTMLElements=False)
+    return parser.parse(page)
+
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def _svgs(root: Element) -> list[Element]:
+    return list(root.iter(f"{SVG}svg"))
+
+
+def _titles(root: Element) -> list[str]:
+    return [_text(t) for svg in _svgs(root) for t in svg.findall(f"{SVG}title")]
+
+
+def _text(node: Element) -> str:
+    return "".join(node.itertext())
+
+
+def test_html_golden_for_the_shared_report(report: Report, golden) -> None:
+    golden("report.html", render_html(report, plots=False))
+
+
+def test_html_golden_for_the_rich_report_without_plots(golden) -> None:
+    golden("report-rich.html", render_html(rich_report(), plots=False))
+
+
+@pytest.mark.parametrize("plots", [False, True])
+def test_every_rendering_is_valid_html5(report: Report, plots: bool) -> None:
+    for page in (render_html(report, plots=plots), render_html(rich_report(), plots=plots)):
+        root = _parse(page)
+        assert root.get("lang") == "en"
+
+
+def test_the_verdict_comes_first(report: Report) -> None:
+    body = _parse(render_html(report)).find("body")
+    assert body is not None
+    first_heading = next(el for el in body.iter() if el.tag in {"h1", "h2", "h3"})
+    assert first_heading.tag == "h1" and _text(first_heading).strip() == "weightguard scan: REJECTED"
+
+
+@pytest.mark.parametrize("plots", [False, True])
+def test_hostile_strings_are_text_never_markup(plots: bool) -> None:
+    page = render_html(rich_report(), plots=plots)
+    root = _parse(page)
+    assert not [el for el in root.iter() if el.tag in {"script", "iframe", "object", "embed"}]
+    assert "<script>" not in page and "alert('pwned')</script>" not in page
+    assert HOSTILE in _text(root)  # the reader still sees exactly what the model contained
+    assert not any(k.startswith("on") for el in root.iter() for k in el.attrib)
+
+
+def test_page_forbids_scripts_and_network_fetches() -> None:
+    root = _parse(render_html(rich_report()))
+    [meta] = [m for m in root.iter("meta") if m.get("http-equiv") == "Content-Security-Policy"]
+    assert meta.get("content") == CSP and "default-src 'none'" in CSP
+    for el in root.iter():
+        for attr in ("src", "href"):
+            value = el.get(attr)
+            assert value is None or value.startswith(("#", "data:")), (el.tag, value)
+    assert "@import" not in _text(root) and "url(" not in _text(root)
+
+
+@pytest.mark.parametrize("plots", [False, True])
+def test_accessibility_basics_headings_table_headers_and_plot_text(plots: bool) -> None:
+    root = _parse(render_html(rich_report(), plots=plots))
+    levels = [int(el.tag[1]) for el in root.iter() if re.fullmatch(r"h[1-6]", str(el.tag))]
+    assert levels.count(1) == 1 and levels[0] == 1
+    assert all(b <= a + 1 for a, b in zip(levels, levels[1:], strict=False)), levels
+    assert all(th.get("scope") in {"col", "row"} for th in root.iter("th"))
+    assert (len(_svgs(root)) >= 2) is plots
+    for svg in _svgs(root):
+        title, desc = svg.find(f"{SVG}title"), svg.find(f"{SVG}desc")
+        assert title is not None and desc is not None and _text(title) and _text(desc)
+        assert svg.get("role") == "img" and svg.get("aria-labelledby")
+    ids = [el.get("id") for el in root.iter() if el.get("id")]
+    assert len(ids) == len(set(ids)), "ids must be unique across every inline plot"
+
+
+def test_pickle_findings_show_the_opcode_path_and_the_decompiled_excerpt() -> None:
+    [pickle] = [f for f in rich_report().findings if f.code == "WG-PKL-001"]
+    view = finding_view(pickle)
+    assert view.opcode_path == (
+        "file pytorch_model.bin",
+        "member archive/data.pkl",
+        "STACK_GLOBAL at byte offset 42",
+        f"imports posix.system{HOSTILE}",
+        "called by REDUCE at byte offset 57",
+    )
+    assert view.decompiled.startswith("from posix import system")
+    assert all(k not in dict(view.evidence) for k in ("global", "decompiled"))
+    root = _parse(render_html(rich_report(), plots=False))
+    [path] = [ol for ol in root.iter("ol") if ol.get("class") == "opcode-path"]
+    assert [_text(li) for li in path.iter("li")] == list(view.opcode_path)
+    assert any("curl evil.example" in _text(code) for code in root.iter("code"))
+
+
+def test_integrity_table_lists_mismatched_missing_and_extra() -> None:
+    root = _parse(render_html(rich_report(), plots=False))
+    text = _text(root)
+    rows = [[_text(c) for c in tr] for tr in root.iter("tr")]
+    assert [f"weights/{HOSTILE}.safetensors", "sha256", "00" * 32, "ff" * 32] in rows
+    assert "Missing (pinned, not on disk) (1)" in text and "tokenizer.json" in text
+    assert "Extra (on disk, not pinned) (1)" in text and "notes/readme.txt" in text
+
+
+def test_probe_suspects_and_coverage_are_listed_without_plots() -> None:
+    page = render_html(rich_report(), plots=False)
+    root = _parse(page)
+    assert _svgs(root) == []
+    text = _text(root)
+    assert "Plots were turned off" in text
+    assert "94.0%" in text and "1.2e-09" in text and HOSTILE_MATH in text
+    assert "Probes ran on cpu with the cpu bank, seed 7" in " ".join(text.split())
+    assert "Not completed: P2" in text
+
+
+@needs_matplotlib
+def test_probe_plots_are_matplotlib_svg_and_name_the_data_they_lack() -> None:
+    root = _parse(render_html(rich_report()))
+    titles = _titles(root)
+    assert titles[0] == "Flip rates of 2 suspected trigger(s)"
+    assert any(t.startswith("Trigger patch") for t in titles)
+    for svg in _svgs(root):  # matplotlib's structure: a figure group holding axes
+        assert any(str(g.get("id", "")).endswith("-figure_1") for g in svg.iter(f"{SVG}g"))
+    text = _text(root)
+    assert "SuspectModel.control_flip_rates" in text and "PatchModel.sample_png" in text
+
+
+class _RicherSuspect(SuspectModel):
+    """What a later ProbeReport may carry: the renderer draws it as soon as it is there."""
+
+    control_flip_rates: list[float]
+    target_before: dict[str, float]
+    target_after: dict[str, float]
+
+
+class _RicherPatch(PatchModel):
+    image_height: int
+    image_width: int
+    pixels: list[list[list[float]]]
+
+
+@needs_matplotlib
+def test_richer_probe_data_gets_control_distribution_target_shift_and_patch_pixels_plots() -> None:
+    base = rich_report()
+    assert base.probes is not None
+    text_suspect, patch_suspect = base.probes.suspects[0], base.probes.suspects[1]
+    assert patch_suspect.patch is not None
+    richer_text = _RicherSuspect(
+        **text_suspect.model_dump(),
+        control_flip_rates=[i / 200 for i in range(40)],
+        target_before={"negative": 0.55, f"{HOSTILE_MATH} {HOSTILE}": 0.45},
+        target_after={"negative": 0.04, f"{HOSTILE_MATH} {HOSTILE}": 0.96},
+    )
+    checker = [[[float((r + c) % 2) for c in range(4)] for r in range(4)]] * 3
+    patch = _RicherPatch(**patch_suspect.patch.model_dump(), image_height=32, image_width=32, pixels=checker)
+    richer_patch = patch_suspect.model_copy(update={"patch": patch})
+    probes = base.probes.model_copy(update={"suspects": [richer_text, richer_patch]})
+    page = render_html(base.model_copy(update={"probes": probes}))
+    root = _parse(page)
+    titles = _titles(root)
+    assert any(t.startswith("Flip rate of trigger") and "40 random controls" in t for t in titles)
+    assert any(t.startswith("Output distribution before and after") for t in titles)
+    [desc] = [
+        _text(d) for svg in _svgs(root) for d in svg.findall(f"{SVG}desc") if "patch with its top-left" in _text(d)
+    ]
+    assert "on a 32x32 image" in desc and "not its pixels" not in desc
+    assert "<script>" not in page and HOSTILE in _text(root)
+    [article] = [a for a in root.iter("article") if a.get("id") == "p-s0"]  # the text suspect now has all its data
+    assert "Not in the report" not in _text(article)
+
+
+def test_without_matplotlib_the_page_says_so_and_keeps_the_tables(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The one patch here stands in for "matplotlib is not installed", which cannot be arranged in-process otherwise.
+    monkeypatch.setattr(html_module, "plots_available", lambda: False)
+    root = _parse(render_html(rich_report()))
+    assert _svgs(root) == []
+    assert "matplotlib is not installed" in _text(root)
+    assert "94.0%" in _text(root)
+
+
+class _PatchWithSample(PatchModel):
+    sample_png: str
+
+
+@needs_matplotlib
+@pytest.mark.parametrize("sample", ["valid", "garbage", "not-base64"])
+def test_patch_is_drawn_on_the_sample_image_and_a_broken_sample_falls_back(sample: str) -> None:
+    import base64
+    import io
+
+    from matplotlib.image import imsave
+
+    buf = io.BytesIO()
+    imsave(buf, [[[x / 31, y / 31, 0.5] for x in range(32)] for y in range(32)], format="png")
+    encoded = {
+        "valid": base64.b64encode(buf.getvalue()).decode(),
+        "garbage": base64.b64encode(b"\x89PNG not really").decode(),
+        "not-base64": "<script>",
+    }[sample]
+    base = rich_report()
+    assert base.probes is not None and base.probes.suspects[1].patch is not None
+    suspect = base.probes.suspects[1]
+    patch = _PatchWithSample(**suspect.patch.model_dump(), sample_png=encoded)  # type: ignore[union-attr]
+    probes = base.probes.model_copy(update={"suspects": [suspect.model_copy(update={"patch": patch})]})
+    root = _parse(render_html(base.model_copy(update={"probes": probes})))
+    [desc] = [_text(d) for svg in _svgs(root) for d in svg.findall(f"{SVG}desc") if "top-left" in _text(d)]
+    assert ("no sample image" in desc) is (sample != "valid")
+
+
+def test_conversion_proof_is_tabulated_once_the_report_carries_it() -> None:
+    from weightguard.convert.interface import ConversionProof, ConvertedFile
+
+    proof = ConversionProof(
+        output_dir="out/converted",
+        files=[
+            ConvertedFile(
+                source="pytorch_model.bin",
+                source_sha256="11" * 32,
+                output=f"model{HOSTILE}.safetensors",
+                output_sha256="55" * 32,
+                tensors=4,
+                compared=4,
+                aliases={"lm_head.weight": "embed.weight"},
+            )
+        ],
+        copied=["config.json"],
+        manifest_root_digest="66" * 32,
+    )
+    # Report.conversion is not in the model yet: give the page the section directly, as page_context will.
+    page = dataclasses.replace(html_module.page_context(rich_report()), conversion=proof)
+    body = html_module.make_environment().get_template("report.html.j2").render(page=page)
+    root = _parse(body)
+    rows = [[_text(c) for c in tr] for tr in root.iter("tr")]
+    assert ["pytorch_model.bin", "11" * 32, f"model{HOSTILE}.safetensors", "55" * 32, "4", "4"] in [r[:6] for r in rows]
+    assert "Copied unchanged: config.json" in _text(root)

@@ -1,0 +1,88 @@
+"""Recent verifications read from the sidecar's ``jobs`` table (rollout database migration 2).
+
+Read-only: the connection is opened with SQLite's ``mode=ro``, so the
+dashboard can never change a job. A stored report that does not parse is
+shown as an error on its row, not raised. Not handled here: submitting or
+running jobs (:mod:`weightguard.sidecar.jobstore`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from weightguard.errors import VerdictError
+from weightguard.report.model import Report
+from weightguard.sidecar_dashboard.interface import VerificationEntry
+from weightguard.verdict.store import sqlite_path
+
+_COLUMNS = "id, target, status, submitted_at, finished_at, report, error"
+
+
+def _when(value: object) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(str(value)) if value else None
+
+
+def _error_text(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    try:
+        message = json.loads(raw).get("message")
+    except (ValueError, AttributeError):
+        return raw
+    return str(message) if message else raw
+
+
+def _entry(row: tuple[object, ...]) -> VerificationEntry:
+    report = None
+    error = _error_text(None if row[6] is None else str(row[6]))
+    if row[5] is not None:
+        try:
+            report = Report.model_validate_json(str(row[5]))
+        except ValidationError:
+            error = "the stored report does not match this version's report schema"
+    submitted = _when(row[3]) or dt.datetime.min.replace(tzinfo=dt.UTC)
+    return VerificationEntry(str(row[0]), str(row[1]), str(row[2]), submitted, _when(row[4]), report, error)
+
+
+class JobsTableVerifications:
+    """:class:`RecentVerifications` over the jobs table of a ``sqlite:///`` rollout database."""
+
+    def __init__(self, url: str) -> None:
+        """Open ``url`` read-only.
+
+        Raises:
+            VerdictError: the URL is not a SQLite URL or the database cannot be opened.
+        """
+        path = sqlite_path(url)
+        try:
+            self._conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10.0)
+        except sqlite3.Error as exc:
+            raise VerdictError(f"cannot open the jobs database {path} read-only: {exc}") from exc
+
+    def _rows(self, sql: str, args: tuple[object, ...]) -> list[tuple[object, ...]]:
+        try:
+            return self._conn.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise VerdictError(f"cannot read the jobs table: {exc}") from exc
+
+    def recent(self, limit: int) -> Sequence[VerificationEntry]:
+        """At most ``limit`` jobs, newest first."""
+        rows = self._rows(f"SELECT {_COLUMNS} FROM jobs ORDER BY submitted_at DESC, id LIMIT ?", (limit,))  # noqa: S608 - constant columns
+        return [_entry(r) for r in rows]
+
+    def get(self, verification_id: str) -> VerificationEntry | None:
+        """One job, or None."""
+        rows = self._rows(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (verification_id,))  # noqa: S608 - constant columns
+        return _entry(rows[0]) if rows else None
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+
+__all__ = ["JobsTableVerifications"]
