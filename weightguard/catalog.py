@@ -10,8 +10,8 @@ from functools import cache
 
 from weightguard import scan_codes
 from weightguard.analysis import codes as pickle_codes
-from weightguard.findings import Rule
 from weightguard.convert import codes as convert_codes
+from weightguard.findings import Rule
 from weightguard.formats import codes as format_codes
 from weightguard.formats import header_codes
 from weightguard.integrity import codes as integrity_codes

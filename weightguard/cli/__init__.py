@@ -13,7 +13,6 @@ from types import ModuleType
 import typer
 
 from weightguard import __version__
-from weightguard.cli import hash as hash_cmd
 from weightguard.cli import (
     convert,
     lock,
@@ -28,6 +27,7 @@ from weightguard.cli import (
     verify,
     verify_signature,
 )
+from weightguard.cli import hash as hash_cmd
 
 
 def _version(value: bool) -> None:
