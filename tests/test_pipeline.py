@@ -155,3 +155,27 @@ def test_the_policy_can_name_the_signing_key_and_the_trusted_keys(clean_model: P
     assert made.returncode == 0 and attestation.exists(), made.stderr
     promoted = run_cli("promote", str(clean_model), "--to", "staging", "--attestation", str(attestation), "--policy", str(policy))
     assert promoted.returncode == 0, promoted.stderr
+
+
+def test_a_policy_requiring_conversion_approves_the_converted_safetensors(tmp_path: Path, write_policy) -> None:
+    torch = pytest.importorskip("torch")
+    src = tmp_path / "pickled"
+    src.mkdir()
+    torch.save({"w": torch.arange(6.0)}, src / "pytorch_model.bin")
+    (src / "config.json").write_text("{}")
+    out = tmp_path / "converted"
+    policy = load_policy(write_policy("conversion:\n  mode: required"))
+    report = verify(str(src), policy, VerifyOptions(convert_dir=out))
+    assert report.verdict == "approved", report.reasons
+    assert [s.name for s in report.stages] == ["source", "analysis", "integrity", "conversion", "verdict"]
+    assert report.conversion is not None and report.conversion.files[0].output == "model.safetensors"
+    assert {f.format for f in report.files} >= {"safetensors"} and "pytorch-zip" not in {f.format for f in report.files}
+    assert report.subject is not None and report.subject.uri == str(out)
+
+
+def test_a_blocked_pickle_is_never_converted(tmp_path: Path, write_policy) -> None:
+    out = tmp_path / "converted"
+    report = verify(str(SAMPLES / "blocked"), load_policy(write_policy("conversion:\n  mode: required")), VerifyOptions(convert_dir=out))
+    assert report.verdict == "rejected"
+    assert any(f.code == "WG-CNV-001" for f in report.findings)
+    assert not (out / "model.safetensors").exists()

@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from weightguard import __version__
-from weightguard.analysis.scanner import FileScan
+from weightguard.analysis.scanner import FileScan, Scanner
 from weightguard.api import make_scanner
-from weightguard.errors import IntegrityError, SignatureError
+from weightguard.convert.interface import ConversionProof
+from weightguard.errors import IntegrityError, SignatureError, WeightguardError
 from weightguard.findings import Finding, Outcome, RuleKind
 from weightguard.fsutil import write_atomic
 from weightguard.integrity.hashing import HashRequest, hash_files
@@ -51,6 +52,7 @@ class VerifyOptions:
     attestation_path: Path | None = None
     attest_failed: bool = False
     hub_listing: Path | None = None
+    convert_dir: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +194,29 @@ def verify(
             [ANALYSIS_FAILED.at(resolved.name, f"integrity stage could not finish: {exc.message}")],
         )
 
+    judged = target
+    conversion: ConversionProof | None = None
+    mode = policy.spec.conversion.mode
+    if mode == "required" or (mode == "allowed" and options.convert_dir is not None):
+        started = time.monotonic()
+        say("converting pickle-based weights to safetensors")
+        out_dir = options.convert_dir or Path(f"{resolved.name}.safetensors")
+        conversion, converted, notes = _convert(resolved, run.scans, out_dir, loaded, scanner)
+        run.stage("conversion", started, notes, f"into {out_dir}" if converted else "refused")
+        if converted:
+            # From here on the verdict covers the converted model: that is what gets approved and rolled out.
+            say(f"verifying the converted model in {out_dir}")
+            resolved = resolve_target(str(out_dir), loaded, options)
+            run.scans = [scanner.scan(a) for a in resolved.listing.files]
+            run.findings.extend(resolved.listing.findings)
+            try:
+                integrity = run_integrity(resolved.root, resolved.listing.files, policy, _policy_dir(loaded))
+                run.findings.extend(integrity.findings)
+            except (IntegrityError, SignatureError) as exc:
+                integrity = None
+                run.findings.append(ANALYSIS_FAILED.at(resolved.name, f"integrity of the converted model: {exc.message}"))
+            judged = str(out_dir)
+
     probes: ProbeReport | None = None
     if policy.spec.probes.run != "off":
         started = time.monotonic()
@@ -200,7 +225,7 @@ def verify(
         run.stage("probes", started, _probe_findings(probes, resolved.name), f"{probes.verdict}")
 
     now = dt.datetime.now(dt.UTC)
-    shown = _display(target, resolved)
+    shown = _display(judged, resolved)
     report = build_report(
         command="verify",
         targets=[target],
@@ -231,11 +256,28 @@ def verify(
             "integrity": integrity.report if integrity else None,
             "signatures": list(integrity.signatures) if integrity else [],
             "probes": probes,
+            "conversion": conversion,
         }
     )
     if options.attest_key is not None and (report.verdict == "approved" or options.attest_failed):
         report = _attest(report, loaded, options, now)
     return report
+
+
+def _convert(
+    resolved: ResolvedTarget, scans: list[FileScan], out_dir: Path, loaded: LoadedPolicy, scanner: Scanner
+) -> tuple[ConversionProof | None, bool, list[Finding]]:
+    """Convert the approved pickle weights; without torch the stage cannot finish (fails closed)."""
+    try:
+        from weightguard.convert.run import convert_model  # noqa: PLC0415 - torch is an optional extra
+    except ImportError as exc:
+        return None, False, [ANALYSIS_FAILED.at(resolved.name, f"conversion needs the [torch] extra ({exc.name} is missing)")]
+    formats = {s.relpath: s.format for s in scans}
+    try:
+        result = convert_model(list(resolved.listing.files), formats, out_dir, loaded, scanner)
+    except WeightguardError as exc:
+        return None, False, [ANALYSIS_FAILED.at(resolved.name, f"conversion could not finish: {exc.message}")]
+    return result.proof, result.converted, list(result.findings)
 
 
 def _run_probes(resolved: ResolvedTarget, loaded: LoadedPolicy) -> ProbeReport:

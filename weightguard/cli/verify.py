@@ -20,6 +20,9 @@ def verify_command(
     attest: Path | None = typer.Option(None, "--attest", help="PEM private key: sign an approval attestation."),
     attestation: Path | None = typer.Option(None, "--attestation", help="Where to write the attestation bundle."),
     attest_failed: bool = typer.Option(False, "--attest-failed", help="Also attest rejected/incomplete runs (FAILED)."),
+    convert_to: Path | None = typer.Option(
+        None, "--convert-to", help="Where converted safetensors go when the policy's conversion mode asks for it."
+    ),
 ) -> None:
     """Verify a model under the policy; exit 0 approved, 1 rejected, 2 incomplete."""
     from weightguard.pipeline import VerifyOptions, verify
@@ -34,6 +37,7 @@ def verify_command(
             attest_key=attest or (base / spec.signing_key if spec.signing_key else None),
             attestation_path=attestation or (Path(spec.location) if spec.location else None),
             attest_failed=attest_failed,
+            convert_dir=convert_to,
         )
         report = verify(target, loaded, options, progress=progress)
         emit_report(report, fmt, output)

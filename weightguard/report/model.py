@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from weightguard.convert.interface import ConversionProof
 from weightguard.findings import RuleKind, Severity
 from weightguard.integrity.report import IntegrityReport
 from weightguard.policy.base import StrictModel
@@ -138,3 +139,4 @@ class Report(StrictModel):
     integrity: IntegrityReport | None = None
     signatures: list[SignatureReport] = Field(default_factory=list)
     probes: ProbeReport | None = None
+    conversion: ConversionProof | None = None
