@@ -56,7 +56,7 @@ _DTYPES = (
     "cfloat", "cdouble", "chalf", "int8", "int16", "int32", "int64", "short", "int", "long", "uint8", "uint16",
     "uint32", "uint64", "bool", "qint8", "quint8", "qint32", "quint4x2", "quint2x4", "bits1x8", "bits2x4", "bits4x2",
     "bits8", "bits16", "float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz", "float8_e8m0fnu",
-    "float4_e2m1fn_x2", *(f"uint{i}" for i in range(1, 8)), *(f"int{i}" for i in range(1, 8)),
+    "float4_e2m1fn_x2", "bcomplex32", *(f"uint{i}" for i in range(1, 8)), *(f"int{i}" for i in range(1, 8)),
 )  # fmt: skip
 _REBUILD = (
     "_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_tensor_v3", "_rebuild_parameter",
