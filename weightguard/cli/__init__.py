@@ -25,6 +25,7 @@ from weightguard.cli import (
     serve,
     sign,
     verify,
+    verify_many,
     verify_signature,
 )
 from weightguard.cli import hash as hash_cmd
@@ -39,6 +40,7 @@ def _version(value: bool) -> None:
 COMMANDS: tuple[ModuleType, ...] = (
     scan,
     verify,
+    verify_many,
     convert,
     probe,
     hash_cmd,

@@ -1,0 +1,50 @@
+"""The local engine: a worker that dies is replaced and only the lost units run again."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from catalogue.builders import AlwaysCrashExecute, CrashOnceExecute, malicious_model, safetensors_model
+from weightguard import __version__
+from weightguard.catalogue.cache import ResultsCache
+from weightguard.catalogue.catalogue import read_catalogue
+from weightguard.catalogue.interface import FileUnit
+from weightguard.catalogue.local_engine import LocalEngine
+from weightguard.catalogue.runner import run_catalogue
+from weightguard.policy.load import load_builtin
+
+
+def _models(root: Path) -> Path:
+    safetensors_model(root / "a", 1)
+    malicious_model(root / "b")
+    return root
+
+
+def test_a_unit_whose_worker_dies_once_is_retried_and_the_verdicts_stand(tmp_path: Path) -> None:
+    models = _models(tmp_path / "models")
+    victim = hashlib.sha256((models / "a" / "model.safetensors").read_bytes()).hexdigest()
+    marker = tmp_path / "crashed-once"
+    loaded = load_builtin("default")
+    engine = LocalEngine(2, max_retries=2, execute=CrashOnceExecute(victim, str(marker)))
+    try:
+        units = [FileUnit(victim, (models / "a" / "model.safetensors").stat().st_size, str(models / "a" / "model.safetensors"))]
+        (result,) = list(engine.run(units, loaded))
+        assert marker.exists() and result.ok and result.attempts == 2
+    finally:
+        engine.close()
+
+
+def test_a_model_whose_unit_keeps_killing_workers_is_incomplete_never_approved(tmp_path: Path) -> None:
+    models = _models(tmp_path / "models")
+    victim = hashlib.sha256((models / "a" / "model.safetensors").read_bytes()).hexdigest()
+    loaded = load_builtin("default")
+    cache = ResultsCache(f"sqlite:///{tmp_path}/r.db", policy_sha256=loaded.sha256, version=__version__)
+    engine = LocalEngine(1, max_retries=1, execute=AlwaysCrashExecute(victim))
+    try:
+        summary = run_catalogue(read_catalogue(models), loaded, engine, cache)
+    finally:
+        engine.close()
+    a, b = summary.models
+    assert a.verdict == "incomplete" and "died 2 time(s)" in a.error
+    assert b.verdict == "rejected"  # the other model is still judged (its units ran in a fresh pool)

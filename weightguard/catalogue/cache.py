@@ -1,0 +1,110 @@
+"""The content-addressed results cache, kept in the rollout database's ``unit_results`` table.
+
+A row holds the encoded result of one work unit, keyed by the content's
+sha256 (a file) or the model key (a model), the policy's sha256, the
+weightguard version and the unit kind: a file analysed under the same policy
+and version is never analysed again, whichever model it belongs to. Results
+are written as soon as each unit finishes, so an interrupted run resumes
+where it stopped. Failed units are never stored (they run again next time).
+The table is created by the rollout store's migration 3; this module opens
+the store once so that the migration has run, then uses its own connection.
+Not handled here: what a result means (:mod:`.codec`, :mod:`.runner`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from weightguard.catalogue.interface import UnitKind
+from weightguard.errors import VerdictError
+from weightguard.verdict.store import RolloutStore, sqlite_path
+
+# SQLite's default limit on host parameters is 999 on old builds; stay well under it.
+_BATCH = 500
+_WHERE = "WHERE policy_sha256 = ? AND version = ? AND kind = ?"
+
+
+@dataclass(frozen=True, slots=True)
+class CachedResult:
+    """One stored unit result."""
+
+    key: str
+    size: int
+    payload: str
+
+
+class ResultsCache:
+    """Unit results for one policy digest and one weightguard version."""
+
+    def __init__(self, url: str, *, policy_sha256: str, version: str) -> None:
+        """Open the cache in the database at ``url`` (``sqlite:///PATH``), creating it if needed.
+
+        Raises:
+            VerdictError: the database cannot be opened or migrated.
+        """
+        RolloutStore(url).close()  # runs the migrations, including the unit_results table
+        self.policy_sha256 = policy_sha256
+        self.version = version
+        path = sqlite_path(url)
+        try:
+            self._conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            # A lost cache row only costs a re-analysis, so NORMAL durability is enough here.
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.Error as exc:
+            raise VerdictError(f"cannot open the results cache {path}: {exc}") from exc
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+    def get_many(self, kind: UnitKind, keys: Iterable[str]) -> dict[str, CachedResult]:
+        """Return the stored results among ``keys``.
+
+        Raises:
+            VerdictError: the database cannot be read.
+        """
+        wanted = list(dict.fromkeys(keys))
+        found: dict[str, CachedResult] = {}
+        try:
+            for start in range(0, len(wanted), _BATCH):
+                batch = wanted[start : start + _BATCH]
+                marks = ",".join("?" * len(batch))
+                query = f"SELECT sha256, size, result FROM unit_results {_WHERE} AND sha256 IN ({marks})"  # noqa: S608 - only '?' marks are interpolated
+                rows = self._conn.execute(query, (self.policy_sha256, self.version, kind.value, *batch))
+                found.update({row[0]: CachedResult(row[0], int(row[1]), row[2]) for row in rows})
+        except sqlite3.Error as exc:
+            raise VerdictError(f"cannot read the results cache: {exc}") from exc
+        return found
+
+    def put_many(self, kind: UnitKind, results: Sequence[CachedResult]) -> None:
+        """Store ``results`` in one transaction (a later result for the same key replaces it).
+
+        Raises:
+            VerdictError: the database cannot be written.
+        """
+        if not results:
+            return
+        now = dt.datetime.now(dt.UTC).isoformat()
+        rows = [(r.key, r.size, self.policy_sha256, self.version, kind.value, r.payload, now) for r in results]
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany("INSERT OR REPLACE INTO unit_results VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            except BaseException:  # noqa: BLE001 - roll back on anything, then re-raise
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise VerdictError(f"cannot write the results cache: {exc}") from exc
+
+    def count(self, kind: UnitKind) -> int:
+        """How many results of ``kind`` are stored for this policy and version."""
+        row = self._conn.execute(
+            "SELECT COUNT(*) FROM unit_results WHERE policy_sha256 = ? AND version = ? AND kind = ?",
+            (self.policy_sha256, self.version, kind.value),
+        ).fetchone()
+        return int(row[0])

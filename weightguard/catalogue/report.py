@@ -1,0 +1,248 @@
+"""The catalogue report: counts by verdict, every finding, the slowest models; as text, JSON and SARIF.
+
+:func:`catalogue_report` turns a :class:`~weightguard.catalogue.interface.CatalogueSummary`
+into one pydantic model (the JSON contract); the renderers are pure
+functions of it, except SARIF, which is assembled from each model's own
+SARIF run (:func:`weightguard.report.sarif.render_sarif_dict`) into one run
+whose results come from every model, with the rules merged and re-indexed.
+The exit code is 0 when every model is approved, 1 when any is rejected,
+and otherwise 2 when any is incomplete (as for one model, a block outranks
+an unfinished check).
+Not handled here: running anything, or where output goes (the CLI).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from pydantic import Field
+
+from weightguard.catalogue.interface import CatalogueSummary, ModelOutcome
+from weightguard.errors import EXIT_BLOCKED, EXIT_INCOMPLETE, EXIT_OK
+from weightguard.findings import RuleKind, Severity
+from weightguard.policy.base import StrictModel
+from weightguard.policy.load import LoadedPolicy
+from weightguard.report.model import PolicyRef, ToolInfo, Verdict
+from weightguard.report.sarif import SARIF_SCHEMA, render_sarif_dict
+
+SLOWEST = 10
+
+
+class ModelLine(StrictModel):
+    """One model's line in the catalogue report."""
+
+    target: str
+    verdict: Verdict
+    exit_code: int
+    seconds: float
+    cached: bool
+    root_digest: str | None = None
+    files: int = 0
+    blocking: int = 0
+    reasons: list[str] = Field(default_factory=list)
+
+
+class CatalogueFinding(StrictModel):
+    """A finding, with the model it was found in."""
+
+    model: str
+    code: str
+    title: str
+    severity: Severity
+    kind: RuleKind
+    path: str
+    member: str = ""
+    message: str
+    blocking: bool
+
+
+class RunStats(StrictModel):
+    """How much work the run did and how much the cache saved."""
+
+    engine: str
+    seconds: float
+    units_executed: int
+    units_reused: int
+    files: int
+    unique_files: int
+
+
+class CatalogueReport(StrictModel):
+    """Everything one ``verify-many`` run found."""
+
+    schema_version: str = "1"
+    tool: ToolInfo
+    generated_at: dt.datetime
+    policy: PolicyRef
+    exit_code: int
+    counts: dict[Verdict, int]
+    stats: RunStats
+    models: list[ModelLine]
+    findings: list[CatalogueFinding] = Field(default_factory=list)
+    slowest: list[ModelLine] = Field(default_factory=list)
+
+
+def _line(outcome: ModelOutcome) -> ModelLine:
+    report = outcome.report
+    if report is None:
+        return ModelLine(
+            target=outcome.entry.target,
+            verdict=outcome.verdict,
+            exit_code=EXIT_INCOMPLETE,
+            seconds=outcome.seconds,
+            cached=outcome.cached,
+            reasons=[outcome.error],
+        )
+    return ModelLine(
+        target=outcome.entry.target,
+        verdict=report.verdict,
+        exit_code=report.exit_code,
+        seconds=outcome.seconds,
+        cached=outcome.cached,
+        root_digest=report.subject.root_digest if report.subject else None,
+        files=report.summary.files,
+        blocking=report.summary.blocking,
+        reasons=report.reasons,
+    )
+
+
+def exit_code_of(counts: dict[Verdict, int]) -> int:
+    """0 all approved, 1 any rejected, else 2 any incomplete."""
+    if counts.get("rejected"):
+        return EXIT_BLOCKED
+    if counts.get("incomplete"):
+        return EXIT_INCOMPLETE
+    return EXIT_OK
+
+
+def catalogue_report(summary: CatalogueSummary, loaded: LoadedPolicy, version: str) -> CatalogueReport:
+    """Summarise a catalogue run."""
+    lines = [_line(m) for m in summary.models]
+    counts: dict[Verdict, int] = {"approved": 0, "rejected": 0, "incomplete": 0}
+    for line in lines:
+        counts[line.verdict] += 1
+    findings = [
+        CatalogueFinding(
+            model=m.entry.target,
+            code=f.code,
+            title=f.title,
+            severity=f.severity,
+            kind=f.kind,
+            path=f.path,
+            member=f.member,
+            message=f.message,
+            blocking=f.blocking,
+        )
+        for m in summary.models
+        if m.report is not None
+        for f in m.report.findings
+    ]
+    return CatalogueReport(
+        tool=ToolInfo(version=version),
+        generated_at=summary.generated_at,
+        policy=PolicyRef(name=loaded.name, origin=loaded.origin, sha256=loaded.sha256),
+        exit_code=exit_code_of(counts),
+        counts=counts,
+        stats=RunStats(
+            engine=summary.engine,
+            seconds=summary.seconds,
+            units_executed=summary.executed,
+            units_reused=summary.reused,
+            files=summary.files,
+            unique_files=summary.unique_files,
+        ),
+        models=lines,
+        findings=findings,
+        slowest=sorted(lines, key=lambda line: -line.seconds)[:SLOWEST],
+    )
+
+
+def render_json(report: CatalogueReport) -> str:
+    """The report as JSON text."""
+    return report.model_dump_json(indent=2) + "\n"
+
+
+def render_text(report: CatalogueReport) -> str:
+    """The report as plain text for people."""
+    c, s = report.counts, report.stats
+    out = [
+        f"weightguard verify-many: {len(report.models)} model(s) under policy {report.policy.name}",
+        f"  approved {c['approved']}  rejected {c['rejected']}  incomplete {c['incomplete']}",
+        f"  {s.units_executed} unit(s) run, {s.units_reused} reused from the cache; "
+        f"{s.files} file(s), {s.unique_files} distinct; {s.seconds:.2f}s on engine {s.engine}",
+        "",
+    ]
+    for line in report.models:
+        if line.verdict != "approved":
+            out.append(f"{line.verdict.upper():<10} {line.target}")
+            out.extend(f"           {reason}" for reason in line.reasons)
+    shown = [f for f in report.findings if f.blocking or f.kind is not RuleKind.FINDING]
+    if shown:
+        out += ["", "Findings:"]
+        out += [
+            f"  {f.severity.value:<8} {f.code:<11} {f.path}{':' + f.member if f.member else ''}: {f.message}"
+            for f in shown
+        ]
+    if report.slowest:
+        out += ["", "Slowest models:"]
+        out += [f"  {line.seconds:8.3f}s  {line.target}{' (cached)' if line.cached else ''}" for line in report.slowest]
+    out.append(f"\nexit {report.exit_code}")
+    return "\n".join(out) + "\n"
+
+
+def render_sarif(summary: CatalogueSummary, report: CatalogueReport) -> str:
+    """One SARIF run whose results come from every model's report.
+
+    Models that could not be judged at all have no results; the run's
+    ``executionSuccessful`` is false when any model is incomplete.
+    """
+    rules: dict[str, dict[str, Any]] = {}
+    results: list[dict[str, Any]] = []
+    for outcome in summary.models:
+        if outcome.report is None:
+            continue
+        run = render_sarif_dict(outcome.report)["runs"][0]
+        own = run["tool"]["driver"]["rules"]
+        for rule in own:
+            rules.setdefault(rule["id"], rule)
+        for result in run["results"]:
+            result = {**result, "properties": {**result["properties"], "model": outcome.entry.target}}
+            results.append(result)
+    order = sorted(rules)
+    index = {code: i for i, code in enumerate(order)}
+    for result in results:
+        result["ruleIndex"] = index[result["ruleId"]]
+    log = {
+        "$schema": SARIF_SCHEMA,
+        "version": "2.1.0",
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "weightguard",
+                        "version": report.tool.version,
+                        "semanticVersion": report.tool.version,
+                        "informationUri": "https://github.com/weightguard/weightguard",
+                        "rules": [rules[code] for code in order],
+                    }
+                },
+                "automationDetails": {"id": "weightguard/verify-many/"},
+                "invocations": [
+                    {
+                        "executionSuccessful": report.counts["incomplete"] == 0,
+                        "commandLine": "verify-many",
+                        "properties": {
+                            "counts": dict(report.counts),
+                            "policy": report.policy.name,
+                            "policySha256": report.policy.sha256,
+                        },
+                    }
+                ],
+                "results": results,
+                "properties": {"exitCode": report.exit_code},
+            }
+        ],
+    }
+    return json.dumps(log, indent=2) + "\n"

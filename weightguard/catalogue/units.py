@@ -1,0 +1,77 @@
+"""Running one work unit, in whatever worker an engine chose: the only code engines ship.
+
+A file unit maps the file, checks that its bytes still hash to the unit's
+key, and scans exactly those bytes under the placeholder path (see
+:mod:`.codec`). A model unit decodes its files' scans and judges the model
+(:mod:`.judge`). Either way the result is JSON text, ready for the cache.
+A unit that cannot finish returns a :class:`UnitResult` with an ``error``
+instead of raising, so that one bad unit never stops a catalogue; only a
+crash of the worker process itself is left to the engine's retries.
+Not handled here: scheduling, retries, caching.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+from weightguard.api import make_scanner
+from weightguard.catalogue.codec import UNIT_PATH, decode_scan, encode_scan
+from weightguard.catalogue.interface import FileUnit, ModelUnit, UnitResult, WorkUnit
+from weightguard.catalogue.judge import judge_model
+from weightguard.errors import AnalysisError, WeightguardError
+from weightguard.policy.load import LoadedPolicy
+from weightguard.sources.interface import ArtifactFile, ByteSource
+from weightguard.sources.local import open_source
+
+_HASH_CHUNK = 8 * 2**20
+
+
+def _sha256(source: ByteSource) -> str:
+    digest = hashlib.sha256()
+    view_of = getattr(source, "view", None)
+    view = view_of() if callable(view_of) else None
+    for offset in range(0, source.size, _HASH_CHUNK):
+        length = min(_HASH_CHUNK, source.size - offset)
+        digest.update(
+            view[offset : offset + length] if isinstance(view, memoryview) else source.read_at(offset, length)
+        )
+    return digest.hexdigest()
+
+
+def scan_file(unit: FileUnit, loaded: LoadedPolicy) -> str:
+    """Scan the content of ``unit`` and return the encoded scan.
+
+    Raises:
+        SourceError: the file cannot be read.
+        AnalysisError: the file's bytes no longer hash to the unit's key.
+    """
+    source = open_source(Path(unit.path))
+    # The scan reads the same mapping that was just hashed: the result is about these bytes.
+    if source.size != unit.size or _sha256(source) != unit.sha256:
+        raise AnalysisError(f"{unit.path} changed after it was hashed", hint="run verify-many again")
+    scan = make_scanner(loaded).scan(ArtifactFile(UNIT_PATH, source.size, source))
+    return encode_scan(scan)
+
+
+def judge(unit: ModelUnit, loaded: LoadedPolicy) -> str:
+    """Judge the model of ``unit`` and return its report as JSON text.
+
+    Raises:
+        WeightguardError: the model cannot be resolved or changed during the run.
+    """
+    scans = {sha: decode_scan(text) for sha, text in unit.scans}
+    return judge_model(unit.target, loaded, dict(unit.files), scans).model_dump_json()
+
+
+def execute_unit(unit: WorkUnit, loaded: LoadedPolicy) -> UnitResult:
+    """Run ``unit``; never raises (a failure is the result's ``error``)."""
+    started = time.monotonic()
+    try:
+        payload = scan_file(unit, loaded) if isinstance(unit, FileUnit) else judge(unit, loaded)
+    except WeightguardError as exc:
+        return UnitResult(unit.key, unit.kind, None, exc.diagnostics(), time.monotonic() - started)
+    except Exception as exc:  # noqa: BLE001 - seam: a bug in one unit must not stop the catalogue
+        return UnitResult(unit.key, unit.kind, None, f"internal error: {type(exc).__name__}: {exc}")
+    return UnitResult(unit.key, unit.kind, payload, "", time.monotonic() - started)
