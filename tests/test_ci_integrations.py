@@ -37,12 +37,29 @@ def _run_action(tmp_path: Path, model: Path) -> tuple[int, dict[str, str]]:
     env["GITHUB_OUTPUT"] = str(output_file)
     sarif = tmp_path / "wg.sarif"
     inputs = {"inputs.path": str(model), "inputs.policy": "", "inputs.output": str(sarif)}
-    verify = subprocess.run(["bash", "-c", _render(_action_step("verify"), inputs)], env=env, capture_output=True, text=True, timeout=300, check=False)
+    verify = subprocess.run(
+        ["bash", "-c", _render(_action_step("verify"), inputs)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert verify.returncode == 0, verify.stderr  # the verify step records the code and never fails itself
     outputs = dict(line.split("=", 1) for line in output_file.read_text().splitlines())
-    values = {**inputs, "steps.verify.outputs.exit-code": outputs["exit-code"], "steps.verify.outputs.verdict": outputs["verdict"]}
-    final = subprocess.run(["bash", "-c", _render(_action_step("Fail on a blocked or incomplete verification"), values)],
-                           env=env, capture_output=True, text=True, timeout=60, check=False)
+    values = {
+        **inputs,
+        "steps.verify.outputs.exit-code": outputs["exit-code"],
+        "steps.verify.outputs.verdict": outputs["verdict"],
+    }
+    final = subprocess.run(
+        ["bash", "-c", _render(_action_step("Fail on a blocked or incomplete verification"), values)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert sarif.exists() and '"version": "2.1.0"' in sarif.read_text()
     return final.returncode, outputs
 
@@ -65,7 +82,9 @@ def test_pre_commit_try_repo_blocks_a_staged_malicious_checkpoint(tmp_path: Path
         pytest.skip("pre-commit is not installed (it is in the [test] extra)")
     # try-repo needs a git repository to clone: snapshot the working tree into one.
     hooks_repo = tmp_path / "hooks-repo"
-    shutil.copytree(REPO, hooks_repo, ignore=shutil.ignore_patterns(".venv", ".git", "__pycache__", "*.egg-info", ".pytest_cache"))
+    shutil.copytree(
+        REPO, hooks_repo, ignore=shutil.ignore_patterns(".venv", ".git", "__pycache__", "*.egg-info", ".pytest_cache")
+    )
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"]
     subprocess.run([*git, "init", "-q"], cwd=hooks_repo, check=True)
     subprocess.run([*git, "add", "-A"], cwd=hooks_repo, check=True)
@@ -77,7 +96,14 @@ def test_pre_commit_try_repo_blocks_a_staged_malicious_checkpoint(tmp_path: Path
     shutil.copy(SAMPLES / "approved" / "model.safetensors", work / "model.safetensors")
     subprocess.run([*git, "add", "-A"], cwd=work, check=True)
     env = {**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "pc-home")}
-    result = subprocess.run([str(pre_commit), "try-repo", str(hooks_repo), "weightguard-scan", "--all-files"],
-                            cwd=work, env=env, capture_output=True, text=True, timeout=900, check=False)
+    result = subprocess.run(
+        [str(pre_commit), "try-repo", str(hooks_repo), "weightguard-scan", "--all-files"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert result.returncode != 0, result.stdout + result.stderr
     assert "WG-PKL-001" in result.stdout + result.stderr

@@ -35,7 +35,10 @@ def _trusted_keys(loaded, policy: Path | None, given: Path | None) -> list[Path]
     base = policy.parent if policy is not None and not str(policy).startswith("builtin:") else Path()
     keys = [base / k for k in loaded.policy.spec.rollout.attestation.trusted_keys]
     if not keys:
-        raise UsageError("no public key to check the attestation with", hint="pass --public-key or set rollout.attestation.trusted_keys")
+        raise UsageError(
+            "no public key to check the attestation with",
+            hint="pass --public-key or set rollout.attestation.trusted_keys",
+        )
     return keys
 
 
@@ -133,6 +136,11 @@ def promote_command(
     policy: Path | None = POLICY_OPTION,
     database: str | None = DATABASE_OPTION,
     actor: str | None = ACTOR_OPTION,
+    mlflow_uri: str | None = typer.Option(
+        None, "--mlflow-uri", help="MLflow tracking URI to write the promotion back to."
+    ),
+    mlflow_model: str | None = typer.Option(None, "--mlflow-model", help="Registered model name in MLflow."),
+    mlflow_version: str | None = typer.Option(None, "--mlflow-version", help="Model version in MLflow."),
 ) -> None:
     """Promote a model one stage, if its attestation and the stage's requirements hold."""
     import hashlib
@@ -153,7 +161,9 @@ def promote_command(
         for key_path in _trusted_keys(loaded, policy, public_key):
             key = load_public_key(_read(key_path, "public key"))
             try:
-                checked = verify_attestation(bundle, key, expected_root_digest=digest, expected_policy_sha256=loaded.sha256)
+                checked = verify_attestation(
+                    bundle, key, expected_root_digest=digest, expected_policy_sha256=loaded.sha256
+                )
             except SignatureError as exc:
                 problem = exc.message
                 continue
@@ -175,6 +185,19 @@ def promote_command(
     except WeightguardError as exc:
         raise fail(exc) from exc
     err(f"{resolved.name} ({digest[:16]}…) is now in {state.stage}")
+    if mlflow_uri and mlflow_model and mlflow_version:
+        from weightguard.verdict.mlflow_writeback import MlflowTarget, write_promotion
+
+        try:
+            write_promotion(
+                MlflowTarget(mlflow_uri, mlflow_model, mlflow_version),
+                stage=state.stage,
+                digest=digest,
+                attestation_sha256=hashlib.sha256(bundle).hexdigest(),
+            )
+        except WeightguardError as exc:
+            raise fail(exc) from exc
+        err(f"MLflow {mlflow_model} v{mlflow_version}: alias {state.stage} and weightguard tags set")
 
 
 def approve_command(
