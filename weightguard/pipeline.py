@@ -214,7 +214,9 @@ def verify(
                 run.findings.extend(integrity.findings)
             except (IntegrityError, SignatureError) as exc:
                 integrity = None
-                run.findings.append(ANALYSIS_FAILED.at(resolved.name, f"integrity of the converted model: {exc.message}"))
+                run.findings.append(
+                    ANALYSIS_FAILED.at(resolved.name, f"integrity of the converted model: {exc.message}")
+                )
             judged = str(out_dir)
 
     probes: ProbeReport | None = None
@@ -271,7 +273,11 @@ def _convert(
     try:
         from weightguard.convert.run import convert_model  # noqa: PLC0415 - torch is an optional extra
     except ImportError as exc:
-        return None, False, [ANALYSIS_FAILED.at(resolved.name, f"conversion needs the [torch] extra ({exc.name} is missing)")]
+        return (
+            None,
+            False,
+            [ANALYSIS_FAILED.at(resolved.name, f"conversion needs the [torch] extra ({exc.name} is missing)")],
+        )
     formats = {s.relpath: s.format for s in scans}
     try:
         result = convert_model(list(resolved.listing.files), formats, out_dir, loaded, scanner)

@@ -18,7 +18,9 @@ class ConversionSpec(StrictModel):
     """
 
     mode: Literal["off", "allowed", "required"] = "off"
-    unwrap_state_dict: bool = Field(default=True, description="convert checkpoint['state_dict'] when it is a dict of tensors")
+    unwrap_state_dict: bool = Field(
+        default=True, description="convert checkpoint['state_dict'] when it is a dict of tensors"
+    )
     allow_dropping_non_tensor: bool = Field(
         default=False, description="tolerate entries that are not tensors (step counters, configs); they are listed"
     )
