@@ -182,7 +182,7 @@ def verify(
             resolved.root,
             resolved.listing.files,
             policy,
-            _policy_dir(loaded),
+            policy_dir(loaded),
             hub=resolved.hub,
             extra_excluded=[e for e in excluded if e],
         )
@@ -210,7 +210,7 @@ def verify(
             run.scans = [scanner.scan(a) for a in resolved.listing.files]
             run.findings.extend(resolved.listing.findings)
             try:
-                integrity = run_integrity(resolved.root, resolved.listing.files, policy, _policy_dir(loaded))
+                integrity = run_integrity(resolved.root, resolved.listing.files, policy, policy_dir(loaded))
                 run.findings.extend(integrity.findings)
             except (IntegrityError, SignatureError) as exc:
                 integrity = None
@@ -223,16 +223,16 @@ def verify(
     if policy.spec.probes.run != "off":
         started = time.monotonic()
         say("running the trigger-probe suite")
-        probes = _run_probes(resolved, loaded)
-        run.stage("probes", started, _probe_findings(probes, resolved.name), f"{probes.verdict}")
+        probes = run_probes(resolved, loaded)
+        run.stage("probes", started, probe_findings(probes, resolved.name), f"{probes.verdict}")
 
     now = dt.datetime.now(dt.UTC)
-    shown = _display(judged, resolved)
+    shown = display_paths(judged, resolved)
     report = build_report(
         command="verify",
         targets=[target],
         loaded=loaded,
-        scans=[_shown_scan(s, shown) for s in run.scans],
+        scans=[shown_scan(s, shown) for s in run.scans],
         extra_findings=[dataclasses.replace(f, path=shown(f.path)) for f in run.findings],
         version=__version__,
         now=now,
@@ -286,7 +286,7 @@ def _convert(
     return result.proof, result.converted, list(result.findings)
 
 
-def _run_probes(resolved: ResolvedTarget, loaded: LoadedPolicy) -> ProbeReport:
+def run_probes(resolved: ResolvedTarget, loaded: LoadedPolicy) -> ProbeReport:
     """Run the probe suite on the model directory; without the [probes] extra the model is not probed."""
     try:
         from weightguard.probes.suite import probe_directory  # noqa: PLC0415 - torch is an optional extra
@@ -300,7 +300,7 @@ def _run_probes(resolved: ResolvedTarget, loaded: LoadedPolicy) -> ProbeReport:
     return probe_directory(resolved.root, loaded.policy.spec.probes)
 
 
-def _probe_findings(report: ProbeReport, name: str) -> list[Finding]:
+def probe_findings(report: ProbeReport, name: str) -> list[Finding]:
     """The probe report's findings as pipeline findings; a model that was not probed is skipped (fails closed)."""
     findings = [
         Finding(code=f.code, severity=f.severity, kind=RuleKind(f.kind), path=".", message=f.message)
@@ -362,7 +362,9 @@ def _checks(report: Report) -> dict[str, str]:
     return checks
 
 
-def _shown_scan(scan: FileScan, shown: Callable[[str], str]) -> FileScan:
+def shown_scan(scan: FileScan, shown: Callable[[str], str]) -> FileScan:
+    """The scan with every path rewritten by ``shown`` (for display)."""
+
     def move(findings: tuple[Finding, ...]) -> tuple[Finding, ...]:
         return tuple(dataclasses.replace(f, path=shown(f.path)) for f in findings)
 
@@ -370,7 +372,7 @@ def _shown_scan(scan: FileScan, shown: Callable[[str], str]) -> FileScan:
     return dataclasses.replace(scan, relpath=shown(scan.relpath), outcome=outcome)
 
 
-def _display(target: str, resolved: ResolvedTarget) -> Callable[[str], str]:
+def display_paths(target: str, resolved: ResolvedTarget) -> Callable[[str], str]:
     """Paths in findings are shown as the user named them (repo-relative in CI, for SARIF)."""
     if target.startswith("hf://"):
         return lambda rel: rel
@@ -380,7 +382,8 @@ def _display(target: str, resolved: ResolvedTarget) -> Callable[[str], str]:
     return lambda rel: base.as_posix() if rel in ("", ".") else (base / rel).as_posix()
 
 
-def _policy_dir(loaded: LoadedPolicy) -> Path:
+def policy_dir(loaded: LoadedPolicy) -> Path:
+    """The folder relative paths in the policy are taken from (the working directory for built-ins)."""
     return Path(loaded.origin).parent if not loaded.origin.startswith("builtin:") else Path.cwd()
 
 
@@ -393,4 +396,15 @@ def _inside(path: Path | None, root: Path) -> str | None:
         return None
 
 
-__all__ = ["ResolvedTarget", "VerifyOptions", "model_digest", "resolve_target", "verify"]
+__all__ = [
+    "ResolvedTarget",
+    "VerifyOptions",
+    "display_paths",
+    "model_digest",
+    "policy_dir",
+    "probe_findings",
+    "resolve_target",
+    "run_probes",
+    "shown_scan",
+    "verify",
+]

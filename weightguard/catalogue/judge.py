@@ -17,18 +17,24 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import time
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 
 from weightguard import __version__
 from weightguard.analysis.scanner import FileScan
 from weightguard.catalogue.codec import relocate
 from weightguard.errors import AnalysisError, IntegrityError, SignatureError
-from weightguard.findings import Finding, Outcome, RuleKind
+from weightguard.findings import Finding, RuleKind
 from weightguard.integrity.stage import IntegrityStage, run_integrity
-from weightguard.pipeline import ResolvedTarget, resolve_target
+from weightguard.pipeline import (
+    ResolvedTarget,
+    display_paths,
+    policy_dir,
+    probe_findings,
+    resolve_target,
+    run_probes,
+    shown_scan,
+)
 from weightguard.policy.load import LoadedPolicy
-from weightguard.probes.codes import NOT_PROBED
 from weightguard.probes.report import ProbeReport
 from weightguard.report.build import build_report
 from weightguard.report.model import Report, StageModel, StageName, StageStatus, SubjectModel
@@ -97,7 +103,7 @@ def judge_model(target: str, loaded: LoadedPolicy, files: Mapping[str, str], sca
     started = time.monotonic()
     integrity: IntegrityStage | None = None
     try:
-        integrity = run_integrity(resolved.root, resolved.listing.files, policy, _policy_dir(loaded), hub=resolved.hub)
+        integrity = run_integrity(resolved.root, resolved.listing.files, policy, policy_dir(loaded), hub=resolved.hub)
     except (IntegrityError, SignatureError) as exc:
         failed = [ANALYSIS_FAILED.at(resolved.name, f"integrity stage could not finish: {exc.message}")]
         stages.append(_stage("integrity", started, failed, ""))
@@ -111,17 +117,17 @@ def judge_model(target: str, loaded: LoadedPolicy, files: Mapping[str, str], sca
     probes: ProbeReport | None = None
     if policy.spec.probes.run != "off":
         started = time.monotonic()
-        probes = _run_probes(resolved, loaded)
-        probe_findings = _probe_findings(probes, resolved.name)
-        stages.append(_stage("probes", started, probe_findings, f"{probes.verdict}"))
-        extra.extend(probe_findings)
+        probes = run_probes(resolved, loaded)
+        probe_notes = probe_findings(probes, resolved.name)
+        stages.append(_stage("probes", started, probe_notes, f"{probes.verdict}"))
+        extra.extend(probe_notes)
 
-    shown = _display(target, resolved)
+    shown = display_paths(target, resolved)
     report = build_report(
         command="verify",
         targets=[target],
         loaded=loaded,
-        scans=[_shown_scan(s, shown) for s in file_scans],
+        scans=[shown_scan(s, shown) for s in file_scans],
         extra_findings=[dataclasses.replace(f, path=shown(f.path)) for f in extra],
         version=__version__,
         now=dt.datetime.now(dt.UTC),
@@ -154,49 +160,3 @@ def _check_unchanged(resolved: ResolvedTarget, integrity: IntegrityStage, files:
         digest = hashes.digests.get("sha256")
         if digest is not None and digest != files.get(relpath):
             raise AnalysisError(f"{resolved.name}/{relpath} changed after it was analysed")
-
-
-def _run_probes(resolved: ResolvedTarget, loaded: LoadedPolicy) -> ProbeReport:
-    """As ``verify``: without the [probes] extra the model is not probed (and so not approved)."""
-    try:
-        from weightguard.probes.suite import probe_directory  # noqa: PLC0415 - torch is an optional extra
-    except ImportError as exc:
-        return ProbeReport(
-            model=resolved.name,
-            verdict="not-probed",
-            exit_code=2,
-            reason=f"the probe suite needs the [probes] extra ({exc.name} is not installed)",
-        )
-    return probe_directory(resolved.root, loaded.policy.spec.probes)
-
-
-def _probe_findings(report: ProbeReport, name: str) -> list[Finding]:
-    findings = [
-        Finding(code=f.code, severity=f.severity, kind=RuleKind(f.kind), path=".", message=f.message)
-        for f in report.findings
-    ]
-    if report.verdict == "not-probed" and not any(f.kind is not RuleKind.FINDING for f in findings):
-        findings.append(NOT_PROBED.at(".", f"{name} was not probed: {report.reason}"))
-    return findings
-
-
-def _shown_scan(scan: FileScan, shown: Callable[[str], str]) -> FileScan:
-    def move(findings: tuple[Finding, ...]) -> tuple[Finding, ...]:
-        return tuple(dataclasses.replace(f, path=shown(f.path)) for f in findings)
-
-    outcome = Outcome(move(scan.outcome.findings), move(scan.outcome.errors), move(scan.outcome.skipped))
-    return dataclasses.replace(scan, relpath=shown(scan.relpath), outcome=outcome)
-
-
-def _display(target: str, resolved: ResolvedTarget) -> Callable[[str], str]:
-    """Paths in findings are shown as the user named the model (as ``verify`` does)."""
-    if target.startswith("hf://"):
-        return lambda rel: rel
-    base = Path(target) if Path(target).is_dir() else Path(target).parent
-    if str(base) in ("", "."):
-        return lambda rel: rel
-    return lambda rel: base.as_posix() if rel in ("", ".") else (base / rel).as_posix()
-
-
-def _policy_dir(loaded: LoadedPolicy) -> Path:
-    return Path(loaded.origin).parent if not loaded.origin.startswith("builtin:") else Path.cwd()
