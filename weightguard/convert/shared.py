@@ -34,13 +34,14 @@ def keep_preference(name: str) -> tuple[int, str]:
 
 def covers_storage(t: torch.Tensor) -> bool:
     """True when ``t`` is a contiguous view of its whole storage."""
-    return (
+    # bool(): newer torch types these comparisons as SymBool
+    return bool(
         t.storage_offset() == 0 and t.is_contiguous() and t.numel() * t.element_size() == t.untyped_storage().nbytes()
     )
 
 
 def _same_view(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return (
+    return bool(
         a.dtype == b.dtype
         and a.shape == b.shape
         and a.stride() == b.stride()
