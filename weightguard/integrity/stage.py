@@ -25,6 +25,7 @@ from weightguard.integrity.hub import HubListing, check_hub_hashes, hub_request
 from weightguard.integrity.pins import IntegrityOutcome, check_integrity, hash_request
 from weightguard.integrity.report import IntegrityReport
 from weightguard.policy.schema import Policy
+from weightguard.policy.sections.integrity import DEFAULT_ALLOWED_EXTRA
 from weightguard.signing.bundle import parse_bundle, parse_statement
 from weightguard.signing.interface import SerializationMethod
 from weightguard.signing.local import FileHashesLike
@@ -33,7 +34,7 @@ from weightguard.signing.trust import check_signatures
 from weightguard.sources.interface import ArtifactFile
 
 # What OpenSSF Model Signing leaves out by default (SIGNING.md 1.4).
-GIT_PATHS = (".git", ".gitattributes", ".github", ".gitignore")
+GIT_PATHS = DEFAULT_ALLOWED_EXTRA
 
 
 @dataclass(frozen=True, slots=True)

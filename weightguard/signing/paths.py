@@ -18,28 +18,21 @@ from collections.abc import Iterable, Sequence
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 
-DEFAULT_GIT_IGNORES = (".git", ".gitattributes", ".github", ".gitignore")
+from weightguard.integrity.manifest import unsafe_reason as manifest_unsafe_reason
+from weightguard.policy.sections.integrity import DEFAULT_ALLOWED_EXTRA
+
+DEFAULT_GIT_IGNORES = DEFAULT_ALLOWED_EXTRA  # the git bookkeeping OMS leaves out (SIGNING.md 1.4)
 SINGLE_FILE_NAME = "."  # model-signing names the only resource of a one-file model "." (path relative to itself)
 
 
 def unsafe_reason(name: str, *, single_file: bool = False) -> str | None:
-    """Why ``name`` is not a safe relative POSIX path inside the root, or None when it is."""
+    """Why ``name`` is not a safe relative POSIX path inside the root, or None when it is.
+
+    The rules are the integrity stage's (one definition); a one-file model's resource ``.`` is allowed.
+    """
     if single_file and name == SINGLE_FILE_NAME:
         return None
-    if not name:
-        return "empty name"
-    if "\x00" in name:
-        return "contains NUL"
-    if "\\" in name:
-        return "contains a backslash"
-    if name.startswith("/"):
-        return "absolute path"
-    parts = name.split("/")
-    if ".." in parts:
-        return "contains '..'"
-    if "" in parts or "." in parts:
-        return "empty or '.' path component"
-    return None
+    return manifest_unsafe_reason(name)
 
 
 def escapes_root(root: Path, name: str) -> bool:
