@@ -20,7 +20,6 @@ what the members contain (their own analyzers), extraction to disk (never done).
 from __future__ import annotations
 
 import bz2
-import io
 import lzma
 import tarfile
 import zlib
@@ -43,7 +42,7 @@ from weightguard.formats.archives import (
 )
 from weightguard.formats.detect import lzma_alone_header
 from weightguard.formats.interface import FileFormat
-from weightguard.sources.interface import ByteSource, BytesSource, SliceSource
+from weightguard.sources.interface import ByteSource, BytesSource, SliceSource, SourceFile
 
 _KERAS_CONFIG = "config.json"
 _STREAM_CHUNK = 1 << 20
@@ -85,35 +84,6 @@ def _keras_config(source: ByteSource, where: Location, ctx: ScanContext) -> Iter
     yield from check_keras_config(source.read_at(0, source.size), where)
 
 
-class _SourceFile(io.RawIOBase):
-    """A read-only, seekable file object over a ByteSource, for :mod:`tarfile`."""
-
-    def __init__(self, source: ByteSource) -> None:
-        super().__init__()
-        self._source = source
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._source.size}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        data = self._source.read_at(self._pos, len(buffer))
-        buffer[: len(data)] = data
-        self._pos += len(data)
-        return len(data)
-
-
 def iter_tar(source: ByteSource, where: Location, ctx: ScanContext) -> Iterator[Finding | tuple[str, SliceSource]]:
     """Yield findings about a tar's members and ``(name, content)`` for each regular file.
 
@@ -121,7 +91,7 @@ def iter_tar(source: ByteSource, where: Location, ctx: ScanContext) -> Iterator[
         LimitExceeded: more members than ``max_archive_members``.
     """
     try:
-        tar = tarfile.open(fileobj=_SourceFile(source), mode="r:")  # noqa: SIM115 - members are read lazily below
+        tar = tarfile.open(fileobj=SourceFile(source), mode="r:")  # noqa: SIM115 - members are read lazily below
     except (tarfile.TarError, EOFError, ValueError) as exc:
         yield codes.ARC_MALFORMED.at(where.path, f"unreadable tar: {exc}", member=where.member)
         return
@@ -346,7 +316,7 @@ def _seven_zip_contents(
     """List then extract in memory, refusing before extraction what the declared sizes exceed."""
     limits = ctx.limits
     out: list[Finding | tuple[str, bytes]] = []
-    with py7zr.SevenZipFile(_SourceFile(source), mode="r") as archive:
+    with py7zr.SevenZipFile(SourceFile(source), mode="r") as archive:
         if archive.needs_password():
             return [codes.ARC_SEVEN_ZIP_SKIPPED.at(where.path, "encrypted 7z archive", member=where.member)]
         infos = [i for i in archive.list() if not i.is_directory]

@@ -22,7 +22,6 @@ opaque bytes inside datasets (e.g. pandas' pickled HDFStore columns).
 from __future__ import annotations
 
 import importlib
-import io
 from collections.abc import Iterator
 from types import ModuleType
 
@@ -33,42 +32,13 @@ from weightguard.formats import header_codes as codes
 from weightguard.formats._json import parse_json
 from weightguard.formats.interface import FileFormat
 from weightguard.formats.keras import check_keras_objects
-from weightguard.sources.interface import ByteSource
+from weightguard.sources.interface import ByteSource, SourceFile
 
 CONFIG_ATTRIBUTES = ("model_config", "training_config")
 _LAMBDA_MARKERS = (b'"class_name": "Lambda"', b'"class_name":"Lambda"', b"__lambda__", b'"function_type": "lambda"')
 _CHUNK = 1 << 20
 # What h5py raises on a file it cannot parse (HDF5 errors surface as OSError/KeyError/ValueError/RuntimeError).
 _H5_ERRORS = (OSError, ValueError, KeyError, RuntimeError, TypeError, IndexError, OverflowError)
-
-
-class _SourceFile(io.RawIOBase):
-    """A read-only, seekable file object over a ByteSource, for h5py's ``fileobj`` driver."""
-
-    def __init__(self, source: ByteSource) -> None:
-        super().__init__()
-        self._source = source
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._source.size}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        data = self._source.read_at(self._pos, len(buffer))
-        memoryview(buffer).cast("B")[: len(data)] = data
-        self._pos += len(data)
-        return len(data)
 
 
 def _load_h5py() -> ModuleType | None:
@@ -100,7 +70,7 @@ class HDF5Analyzer:
             yield from _fallback(source, where, ctx)
             return
         try:
-            with h5py.File(_SourceFile(source), "r") as h5:
+            with h5py.File(SourceFile(source), "r") as h5:
                 findings = _config_findings(h5py, h5, where, ctx)
                 findings.extend(_reference_findings(h5py, h5, where, ctx))
         except _H5_ERRORS as exc:

@@ -9,6 +9,7 @@ and everything after it.
 
 from __future__ import annotations
 
+import io
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Protocol
@@ -114,12 +115,51 @@ class SourceListing:
     findings: tuple[Finding, ...] = ()
 
 
+class SourceFile(io.RawIOBase):
+    """A read-only, seekable file object over a :class:`ByteSource` (for tarfile, py7zr, h5py).
+
+    Libraries that want a file object read through it, so they see exactly the
+    bytes being analysed, without the whole source being copied into memory.
+    """
+
+    def __init__(self, source: ByteSource) -> None:
+        super().__init__()
+        self._source = source
+        self._pos = 0
+
+    def readable(self) -> bool:
+        """Always readable."""
+        return True
+
+    def seekable(self) -> bool:
+        """Always seekable."""
+        return True
+
+    def tell(self) -> int:
+        """The current position."""
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        """Move to ``offset`` from the start, the current position or the end."""
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._source.size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        """Read into ``buffer``; returns the byte count (0 at the end)."""
+        data = self._source.read_at(self._pos, len(buffer))
+        memoryview(buffer).cast("B")[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+
 __all__ = [
     "ArtifactFile",
     "ByteSource",
     "BytesSource",
     "ModelSource",
     "SliceSource",
+    "SourceFile",
     "SourceError",
     "SourceListing",
 ]
