@@ -14,7 +14,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from weightguard.convert.interface import ConversionProof
 from weightguard.errors import IntegrityError, SignatureError, WeightguardError
 from weightguard.findings import Finding, Outcome, RuleKind
 from weightguard.fsutil import write_atomic
-from weightguard.integrity.hashing import HashRequest, hash_files
+from weightguard.integrity.hashing import FileHashes, HashRequest, hash_files
 from weightguard.integrity.hub import HubListing
 from weightguard.integrity.manifest import Manifest
 from weightguard.integrity.stage import IntegrityStage, identity_files, run_integrity
@@ -65,6 +65,22 @@ class ResolvedTarget:
     listing: SourceListing
     hub: HubListing | None = None
     extra_findings: tuple[Finding, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """Stage inputs a caller already has (verify-many computes them once per distinct file).
+
+    Attributes:
+        resolved: The target, resolved by :func:`resolve_target`.
+        scans: Scan of each file's current content, by relpath; a file without one is scanned here.
+        hashes: Digests of the same bytes, by relpath; the integrity stage computes only what
+            they lack (the caller vouches that they are digests of the scanned bytes).
+    """
+
+    resolved: ResolvedTarget
+    scans: Mapping[str, FileScan] = field(default_factory=dict)
+    hashes: Mapping[str, FileHashes] = field(default_factory=dict)
 
 
 @dataclass
@@ -118,7 +134,8 @@ def resolve_target(target: str, loaded: LoadedPolicy, options: VerifyOptions = V
     path = Path(target)
     listing = LocalSource(path, allow_symlinks=spec.allow_symlinks_inside).collect()
     root = path if path.is_dir() else path.parent
-    return ResolvedTarget(str(path), path.resolve().name, root, listing)
+    name = path.name if path.name not in ("", ".", "..") and not path.is_symlink() else path.resolve().name
+    return ResolvedTarget(str(path), name, root, listing)
 
 
 def model_digest(target: str, loaded: LoadedPolicy, *, exclude: tuple[str, ...] = ()) -> tuple[ResolvedTarget, str]:
@@ -134,9 +151,18 @@ def model_digest(target: str, loaded: LoadedPolicy, *, exclude: tuple[str, ...] 
 
 
 def verify(
-    target: str, loaded: LoadedPolicy, options: VerifyOptions = VerifyOptions(), *, progress: Progress | None = None
+    target: str,
+    loaded: LoadedPolicy,
+    options: VerifyOptions = VerifyOptions(),
+    *,
+    progress: Progress | None = None,
+    prepared: Prepared | None = None,
 ) -> Report:
     """Run every stage the policy asks for on ``target`` and return the judged report.
+
+    ``prepared`` hands in stage inputs computed elsewhere (the resolved target, scans, digests):
+    verify-many judges a model through this function with its cached file scans, so a model
+    gets the same verdict whichever command judged it.
 
     Raises:
         SourceError: the target cannot be resolved at all (nothing to judge).
@@ -148,7 +174,7 @@ def verify(
 
     started = time.monotonic()
     say(f"collecting {target}")
-    resolved = resolve_target(target, loaded, options)
+    resolved = prepared.resolved if prepared is not None else resolve_target(target, loaded, options)
     run.stage(
         "source",
         started,
@@ -156,11 +182,12 @@ def verify(
         f"{len(resolved.listing.files)} file(s)",
     )
 
-    started = time.monotonic()
     scanner = make_scanner(loaded)
+    done = prepared.scans if prepared is not None else {}
     for artifact in resolved.listing.files:
         say(f"analysing {artifact.relpath}")
-        run.scans.append(scanner.scan(artifact))
+        known = done.get(artifact.relpath)
+        run.scans.append(known if known is not None and known.size == artifact.size else scanner.scan(artifact))
     scan_findings = [f for s in run.scans for f in (*s.outcome.findings, *s.outcome.errors, *s.outcome.skipped)]
     run.stages.append(
         StageModel(
@@ -168,7 +195,8 @@ def verify(
             status="incomplete"
             if any(f.kind is not RuleKind.FINDING for f in scan_findings)
             else ("failed" if scan_findings else "passed"),
-            seconds=round(time.monotonic() - started, 4),
+            # The scans' own times: the same figure whether they ran here or in verify-many's workers.
+            seconds=round(sum(s.seconds for s in run.scans), 4),
             detail=f"{len(run.scans)} file(s) analysed",
         )
     )
@@ -185,6 +213,7 @@ def verify(
             policy_dir(loaded),
             hub=resolved.hub,
             extra_excluded=[e for e in excluded if e],
+            known=prepared.hashes if prepared is not None else None,
         )
         run.stage("integrity", started, integrity.findings, f"root digest {integrity.root_digest[:16]}…")
     except (IntegrityError, SignatureError) as exc:
@@ -397,6 +426,7 @@ def _inside(path: Path | None, root: Path) -> str | None:
 
 
 __all__ = [
+    "Prepared",
     "ResolvedTarget",
     "VerifyOptions",
     "display_paths",

@@ -48,3 +48,21 @@ def test_a_model_whose_unit_keeps_killing_workers_is_incomplete_never_approved(t
     a, b = summary.models
     assert a.verdict == "incomplete" and "died 2 time(s)" in a.error
     assert b.verdict == "rejected"  # the other model is still judged (its units ran in a fresh pool)
+
+
+def test_a_unit_that_cannot_be_sent_to_a_worker_fails_alone_and_the_run_goes_on(tmp_path: Path) -> None:
+    loaded = load_builtin("default")
+    payload = tmp_path / "payload.bin"
+    payload.write_bytes(b"\x00" * 16)
+    good = FileUnit(hashlib.sha256(payload.read_bytes()).hexdigest(), 16, str(payload))
+    # A lambda cannot be pickled: the batch holding it never reaches a worker.
+    unsendable = FileUnit("0" * 64, 1, lambda: None)  # type: ignore[arg-type]
+    engine = LocalEngine(1)
+    try:
+        results = {r.key: r for r in engine.run([unsendable], loaded)}
+        results.update({r.key: r for r in engine.run([good], loaded)})
+    finally:
+        engine.close()
+    assert results["0" * 64].payload is None
+    assert "could not be sent to a worker" in results["0" * 64].error
+    assert results[good.key].payload is not None

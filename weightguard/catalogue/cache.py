@@ -14,8 +14,9 @@ Not handled here: what a result means (:mod:`.codec`, :mod:`.runner`).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from weightguard.catalogue.interface import UnitKind
@@ -25,6 +26,21 @@ from weightguard.verdict.store import RolloutStore, sqlite_path
 # SQLite's default limit on host parameters is 999 on old builds; stay well under it.
 _BATCH = 500
 _WHERE = "WHERE policy_sha256 = ? AND version = ? AND kind = ?"
+
+
+@dataclass(frozen=True, slots=True)
+class FileStamp:
+    """What the file system says about a file: any change to its bytes changes ``ctime_ns``.
+
+    Only the kernel sets a file's ctime (to its clock, on every write or metadata change), so
+    restoring it after an edit needs control of the clock itself.
+    """
+
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +114,50 @@ class ResultsCache:
                 self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise VerdictError(f"cannot write the results cache: {exc}") from exc
+
+    def get_digests(self, paths: Iterable[str]) -> dict[str, tuple[FileStamp, dict[str, str]]]:
+        """The digests recorded for ``paths``, with the stamp each file had when it was hashed.
+
+        Raises:
+            VerdictError: the database cannot be read.
+        """
+        wanted = list(dict.fromkeys(paths))
+        found: dict[str, tuple[FileStamp, dict[str, str]]] = {}
+        try:
+            for start in range(0, len(wanted), _BATCH):
+                batch = wanted[start : start + _BATCH]
+                marks = ",".join("?" * len(batch))
+                query = (
+                    "SELECT path, device, inode, size, mtime_ns, ctime_ns, digests FROM file_digests "  # noqa: S608 - only '?' marks are interpolated
+                    f"WHERE path IN ({marks})"
+                )
+                for row in self._conn.execute(query, batch):
+                    digests = json.loads(row[6])
+                    if isinstance(digests, dict):
+                        found[row[0]] = (FileStamp(*(int(v) for v in row[1:6])), digests)
+        except (sqlite3.Error, ValueError) as exc:
+            raise VerdictError(f"cannot read the results cache: {exc}") from exc
+        return found
+
+    def put_digests(self, rows: Mapping[str, tuple[FileStamp, Mapping[str, str]]]) -> None:
+        """Record each path's digests with the stamp it had before it was read.
+
+        Raises:
+            VerdictError: the database cannot be written.
+        """
+        if not rows:
+            return
+        now = dt.datetime.now(dt.UTC).isoformat()
+        values = [
+            (path, st.device, st.inode, st.size, st.mtime_ns, st.ctime_ns, json.dumps(dict(d), sort_keys=True), now)
+            for path, (st, d) in rows.items()
+        ]
+        try:
+            with self._conn:
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.executemany("INSERT OR REPLACE INTO file_digests VALUES (?, ?, ?, ?, ?, ?, ?, ?)", values)
         except sqlite3.Error as exc:
             raise VerdictError(f"cannot write the results cache: {exc}") from exc
 

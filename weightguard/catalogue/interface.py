@@ -19,6 +19,7 @@ from enum import Enum
 from typing import Protocol
 
 from weightguard.errors import WeightguardError
+from weightguard.integrity.hashing import FileHashes
 from weightguard.policy.load import LoadedPolicy
 from weightguard.report.model import Report, Verdict
 
@@ -87,6 +88,9 @@ class ModelUnit:
         files: ``(relpath, sha256)`` of every file, as hashed when the run started.
         scans: ``(sha256, encoded scan)`` for each distinct content of the model.
         probes: True when the policy runs the probe suite (the unit then wants a GPU).
+        hashes: The digests of every file computed when the run started (by relpath), so the
+            integrity stage does not read the files again.
+        convert_dir: Where the policy's conversion writes this model; empty when it does not convert.
     """
 
     key: str
@@ -94,6 +98,8 @@ class ModelUnit:
     files: tuple[tuple[str, str], ...]
     scans: tuple[tuple[str, str], ...]
     probes: bool = False
+    hashes: tuple[FileHashes, ...] = ()
+    convert_dir: str = ""
 
     @property
     def kind(self) -> UnitKind:
@@ -196,6 +202,8 @@ class CatalogueSummary:
         unique_files: Distinct file contents over the catalogue.
         seconds: Wall time of the run.
         generated_at: When the run finished.
+        read_files: File occurrences whose bytes were read to hash them (the others' digests
+            were reused under ``--trust-file-metadata``).
     """
 
     models: tuple[ModelOutcome, ...]
@@ -206,3 +214,4 @@ class CatalogueSummary:
     unique_files: int
     seconds: float
     generated_at: dt.datetime
+    read_files: int = 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -31,6 +32,17 @@ _WORKER: tuple[Execute, LoadedPolicy] | None = None
 def _init_worker(execute: Execute, loaded: LoadedPolicy) -> None:
     global _WORKER  # noqa: PLW0603 - per-process state is what a pool initializer is for
     _WORKER = (execute, loaded)
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    """A fork server that imported weightguard once, where there is one; else plain spawn."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    # Importing weightguard costs a fresh interpreter about half a second of CPU: paid once by
+    # the server instead of once per worker (on two cores, two imports would stall the hashing).
+    context.set_forkserver_preload(["weightguard.catalogue.units"])
+    return context
 
 
 def _noop() -> None:
@@ -61,13 +73,14 @@ class LocalEngine:
         self.max_retries = max(0, max_retries)
         self._execute = execute
         self._pool: ProcessPoolExecutor | None = None
+        self._starting: threading.Thread | None = None
         self._pool_policy: str | None = None
 
     def _fresh_pool(self, loaded: LoadedPolicy) -> ProcessPoolExecutor:
-        self.close()
+        self._shutdown()
         self._pool = ProcessPoolExecutor(
             max_workers=self.workers,
-            mp_context=multiprocessing.get_context("spawn"),
+            mp_context=_context(),
             initializer=_init_worker,
             initargs=(self._execute, loaded),
         )
@@ -75,11 +88,23 @@ class LocalEngine:
         return self._pool
 
     def start(self, loaded: LoadedPolicy) -> None:
-        """Start the worker processes now (they import weightguard while the caller hashes)."""
+        """Start the worker processes in the background (they import weightguard while the caller hashes)."""
+        self._started()
         if self._pool is None or self._pool_policy != loaded.sha256:
-            pool = self._fresh_pool(loaded)
-            for _ in range(self.workers):
-                pool.submit(_noop)
+            # Starting a worker waits for the fork server's imports: a thread waits instead of the caller.
+            self._starting = threading.Thread(target=self._warm, args=(loaded,), name="wg-engine-start", daemon=True)
+            self._starting.start()
+
+    def _warm(self, loaded: LoadedPolicy) -> None:
+        pool = self._fresh_pool(loaded)
+        for _ in range(self.workers):
+            pool.submit(_noop)
+
+    def _started(self) -> None:
+        """Wait for a background start to finish, so that only one thread ever touches the pool."""
+        if self._starting is not None:
+            self._starting.join()
+            self._starting = None
 
     def _batches(self, units: Sequence[WorkUnit]) -> list[list[WorkUnit]]:
         # About four batches per worker keeps every worker busy to the end; batches stay small
@@ -110,6 +135,7 @@ class LocalEngine:
         """Run ``batches`` in the pool; return the units lost with a dead worker."""
         if not units:
             return []
+        self._started()
         pool = self._pool if self._pool is not None and self._pool_policy == loaded.sha256 else None
         pool = pool or self._fresh_pool(loaded)
         futures: dict[Future[list[UnitResult]], list[WorkUnit]] = {pool.submit(_run_batch, b): b for b in batches}
@@ -120,6 +146,11 @@ class LocalEngine:
             except BrokenProcessPool:
                 lost.extend(futures[future])
                 continue
+            except Exception as exc:  # noqa: BLE001 - seam: a batch that cannot reach a worker fails its units only
+                reason = f"internal error: the unit could not be sent to a worker: {type(exc).__name__}: {exc}"
+                for unit in futures[future]:
+                    yield UnitResult(unit.key, unit.kind, None, reason, 0.0, attempt)
+                continue
             for r in results:
                 yield UnitResult(r.key, r.kind, r.payload, r.error, r.seconds, attempt)
         if lost:
@@ -128,6 +159,10 @@ class LocalEngine:
 
     def close(self) -> None:
         """Stop the workers (queued units are cancelled)."""
+        self._started()
+        self._shutdown()
+
+    def _shutdown(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None

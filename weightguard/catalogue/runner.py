@@ -18,12 +18,14 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import os
+import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
-from weightguard.catalogue.cache import CachedResult, ResultsCache
+from weightguard.catalogue.cache import CachedResult, FileStamp, ResultsCache
 from weightguard.catalogue.interface import (
     CatalogueEntry,
     CatalogueSummary,
@@ -36,7 +38,9 @@ from weightguard.catalogue.interface import (
     WorkUnit,
 )
 from weightguard.errors import IntegrityError, WeightguardError
-from weightguard.integrity.hashing import HashRequest, hash_files
+from weightguard.integrity.hashing import FileHashes, HashRequest, covers, hash_files
+from weightguard.integrity.hub import hub_request
+from weightguard.integrity.pins import hash_request
 from weightguard.pipeline import resolve_target
 from weightguard.policy.load import LoadedPolicy
 from weightguard.report.model import Report
@@ -51,6 +55,9 @@ CHUNK_MODELS = 64
 # Results are written in small transactions: an interruption loses at most this many.
 FLUSH_EVERY = 16
 SMALL_CHUNK_BYTES = 64 * 2**20
+# A file is remembered by its stamp only if it had not changed for this long before it was read:
+# file systems keep timestamps at a coarse tick, and an edit within the tick leaves them as they were.
+SETTLED_NS = 2 * 10**9
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +66,7 @@ class _File:
     sha256: str
     size: int
     path: str
+    hashes: FileHashes
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,13 +108,91 @@ def _model_key(target: str, resolved_uri: str, files: Sequence[_File], source: S
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
-def _model_cacheable(target: str, loaded: LoadedPolicy) -> bool:
-    # A Hub listing and a probe base model are inputs the key does not capture: judge those again.
+def _converts(loaded: LoadedPolicy, convert_root: Path | None) -> bool:
+    """Whether verify would convert under this policy (and these options)."""
+    mode = loaded.policy.spec.conversion.mode
+    return mode == "required" or (mode == "allowed" and convert_root is not None)
+
+
+def _model_cacheable(target: str, loaded: LoadedPolicy, converts: bool) -> bool:
+    # A Hub listing, a probe base model and the converted copy on disk are inputs the key does
+    # not capture: judge those models again (their files' scans are still reused).
     probes = loaded.policy.spec.probes
-    return not target.startswith("hf://") and not (probes.run != "off" and probes.base_model)
+    return not target.startswith("hf://") and not (probes.run != "off" and probes.base_model) and not converts
 
 
-def _prepare_chunk(entries: Sequence[CatalogueEntry], loaded: LoadedPolicy, trust: str) -> list[_Prepared]:
+def convert_dir_for(target: str, convert_root: Path | None) -> Path:
+    """Where a model of the catalogue is converted: one folder per target, named after it."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", PurePosixPath(target.rstrip("/")).name) or "model"
+    tag = hashlib.sha256(target.encode()).hexdigest()[:12]
+    return (convert_root or Path.cwd()) / f"{name}-{tag}.safetensors"
+
+
+def _hash_request(loaded: LoadedPolicy, entries: Sequence[CatalogueEntry]) -> HashRequest:
+    """Everything the model units' integrity stage will want, so that it reads no file again."""
+    request = HashRequest().union(hash_request(loaded.policy.spec.integrity))
+    if any(e.target.startswith("hf://") for e in entries):
+        request = hub_request(request)
+    return request
+
+
+@dataclass(frozen=True, slots=True)
+class _Settings:
+    """What every chunk of the hashing phase needs besides its entries."""
+
+    loaded: LoadedPolicy
+    trust: str
+    converts: bool
+    memo: ResultsCache | None  # set under --trust-file-metadata
+
+
+def _stamp(path: str) -> FileStamp | None:
+    try:
+        st = os.stat(path)  # noqa: PTH116 - paths are str here; pathlib would cost more than the stat
+    except OSError:
+        return None  # hashing the file reports why it cannot be read
+    # Some network and FUSE file systems report no inode or ctime: their stamps prove nothing.
+    if not st.st_ino or not st.st_ctime_ns:
+        return None
+    return FileStamp(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _recalled(
+    files: Sequence[tuple[ArtifactFile, str]], memo: ResultsCache, request: HashRequest
+) -> tuple[dict[str, FileHashes], dict[str, tuple[str, FileStamp]]]:
+    """Digests recorded for files whose stamp is unchanged, and the stamps of the others."""
+    stamps = {a.relpath: (path, st) for a, path in files if (st := _stamp(path)) is not None}
+    recorded = memo.get_digests(path for path, _ in stamps.values())
+    known: dict[str, FileHashes] = {}
+    for a, path in files:
+        now = stamps.get(a.relpath)
+        then = recorded.get(path)
+        if now is None or then is None or now[1] != then[0] or now[1].size != a.size:
+            continue
+        held = FileHashes(a.relpath, a.size, then[1])
+        if covers(held, request):
+            known[a.relpath] = held
+    return known, {rel: v for rel, v in stamps.items() if rel not in known}
+
+
+def _remember(
+    memo: ResultsCache, hashes: Mapping[str, FileHashes], stamps: Mapping[str, tuple[str, FileStamp]]
+) -> None:
+    # A change within the file system's timestamp granularity of the stamp would leave the stamp as
+    # it was: only files that had been still for a while before they were read are remembered.
+    settled = time.time_ns() - SETTLED_NS
+    memo.put_digests(
+        {
+            path: (st, hashes[rel].digests)
+            for rel, (path, st) in stamps.items()
+            if rel in hashes and st.ctime_ns < settled and st.mtime_ns < settled
+        }
+    )
+
+
+def _prepare_chunk(entries: Sequence[CatalogueEntry], settings: _Settings) -> tuple[list[_Prepared], int]:
+    """Resolve and hash a chunk of models; also return how many files were read to hash them."""
+    loaded, trust, converts = settings.loaded, settings.trust, settings.converts
     resolved: list[tuple[int, Path, list[ArtifactFile], list[str], str]] = []
     out: dict[int, _Prepared] = {}
     for i, entry in enumerate(entries):
@@ -123,25 +209,35 @@ def _prepare_chunk(entries: Sequence[CatalogueEntry], loaded: LoadedPolicy, trus
     everything = [a for r in resolved for a in r[2]]
     # Threads pay off on big files only; for a chunk of small ones, starting them costs more than hashing.
     workers = None if sum(a.size for a in everything) > SMALL_CHUNK_BYTES else 1
+    request = _hash_request(loaded, entries)
+    known: dict[str, FileHashes] = {}
+    stamps: dict[str, tuple[str, FileStamp]] = {}
+    if settings.memo is not None:
+        places = [(a, str(root / a.relpath.split("/", 1)[1])) for _, root, renamed, _, _ in resolved for a in renamed]
+        known, stamps = _recalled(places, settings.memo, request)
     try:
-        hashes = hash_files(everything, HashRequest(), workers=workers)
+        hashes = hash_files(everything, request, workers=workers, known=known)
     except IntegrityError:
         hashes = {}  # one model's file changed while hashed: hash model by model to find which
+    if settings.memo is not None and hashes:
+        _remember(settings.memo, hashes, stamps)
     for i, root, renamed, source, uri in resolved:
         entry = entries[i]
         try:
-            mine = {a.relpath: hashes[a.relpath] for a in renamed} if hashes else hash_files(renamed, HashRequest())
+            mine = (
+                {a.relpath: hashes[a.relpath] for a in renamed} if hashes else hash_files(renamed, request, known=known)
+            )
         except IntegrityError as exc:
             out[i] = _Prepared(entry, error=exc.diagnostics())
             continue
         files = tuple(
-            _File(rel, mine[a.relpath].digests["sha256"], a.size, str(root / rel))
+            _File(rel, h.digests["sha256"], a.size, str(root / rel), dataclasses.replace(h, relpath=rel))
             for a in renamed
-            for rel in [a.relpath.split("/", 1)[1]]
+            for rel, h in [(a.relpath.split("/", 1)[1], mine[a.relpath])]
         )
         key = _model_key(entry.target, uri, files, source, trust)
-        out[i] = _Prepared(entry, files, key if _model_cacheable(entry.target, loaded) else "", "")
-    return [out[i] for i in range(len(entries))]
+        out[i] = _Prepared(entry, files, key if _model_cacheable(entry.target, loaded, converts) else "", "")
+    return [out[i] for i in range(len(entries))], len(everything) - len(known)
 
 
 def _seconds(report: Report) -> float:
@@ -182,20 +278,34 @@ def run_catalogue(
     cache: ResultsCache,
     *,
     progress: Progress | None = None,
+    convert_root: Path | None = None,
+    trust_file_metadata: bool = False,
 ) -> CatalogueSummary:
     """Verify every model of the catalogue and return one outcome per entry.
+
+    ``convert_root``: where models are converted when the policy converts (as ``verify
+    --convert-dir``, one folder per model inside it; default: the working directory).
+    ``trust_file_metadata``: reuse the digests of a file whose device, inode, size, mtime and
+    ctime are those it had when this cache last hashed it, instead of reading it again.
 
     Raises:
         WeightguardError: the cache or the engine cannot be used (no verdict at all).
     """
     started = time.monotonic()
     say = progress or (lambda _phase, _done, _total: None)
-    trust = json.dumps(_trust_digests(loaded), sort_keys=True)
+    settings = _Settings(
+        loaded,
+        json.dumps(_trust_digests(loaded), sort_keys=True),
+        _converts(loaded, convert_root),
+        cache if trust_file_metadata else None,
+    )
+    read_files = 0
     prepared: list[_Prepared] = []
     say("hashing", 0, len(entries))
     started_engine = False
     for start in range(0, len(entries), CHUNK_MODELS):
-        chunk = _prepare_chunk(entries[start : start + CHUNK_MODELS], loaded, trust)
+        chunk, read = _prepare_chunk(entries[start : start + CHUNK_MODELS], settings)
+        read_files += read
         prepared.extend(chunk)
         say("hashing", len(prepared), len(entries))
         if not started_engine and len(cache.get_many(UnitKind.MODEL, [p.key for p in chunk])) < len(chunk):
@@ -250,6 +360,8 @@ def run_catalogue(
             tuple((f.relpath, f.sha256) for f in p.files),
             tuple((sha, scans[sha]) for sha in sorted(digests)),
             probes,
+            tuple(f.hashes for f in p.files),
+            str(convert_dir_for(p.entry.target, convert_root)) if settings.converts else "",
         )
         models[unit_key] = (i, unit)
     executed += len(models)
@@ -277,4 +389,5 @@ def run_catalogue(
         unique_files=len({f.sha256 for p in prepared for f in p.files}),
         seconds=round(time.monotonic() - started, 4),
         generated_at=dt.datetime.now(dt.UTC),
+        read_files=read_files,
     )

@@ -62,7 +62,9 @@ def judge(unit: ModelUnit, loaded: LoadedPolicy) -> str:
         WeightguardError: the model cannot be resolved or changed during the run.
     """
     scans = {sha: decode_scan(text) for sha, text in unit.scans}
-    return judge_model(unit.target, loaded, dict(unit.files), scans).model_dump_json()
+    convert_dir = Path(unit.convert_dir) if unit.convert_dir else None
+    report = judge_model(unit.target, loaded, dict(unit.files), scans, unit.hashes, convert_dir=convert_dir)
+    return report.model_dump_json()
 
 
 def execute_unit(unit: WorkUnit, loaded: LoadedPolicy) -> UnitResult:

@@ -67,6 +67,19 @@ def verify_many_command(
     ),
     fmt: ManyFormat = typer.Option(ManyFormat.TEXT, "--format", "-f", help="Output format.", case_sensitive=False),
     output: Path | None = OUTPUT_OPTION,
+    convert_dir: Path | None = typer.Option(
+        None,
+        "--convert-dir",
+        help="When the policy converts pickle weights: the folder that receives one converted copy per model "
+        "(default: the working directory).",
+    ),
+    trust_file_metadata: bool = typer.Option(
+        False,
+        "--trust-file-metadata",
+        help="Reuse the digests of files whose device, inode, size, mtime and ctime are unchanged since this "
+        "cache hashed them, instead of reading them again (as git does; a change that keeps all five needs "
+        "control of the clock). Off: every file is read and hashed on every run.",
+    ),
 ) -> None:
     """Verify every model of CATALOG; exit 0 all approved, 1 any rejected, 2 any incomplete."""
     from weightguard import __version__
@@ -94,7 +107,15 @@ def verify_many_command(
             runner = LocalEngine(workers, max_retries=max_retries)
         try:
             with _progress_bar(sys.stderr.isatty()) as progress:
-                summary = run_catalogue(entries, loaded, runner, cache, progress=progress)
+                summary = run_catalogue(
+                    entries,
+                    loaded,
+                    runner,
+                    cache,
+                    progress=progress,
+                    convert_root=convert_dir,
+                    trust_file_metadata=trust_file_metadata,
+                )
         finally:
             runner.close()
             cache.close()

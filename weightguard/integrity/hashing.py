@@ -104,6 +104,14 @@ class FileHashes:
     digests: Mapping[str, str] = field(default_factory=dict)
     shards: tuple[ShardDigest, ...] = ()
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.digests, MappingProxyType):
+            object.__setattr__(self, "digests", MappingProxyType(dict(self.digests)))
+
+    def __reduce__(self) -> tuple[type[FileHashes], tuple[str, int, dict[str, str], tuple[ShardDigest, ...]]]:
+        # A read-only view cannot be pickled; verify-many ships digests to its worker processes.
+        return (FileHashes, (self.relpath, self.size, dict(self.digests), self.shards))
+
 
 def _blake3_factory() -> Callable[[], _Hasher]:
     try:
@@ -231,8 +239,25 @@ def _run(streams: list[_Stream], workers: int) -> None:
             future.result()
 
 
+def covers(hashes: FileHashes, request: HashRequest) -> bool:
+    """Whether ``hashes`` already holds every digest ``request`` asks for, shards included."""
+    if not request.algorithms <= hashes.digests.keys():
+        return False
+    if request.shard_size is None:
+        return True
+    windows = [(s, min(s + request.shard_size, hashes.size)) for s in range(0, hashes.size, request.shard_size)]
+    return all(
+        [(s.start, s.end) for s in hashes.shards if s.algorithm == name] == windows
+        for name in request.algorithms & SHARD_ALGORITHMS
+    )
+
+
 def hash_files(
-    files: Sequence[ArtifactFile], request: HashRequest, *, workers: int | None = None
+    files: Sequence[ArtifactFile],
+    request: HashRequest,
+    *,
+    workers: int | None = None,
+    known: Mapping[str, FileHashes] | None = None,
 ) -> dict[str, FileHashes]:
     """Hash every file once, computing every digest in ``request``.
 
@@ -240,6 +265,9 @@ def hash_files(
         files: The files to hash (relpaths must be unique).
         request: The algorithms and optional shard size.
         workers: Threads hashing in parallel (default: one per CPU).
+        known: Digests computed earlier in this run (by relpath); a file whose entry has the
+            same size and covers ``request`` is not read again. Only the caller knows that
+            those digests are of the bytes it means (verify-many hashes before it scans).
 
     Returns:
         ``{relpath: FileHashes}`` in the order of ``files``.
@@ -251,6 +279,33 @@ def hash_files(
     names = [f.relpath for f in files]
     if len(set(names)) != len(names):
         raise IntegrityError("the same relative path was given twice to hash_files")
-    streams = [_Stream(f, request) for f in files]
+    reused = {
+        f.relpath: h
+        for f in files
+        if known is not None and (h := known.get(f.relpath)) is not None and h.size == f.size and covers(h, request)
+    }
+    todo = [f for f in files if f.relpath not in reused]
+    # A small file is one read: hashing it directly skips the stream bookkeeping, which for the
+    # many small files of a model (configs, tokenizers) costs more than the digests themselves.
+    small = [f for f in todo if request.shard_size is None and f.source.size <= CHUNK_BYTES]
+    done = {f.relpath: _hash_small(f, request) for f in small}
+    streams = [_Stream(f, request) for f in todo if f.relpath not in done]
     _run(streams, max(1, min(workers or os.cpu_count() or 1, len(streams) or 1)))
-    return {s.relpath: s.result() for s in streams}
+    done.update((s.relpath, s.result()) for s in streams)
+    return {f.relpath: reused.get(f.relpath) or done[f.relpath] for f in files}
+
+
+def _hash_small(artifact: ArtifactFile, request: HashRequest) -> FileHashes:
+    size = artifact.source.size
+    data = _reader(artifact.source)(0, size) if size else b""
+    if len(data) != size:
+        raise IntegrityError(
+            f"{artifact.relpath}: short read: {len(data)} of {size} bytes",
+            hint="the file changed while it was being hashed; run again on a stable copy",
+        )
+    digests = {}
+    for name, make in _factories(request.algorithms, size).items():
+        hasher = make()
+        hasher.update(data)
+        digests[name] = hasher.hexdigest()
+    return FileHashes(artifact.relpath, size, MappingProxyType(digests))

@@ -95,24 +95,7 @@ class _CachedHasher:
     def __call__(
         self, files: Sequence[ArtifactFile], algorithm: str, shard_size: int | None
     ) -> Mapping[str, FileHashesLike]:
-        out: dict[str, FileHashesLike] = {}
-        missing: list[ArtifactFile] = []
-        for f in files:
-            cached = self._hashes.get(f.relpath)
-            has_shards = shard_size is None or (
-                cached is not None
-                and (
-                    f.size == 0
-                    or any(s.algorithm == algorithm and s.end - s.start <= shard_size for s in cached.shards)
-                )
-            )
-            if cached is not None and algorithm in cached.digests and has_shards:
-                out[f.relpath] = cached
-            else:
-                missing.append(f)
-        if missing:
-            out.update(hash_files(missing, HashRequest(frozenset({algorithm}), shard_size)))
-        return out
+        return hash_files(files, HashRequest(frozenset({algorithm}), shard_size), known=self._hashes)
 
 
 def run_integrity(
@@ -123,8 +106,12 @@ def run_integrity(
     *,
     hub: HubListing | None = None,
     extra_excluded: Sequence[str] = (),
+    known: Mapping[str, FileHashes] | None = None,
 ) -> IntegrityStage:
     """Hash once, then check pins, the Hub's hashes and the policy's signatures.
+
+    ``known``: digests of these files computed earlier in the run (verify-many hashes every
+    file before scanning it); those that cover what this stage needs are not computed again.
 
     Raises:
         IntegrityError: a file could not be hashed.
@@ -137,7 +124,7 @@ def run_integrity(
     signature_needs = _signature_needs(root, policy)
     if signature_needs is not None:
         request = request.union(signature_needs)
-    hashes = hash_files(mine, request)
+    hashes = hash_files(mine, request, known=known)
     outcome = check_integrity(policy.spec.integrity, hashes)
     findings: list[Finding] = list(outcome.findings)
     if hub is not None:

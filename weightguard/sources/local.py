@@ -24,9 +24,9 @@ from weightguard.sources.interface import ArtifactFile, ByteSource, ModelSource,
 class MappedFile:
     """A read-only memory map of a file, as a :class:`ByteSource`."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | str) -> None:
         """Open and map ``path``; raises ``OSError`` when it cannot be read."""
-        with path.open("rb") as fh:
+        with open(path, "rb") as fh:  # noqa: PTH123 - a str path skips pathlib's per-call cost
             size = os.fstat(fh.fileno()).st_size
             self._map: mmap.mmap | None = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size else None
         self._size = size
@@ -57,6 +57,14 @@ def open_source(path: Path) -> ByteSource:
         raise SourceError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
+def _is_real_dir(entry: os.DirEntry[str]) -> bool:
+    """A directory that is not a symlink (links are judged as entries, never walked into)."""
+    try:
+        return entry.is_dir(follow_symlinks=False)
+    except OSError:
+        return False
+
+
 @dataclass(frozen=True, slots=True)
 class LocalSource(ModelSource):
     """A model on the local file system: one file, or a directory walked recursively."""
@@ -81,20 +89,31 @@ class LocalSource(ModelSource):
         root = target.resolve()
         files: list[ArtifactFile] = []
         findings: list[Finding] = []
-        for dirpath, dirnames, filenames in os.walk(target, followlinks=False):
-            dirnames.sort()
-            for name in sorted(filenames) + [d for d in dirnames if Path(dirpath, d).is_symlink()]:
-                full = Path(dirpath, name)
-                rel = full.relative_to(target).as_posix()
-                item = self._entry(full, rel, root, findings)
+        # An explicit stack, not recursion: a hostile tree may be deeper than Python's recursion limit.
+        # os.scandir answers "is this a directory?" from the directory listing itself, without a stat.
+        pending: list[tuple[str, str]] = [(str(target), "")]
+        while pending:
+            folder, prefix = pending.pop()
+            try:
+                with os.scandir(folder) as listing:
+                    entries = sorted(listing, key=lambda e: e.name)
+            except OSError as exc:
+                findings.append(codes.UNREADABLE.at(prefix or ".", f"cannot list the directory: {exc.strerror}"))
+                continue
+            for entry in reversed(entries):  # popped in name order
+                rel = f"{prefix}{entry.name}"
+                if _is_real_dir(entry):
+                    pending.append((entry.path, f"{rel}/"))
+                    continue
+                item = self._entry(Path(entry.path), rel, root, findings)
                 if item is not None:
                     files.append(item)
-        files.sort(key=lambda f: Path(f.relpath).parts)
+        files.sort(key=lambda f: f.relpath.split("/"))
         return SourceListing(root=str(target), files=tuple(files), findings=tuple(findings))
 
     def _entry(self, full: Path, rel: str, root: Path, findings: list[Finding]) -> ArtifactFile | None:
         try:
-            st = full.lstat()
+            st = os.lstat(full)
         except OSError as exc:
             findings.append(codes.UNREADABLE.at(rel, f"cannot stat: {exc.strerror}"))
             return None

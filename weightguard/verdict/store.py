@@ -89,6 +89,19 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (sha256, policy_sha256, version, kind)
     );
     """,
+    # 4: verify-many --trust-file-metadata: a file's digests with the metadata it had when hashed.
+    """
+    CREATE TABLE file_digests (
+        path TEXT PRIMARY KEY,
+        device INTEGER NOT NULL,
+        inode INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        ctime_ns INTEGER NOT NULL,
+        digests TEXT NOT NULL,
+        recorded_at TEXT NOT NULL
+    );
+    """,
 )
 
 
