@@ -1,4 +1,4 @@
-"""Serve the real sidecar app with the dashboard mounted behind its bearer token, for the browser test.
+"""Serve the real sidecar app (its dashboard behind the bearer token or a sign-in session), for the browser test.
 
 Usage: ``_server.py MODEL_ROOT DATABASE_URL PORT`` with ``WG_TEST_TOKEN`` set. The verifier is a fake
 that returns the report stored as ``report.json`` in the target folder, so the test decides each verdict;
@@ -12,14 +12,10 @@ import sys
 from pathlib import Path
 
 import uvicorn
-from fastapi import Depends
 
 from weightguard.report.model import Report
 from weightguard.sidecar import create_app
 from weightguard.sidecar.settings import SidecarSettings
-from weightguard.sidecar_dashboard import dashboard_router
-from weightguard.sidecar_dashboard.jobs_table import JobsTableVerifications
-from weightguard.verdict.store import RolloutStore
 
 
 def stored_report(target: str, _policy: str) -> Report:
@@ -36,13 +32,7 @@ def main() -> None:
         api_token=os.environ["WG_TEST_TOKEN"],
         workers=1,
     )
-    app = create_app(settings, verifier=stored_report)
-    auth = app.state.context.auth
-    app.include_router(
-        dashboard_router(
-            lambda: RolloutStore(database), lambda: JobsTableVerifications(database), dependencies=[Depends(auth)]
-        )
-    )
+    app = create_app(settings, verifier=stored_report)  # the dashboard and its sign-in are the app's own
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 

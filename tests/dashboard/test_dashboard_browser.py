@@ -236,3 +236,33 @@ def test_every_page_loads_without_console_errors_and_shows_what_the_api_says(sid
         keep.mkdir(exist_ok=True)
         for shot in shots.iterdir():
             shutil.copy2(shot, keep / shot.name)
+
+
+def test_a_person_signs_in_with_the_api_token_in_the_browser_and_out_again(sidecar, tmp_path: Path) -> None:
+    base, _, api = sidecar
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_context(viewport={"width": 1200, "height": 900}).new_page()
+            problems: list[str] = []
+            page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
+            page.goto(f"{base}/dashboard/rollout")
+            assert page.url == f"{base}/dashboard/login"
+            assert _accessibility_problems(page) == []
+            page.screenshot(path=str(tmp_path / "login.png"), full_page=True)
+            page.get_by_label("API token").fill("not-the-token")
+            page.get_by_role("button", name="Sign in").click()
+            assert page.get_by_role("alert").inner_text() == "That token is not accepted."
+            page.get_by_label("API token").fill(TOKEN)
+            page.get_by_role("button", name="Sign in").click()
+            page.wait_for_url(f"{base}/dashboard/")
+            shown = page.locator("#recent tbody tr").evaluate_all("rows => rows.map(r => r.dataset.id)")
+            assert sorted(shown) == sorted(str(job["id"]) for job in api.values())
+            page.get_by_role("button", name="Sign out").click()
+            page.wait_for_url(f"{base}/dashboard/login")
+            page.goto(f"{base}/dashboard/")
+            assert page.url == f"{base}/dashboard/login"  # the session is gone
+            # The failed sign-in answers 401, which Chromium logs as a failed resource load; nothing else.
+            assert [p for p in problems if "401" not in p] == []
+        finally:
+            browser.close()

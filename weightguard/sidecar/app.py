@@ -25,6 +25,7 @@ from weightguard.errors import WeightguardError
 from weightguard.sidecar.api import api_router
 from weightguard.sidecar.auth import BearerAuth
 from weightguard.sidecar.context import SidecarContext
+from weightguard.sidecar.dashboard_auth import DashboardAuth, login_router
 from weightguard.sidecar.executor import JobExecutor
 from weightguard.sidecar.fetch import ArtifactFetcher, FetchLimits, LocalOciLayoutFetcher
 from weightguard.sidecar.harbor import harbor_router
@@ -198,11 +199,14 @@ def create_app(
     app.include_router(api_router(ctx))
     app.include_router(harbor_router(ctx))
     app.include_router(webhooks_router(ctx))
+    # Browsers sign in once with the API token and get a session cookie (see dashboard_auth).
+    dashboard_auth = DashboardAuth(auth)
+    app.include_router(login_router(dashboard_auth))
     app.include_router(
         dashboard_router(
             lambda: RolloutStore(database, first_stage=rollout.stages[0]),
             lambda: JobsTableVerifications(database),
-            dependencies=[Depends(auth)],
+            dependencies=[Depends(dashboard_auth)],
             stages=rollout.stages,
         )
     )

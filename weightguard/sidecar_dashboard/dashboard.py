@@ -3,7 +3,8 @@
 Every page is rendered on the server from the same templates and macros as
 the HTML report, with autoescaping on (model names, paths and findings are
 untrusted), and served with a Content-Security-Policy that allows no script
-and no fetch. The pages only read: there is no form and no POST route.
+and no fetch. The pages only read: their one form is the sign-out button
+(posted to the sidecar's own sign-in routes, :mod:`weightguard.sidecar.dashboard_auth`).
 Authentication is the caller's: pass the sidecar's auth dependency in
 ``dependencies``. Not handled here: the API, running jobs, or writing the
 rollout record.
@@ -28,7 +29,8 @@ from weightguard.verdict.stage import StageState
 DEFAULT_STAGES = ("quarantine", "staging", "canary", "production")
 _DIGEST = re.compile(r"^(?:sha256:)?([a-f0-9]{64})$")
 _HEADERS = {
-    "Content-Security-Policy": CSP,
+    # As the report's policy, except that the sign-out button may post to the sidecar itself.
+    "Content-Security-Policy": CSP.replace("form-action 'none'", "form-action 'self'"),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
