@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
 import pytest
 
 from weightguard.errors import SourceError
-from weightguard.sources.local import LocalSource
+from weightguard.sources.local import LocalSource, MappedFile
 
 
 def test_directories_are_walked_recursively_in_component_order(tmp_path: Path) -> None:
@@ -79,3 +80,20 @@ def test_unreadable_files_are_errors_not_empty_files(tmp_path: Path) -> None:
 def test_a_missing_target_is_a_source_error(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="no such file"):
         LocalSource(tmp_path / "nope").collect()
+
+
+def test_mapping_refuses_a_fifo_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    fifo = tmp_path / "weights.bin"
+    os.mkfifo(fifo)
+    # A plain open() of a FIFO blocks until someone writes; the mapping must answer at once.
+    with pytest.raises(OSError) as caught:
+        MappedFile(fifo)
+    assert caught.value.errno == errno.EINVAL
+
+
+def test_mapping_never_follows_a_final_symlink(tmp_path: Path) -> None:
+    (tmp_path / "real.bin").write_bytes(b"x")
+    (tmp_path / "link.bin").symlink_to(tmp_path / "real.bin")
+    with pytest.raises(OSError) as caught:
+        MappedFile(tmp_path / "link.bin")
+    assert caught.value.errno == errno.ELOOP

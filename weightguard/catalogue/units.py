@@ -47,7 +47,9 @@ def scan_file(unit: FileUnit, loaded: LoadedPolicy) -> str:
         SourceError: the file cannot be read.
         AnalysisError: the file's bytes no longer hash to the unit's key.
     """
-    source = open_source(Path(unit.path))
+    # The path may be a Hub snapshot's link into its blobs: follow it; the digest check below
+    # makes sure the bytes are the ones the unit is about, wherever the link led.
+    source = open_source(Path(unit.path).resolve())
     # The scan reads the same mapping that was just hashed: the result is about these bytes.
     if source.size != unit.size or _sha256(source) != unit.sha256:
         raise AnalysisError(f"{unit.path} changed after it was hashed", hint="run verify-many again")

@@ -9,6 +9,7 @@ Not handled here: anything about the content of the files.
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import stat
@@ -25,10 +26,21 @@ class MappedFile:
     """A read-only memory map of a file, as a :class:`ByteSource`."""
 
     def __init__(self, path: Path | str) -> None:
-        """Open and map ``path``; raises ``OSError`` when it cannot be read."""
-        with open(path, "rb") as fh:  # noqa: PTH123 - a str path skips pathlib's per-call cost
-            size = os.fstat(fh.fileno()).st_size
-            self._map: mmap.mmap | None = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size else None
+        """Open and map the regular file ``path``; raises ``OSError`` when it cannot be read.
+
+        The file is opened without following a final symlink and without blocking, then checked
+        to be a regular file through the open descriptor: a name swapped for a link or a FIFO
+        between listing and opening is refused, never followed or waited on.
+        """
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise OSError(errno.EINVAL, "not a regular file")
+            size = st.st_size
+            self._map: mmap.mmap | None = mmap.mmap(fd, 0, access=mmap.ACCESS_READ) if size else None
+        finally:
+            os.close(fd)
         self._size = size
 
     @property
@@ -55,6 +67,14 @@ def open_source(path: Path) -> ByteSource:
         return MappedFile(path)
     except OSError as exc:
         raise SourceError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def _is_plain_file(entry: os.DirEntry[str]) -> bool:
+    """A regular file by the directory listing (not a link); the open confirms it."""
+    try:
+        return entry.is_file(follow_symlinks=False)
+    except OSError:
+        return False
 
 
 def _is_real_dir(entry: os.DirEntry[str]) -> bool:
@@ -105,7 +125,12 @@ class LocalSource(ModelSource):
                 if _is_real_dir(entry):
                     pending.append((entry.path, f"{rel}/"))
                     continue
-                item = self._entry(Path(entry.path), rel, root, findings)
+                # The common case, a regular file, needs no stat of its own: the open checks it.
+                item = (
+                    self._listed(entry.path, rel, findings)
+                    if _is_plain_file(entry)
+                    else self._entry(Path(entry.path), rel, root, findings)
+                )
                 if item is not None:
                     files.append(item)
         files.sort(key=lambda f: f.relpath.split("/"))
@@ -136,11 +161,15 @@ class LocalSource(ModelSource):
         return self._listed(full, rel, findings)
 
     @staticmethod
-    def _listed(full: Path, rel: str, findings: list[Finding]) -> ArtifactFile | None:
+    def _listed(full: Path | str, rel: str, findings: list[Finding]) -> ArtifactFile | None:
         try:
             src = MappedFile(full)
         except OSError as exc:
-            findings.append(codes.UNREADABLE.at(rel, f"cannot read: {exc.strerror or exc}"))
+            if exc.errno in (errno.EINVAL, errno.ELOOP, errno.ENXIO):
+                # It was listed as a regular file but is now something else: never followed or opened.
+                findings.append(codes.SPECIAL_FILE.at(rel, "not a regular file when opened (changed while listed)"))
+            else:
+                findings.append(codes.UNREADABLE.at(rel, f"cannot read: {exc.strerror or exc}"))
             return None
         return ArtifactFile(rel, src.size, src)
 
