@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 from pathlib import Path
 
 from catalogue.builders import AlwaysCrashExecute, CrashOnceExecute, malicious_model, safetensors_model
@@ -66,3 +68,39 @@ def test_a_unit_that_cannot_be_sent_to_a_worker_fails_alone_and_the_run_goes_on(
     assert results["0" * 64].payload is None
     assert "could not be sent to a worker" in results["0" * 64].error
     assert results[good.key].payload is not None
+
+
+FORKED_RUN = """
+import hashlib, sys, threading
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from catalogue.builders import CrashOnceExecute, catalogue_dir
+from weightguard import __version__
+from weightguard.catalogue.cache import ResultsCache
+from weightguard.catalogue.catalogue import read_catalogue
+from weightguard.catalogue.local_engine import LocalEngine, _context
+from weightguard.catalogue.runner import run_catalogue
+from weightguard.policy.load import load_builtin
+
+assert threading.active_count() == 1 and _context().get_start_method() == "fork"
+tmp = Path(sys.argv[2])
+models = catalogue_dir(tmp / "models")
+victim = hashlib.sha256((models / "clean-0" / "model.safetensors").read_bytes()).hexdigest()
+loaded = load_builtin("default")
+cache = ResultsCache(f"sqlite:///{tmp}/r.db", policy_sha256=loaded.sha256, version=__version__)
+engine = LocalEngine(2, execute=CrashOnceExecute(victim, str(tmp / "crashed")))
+summary = run_catalogue(read_catalogue(models), loaded, engine, cache)
+engine.close()
+assert (tmp / "crashed").exists()
+print(" ".join(f"{Path(m.entry.target).name}={m.verdict}" for m in summary.models))
+"""
+
+
+def test_forked_workers_give_the_same_verdicts_and_survive_a_crash(tmp_path: Path) -> None:
+    # pytest-xdist runs threads, so in-process tests use the fork server; a fresh process forks.
+    tests = Path(__file__).resolve().parents[1]
+    done = subprocess.run(  # noqa: S603 - our own script
+        [sys.executable, "-c", FORKED_RUN, str(tests), str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["clean-0=approved", "clean-1=approved", "clean-2=approved", "evil=rejected", "odd=incomplete"]

@@ -1,8 +1,10 @@
 """The local engine: work units in a pool of processes on this machine.
 
-Processes are started with the ``spawn`` method (no inherited locks or
-mapped files; the same on every platform), lazily, on the first unit, so a
-run that finds everything in the cache starts none. The policy is sent once
+Processes are forked from this one while it runs a single thread (they start
+at once, with weightguard imported), else started by a fork server that
+imported weightguard once, else spawned (see :func:`_context`); lazily, when
+the first uncached work is found, so a run that finds everything in the cache
+starts none. The policy is sent once
 per worker. Units travel in small batches to amortise the inter-process
 cost of tiny files. A worker that dies (a crash, the OOM killer) breaks the
 pool: the units not yet answered are run again in a fresh pool, one at a
@@ -35,12 +37,20 @@ def _init_worker(execute: Execute, loaded: LoadedPolicy) -> None:
 
 
 def _context() -> multiprocessing.context.BaseContext:
-    """A fork server that imported weightguard once, where there is one; else plain spawn."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
+    """How workers start: a fork of this process when that is safe, else a fork server, else spawn.
+
+    A fork starts a worker in milliseconds with weightguard already imported (a fresh
+    interpreter spends about half a second of CPU importing it, which on two cores stalls the
+    hashing). Forking is safe only while this process runs a single thread: a lock held by
+    another thread at the fork would stay held forever in the child. Otherwise a fork server
+    imports weightguard once and forks each worker from itself.
+    """
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    if "forkserver" not in methods:
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    # Importing weightguard costs a fresh interpreter about half a second of CPU: paid once by
-    # the server instead of once per worker (on two cores, two imports would stall the hashing).
     context.set_forkserver_preload(["weightguard.catalogue.units"])
     return context
 
@@ -88,12 +98,16 @@ class LocalEngine:
         return self._pool
 
     def start(self, loaded: LoadedPolicy) -> None:
-        """Start the worker processes in the background (they import weightguard while the caller hashes)."""
+        """Start the worker processes now, so that they are ready when the first units come."""
         self._started()
-        if self._pool is None or self._pool_policy != loaded.sha256:
-            # Starting a worker waits for the fork server's imports: a thread waits instead of the caller.
-            self._starting = threading.Thread(target=self._warm, args=(loaded,), name="wg-engine-start", daemon=True)
-            self._starting.start()
+        if self._pool is not None and self._pool_policy == loaded.sha256:
+            return
+        if _context().get_start_method() == "fork":
+            self._warm(loaded)  # forks are quick, and must happen while this is the only thread
+            return
+        # Starting a worker waits for the fork server's imports: a thread waits instead of the caller.
+        self._starting = threading.Thread(target=self._warm, args=(loaded,), name="wg-engine-start", daemon=True)
+        self._starting.start()
 
     def _warm(self, loaded: LoadedPolicy) -> None:
         pool = self._fresh_pool(loaded)

@@ -14,7 +14,6 @@ Not handled here: where units run (the engines) and rendering (:mod:`.report`).
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -204,7 +203,7 @@ def _prepare_chunk(entries: Sequence[CatalogueEntry], settings: _Settings) -> tu
         source = [
             f"{f.code}|{f.path}|{f.member}|{f.message}" for f in (*target.listing.findings, *target.extra_findings)
         ]
-        renamed = [dataclasses.replace(a, relpath=f"{i}/{a.relpath}") for a in target.listing.files]
+        renamed = [ArtifactFile(f"{i}/{a.relpath}", a.size, a.source) for a in target.listing.files]
         resolved.append((i, target.root, renamed, source, target.uri))
     everything = [a for r in resolved for a in r[2]]
     # Threads pay off on big files only; for a chunk of small ones, starting them costs more than hashing.
@@ -213,7 +212,7 @@ def _prepare_chunk(entries: Sequence[CatalogueEntry], settings: _Settings) -> tu
     known: dict[str, FileHashes] = {}
     stamps: dict[str, tuple[str, FileStamp]] = {}
     if settings.memo is not None:
-        places = [(a, str(root / a.relpath.split("/", 1)[1])) for _, root, renamed, _, _ in resolved for a in renamed]
+        places = [(a, f"{root}/{a.relpath.split('/', 1)[1]}") for _, root, renamed, _, _ in resolved for a in renamed]
         known, stamps = _recalled(places, settings.memo, request)
     try:
         hashes = hash_files(everything, request, workers=workers, known=known)
@@ -231,7 +230,7 @@ def _prepare_chunk(entries: Sequence[CatalogueEntry], settings: _Settings) -> tu
             out[i] = _Prepared(entry, error=exc.diagnostics())
             continue
         files = tuple(
-            _File(rel, h.digests["sha256"], a.size, str(root / rel), dataclasses.replace(h, relpath=rel))
+            _File(rel, h.digests["sha256"], a.size, f"{root}/{rel}", FileHashes(rel, h.size, h.digests, h.shards))
             for a in renamed
             for rel, h in [(a.relpath.split("/", 1)[1], mine[a.relpath])]
         )
