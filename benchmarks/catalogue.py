@@ -44,7 +44,8 @@ from weightguard import __version__
 from weightguard.catalogue.cache import ResultsCache
 from weightguard.catalogue.catalogue import read_catalogue
 from weightguard.catalogue.local_engine import LocalEngine
-from weightguard.catalogue.runner import SETTLED_NS, run_catalogue
+from weightguard.catalogue.memo import SETTLED_NS
+from weightguard.catalogue.runner import run_catalogue
 from weightguard.pipeline import verify
 from weightguard.policy.load import load_builtin
 

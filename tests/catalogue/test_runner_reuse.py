@@ -10,7 +10,7 @@ import pytest
 
 from catalogue.builders import catalogue_dir, safetensors_model
 from weightguard import __version__
-from weightguard.catalogue import runner
+from weightguard.catalogue import memo, runner
 from weightguard.catalogue.cache import ResultsCache
 from weightguard.catalogue.catalogue import read_catalogue
 from weightguard.catalogue.interface import CatalogueEntry
@@ -44,7 +44,7 @@ def test_trusted_metadata_skips_reading_unchanged_files_and_catches_a_same_size_
     tmp_path: Path, engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The files were written a moment ago; a zero settling time lets this test remember them at once.
-    monkeypatch.setattr(runner, "SETTLED_NS", 0)
+    monkeypatch.setattr(memo, "SETTLED_NS", 0)
     loaded = load_builtin("default")
     entries = read_catalogue(catalogue_dir(tmp_path / "models"))
     cache = open_cache(tmp_path, loaded)

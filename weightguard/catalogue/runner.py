@@ -17,10 +17,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -36,6 +35,7 @@ from weightguard.catalogue.interface import (
     UnitResult,
     WorkUnit,
 )
+from weightguard.catalogue.memo import recall, remember, stamped_files
 from weightguard.errors import IntegrityError, WeightguardError
 from weightguard.integrity.hashing import FileHashes, HashRequest, covers, hash_files
 from weightguard.integrity.hub import hub_request
@@ -54,9 +54,6 @@ CHUNK_MODELS = 64
 # Results are written in small transactions: an interruption loses at most this many.
 FLUSH_EVERY = 16
 SMALL_CHUNK_BYTES = 64 * 2**20
-# A file is remembered by its stamp only if it had not changed for this long before it was read:
-# file systems keep timestamps at a coarse tick, and an edit within the tick leaves them as they were.
-SETTLED_NS = 2 * 10**9
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,59 +139,56 @@ class _Settings:
     loaded: LoadedPolicy
     trust: str
     converts: bool
+    cache: ResultsCache
     memo: ResultsCache | None  # set under --trust-file-metadata
 
 
-def _stamp(path: str) -> FileStamp | None:
-    try:
-        st = os.stat(path)  # noqa: PTH116 - paths are str here; pathlib would cost more than the stat
-    except OSError:
-        return None  # hashing the file reports why it cannot be read
-    # Some network and FUSE file systems report no inode or ctime: their stamps prove nothing.
-    if not st.st_ino or not st.st_ctime_ns:
-        return None
-    return FileStamp(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+def _recalled_models(
+    entries: Sequence[CatalogueEntry], settings: _Settings, request: HashRequest
+) -> dict[int, _Prepared]:
+    """Models whose files all kept their stamps and whose verdict is cached: known without opening a file.
 
-
-def _recalled(
-    files: Sequence[tuple[ArtifactFile, str]], memo: ResultsCache, request: HashRequest
-) -> tuple[dict[str, FileHashes], dict[str, tuple[str, FileStamp]]]:
-    """Digests recorded for files whose stamp is unchanged, and the stamps of the others."""
-    stamps = {a.relpath: (path, st) for a, path in files if (st := _stamp(path)) is not None}
-    recorded = memo.get_digests(path for path, _ in stamps.values())
-    known: dict[str, FileHashes] = {}
-    for a, path in files:
-        now = stamps.get(a.relpath)
-        then = recorded.get(path)
-        if now is None or then is None or now[1] != then[0] or now[1].size != a.size:
+    Only plain folders of regular files qualify (anything else needs the full listing, which
+    also reports it), and the key is computed exactly as for a listed model, so a hit here is
+    the hit the full path would find.
+    """
+    memo = settings.memo
+    if memo is None or not _model_cacheable("", settings.loaded, settings.converts):
+        return {}
+    listed: dict[int, tuple[str, list[tuple[str, str, FileStamp]]]] = {}
+    for i, entry in enumerate(entries):
+        if entry.target.startswith("hf://"):
             continue
-        held = FileHashes(a.relpath, a.size, then[1])
-        if covers(held, request):
-            known[a.relpath] = held
-    return known, {rel: v for rel, v in stamps.items() if rel not in known}
-
-
-def _remember(
-    memo: ResultsCache, hashes: Mapping[str, FileHashes], stamps: Mapping[str, tuple[str, FileStamp]]
-) -> None:
-    # A change within the file system's timestamp granularity of the stamp would leave the stamp as
-    # it was: only files that had been still for a while before they were read are remembered.
-    settled = time.time_ns() - SETTLED_NS
-    memo.put_digests(
-        {
-            path: (st, hashes[rel].digests)
-            for rel, (path, st) in stamps.items()
-            if rel in hashes and st.ctime_ns < settled and st.mtime_ns < settled
-        }
-    )
+        uri = str(Path(entry.target))
+        found = stamped_files(uri)
+        if found is not None:
+            listed[i] = (uri, found)
+    recorded = memo.get_digests(path for _, found in listed.values() for _, path, _ in found)
+    candidates: dict[str, tuple[int, tuple[_File, ...]]] = {}
+    for i, (uri, found) in listed.items():
+        files: list[_File] = []
+        for rel, path, now in found:
+            then = recorded.get(path)
+            held = FileHashes(rel, now.size, then[1]) if then is not None and then[0] == now else None
+            if held is None or not covers(held, request):
+                break
+            files.append(_File(rel, held.digests["sha256"], now.size, path, held))
+        else:
+            key = _model_key(entries[i].target, uri, files, [], settings.trust)
+            candidates[key] = (i, tuple(files))
+    hits = settings.cache.get_many(UnitKind.MODEL, candidates) if candidates else {}
+    return {i: _Prepared(entries[i], files, key) for key, (i, files) in candidates.items() if key in hits}
 
 
 def _prepare_chunk(entries: Sequence[CatalogueEntry], settings: _Settings) -> tuple[list[_Prepared], int]:
     """Resolve and hash a chunk of models; also return how many files were read to hash them."""
     loaded, trust, converts = settings.loaded, settings.trust, settings.converts
     resolved: list[tuple[int, Path, list[ArtifactFile], list[str], str]] = []
-    out: dict[int, _Prepared] = {}
+    request = _hash_request(loaded, entries)
+    out: dict[int, _Prepared] = _recalled_models(entries, settings, request)
     for i, entry in enumerate(entries):
+        if i in out:
+            continue
         try:
             target = resolve_target(entry.target, loaded)
         except WeightguardError as exc:
@@ -208,18 +202,17 @@ def _prepare_chunk(entries: Sequence[CatalogueEntry], settings: _Settings) -> tu
     everything = [a for r in resolved for a in r[2]]
     # Threads pay off on big files only; for a chunk of small ones, starting them costs more than hashing.
     workers = None if sum(a.size for a in everything) > SMALL_CHUNK_BYTES else 1
-    request = _hash_request(loaded, entries)
     known: dict[str, FileHashes] = {}
     stamps: dict[str, tuple[str, FileStamp]] = {}
     if settings.memo is not None:
         places = [(a, f"{root}/{a.relpath.split('/', 1)[1]}") for _, root, renamed, _, _ in resolved for a in renamed]
-        known, stamps = _recalled(places, settings.memo, request)
+        known, stamps = recall(places, settings.memo, request)
     try:
         hashes = hash_files(everything, request, workers=workers, known=known)
     except IntegrityError:
         hashes = {}  # one model's file changed while hashed: hash model by model to find which
     if settings.memo is not None and hashes:
-        _remember(settings.memo, hashes, stamps)
+        remember(settings.memo, hashes, stamps)
     for i, root, renamed, source, uri in resolved:
         entry = entries[i]
         try:
@@ -296,6 +289,7 @@ def run_catalogue(
         loaded,
         json.dumps(_trust_digests(loaded), sort_keys=True),
         _converts(loaded, convert_root),
+        cache,
         cache if trust_file_metadata else None,
     )
     read_files = 0

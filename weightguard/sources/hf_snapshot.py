@@ -30,7 +30,7 @@ from weightguard.integrity import codes as int_codes
 from weightguard.integrity.hub import HubFile, HubListing, ListingError, parse_listing
 from weightguard.sources import codes
 from weightguard.sources.interface import ArtifactFile, ModelSource, SourceListing
-from weightguard.sources.local import MappedFile
+from weightguard.sources.local import MappedFile, NotRegularFileError
 
 HF_SCHEME = "hf://"
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -260,6 +260,9 @@ def _entry(full: Path, rel: str, storage: Path, findings: list[Finding]) -> Arti
             findings.append(codes.SPECIAL_FILE.at(rel, "not a regular file"))
             return None
         source = MappedFile(target)
+    except NotRegularFileError:
+        findings.append(codes.SPECIAL_FILE.at(rel, "not a regular file when opened"))
+        return None
     except OSError as exc:
         findings.append(codes.UNREADABLE.at(rel, f"cannot read: {exc.strerror or exc}"))
         return None

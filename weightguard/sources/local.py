@@ -22,21 +22,29 @@ from weightguard.sources import codes
 from weightguard.sources.interface import ArtifactFile, ByteSource, ModelSource, SourceListing
 
 
+class NotRegularFileError(SourceError):
+    """The name was listed as a regular file but now is a link, a FIFO, a device or a directory."""
+
+
 class MappedFile:
     """A read-only memory map of a file, as a :class:`ByteSource`."""
 
     def __init__(self, path: Path | str) -> None:
-        """Open and map the regular file ``path``; raises ``OSError`` when it cannot be read.
+        """Open and map the regular file ``path``.
 
         The file is opened without following a final symlink and without blocking, then checked
         to be a regular file through the open descriptor: a name swapped for a link or a FIFO
         between listing and opening is refused, never followed or waited on.
+
+        Raises:
+            OSError: it cannot be opened or mapped.
+            NotRegularFileError: it is not a regular file.
         """
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
-                raise OSError(errno.EINVAL, "not a regular file")
+                raise NotRegularFileError(f"{path} is not a regular file")
             size = st.st_size
             self._map: mmap.mmap | None = mmap.mmap(fd, 0, access=mmap.ACCESS_READ) if size else None
         finally:
@@ -164,9 +172,12 @@ class LocalSource(ModelSource):
     def _listed(full: Path | str, rel: str, findings: list[Finding]) -> ArtifactFile | None:
         try:
             src = MappedFile(full)
+        except NotRegularFileError:
+            findings.append(codes.SPECIAL_FILE.at(rel, "not a regular file when opened (changed while listed)"))
+            return None
         except OSError as exc:
-            if exc.errno in (errno.EINVAL, errno.ELOOP, errno.ENXIO):
-                # It was listed as a regular file but is now something else: never followed or opened.
+            if exc.errno in (errno.ELOOP, errno.ENXIO):
+                # Listed as a regular file, now a link or a socket: never followed or opened.
                 findings.append(codes.SPECIAL_FILE.at(rel, "not a regular file when opened (changed while listed)"))
             else:
                 findings.append(codes.UNREADABLE.at(rel, f"cannot read: {exc.strerror or exc}"))
