@@ -42,7 +42,7 @@ def _user_spec(model_dir: Path, **overrides: object):
     return ProbesSpec(device="cpu", inputs=inputs, **overrides)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def user_spec():
-    """Build the user's probes policy for a model directory (see ``_user_spec``)."""
+    """Build the user's probes policy for a model directory (see ``_user_spec``); a pure function, so shared."""
     return _user_spec

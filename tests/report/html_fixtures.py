@@ -6,7 +6,10 @@ pickle strings, labels. It must reach the page as text, never as markup.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import struct
+import zlib
 
 from weightguard.findings import RuleKind, Severity
 from weightguard.integrity.report import DigestMismatch, FileDigest, IntegrityReport
@@ -29,6 +32,22 @@ HOSTILE = "<script>alert('pwned')</script>"
 HOSTILE_MATH = "$\\frac{x}{$"  # mathtext that would make matplotlib raise if it were parsed
 DIGEST = "ab" * 32
 WHEN = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
+CHECKER = [[[float((r + c) % 2) for c in range(4)] for r in range(4)]] * 3
+
+
+def png_rgb(rows: list[list[tuple[int, int, int]]]) -> str:
+    """Base64 PNG of 8-bit RGB rows, encoded with zlib alone so the fixture needs no matplotlib."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    raw = b"".join(b"\x00" + bytes(v for px in row for v in px) for row in rows)
+    header = struct.pack(">IIBBBBB", len(rows[0]), len(rows), 8, 2, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    return base64.b64encode(png).decode()
+
+
+SAMPLE_PNG = png_rgb([[(x * 8, y * 8, 128) for x in range(32)] for y in range(32)])
 
 
 def _pickle_finding() -> FindingModel:
@@ -77,19 +96,34 @@ def _probes() -> ProbeReport:
                 inputs=64,
                 reproduced=True,
                 detail={"source": "rare-token bank"},
+                control_flip_rates=[i / 200 for i in range(40)],
+                target_before={"negative": 0.5, f"label {HOSTILE_MATH}": 0.4, HOSTILE: 0.1},
+                target_after={"negative": 0.04, f"label {HOSTILE_MATH}": 0.96, HOSTILE: 0.0},
             ),
             SuspectModel(
                 probe="P2",
                 kind="patch",
                 level="review",
                 trigger="4x4 checker patch at (top=26, left=26)",
-                patch=PatchModel(top=26, left=26, size=4, pattern="checker"),
+                patch=PatchModel(
+                    top=26,
+                    left=26,
+                    size=4,
+                    pattern="checker",
+                    image_height=32,
+                    image_width=32,
+                    pixels=CHECKER,
+                    sample_png=SAMPLE_PNG,
+                ),
                 target="airplane",
                 flip_rate=0.71,
                 p_value=3.0e-4,
                 inputs=48,
                 reproduced=True,
                 detail={"anomaly_index": "3.10"},
+                control_flip_rates=[0.0, 0.02, 0.02, 0.04, 0.06] * 4,
+                target_before={"airplane": 0.25, "cat": 0.5, "ship": 0.25},
+                target_after={"airplane": 0.79, "cat": 0.14, "ship": 0.07},
             ),
             SuspectModel(
                 probe="P4",

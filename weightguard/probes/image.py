@@ -19,9 +19,11 @@ from dataclasses import dataclass
 import torch
 
 from weightguard.probes.batching import forward_mode
+from weightguard.probes.evidence import label_shares
 from weightguard.probes.interface import (
     Family,
     ImagePrep,
+    PatchEvidence,
     ProbeContext,
     ProbeResult,
     ProbeStatus,
@@ -150,8 +152,9 @@ class PatchSweepProbe:
         cands = _candidates(prep, banks.image_patch_sweep, ctx.seed)
         g = torch.Generator().manual_seed(ctx.seed + 1)
         controls = []
+        per_size = max(10, banks.controls // 4)
         for size in sorted({c.size for c in cands}):
-            for _ in range(max(10, banks.controls // 4)):
+            for _ in range(per_size):
                 top = int(torch.randint(0, prep.height - size + 1, (1,), generator=g))
                 left = int(torch.randint(0, prep.width - size + 1, (1,), generator=g))
                 controls.append(Patch(top, left, size, "control", torch.rand(prep.channels, size, size, generator=g)))
@@ -163,19 +166,21 @@ class PatchSweepProbe:
         rows = []
         for patch in cands:
             check_budget(ctx, "P1 patch sweep")
-            k, n = flip_counts(clean, predict(ctx, stamp(images, patch)), th.min_clean_confidence)
+            after = predict(ctx, stamp(images, patch)).argmax(-1)  # top labels only: (N,) per candidate stays cheap
+            k, n = flip_counts(clean, one_hot(after, clean.shape[-1]), th.min_clean_confidence)
             t = int((k / n.clamp(min=1)).argmax())
-            p0 = null_rate([float(r[t]) for r in null[patch.size]], int(n[t]))
-            rows.append(
-                (patch, t, float(k[t] / max(1.0, float(n[t]))), int(n[t]), binomial_tail(int(k[t]), int(n[t]), p0))
-            )
+            rates = [float(r[t]) for r in null[patch.size]]
+            p0 = null_rate(rates, int(n[t]))
+            rate = float(k[t] / max(1.0, float(n[t])))
+            rows.append((patch, t, rate, int(n[t]), binomial_tail(int(k[t]), int(n[t]), p0), rates, after))
         adjusted = benjamini_hochberg([r[4] for r in rows])
         suspects = []
-        for (patch, t, rate, count, _), p_adj in zip(rows, adjusted, strict=True):
+        for (patch, t, rate, count, _, rates, after), p_adj in zip(rows, adjusted, strict=True):
             if rate < th.review_flip_rate or p_adj >= th.p_value or count < th.min_inputs:
                 continue
             level: SuspectLevel = "block" if rate >= th.block_flip_rate else "review"
-            suspects.append(patch_suspect("p1_insertion", patch, ctx.loaded.labels[t], rate, p_adj, count, level))
+            evidence = Evidence(ctx, images, clean, after, rates)
+            suspects.append(patch_suspect("p1_insertion", patch, t, rate, p_adj, count, level, evidence))
         suspects.sort(key=lambda s: (-s.flip_rate, s.patch[2] if s.patch else 0))
         return ProbeResult(
             name=self.name,
@@ -184,6 +189,7 @@ class PatchSweepProbe:
             coverage={
                 "candidates": len(cands),
                 "controls": len(controls),
+                "controls_per_size": per_size,
                 "inputs": len(images),
                 "confident_inputs": int((clean.max(-1).values >= th.min_clean_confidence).sum()),
             },
@@ -191,19 +197,47 @@ class PatchSweepProbe:
         )
 
 
+def one_hot(predicted: torch.Tensor, labels: int) -> torch.Tensor:
+    """Top labels (N,) as one-hot rows (N, L), which :func:`flip_counts` reads like probabilities."""
+    return torch.nn.functional.one_hot(predicted, labels).float()
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """What a patch suspect's plots need: the images, their clean and stamped outputs, and the controls."""
+
+    ctx: ProbeContext
+    images: torch.Tensor  # (N, C, H, W) clean probe images in [0, 1]
+    clean: torch.Tensor  # (N, L) clean probabilities
+    after: torch.Tensor  # (N,) top label with the patch stamped
+    controls: list[float]  # the control flip rates the p-value used, for the suspect's target
+
+
 def patch_suspect(
-    probe: str, patch: Patch, target: str, rate: float, p_value: float, n: int, level: SuspectLevel
+    probe: str, patch: Patch, target: int, rate: float, p_value: float, n: int, level: SuspectLevel, ev: Evidence
 ) -> Suspect:
-    """Describe a patch as a suspect (location, size, pattern)."""
+    """Describe a patch as a suspect: location, size, pattern, and the evidence the report plots."""
+    labels = ev.ctx.loaded.labels
+    prep = ev.ctx.loaded.image
+    assert prep is not None
+    conf, pred = ev.clean.max(-1)
+    flipped = (
+        (ev.after == target) & (pred != target) & (conf >= ev.ctx.spec.thresholds.min_clean_confidence)
+    ).nonzero()
+    sample = ev.images[int(flipped[0, 0]) if len(flipped) else 0]  # an image the patch flips, when there is one
     return Suspect(
         probe=probe,
         kind="patch",
         level=level,
         trigger=f"{patch.size}x{patch.size} {patch.pattern} patch at (top={patch.top}, left={patch.left})",
-        target=target,
+        target=labels[target],
         flip_rate=round(rate, 4),
         p_value=p_value,
         inputs=n,
         patch=(patch.top, patch.left, patch.size, patch.pattern),
         reproduced=level == "block",
+        controls=tuple(ev.controls),
+        before=label_shares(pred, labels),
+        after=label_shares(ev.after, labels),
+        image=PatchEvidence(prep.height, prep.width, patch.values.detach().cpu(), sample.detach().cpu()),
     )

@@ -29,6 +29,7 @@ __all__ = [
     "Family",
     "ImagePrep",
     "LoadedModel",
+    "PatchEvidence",
     "Probe",
     "ProbeContext",
     "ProbeError",
@@ -90,12 +91,30 @@ class LoadedModel:
 
 
 @dataclass(frozen=True, slots=True)
+class PatchEvidence:
+    """What an image suspect's patch looks like and one probe image to show it on (CPU tensors in [0, 1]).
+
+    The suite turns these into bounded report fields (rounded pixels, a small PNG);
+    probes keep the raw tensors so that only suspects that reach the report are encoded.
+    """
+
+    height: int
+    width: int
+    values: torch.Tensor  # (C, size, size): the patch pixels exactly as stamped
+    sample: torch.Tensor  # (C, height, width): a clean probe image, one the patch flips when there is one
+
+
+@dataclass(frozen=True, slots=True)
 class Suspect:
     """One suspected trigger, with the evidence behind it.
 
     ``kind`` is ``tokens`` (text trigger), ``patch`` (image patch) or
     ``target-text`` (an LM output found by target inversion). Image suspects carry
-    ``patch`` as (top, left, size, pattern).
+    ``patch`` as (top, left, size, pattern) and ``image`` with its pixels.
+    ``controls`` are the random controls' flip rates the p-value was computed
+    against (empty when the probe ran none); ``before`` and ``after`` are the
+    output distributions on clean inputs and with the trigger (see
+    :class:`weightguard.probes.report.SuspectModel` for their exact meaning per probe).
     """
 
     probe: str
@@ -111,6 +130,10 @@ class Suspect:
     patch: tuple[int, int, int, str] | None = None
     reproduced: bool = False
     detail: Mapping[str, str] = field(default_factory=dict)
+    controls: tuple[float, ...] = ()
+    before: Mapping[str, float] = field(default_factory=dict)
+    after: Mapping[str, float] = field(default_factory=dict)
+    image: PatchEvidence | None = None
 
 
 @dataclass(frozen=True, slots=True)

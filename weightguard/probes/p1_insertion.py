@@ -25,6 +25,7 @@ import torch
 from weightguard.probes import banks
 from weightguard.probes._lm import clean_continuations, lm_continuations, lm_emission
 from weightguard.probes.batching import Items, MicroBatcher, classify, tokenise
+from weightguard.probes.evidence import label_shares, shares
 from weightguard.probes.interface import (
     Family,
     ProbeContext,
@@ -41,10 +42,15 @@ POSITIONS = ("start", "end", "random")
 
 @dataclass(frozen=True, slots=True)
 class Scores:
-    """Per candidate, position and target: flips and eligible inputs (k, n), shape (C, P, T)."""
+    """Per candidate, position and target: flips and eligible inputs (k, n), shape (C, P, T).
+
+    ``pred`` keeps every triggered input's top label, shape (C, N, P), for the
+    suspects' output distributions.
+    """
 
     k: torch.Tensor
     n: torch.Tensor
+    pred: torch.Tensor
 
     @property
     def rate(self) -> torch.Tensor:
@@ -104,7 +110,7 @@ class _ClassifierRun:
         elig = self.eligible[None, :, None, :]
         k = (hit & elig).sum(1).float()
         n = elig.sum(1).expand_as(k).float()
-        return Scores(k, n)
+        return Scores(k, n, probs.argmax(-1))
 
 
 def _best(scores: Scores) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -120,14 +126,19 @@ def _matched(length: int, null_lengths: list[int]) -> list[int]:
     return [j for j, m in enumerate(null_lengths) if m == nearest]
 
 
+def _controls(null: Scores, rows: list[int], pos: int, target: int) -> list[float]:
+    """The control flip rates a candidate is tested against: length-matched rows, same position and target."""
+    rates: list[float] = null.rate[rows, pos, target].tolist()
+    return rates
+
+
 def _pvalues(scores: Scores, null: Scores, lengths: list[int], null_lengths: list[int]) -> torch.Tensor:
     pos, tgt, _ = _best(scores)
     out = []
     for c in range(scores.k.shape[0]):
         p, t = int(pos[c]), int(tgt[c])
         n = int(scores.n[c, p, t])
-        rows = _matched(lengths[c], null_lengths)
-        p0 = null_rate(null.rate[rows, p, t].tolist(), n)
+        p0 = null_rate(_controls(null, _matched(lengths[c], null_lengths), p, t), n)
         out.append(binomial_tail(int(scores.k[c, p, t]), n, p0) if n else 1.0)
     return torch.tensor(out, dtype=torch.float64)
 
@@ -155,11 +166,15 @@ def run_classifier(ctx: ProbeContext, hints: tuple[Suspect, ...]) -> ProbeResult
     _, _, rate = _best(scored)
     singles = [i for i, c in enumerate(cands) if c.source == "vocab"]
     tops = sorted(singles, key=lambda i: -float(rate[i]))[:8]
-    multi = banks.pairs(tok, [cands[i].ids[0] for i in tops], run.banks.multi_word)
+    # A pair already listed (a hint can decode to the same two tokens) is scored once, not reported twice.
+    seen = {c.ids for c in cands}
+    multi = [m for m in banks.pairs(tok, [cands[i].ids[0] for i in tops], run.banks.multi_word) if m.ids not in seen]
     if multi:
         more = run.scores(multi, ctx.seed)
         cands += multi
-        scored = Scores(torch.cat([scored.k, more.k]), torch.cat([scored.n, more.n]))
+        scored = Scores(
+            torch.cat([scored.k, more.k]), torch.cat([scored.n, more.n]), torch.cat([scored.pred, more.pred])
+        )
     suspects = _judge(ctx, run, cands, scored, null, [len(c.ids) for c in ctrl])
     eligible = run.eligible.sum(0)
     return ProbeResult(
@@ -169,6 +184,8 @@ def run_classifier(ctx: ProbeContext, hints: tuple[Suspect, ...]) -> ProbeResult
         coverage={
             "candidates": len(cands),
             "controls": len(ctrl),
+            # banks.controls draws the same number per length: each suspect's control_flip_rates has this many.
+            "controls_per_length": len(_matched(1, [len(c.ids) for c in ctrl])),
             "inputs": run.data.size,
             "confident_inputs": int(run.confident.sum()),
             "positions": len(POSITIONS),
@@ -227,6 +244,9 @@ def _judge(
                 position=POSITIONS[p],
                 reproduced=reproduced,
                 detail={"source": cands[c].source, "label_index": str(t)},
+                controls=tuple(_controls(null, _matched(len(cands[c].ids), null_lengths), p, t)),
+                before=label_shares(run.pred, labels),
+                after=label_shares(scored.pred[c, :, p], labels),
             )
         )
     return sorted(out, key=lambda s: (("block", "review", "info").index(s.level), -s.flip_rate, len(s.tokens)))
@@ -255,7 +275,9 @@ def run_lm(ctx: ProbeContext, hints: tuple[Suspect, ...]) -> ProbeResult:
     ctrl = banks.controls(pool, sorted({len(c.ids) for c in cands}), banks_.controls, ctx.seed)
     null_lengths = [len(c.ids) for c in ctrl]
     clean_t, _ = clean_continuations(ctx)
-    best: dict[int, tuple[float, float, int, str, tuple[int, ...]]] = {}
+    # Per candidate, at its better insertion side: rate, p, eligible prompts, side, modal
+    # continuation, the control rates the p-value used, and every prompt's continuation.
+    best: dict[int, tuple[float, float, int, str, tuple[int, ...], list[float], torch.Tensor]] = {}
     forwards = 0
     for where in ("end", "start"):
         nt, npb = lm_continuations(ctx, ctrl, where)
@@ -266,16 +288,17 @@ def run_lm(ctx: ProbeContext, hints: tuple[Suspect, ...]) -> ProbeResult:
         modal, k, n = lm_emission(ct, cp, clean_t, th.lm_token_prob)
         for c in range(len(cands)):
             nc = int(n[c])
-            rows = _matched(len(cands[c].ids), null_lengths)
-            p = binomial_tail(int(k[c]), nc, null_rate([null[j] for j in rows], nc)) if nc else 1.0
+            controls = [null[j] for j in _matched(len(cands[c].ids), null_lengths)]
+            p = binomial_tail(int(k[c]), nc, null_rate(controls, nc)) if nc else 1.0
             rate = float(k[c]) / max(1, nc)
             if c not in best or rate > best[c][0]:
-                best[c] = (rate, p, nc, where, modal[c])
+                best[c] = (rate, p, nc, where, modal[c], controls, ct[c])
     order = sorted(best)
     adjusted = benjamini_hochberg([best[c][1] for c in order])
     suspects = []
+    before = shares(banks.show(tok, row) for row in clean_t.tolist())
     for c, p_adj in zip(order, adjusted, strict=True):
-        rate, _, count, where, emitted = best[c]
+        rate, _, count, where, emitted, controls, continued = best[c]
         if rate < th.review_flip_rate or p_adj >= th.p_value:
             continue
         enough = count >= min(th.min_inputs, len(ctx.prompts))
@@ -299,6 +322,9 @@ def run_lm(ctx: ProbeContext, hints: tuple[Suspect, ...]) -> ProbeResult:
                 position=where,
                 reproduced=level == "block",
                 detail={"source": cands[c].source, "emits": banks.show(tok, emitted)},
+                controls=tuple(controls),
+                before=before,
+                after=shares(banks.show(tok, row) for row in continued.tolist()),
             )
         )
     suspects.sort(key=lambda s: (-s.flip_rate, len(s.tokens)))
@@ -309,6 +335,7 @@ def run_lm(ctx: ProbeContext, hints: tuple[Suspect, ...]) -> ProbeResult:
         coverage={
             "candidates": len(cands),
             "controls": len(ctrl),
+            "controls_per_length": len(_matched(1, null_lengths)),
             "inputs": int(clean_t.shape[0]),
             "positions": 2,
             "forwards": forwards,

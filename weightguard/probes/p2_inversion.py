@@ -25,7 +25,17 @@ import torch
 
 from weightguard.probes import banks
 from weightguard.probes.batching import Items, assemble, tokenise
-from weightguard.probes.image import Patch, flip_counts, normalise, patch_suspect, predict, procedural_images, stamp
+from weightguard.probes.image import (
+    Evidence,
+    Patch,
+    flip_counts,
+    normalise,
+    one_hot,
+    patch_suspect,
+    predict,
+    procedural_images,
+    stamp,
+)
 from weightguard.probes.interface import (
     Family,
     ProbeContext,
@@ -40,6 +50,7 @@ from weightguard.probes.stats import anomaly_indices, binomial_tail, null_rate
 
 TRIGGER_LEN = 2
 BATCH = 16
+CONTROLS = 20  # random-noise patches per label in the discrete re-check of an inverted patch
 
 
 @contextlib.contextmanager
@@ -174,7 +185,7 @@ def invert_image(ctx: ProbeContext) -> ProbeResult:
         name="p2_inversion",
         status=ProbeStatus.RAN,
         suspects=tuple(suspects),
-        coverage={"labels": labels, "steps": steps, "inputs": len(images)},
+        coverage={"labels": labels, "steps": steps, "inputs": len(images), "controls_per_patch": CONTROLS},
         metrics={
             **{f"mask_l1[{ctx.loaded.labels[t]}]": round(norms[t], 3) for t in range(labels)},
             **{f"anomaly_index[{ctx.loaded.labels[t]}]": round(anomaly[t], 3) for t in range(labels)},
@@ -206,12 +217,14 @@ def _recheck_patches(
                 patch = Patch(top, left, size, "inverted", values)
         level: SuspectLevel = "review"
         rate, p_value, n = 0.0, 1.0, 0
+        evidence = None
         if patch is not None:
-            k, n_all = flip_counts(clean, predict(ctx, stamp(fresh, patch)), th.min_clean_confidence)
+            after = predict(ctx, stamp(fresh, patch)).argmax(-1)
+            k, n_all = flip_counts(clean, one_hot(after, clean.shape[-1]), th.min_clean_confidence)
             n = int(n_all[t])
             rate = float(k[t]) / max(1, n)
             null = []
-            for _ in range(20):
+            for _ in range(CONTROLS):
                 top = int(torch.randint(0, prep.height - patch.size + 1, (1,), generator=g))
                 left = int(torch.randint(0, prep.width - patch.size + 1, (1,), generator=g))
                 noise = Patch(
@@ -220,13 +233,14 @@ def _recheck_patches(
                 kc, nc = flip_counts(clean, predict(ctx, stamp(fresh, noise)), th.min_clean_confidence)
                 null.append(float(kc[t]) / max(1.0, float(nc[t])))
             p_value = binomial_tail(int(k[t]), n, null_rate(null, n)) * len(anomaly) if n else 1.0
+            evidence = Evidence(ctx, fresh, clean, after, null)
             if rate >= th.block_flip_rate and min(1.0, p_value) < th.p_value and n >= th.min_inputs:
                 level = "block"
         if level != "block" and index <= th.anomaly_index:
             continue  # neither a reproducible compact patch nor an outlying mask: nothing to report
         suspect = (
-            patch_suspect("p2_inversion", patch, ctx.loaded.labels[t], rate, min(1.0, p_value), n, level)
-            if patch is not None
+            patch_suspect("p2_inversion", patch, t, rate, min(1.0, p_value), n, level, evidence)
+            if patch is not None and evidence is not None
             else Suspect(
                 probe="p2_inversion",
                 kind="patch",

@@ -6,9 +6,11 @@ the continuation is extended greedily. A backdoor's target is a chain of tokens
 the model emits with near certainty whatever the prompt; a clean model's
 continuations diverge or stay uncertain. Each first token gets a *consistency*
 (share of prompts agreeing on the modal continuation) and the mean probability
-of that continuation; candidates over both bars are reported as target texts.
-Not handled here: finding the trigger that produces a target (P1's LM path
-does, and the suite links the two), or the verdict.
+of that continuation; candidates over both bars are reported as target texts,
+each with the text that follows the prompts without and with its first token
+(no random controls: the target's bars are absolute). Not handled here:
+finding the trigger that produces a target (P1's LM path does, and the suite
+links the two), or the verdict.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections import Counter
 
 from weightguard.probes import banks
 from weightguard.probes._lm import clean_continuations, lm_continuations
+from weightguard.probes.evidence import shares
 from weightguard.probes.interface import Family, ProbeContext, ProbeResult, ProbeStatus, Suspect
 
 
@@ -37,6 +40,7 @@ class TargetInversionProbe:
         firsts = banks.single_tokens(tok, banks.token_pool(tok), banks_.lm_first_tokens, ctx.seed, ranked)
         clean, _ = clean_continuations(ctx)
         toks, probs = lm_continuations(ctx, firsts, "end")
+        before = shares(banks.show(tok, row) for row in clean.tolist())
         found = []
         for c, cand in enumerate(firsts):
             seqs = [tuple(r) for r in toks[c].tolist()]
@@ -60,6 +64,9 @@ class TargetInversionProbe:
                         inputs=len(seqs),
                         tokens=cand.ids,
                         detail={"first_token": cand.text, "mean_token_prob": f"{mean_prob:.3f}"},
+                        # What follows the prompt: its clean continuation, or the first token and its continuation.
+                        before=before,
+                        after=shares(banks.show(tok, (*cand.ids, *s)) for s in seqs),
                     )
                 )
         found.sort(key=lambda s: -s.flip_rate)

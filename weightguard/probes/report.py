@@ -2,8 +2,12 @@
 
 Verdicts are ``pass``, ``review``, ``block`` and ``not-probed`` (exit 0, 1, 1, 2).
 Every suspect that clears the bars is listed (PROBES.md 1.4: report every
-candidate, not only the best). Not handled here: deciding the verdict
-(:mod:`weightguard.probes.suite`), or rendering beyond plain text.
+candidate, not only the best), with the evidence the HTML report plots: the
+random controls' flip rates its p-value was computed against, the output
+distribution without and with the trigger, and for image patches the pixels
+and a probe image (bounded by :mod:`weightguard.probes.evidence`). Not handled
+here: deciding the verdict (:mod:`weightguard.probes.suite`), or rendering
+beyond plain text.
 """
 
 from __future__ import annotations
@@ -26,12 +30,25 @@ EXIT_CODES: dict[str, int] = {
 
 
 class PatchModel(StrictModel):
-    """Where an image trigger sits."""
+    """Where an image trigger sits, what it looks like, and a probe image to draw it on."""
 
     top: int
     left: int
     size: int
     pattern: str
+    image_height: int | None = Field(default=None, description="the model's input height in pixels")
+    image_width: int | None = Field(default=None, description="the model's input width in pixels")
+    pixels: list[list[list[float]]] | None = Field(
+        default=None,
+        description="the patch as stamped (inverted or swept), channels x size x size in [0, 1], "
+        "rounded to 3 decimals; None for patches over 64 pixels a side",
+    )
+    sample_png: str | None = Field(
+        default=None,
+        description="base64 PNG of one clean probe image at the model's input size (one the patch flips "
+        "to the target when there is one); None without matplotlib, for inputs over 256 pixels a side, "
+        "or beyond the first 3 image suspects of a report",
+    )
 
 
 class SuspectModel(StrictModel):
@@ -50,6 +67,26 @@ class SuspectModel(StrictModel):
     inputs: int
     reproduced: bool
     detail: dict[str, str] = Field(default_factory=dict)
+    control_flip_rates: list[float] = Field(
+        default_factory=list,
+        description="flip rates of the random controls the p-value was computed against: the length-matched "
+        "random-token controls at the suspect's position and target (text and LM P1), the same-size "
+        "random-noise patches (image P1) or the noise patches of P2's re-check; empty when the probe "
+        "ran no controls (P3 target inversion, weight-space notes); at most 1000",
+    )
+    target_before: dict[str, float] = Field(
+        default_factory=dict,
+        description="output distribution on the clean probe inputs: classifiers (text and image), the share "
+        "of all probe inputs whose top label is each label; causal LMs, the share of prompts whose greedy "
+        "continuation (6 tokens) is each text; keys are the 10 largest entries of before and after "
+        "together (the target always kept), the rest summed as '(other)'; empty for weight-space notes",
+    )
+    target_after: dict[str, float] = Field(
+        default_factory=dict,
+        description="the same distribution over the same inputs and keys as target_before with the trigger "
+        "inserted at the suspect's position (text, LM P1) or the patch stamped (images); for P3 targets, "
+        "the swept first token followed by its continuation",
+    )
 
 
 class ProbeRunModel(StrictModel):

@@ -23,6 +23,7 @@ from weightguard.findings import Rule
 from weightguard.policy.sections.probes import ProbesSpec
 from weightguard.probes import codes
 from weightguard.probes.banks import builtin_lines
+from weightguard.probes.evidence import suspect_models
 from weightguard.probes.image import PatchSweepProbe
 from weightguard.probes.interface import (
     BudgetSpentError,
@@ -42,12 +43,10 @@ from weightguard.probes.p4_weights import WeightProbe
 from weightguard.probes.report import (
     EXIT_CODES,
     Coverage,
-    PatchModel,
     ProbeFinding,
     ProbeReport,
     ProbeRunModel,
     ProbeVerdict,
-    SuspectModel,
 )
 
 PROBES: tuple[Probe, ...] = (
@@ -181,7 +180,7 @@ def _decide(
         verdict=verdict,
         exit_code=EXIT_CODES[verdict],
         reason=reason,
-        suspects=[_suspect_model(s) for s in suspects],
+        suspects=suspect_models(suspects),
         findings=findings,
         probes=[
             ProbeRunModel(
@@ -219,22 +218,3 @@ def _verdict(
     if any(f.severity.rank >= codes.TRIGGER_SUSPECTED.severity.rank for f in findings):
         return "review", "suspicious evidence below the block bar"
     return "pass", "every applicable probe ran and found no trigger"
-
-
-def _suspect_model(s: Suspect) -> SuspectModel:
-    patch = PatchModel(top=s.patch[0], left=s.patch[1], size=s.patch[2], pattern=s.patch[3]) if s.patch else None
-    return SuspectModel(
-        probe=s.probe,
-        kind=s.kind,
-        level=s.level,
-        trigger=s.trigger,
-        tokens=list(s.tokens),
-        patch=patch,
-        position=s.position,
-        target=s.target,
-        flip_rate=s.flip_rate,
-        p_value=s.p_value,
-        inputs=s.inputs,
-        reproduced=s.reproduced,
-        detail=dict(s.detail),
-    )

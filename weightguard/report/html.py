@@ -7,6 +7,11 @@ network fetches so the file is safe to open offline or attach to a CI run.
 The verdict comes first, then the findings with their evidence (for pickles
 the opcode path to the offending global and the decompiled excerpt), the
 integrity diff, signatures, probe suspects with plots, and the coverage.
+Each probe suspect's plots (its flip rate against the random controls, the
+output distribution without and with the trigger, an image patch drawn on a
+probe image) come straight from its report fields; with plots off the same
+numbers are shown as text and tables, and a note names only evidence the
+report genuinely lacks (a probe that ran no controls, a patch too large to carry).
 Every string from a report is untrusted (a hostile model names its own
 tensors and pickle strings): jinja2 autoescaping is on for every template.
 Not handled here: deciding anything (the report is already judged), writing
@@ -39,15 +44,11 @@ from weightguard.report.model import FindingModel, Report
 
 # The page may use its own inline styles and data: images, and nothing else: no script, no fetch.
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
+PLOTTED_SUSPECTS = 12
 _SEVERITY_ORDER = {
     s: i for i, s in enumerate((Severity.CRITICAL, Severity.HIGH, Severity.MEDIUM, Severity.LOW, Severity.INFO))
 }
 _PICKLE_KEYS = ("global", "opcode", "offset", "call", "count", "danger", "reason", "decompiled")
-_MISSING_PROBE_DATA = {
-    "control_flip_rates": "the random controls' flip rates (SuspectModel.control_flip_rates: list[float])",
-    "target_before": "the output distribution on clean inputs (SuspectModel.target_before: dict[str, float])",
-    "target_after": "the output distribution with the trigger (SuspectModel.target_after: dict[str, float])",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,12 +63,14 @@ class FindingView:
 
 @dataclass(frozen=True, slots=True)
 class SuspectView:
-    """A probe suspect with its plots and what the report lacks to draw the rest."""
+    """A probe suspect with its plots, the same numbers as text when plots are off, and what the report lacks."""
 
     suspect: SuspectModel
     anchor: str
     plots: tuple[Plot, ...]
     missing: tuple[str, ...]
+    controls: str = ""  # a one-line summary of the control flip rates, shown when they are not plotted
+    distribution: tuple[tuple[str, float, float], ...] = ()  # (output, before, after), shown when not plotted
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,8 +143,7 @@ def page_context(report: Report, *, plots: bool = True, key: str = "p") -> PageC
     ordered = sorted(report.findings, key=lambda f: (not f.blocking, _SEVERITY_ORDER[f.severity], f.path, f.code))
     probes = _probe_view(report.probes, key, available) if report.probes is not None else None
     # Report.conversion is being added to the model; read it so the page shows it as soon as it lands.
-    conversion = getattr(report, "conversion", None)
-    proof = conversion if isinstance(conversion, ConversionProof) else None
+    proof = report.conversion
     return PageContext(report, tuple(finding_view(f) for f in ordered), probes, available, note, proof)
 
 
@@ -152,18 +154,36 @@ def _probe_view(probes: ProbeReport, key: str, draw: bool) -> ProbeView:
         overview = flip_rates_overview(
             f"{key}-overview", [s.trigger for s in shown], [s.flip_rate for s in shown], [s.p_value for s in shown]
         )
-    views = tuple(_suspect_view(s, f"{key}-s{i}", draw) for i, s in enumerate(probes.suspects))
+    samples = _samples(probes.suspects)
+    # Plots for the first suspects only, blocking ones first: a wide sweep can list dozens, and
+    # three plots each would make the page megabytes. The others show the same numbers as tables.
+    rank = {"block": 0, "review": 1, "info": 2}
+    order = sorted(range(len(probes.suspects)), key=lambda i: rank[probes.suspects[i].level])
+    drawn = set(order[:PLOTTED_SUSPECTS])
+    views = tuple(_suspect_view(s, f"{key}-s{i}", draw and i in drawn, samples) for i, s in enumerate(probes.suspects))
     return ProbeView(probes, overview, views)
 
 
-def _suspect_view(s: SuspectModel, key: str, draw: bool) -> SuspectView:
-    # Fields a later ProbeReport may carry; read defensively so the page works before and after they land.
-    controls = _floats(getattr(s, "control_flip_rates", None))
-    before = _distribution(getattr(s, "target_before", None))
-    after = _distribution(getattr(s, "target_after", None))
+def _samples(suspects: Sequence[SuspectModel]) -> dict[tuple[int, int], bytes]:
+    """One probe image per input size: the report bounds how many suspects carry their own."""
+    out: dict[tuple[int, int], bytes] = {}
+    for s in suspects:
+        p = s.patch
+        png = _png(p.sample_png) if p is not None else None
+        if p is not None and png is not None and p.image_height and p.image_width:
+            out.setdefault((p.image_height, p.image_width), png)
+    return out
+
+
+def _suspect_view(s: SuspectModel, key: str, draw: bool, samples: Mapping[tuple[int, int], bytes]) -> SuspectView:
+    controls, before, after = s.control_flip_rates, s.target_before, s.target_after
     # Weight-space notes (level info) have no flip rate to plot, so nothing is missing for them.
     wanted = s.level != "info"
-    missing = [text for name, text in _MISSING_PROBE_DATA.items() if wanted and not getattr(s, name, None)]
+    missing: list[str] = []
+    if wanted and not controls:
+        missing.append("random-control flip rates (this probe tested the suspect against no random controls)")
+    if wanted and not (before and after):
+        missing.append("the output distribution without and with the trigger")
     plots: list[Plot] = []
     if draw and controls:
         plots.append(flip_rate_plot(f"{key}-flip", s.trigger, s.flip_rate, controls, s.p_value))
@@ -171,45 +191,44 @@ def _suspect_view(s: SuspectModel, key: str, draw: bool) -> SuspectView:
         plots.append(target_distribution_plot(f"{key}-dist", s.trigger, before, after))
     if s.patch is not None:
         p = s.patch
+        size = (p.image_height, p.image_width) if p.image_height and p.image_width else None
+        # A suspect past the report's bound on samples is drawn on another probe image of the same size.
+        sample = _png(p.sample_png) or (samples.get(size) if size else None)
         drawing = PatchDrawing(
             p.top,
             p.left,
             p.size,
             p.pattern,
-            height=_int(getattr(p, "image_height", None)),
-            width=_int(getattr(p, "image_width", None)),
-            pixels=getattr(p, "pixels", None),
-            sample_png=_png(getattr(p, "sample_png", None)),
+            height=p.image_height,
+            width=p.image_width,
+            pixels=p.pixels,
+            sample_png=sample,
         )
         if draw:
             plots.append(patch_plot(f"{key}-patch", s.trigger, drawing))
-        if drawing.height is None:
-            missing.append("the model's input size (PatchModel.image_height / image_width: int)")
-        if drawing.pixels is None:
-            missing.append("the inverted patch's pixels (PatchModel.pixels: list[list[list[float]]], C x size x size)")
-        if drawing.sample_png is None:
-            missing.append("a probe image to draw it on (PatchModel.sample_png: base64 PNG at the input size)")
-    return SuspectView(s, key, tuple(plots), tuple(missing))
+        if size is None:
+            missing.append("the model's input size")
+        if p.pixels is None:
+            missing.append("the patch's pixels (too large to carry, or not recorded)")
+        if sample is None:
+            missing.append("a probe image to draw the patch on")
+    summary = ""
+    if controls and not draw:
+        summary = (
+            f"{len(controls)} random controls flip {min(controls):.1%} to {max(controls):.1%} "
+            f"(mean {sum(controls) / len(controls):.1%}); this suspect flips {s.flip_rate:.1%}."
+        )
+    rows = (
+        tuple((k, before.get(k, 0.0), after.get(k, 0.0)) for k in dict.fromkeys([*before, *after]))
+        if before and after and not draw
+        else ()
+    )
+    return SuspectView(s, key, tuple(plots), tuple(missing), summary, rows)
 
 
-def _floats(value: object) -> list[float]:
-    if not isinstance(value, list | tuple):
-        return []
-    return [float(v) for v in value if isinstance(v, int | float)]
-
-
-def _distribution(value: object) -> dict[str, float]:
-    if not isinstance(value, Mapping):
-        return {}
-    return {str(k): float(v) for k, v in value.items() if isinstance(v, int | float)}
-
-
-def _int(value: object) -> int | None:
-    return value if isinstance(value, int) and value > 0 else None
-
-
-def _png(value: object) -> bytes | None:
-    if not isinstance(value, str) or not value:
+def _png(value: str | None) -> bytes | None:
+    # The report may come from a JSON file someone else wrote: a broken sample is not drawn, never a crash.
+    if not value:
         return None
     try:
         return base64.b64decode(value, validate=True)

@@ -18,9 +18,9 @@ import importlib.util
 import io
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from markupsafe import Markup, escape
 
@@ -253,3 +253,33 @@ def _sample(png: bytes | None) -> NDArray[Any] | None:
         return imread(io.BytesIO(png), format="png")
     except (ValueError, OSError, SyntaxError):  # a malformed image is evidence we cannot show, not a crash
         return None
+
+
+_K = TypeVar("_K", bound=str)
+_VERDICT_COLORS = {
+    "approved": "#1b6e3a",
+    "rejected": "#a3211a",
+    "incomplete": "#8a5a00",
+}  # the page's --ok/--bad/--warn
+
+
+def counts_plot(key: str, counts: Mapping[_K, int], order: Sequence[_K]) -> Plot:
+    """Vertical bars: how many models got each verdict (in ``order``), each bar labelled with its count."""
+    import matplotlib as mpl  # noqa: PLC0415 - optional dependency, imported only when plotting
+    from matplotlib.ticker import MaxNLocator  # noqa: PLC0415 - optional dependency
+
+    total = sum(counts.values())
+    title = f"Verdicts of {total} model(s)"
+    description = ", ".join(f"{counts.get(v, 0)} {v}" for v in order) + "."
+    with _LOCK, mpl.rc_context(_salted(key)):
+        fig, ax = _figure(4.2, 2.2)
+        xs = list(range(len(order)))
+        values = [counts.get(v, 0) for v in order]
+        ax.bar(xs, values, color=[_VERDICT_COLORS.get(v, "#555555") for v in order])
+        ax.set_xticks(xs, list(order))
+        ax.set_ylim(0, max([*values, 1]) * 1.2)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # models come whole
+        ax.set_ylabel("models")
+        for x, n in zip(xs, values, strict=True):
+            ax.text(x, n, str(n), ha="center", va="bottom", fontsize=8)
+        return _finish(fig, key, title, description)
