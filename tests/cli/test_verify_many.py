@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import typer
@@ -51,3 +52,19 @@ def test_a_catalogue_with_a_rejected_model_exits_1_with_sarif(tmp_path: Path) ->
 def test_an_unreadable_catalogue_exits_2_with_a_message(tmp_path: Path) -> None:
     result = CliRunner().invoke(_app(), ["verify-many", str(tmp_path / "missing.txt")])
     assert result.exit_code == 2 and "no such catalogue" in result.output
+
+
+def test_format_html_writes_one_self_contained_page_with_every_model(tmp_path: Path) -> None:
+    catalogue_dir(tmp_path / "models", clean=1)
+    out = tmp_path / "catalogue.html"
+    result = CliRunner().invoke(
+        _app(),
+        ["verify-many", str(tmp_path / "models"), "--database", f"sqlite:///{tmp_path}/r.db", "-f", "html",
+         "-o", str(out), "--workers", "1"],
+    )
+    assert result.exit_code == 1, result.output
+    page = out.read_text()
+    assert page.startswith("<!DOCTYPE html>") and "<script" not in page
+    assert re.search(r"<h1>weightguard verify-many: <span[^>]*>REJECTED</span>", page)
+    for name in ("clean-0", "evil", "odd"):
+        assert name in page

@@ -32,6 +32,7 @@ class ManyFormat(str, Enum):
     TEXT = "text"
     JSON = "json"
     SARIF = "sarif"
+    HTML = "html"
 
 
 @contextmanager
@@ -126,6 +127,10 @@ def verify_many_command(
         body = render_json(report)
     elif fmt is ManyFormat.SARIF:
         body = render_sarif(summary, report)
+    elif fmt is ManyFormat.HTML:
+        from weightguard.catalogue.html import render_catalogue_html  # jinja2 only when HTML is asked for
+
+        body = render_catalogue_html(summary, report)
     else:
         body = render_text(report)
     counts = report.counts
