@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import threading
 from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
@@ -31,9 +32,15 @@ from weightguard.policy.load import LoadedPolicy
 _WORKER: tuple[Execute, LoadedPolicy] | None = None
 
 
-def _init_worker(execute: Execute, loaded: LoadedPolicy) -> None:
+def _init_worker(execute: Execute, loaded: LoadedPolicy, threads: int) -> None:
     global _WORKER  # noqa: PLW0603 - per-process state is what a pool initializer is for
     _WORKER = (execute, loaded)
+    # Probe units run torch: left alone, every worker would start a thread per core, and OpenMP
+    # threads that outnumber the cores spin against each other (several times slower in all).
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(threads)
 
 
 def _context() -> multiprocessing.context.BaseContext:
@@ -92,7 +99,7 @@ class LocalEngine:
             max_workers=self.workers,
             mp_context=_context(),
             initializer=_init_worker,
-            initargs=(self._execute, loaded),
+            initargs=(self._execute, loaded, max(1, (os.cpu_count() or 1) // self.workers)),
         )
         self._pool_policy = loaded.sha256
         return self._pool
