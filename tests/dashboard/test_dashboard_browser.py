@@ -11,9 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +20,8 @@ import pytest
 httpx = pytest.importorskip("httpx")
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (pip install playwright)")
 
-from html_fixtures import HOSTILE, rich_report  # noqa: E402 - after the skips
+from dashboard_server import running_sidecar  # noqa: E402 - after the skips
+from html_fixtures import HOSTILE, rich_report  # noqa: E402
 
 from weightguard.report.model import Report  # noqa: E402
 from weightguard.verdict.store import RolloutStore  # noqa: E402
@@ -34,12 +32,6 @@ TOKEN = "dashboard-test-token"
 GOOD, BAD = "cd" * 32, "ab" * 32
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no system Chromium (Debian: apt-get install -y chromium)")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _reports() -> dict[str, Report]:
@@ -74,32 +66,8 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pat
         (root / name).mkdir(parents=True)
         (root / name / "report.json").write_text(report.model_dump_json())
     database = f"sqlite:///{tmp / 'wg.db'}"
-    port = _free_port()
-    env = {
-        **os.environ,
-        "WG_TEST_TOKEN": TOKEN,
-        "PYTHONPATH": os.pathsep.join([str(HERE.parent / "report"), os.environ.get("PYTHONPATH", "")]),
-    }
-    proc = subprocess.Popen(  # noqa: S603 - our own test server
-        [sys.executable, str(HERE / "_server.py"), str(root), database, str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {TOKEN}"}
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                out = proc.stdout.read().decode() if proc.stdout else ""
-                pytest.fail(f"sidecar did not start:\n{out}")
-            time.sleep(0.1)
+    with running_sidecar(root, database, TOKEN) as base:
         api: dict[str, dict[str, object]] = {}
         for name in ("bad", "good"):
             answer = httpx.post(
@@ -126,9 +94,6 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pat
         finally:
             store.close()
         yield base, tmp, api
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_dashboard_is_behind_the_sidecars_bearer_token(sidecar) -> None:

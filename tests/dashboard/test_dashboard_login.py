@@ -5,22 +5,17 @@ The session rules are checked directly; the routes against the real sidecar (uvi
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 httpx = pytest.importorskip("httpx")
 
-from weightguard.sidecar.auth import BearerAuth  # noqa: E402 - after the skip
+from dashboard_server import running_sidecar  # noqa: E402 - after the skip
+
+from weightguard.sidecar.auth import BearerAuth  # noqa: E402
 from weightguard.sidecar.dashboard_auth import COOKIE, SESSION_SECONDS, DashboardAuth  # noqa: E402
 
-HERE = Path(__file__).resolve().parent
 TOKEN = "login-test-token"
 BROWSER = {"Accept": "text/html,application/xhtml+xml"}
 
@@ -57,40 +52,12 @@ def test_a_forged_or_rotated_session_does_not_hold() -> None:
         assert not same.session_holds(junk)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("login")
     (tmp / "models").mkdir()
-    port = _free_port()
-    env = {**os.environ, "WG_TEST_TOKEN": TOKEN}
-    proc = subprocess.Popen(  # noqa: S603 - our own test server
-        [sys.executable, str(HERE / "_server.py"), str(tmp / "models"), f"sqlite:///{tmp / 'wg.db'}", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("sidecar did not start:\n" + (proc.stdout.read().decode() if proc.stdout else ""))
-            time.sleep(0.1)
+    with running_sidecar(tmp / "models", f"sqlite:///{tmp / 'wg.db'}", TOKEN) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_a_browser_without_a_session_is_sent_to_sign_in_and_an_api_client_gets_401(base: str) -> None:
