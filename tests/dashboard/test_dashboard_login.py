@@ -87,6 +87,18 @@ def test_signing_in_with_the_api_token_sets_a_strict_httponly_cookie_that_opens_
         assert client.get("/dashboard/", headers={"Authorization": "Bearer wrong"}).status_code == 401
 
 
+def test_a_malformed_sign_in_is_refused_with_a_page_never_a_crash(base: str) -> None:
+    for body in (b"&".join(b"f%d=x" % i for i in range(50)), b"\xff\xfe" * 100, b"token=" + b"a" * 100_000, b""):
+        answer = httpx.post(
+            f"{base}/dashboard/login",
+            content=body,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            timeout=5,
+        )
+        assert answer.status_code in (400, 401, 413), (body[:20], answer.status_code)
+        assert COOKIE not in answer.cookies
+
+
 def test_signing_out_clears_the_cookie(base: str) -> None:
     answer = httpx.post(f"{base}/dashboard/logout", timeout=5)
     assert answer.status_code == 303 and answer.headers["location"] == "/dashboard/login"

@@ -106,7 +106,10 @@ def login_router(auth: DashboardAuth, *, prefix: str = "/dashboard") -> APIRoute
     @router.post("/login", name="dashboard_login", response_class=HTMLResponse)
     async def login(request: Request) -> Response:
         raw = await request.body()
-        fields = parse_qs(raw[:_MAX_FORM_BYTES].decode("utf-8", "replace"), max_num_fields=4)
+        try:
+            fields = parse_qs(raw[:_MAX_FORM_BYTES].decode("utf-8", "replace"), max_num_fields=4)
+        except ValueError:  # more fields than the form has: not our form
+            return form(request, 400, "That request is not the sign-in form.")
         token = (fields.get("token") or [""])[0].strip().encode()
         session = auth.session_for(token) if token else None
         if session is None:
