@@ -3,14 +3,12 @@
 The sidecar runs in a subprocess (uvicorn) with the dashboard mounted behind its bearer token; jobs are
 submitted through the API and the pages are compared with what the API returns. Needs Playwright and a
 system Chromium (Debian: ``apt-get install -y chromium``); skipped with the reason when either is absent.
-Screenshots go to the test's tmp dir, and to ``tests/dashboard/screenshots/`` when WG_SAVE_SCREENSHOTS=1.
+Every run saves a screenshot of each page to ``tests/dashboard/screenshots/`` (git-ignored) for review.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +25,7 @@ from weightguard.report.model import Report  # noqa: E402
 from weightguard.verdict.store import RolloutStore  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+SCREENSHOTS = HERE / "screenshots"
 CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if Path(p).exists()), None)
 TOKEN = "dashboard-test-token"
 GOOD, BAD = "cd" * 32, "ab" * 32
@@ -139,8 +138,8 @@ def test_every_page_loads_without_console_errors_and_shows_what_the_api_says(sid
         "model-approved": f"/dashboard/models/sha256:{GOOD}",
         "report": f"/dashboard/verifications/{bad['id']}",
     }
-    shots = tmp_path / "screenshots"
-    shots.mkdir()
+    shots = SCREENSHOTS
+    shots.mkdir(exist_ok=True)
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
@@ -196,11 +195,6 @@ def test_every_page_loads_without_console_errors_and_shows_what_the_api_says(sid
             assert problems == []
         finally:
             browser.close()
-    if os.environ.get("WG_SAVE_SCREENSHOTS") == "1":
-        keep = HERE / "screenshots"
-        keep.mkdir(exist_ok=True)
-        for shot in shots.iterdir():
-            shutil.copy2(shot, keep / shot.name)
 
 
 def test_a_person_signs_in_with_the_api_token_in_the_browser_and_out_again(sidecar, tmp_path: Path) -> None:
@@ -214,7 +208,8 @@ def test_a_person_signs_in_with_the_api_token_in_the_browser_and_out_again(sidec
             page.goto(f"{base}/dashboard/rollout")
             assert page.url == f"{base}/dashboard/login"
             assert _accessibility_problems(page) == []
-            page.screenshot(path=str(tmp_path / "login.png"), full_page=True)
+            SCREENSHOTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(SCREENSHOTS / "login.png"), full_page=True)
             page.get_by_label("API token").fill("not-the-token")
             page.get_by_role("button", name="Sign in").click()
             assert page.get_by_role("alert").inner_text() == "That token is not accepted."
