@@ -67,6 +67,9 @@ class RunStats(StrictModel):
     units_reused: int
     files: int
     unique_files: int
+    read_files: int = Field(
+        0, description="files whose bytes were read to hash them (fewer under --trust-file-metadata)"
+    )
 
 
 class CatalogueReport(StrictModel):
@@ -152,6 +155,7 @@ def catalogue_report(summary: CatalogueSummary, loaded: LoadedPolicy, version: s
             units_reused=summary.reused,
             files=summary.files,
             unique_files=summary.unique_files,
+            read_files=summary.read_files,
         ),
         models=lines,
         findings=findings,
@@ -171,7 +175,7 @@ def render_text(report: CatalogueReport) -> str:
         f"weightguard verify-many: {len(report.models)} model(s) under policy {report.policy.name}",
         f"  approved {c['approved']}  rejected {c['rejected']}  incomplete {c['incomplete']}",
         f"  {s.units_executed} unit(s) run, {s.units_reused} reused from the cache; "
-        f"{s.files} file(s), {s.unique_files} distinct; {s.seconds:.2f}s on engine {s.engine}",
+        f"{s.files} file(s), {s.unique_files} distinct, {s.read_files} read; {s.seconds:.2f}s on engine {s.engine}",
         "",
     ]
     for line in report.models:
