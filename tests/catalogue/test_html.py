@@ -111,7 +111,7 @@ def test_the_verdict_and_the_counts_come_first(run: Run, pages: dict[bool, str])
     stats = dict(rows(section(root, "run-h")))
     assert stats["Engine"] == "local"
     assert stats["Work units"] == f"{report.stats.units_executed} executed, 0 reused from the results cache"
-    assert stats["Files"] == f"{report.stats.files} file(s), {report.stats.unique_files} distinct content(s)"
+    assert stats["Files"] == f"{report.stats.files} file(s), {report.stats.unique_files} distinct content(s), {report.stats.read_files} read"
 
 
 def test_every_model_is_listed_with_its_verdict_rejected_and_incomplete_first(run: Run, pages: dict[bool, str]) -> None:
