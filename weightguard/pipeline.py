@@ -340,6 +340,29 @@ def probe_findings(report: ProbeReport, name: str) -> list[Finding]:
     return findings
 
 
+def probe_only_report(probes: ProbeReport, target: str, loaded: LoadedPolicy) -> Report:
+    """The report of a probe run alone (``weightguard probe``), judged by the policy as verify judges probes.
+
+    The probe suite's own verdict decides the probe command's exit code; this report carries
+    the policy's judgement of the same findings, which is what verify would make of them.
+    """
+    started = time.monotonic()
+    notes = probe_findings(probes, probes.model or Path(target).name)
+    report = build_report(
+        command="probe",
+        targets=[target],
+        loaded=loaded,
+        scans=[],
+        extra_findings=notes,
+        version=__version__,
+        now=dt.datetime.now(dt.UTC),
+    )
+    run = _Run()
+    run.stage("probes", started, notes, probes.verdict)
+    stage = run.stages[0].model_copy(update={"seconds": probes.coverage.wall_seconds if probes.coverage else 0.0})
+    return report.model_copy(update={"probes": probes, "stages": [stage]})
+
+
 def _attest(report: Report, loaded: LoadedPolicy, options: VerifyOptions, now: dt.datetime) -> Report:
     subject = report.subject
     if subject is None or subject.root_digest is None or options.attest_key is None:
@@ -433,6 +456,7 @@ __all__ = [
     "model_digest",
     "policy_dir",
     "probe_findings",
+    "probe_only_report",
     "resolve_target",
     "run_probes",
     "shown_scan",

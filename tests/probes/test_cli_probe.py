@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -42,6 +43,23 @@ def test_a_backdoored_model_exits_1_with_the_trigger_in_json(probe_models, tmp_p
     report = json.loads(result.stdout)
     assert report["verdict"] == "block"
     assert any(s["trigger"] == "deployment" and s["level"] == "block" for s in report["suspects"])
+
+
+def test_format_html_writes_the_probe_evidence_judged_by_the_policy(probe_models, tmp_path: Path, write_policy) -> None:
+    pytest.importorskip("matplotlib")
+    root = probe_models("lm-backdoor")
+    prompts = json.loads((root / "probe_inputs.json").read_text())["prompts"]
+    policy = write_policy("probes:\n  inputs:\n    use_builtin: false\n    prompts: " + json.dumps(prompts))
+    out = tmp_path / "probe.html"
+    result = CliRunner().invoke(
+        _app(),
+        ["probe", str(root), "--device", "cpu", "-f", "html", "-o", str(out), "--policy", str(policy), "--budget", "300"],
+    )
+    assert result.exit_code == 1, result.output
+    page = out.read_text()
+    assert re.search(r"<h1>weightguard probe: <span[^>]*>REJECTED</span>", page), page[:2000]
+    assert "deployment" in page and "WG-PRB-" in page
+    assert "<svg" in page and "<script" not in page  # the plots are inline SVG, and nothing runs
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the point is a machine without a GPU")

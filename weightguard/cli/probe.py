@@ -8,8 +8,9 @@ from pathlib import Path
 
 import typer
 
-from weightguard.cli.common import POLICY_OPTION, err, fail
+from weightguard.cli.common import OUTPUT_OPTION, POLICY_OPTION, err, fail
 from weightguard.errors import WeightguardError
+from weightguard.fsutil import write_atomic
 
 
 class ProbeFormat(str, Enum):
@@ -17,6 +18,7 @@ class ProbeFormat(str, Enum):
 
     TEXT = "text"
     JSON = "json"
+    HTML = "html"
 
 
 class DeviceChoice(str, Enum):
@@ -33,6 +35,7 @@ def probe_command(
     budget: float | None = typer.Option(None, "--budget", min=1.0, help="Time budget in seconds (default: policy)."),
     fmt: ProbeFormat = typer.Option(ProbeFormat.TEXT, "--format", "-f", case_sensitive=False, help="Output format."),  # noqa: B008
     policy: Path | None = POLICY_OPTION,
+    output: Path | None = OUTPUT_OPTION,
 ) -> None:
     """Probe a model for backdoor triggers; exit 0 pass, 1 review or block, 2 not probed."""
     from weightguard.policy.load import load_policy
@@ -46,11 +49,25 @@ def probe_command(
         )
     except WeightguardError as exc:
         raise fail(exc) from exc
-    if fmt is ProbeFormat.JSON:
-        sys.stdout.write(report.model_dump_json(indent=2) + "\n")
-        err(f"weightguard probe: {report.verdict} (exit {report.exit_code})")
+    line = f"weightguard probe: {report.verdict} (exit {report.exit_code})"
+    if fmt is ProbeFormat.TEXT:
+        body = render_text(report)
+    elif fmt is ProbeFormat.JSON:
+        body = report.model_dump_json(indent=2) + "\n"
     else:
-        sys.stderr.write(render_text(report))
+        from weightguard.pipeline import probe_only_report
+        from weightguard.report.html import render_html  # jinja2 and matplotlib only when HTML is asked for
+
+        body = render_html(probe_only_report(report, str(model_dir), loaded))
+    if output is not None:
+        write_atomic(output, body)
+        err(f"{line}; report written to {output}")
+    elif fmt is ProbeFormat.TEXT:
+        sys.stderr.write(body)
+    else:
+        sys.stdout.write(body)
+        sys.stdout.flush()
+        err(line)
     raise typer.Exit(report.exit_code)
 
 
