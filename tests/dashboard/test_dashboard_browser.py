@@ -26,6 +26,17 @@ from weightguard.verdict.store import RolloutStore  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SCREENSHOTS = HERE / "screenshots"
+# As root in a container, without a GPU, and on a machine with no route out: nothing phones home.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if Path(p).exists()), None)
 TOKEN = "dashboard-test-token"
 GOOD, BAD = "cd" * 32, "ab" * 32
@@ -141,7 +152,7 @@ def test_every_page_loads_without_console_errors_and_shows_what_the_api_says(sid
     shots = SCREENSHOTS
     shots.mkdir(exist_ok=True)
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             context = browser.new_context(
                 extra_http_headers={"Authorization": f"Bearer {TOKEN}"}, viewport={"width": 1200, "height": 900}
@@ -200,7 +211,7 @@ def test_every_page_loads_without_console_errors_and_shows_what_the_api_says(sid
 def test_a_person_signs_in_with_the_api_token_in_the_browser_and_out_again(sidecar, tmp_path: Path) -> None:
     base, _, api = sidecar
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_context(viewport={"width": 1200, "height": 900}).new_page()
             problems: list[str] = []
