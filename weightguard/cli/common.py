@@ -54,19 +54,29 @@ def render(report: Report, fmt: OutputFormat) -> str:
     return render_text(report)
 
 
-def emit_report(report: Report, fmt: OutputFormat, output: Path | None) -> None:
-    """Write the report where it belongs and a one-line summary for people."""
-    body = render(report, fmt)
+def emit(body: str, line: str, output: Path | None, *, for_people: bool) -> None:
+    """Write ``body`` to ``output`` (atomically) or to the terminal, and the summary ``line`` on stderr.
+
+    Text meant for people goes to stderr in full; machine formats go to stdout, so that
+    ``> report.json`` captures exactly the document.
+    """
     if output is not None:
         write_atomic(output, body)
-        err(f"weightguard: {report.verdict} (exit {report.exit_code}); report written to {output}")
-    elif fmt is OutputFormat.TEXT:
-        color = sys.stderr.isatty() and "NO_COLOR" not in os.environ
-        sys.stderr.write(render_text(report, color=color) if color else body)
+        err(f"{line}; report written to {output}")
+    elif for_people:
+        sys.stderr.write(body)
     else:
         sys.stdout.write(body)
         sys.stdout.flush()
-        err(f"weightguard: {report.verdict} (exit {report.exit_code})")
+        err(line)
+
+
+def emit_report(report: Report, fmt: OutputFormat, output: Path | None) -> None:
+    """Write the report where it belongs and a one-line summary for people."""
+    body = render(report, fmt)
+    if output is None and fmt is OutputFormat.TEXT and sys.stderr.isatty() and "NO_COLOR" not in os.environ:
+        body = render_text(report, color=True)
+    emit(body, f"weightguard: {report.verdict} (exit {report.exit_code})", output, for_people=fmt is OutputFormat.TEXT)
 
 
 def err(message: str) -> None:

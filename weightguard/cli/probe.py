@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from enum import Enum
 from pathlib import Path
 
 import typer
 
-from weightguard.cli.common import OUTPUT_OPTION, POLICY_OPTION, err, fail
+from weightguard.cli.common import OUTPUT_OPTION, POLICY_OPTION, emit, fail
 from weightguard.errors import WeightguardError
-from weightguard.fsutil import write_atomic
 
 
 class ProbeFormat(str, Enum):
@@ -59,15 +57,7 @@ def probe_command(
         from weightguard.report.html import render_html  # jinja2 and matplotlib only when HTML is asked for
 
         body = render_html(probe_only_report(report, str(model_dir), loaded))
-    if output is not None:
-        write_atomic(output, body)
-        err(f"{line}; report written to {output}")
-    elif fmt is ProbeFormat.TEXT:
-        sys.stderr.write(body)
-    else:
-        sys.stdout.write(body)
-        sys.stdout.flush()
-        err(line)
+    emit(body, line, output, for_people=fmt is ProbeFormat.TEXT)
     raise typer.Exit(report.exit_code)
 
 

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import typer
 
-from weightguard.cli.common import OUTPUT_OPTION, POLICY_OPTION, err, fail
+from weightguard.cli.common import OUTPUT_OPTION, POLICY_OPTION, emit, fail
 from weightguard.errors import WeightguardError
-from weightguard.fsutil import write_atomic
 
 
 class EngineChoice(str, Enum):
@@ -138,15 +137,7 @@ def verify_many_command(
         f"weightguard: {counts['approved']} approved, {counts['rejected']} rejected, "
         f"{counts['incomplete']} incomplete (exit {report.exit_code})"
     )
-    if output is not None:
-        write_atomic(output, body)
-        err(f"{line}; report written to {output}")
-    elif fmt is ManyFormat.TEXT:
-        sys.stderr.write(body)
-    else:
-        sys.stdout.write(body)
-        sys.stdout.flush()
-        err(line)
+    emit(body, line, output, for_people=fmt is ManyFormat.TEXT)
     raise typer.Exit(report.exit_code)
 
 
