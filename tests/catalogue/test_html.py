@@ -14,7 +14,13 @@ from weightguard import __version__
 from weightguard.catalogue import html as catalogue_html
 from weightguard.catalogue.cache import ResultsCache
 from weightguard.catalogue.catalogue import read_catalogue
-from weightguard.catalogue.html import MAX_FINDING_ROWS, MAX_SECTIONS, catalogue_page, render_catalogue_html
+from weightguard.catalogue.html import (
+    MAX_FINDING_ROWS,
+    MAX_SECTION_FINDINGS,
+    MAX_SECTIONS,
+    catalogue_page,
+    render_catalogue_html,
+)
 from weightguard.catalogue.interface import CatalogueEntry, CatalogueSummary
 from weightguard.catalogue.local_engine import LocalEngine
 from weightguard.catalogue.report import CatalogueReport, catalogue_report
@@ -271,3 +277,18 @@ def test_a_large_catalogue_is_bounded_and_says_what_it_left_out(run: Run) -> Non
     rendered = text(parse(render_catalogue_html(big, report, plots=False)))
     assert f"{copies - MAX_SECTIONS} more model(s) not approved are not detailed here" in rendered
     assert f"{page.findings_left_out} more finding(s), the least severe, are not listed here" in rendered
+
+
+def test_one_model_with_very_many_findings_is_bounded_in_its_section(run: Run) -> None:
+    summary, _, loaded = run
+    evil = next(m for m in summary.models if name(m.entry.target) == "evil")
+    assert evil.report is not None and evil.report.findings
+    first = evil.report.findings[0]
+    flood = [first.model_copy(update={"message": f"{first.message} #{i}"}) for i in range(MAX_SECTION_FINDINGS + 7)]
+    noisy = dataclasses.replace(evil, report=evil.report.model_copy(update={"findings": flood}))
+    big = dataclasses.replace(summary, models=(noisy,))
+    report = catalogue_report(big, loaded, __version__)
+    [section] = catalogue_page(big, report, plots=False).sections
+    assert len(section.page.findings) == MAX_SECTION_FINDINGS and section.findings_left_out == 7
+    rendered = text(parse(render_catalogue_html(big, report, plots=False)))
+    assert "7 more finding(s) of this model are not detailed here" in rendered

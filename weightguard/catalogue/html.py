@@ -21,6 +21,7 @@ writing the file (the CLI does).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 
@@ -38,6 +39,7 @@ from weightguard.report.model import Report, Verdict
 
 MAX_SECTIONS = 50  # detailed per-model sections on one page
 MAX_FINDING_ROWS = 1000  # rows of the catalogue-wide findings table
+MAX_SECTION_FINDINGS = 100  # findings shown with their evidence in one model's section
 _VERDICTS: tuple[Verdict, ...] = ("rejected", "incomplete", "approved")
 _RANK = {v: i for i, v in enumerate(_VERDICTS)}
 _HEADING = re.compile(r"<(/?)h([1-6])(?=[\s>])")
@@ -61,6 +63,7 @@ class ModelSection:
     anchor: str
     key: str  # prefix of the ids inside the section (plots, probe anchors, the reused macros' sections)
     page: PageContext
+    findings_left_out: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +86,15 @@ class CataloguePage:
 def overall_verdict(report: CatalogueReport) -> Verdict:
     """The run's verdict, ranked as its exit code: any rejection, else any incomplete model, else approved."""
     return next((v for v in _VERDICTS[:2] if report.counts.get(v)), "approved")
+
+
+def _section(index: int, line: ModelLine, own: Report, plots: bool) -> ModelSection:
+    """A model's detailed section, its findings bounded (blocking ones come first in the page context)."""
+    page = page_context(own, plots=plots, key=f"m{index}")
+    left_out = max(0, len(page.findings) - MAX_SECTION_FINDINGS)
+    if left_out:
+        page = dataclasses.replace(page, findings=page.findings[:MAX_SECTION_FINDINGS])
+    return ModelSection(line, f"model-{index}", f"m{index}", page, left_out)
 
 
 def _nested(html: str, key: str, shift: int) -> Markup:
@@ -144,10 +156,7 @@ def catalogue_page(summary: CatalogueSummary, report: CatalogueReport, *, plots:
         for i, line in enumerate(lines)
         if line.verdict != "approved" and (own := _own_report(outcomes.get(line.target))) is not None
     ]
-    sections = [
-        ModelSection(line, f"model-{i}", f"m{i}", page_context(own, plots=plots, key=f"m{i}"))
-        for i, line, own in detailed[:MAX_SECTIONS]
-    ]
+    sections = [_section(i, line, own, plots) for i, line, own in detailed[:MAX_SECTIONS]]
     anchors = {s.line.target: s.anchor for s in sections}
     order = {line.target: i for i, line in enumerate(lines)}
     findings = sorted(
@@ -184,6 +193,7 @@ def render_catalogue_html(summary: CatalogueSummary, report: CatalogueReport, *,
 
 __all__ = [
     "MAX_FINDING_ROWS",
+    "MAX_SECTION_FINDINGS",
     "MAX_SECTIONS",
     "CataloguePage",
     "ModelRow",
