@@ -54,13 +54,20 @@ def recall(
     known: dict[str, FileHashes] = {}
     for a, path in files:
         now = stamps.get(a.relpath)
-        then = recorded.get(path)
-        if now is None or then is None or now[1] != then[0] or now[1].size != a.size:
-            continue
-        held = FileHashes(a.relpath, a.size, then[1])
-        if covers(held, request):
+        held = recalled(a.relpath, now[1], recorded.get(path), request) if now is not None else None
+        if held is not None and held.size == a.size:
             known[a.relpath] = held
     return known, {rel: v for rel, v in stamps.items() if rel not in known}
+
+
+def recalled(
+    relpath: str, now: FileStamp, record: tuple[FileStamp, dict[str, str]] | None, request: HashRequest
+) -> FileHashes | None:
+    """The remembered digests of a file whose stamp is ``now``, if the record has that stamp and covers ``request``."""
+    if record is None or record[0] != now:
+        return None
+    held = FileHashes(relpath, now.size, record[1])
+    return held if covers(held, request) else None
 
 
 def remember(memo: ResultsCache, hashes: Mapping[str, FileHashes], stamps: Mapping[str, tuple[str, FileStamp]]) -> None:
@@ -109,4 +116,4 @@ def stamped_files(target: str) -> list[tuple[str, str, FileStamp]] | None:
     return out
 
 
-__all__ = ["SETTLED_NS", "recall", "remember", "stamp", "stamped_files"]
+__all__ = ["SETTLED_NS", "recall", "recalled", "remember", "stamp", "stamped_files"]

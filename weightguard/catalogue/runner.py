@@ -35,9 +35,9 @@ from weightguard.catalogue.interface import (
     UnitResult,
     WorkUnit,
 )
-from weightguard.catalogue.memo import recall, remember, stamped_files
+from weightguard.catalogue.memo import recall, recalled, remember, stamped_files
 from weightguard.errors import IntegrityError, WeightguardError
-from weightguard.integrity.hashing import FileHashes, HashRequest, covers, hash_files
+from weightguard.integrity.hashing import FileHashes, HashRequest, hash_files
 from weightguard.integrity.hub import hub_request
 from weightguard.integrity.pins import hash_request
 from weightguard.pipeline import resolve_target
@@ -140,21 +140,20 @@ class _Settings:
     trust: str
     converts: bool
     cache: ResultsCache
-    memo: ResultsCache | None  # set under --trust-file-metadata
+    trust_metadata: bool  # --trust-file-metadata: the cache also remembers files' stamps
 
 
 def _recalled_models(
     entries: Sequence[CatalogueEntry], settings: _Settings, request: HashRequest
-) -> dict[int, _Prepared]:
+) -> tuple[dict[int, _Prepared], dict[str, CachedResult]]:
     """Models whose files all kept their stamps and whose verdict is cached: known without opening a file.
 
     Only plain folders of regular files qualify (anything else needs the full listing, which
     also reports it), and the key is computed exactly as for a listed model, so a hit here is
-    the hit the full path would find.
+    the hit the full path would find. Returns those models and their cached results.
     """
-    memo = settings.memo
-    if memo is None or not _model_cacheable("", settings.loaded, settings.converts):
-        return {}
+    if not settings.trust_metadata or not _model_cacheable("", settings.loaded, settings.converts):
+        return {}, {}
     listed: dict[int, tuple[str, list[tuple[str, str, FileStamp]]]] = {}
     for i, entry in enumerate(entries):
         if entry.target.startswith("hf://"):
@@ -163,29 +162,38 @@ def _recalled_models(
         found = stamped_files(uri)
         if found is not None:
             listed[i] = (uri, found)
-    recorded = memo.get_digests(path for _, found in listed.values() for _, path, _ in found)
+    recorded = settings.cache.get_digests(path for _, found in listed.values() for _, path, _ in found)
     candidates: dict[str, tuple[int, tuple[_File, ...]]] = {}
     for i, (uri, found) in listed.items():
         files: list[_File] = []
         for rel, path, now in found:
-            then = recorded.get(path)
-            held = FileHashes(rel, now.size, then[1]) if then is not None and then[0] == now else None
-            if held is None or not covers(held, request):
+            held = recalled(rel, now, recorded.get(path), request)
+            if held is None:
                 break
             files.append(_File(rel, held.digests["sha256"], now.size, path, held))
         else:
             key = _model_key(entries[i].target, uri, files, [], settings.trust)
             candidates[key] = (i, tuple(files))
     hits = settings.cache.get_many(UnitKind.MODEL, candidates) if candidates else {}
-    return {i: _Prepared(entries[i], files, key) for key, (i, files) in candidates.items() if key in hits}
+    models = {i: _Prepared(entries[i], files, key) for key, (i, files) in candidates.items() if key in hits}
+    return models, hits
 
 
-def _prepare_chunk(entries: Sequence[CatalogueEntry], settings: _Settings) -> tuple[list[_Prepared], int]:
-    """Resolve and hash a chunk of models; also return how many files were read to hash them."""
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    """A chunk of models after the hashing phase."""
+
+    models: list[_Prepared]
+    read_files: int  # files whose bytes were read to hash them
+    cached: dict[str, CachedResult]  # the cached model results among the chunk's keys
+
+
+def _prepare_chunk(entries: Sequence[CatalogueEntry], settings: _Settings) -> _Chunk:
+    """Resolve and hash a chunk of models, and look up their cached results."""
     loaded, trust, converts = settings.loaded, settings.trust, settings.converts
     resolved: list[tuple[int, Path, list[ArtifactFile], list[str], str]] = []
     request = _hash_request(loaded, entries)
-    out: dict[int, _Prepared] = _recalled_models(entries, settings, request)
+    out, cached = _recalled_models(entries, settings, request)
     for i, entry in enumerate(entries):
         if i in out:
             continue
@@ -204,15 +212,15 @@ def _prepare_chunk(entries: Sequence[CatalogueEntry], settings: _Settings) -> tu
     workers = None if sum(a.size for a in everything) > SMALL_CHUNK_BYTES else 1
     known: dict[str, FileHashes] = {}
     stamps: dict[str, tuple[str, FileStamp]] = {}
-    if settings.memo is not None:
+    if settings.trust_metadata:
         places = [(a, f"{root}/{a.relpath.split('/', 1)[1]}") for _, root, renamed, _, _ in resolved for a in renamed]
-        known, stamps = recall(places, settings.memo, request)
+        known, stamps = recall(places, settings.cache, request)
     try:
         hashes = hash_files(everything, request, workers=workers, known=known)
     except IntegrityError:
         hashes = {}  # one model's file changed while hashed: hash model by model to find which
-    if settings.memo is not None and hashes:
-        remember(settings.memo, hashes, stamps)
+    if settings.trust_metadata and hashes:
+        remember(settings.cache, hashes, stamps)
     for i, root, renamed, source, uri in resolved:
         entry = entries[i]
         try:
@@ -229,7 +237,10 @@ def _prepare_chunk(entries: Sequence[CatalogueEntry], settings: _Settings) -> tu
         )
         key = _model_key(entry.target, uri, files, source, trust)
         out[i] = _Prepared(entry, files, key if _model_cacheable(entry.target, loaded, converts) else "", "")
-    return [out[i] for i in range(len(entries))], len(everything) - len(known)
+    cached.update(
+        settings.cache.get_many(UnitKind.MODEL, [p.key for p in out.values() if p.key and p.key not in cached])
+    )
+    return _Chunk([out[i] for i in range(len(entries))], len(everything) - len(known), cached)
 
 
 def _seconds(report: Report) -> float:
@@ -290,18 +301,20 @@ def run_catalogue(
         json.dumps(_trust_digests(loaded), sort_keys=True),
         _converts(loaded, convert_root),
         cache,
-        cache if trust_file_metadata else None,
+        trust_file_metadata,
     )
     read_files = 0
     prepared: list[_Prepared] = []
+    known: dict[str, CachedResult] = {}
     say("hashing", 0, len(entries))
     started_engine = False
     for start in range(0, len(entries), CHUNK_MODELS):
-        chunk, read = _prepare_chunk(entries[start : start + CHUNK_MODELS], settings)
-        read_files += read
-        prepared.extend(chunk)
+        chunk = _prepare_chunk(entries[start : start + CHUNK_MODELS], settings)
+        read_files += chunk.read_files
+        prepared.extend(chunk.models)
+        known.update(chunk.cached)
         say("hashing", len(prepared), len(entries))
-        if not started_engine and len(cache.get_many(UnitKind.MODEL, [p.key for p in chunk])) < len(chunk):
+        if not started_engine and any(not p.error and p.key not in chunk.cached for p in chunk.models):
             engine.start(loaded)  # there is work: let workers start while the rest is hashed
             started_engine = True
 
@@ -309,7 +322,6 @@ def run_catalogue(
     for i, p in enumerate(prepared):
         if p.error:
             outcomes[i] = ModelOutcome(p.entry, "incomplete", None, 0.0, error=p.error)
-    known = cache.get_many(UnitKind.MODEL, [p.key for p in prepared if p.key])
     for i, p in enumerate(prepared):
         if i not in outcomes and p.key in known:
             report = Report.model_validate_json(known[p.key].payload)
