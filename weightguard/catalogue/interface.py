@@ -85,20 +85,18 @@ class ModelUnit:
     Attributes:
         key: Digest of everything the verdict depends on besides the policy and version.
         target: The model, as :func:`weightguard.pipeline.verify` takes it.
-        files: ``(relpath, sha256)`` of every file, as hashed when the run started.
+        hashes: The digests of every file, computed when the run started (their sha256 keys
+            the files' scans; the integrity stage reads no file again).
         scans: ``(sha256, encoded scan)`` for each distinct content of the model.
         probes: True when the policy runs the probe suite (the unit then wants a GPU).
-        hashes: The digests of every file computed when the run started (by relpath), so the
-            integrity stage does not read the files again.
         convert_dir: Where the policy's conversion writes this model; empty when it does not convert.
     """
 
     key: str
     target: str
-    files: tuple[tuple[str, str], ...]
+    hashes: tuple[FileHashes, ...]
     scans: tuple[tuple[str, str], ...]
     probes: bool = False
-    hashes: tuple[FileHashes, ...] = ()
     convert_dir: str = ""
 
     @property

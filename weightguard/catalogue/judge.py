@@ -46,21 +46,19 @@ def scans_for(resolved: ResolvedTarget, files: Mapping[str, str], scans: Mapping
 def judge_model(
     target: str,
     loaded: LoadedPolicy,
-    files: Mapping[str, str],
+    hashes: Sequence[FileHashes],
     scans: Mapping[str, FileScan],
-    hashes: Sequence[FileHashes] = (),
     *,
     convert_dir: Path | None = None,
 ) -> Report:
-    """Judge ``target`` from the scans of its contents (``files``: relpath -> sha256).
+    """Judge ``target`` from the digests of its files and the scans of their contents.
 
     Args:
         target: The model, as ``verify`` takes it.
         loaded: The policy.
-        files: Every file's relpath and the sha256 its scan is keyed by.
+        hashes: Every file's digests as the runner computed them; their sha256 keys the scans,
+            and the runner scanned exactly the bytes it hashed.
         scans: Scans by sha256 (at a placeholder path; see :mod:`.codec`).
-        hashes: Digests the runner computed for this model's files (relpaths as in ``files``);
-            they must be of the bytes that were scanned, which the runner ensures.
         convert_dir: Where conversion writes, when the policy converts.
 
     Raises:
@@ -68,12 +66,8 @@ def judge_model(
         AnalysisError: the target's files changed since they were hashed.
     """
     resolved = resolve_target(target, loaded)
-    known = {h.relpath: h for h in hashes}
-    for relpath, sha256 in files.items():
-        held = known.get(relpath)
-        if held is not None and held.digests.get("sha256") != sha256:
-            raise AnalysisError(f"{resolved.name}/{relpath}: its digests are not those of its scan")
-    prepared = Prepared(resolved, scans_for(resolved, files, scans), known)
+    files = {h.relpath: h.digests["sha256"] for h in hashes}
+    prepared = Prepared(resolved, scans_for(resolved, files, scans), {h.relpath: h for h in hashes})
     return verify(target, loaded, VerifyOptions(convert_dir=convert_dir), prepared=prepared)
 
 

@@ -362,10 +362,9 @@ def run_catalogue(
         unit = ModelUnit(
             unit_key,
             p.entry.target,
-            tuple((f.relpath, f.sha256) for f in p.files),
+            tuple(f.hashes for f in p.files),
             tuple((sha, scans[sha]) for sha in sorted(digests)),
             probes,
-            tuple(f.hashes for f in p.files),
             str(convert_dir_for(p.entry.target, convert_root)) if settings.converts else "",
         )
         models[unit_key] = (i, unit)

@@ -65,7 +65,7 @@ def judge(unit: ModelUnit, loaded: LoadedPolicy) -> str:
     """
     scans = {sha: decode_scan(text) for sha, text in unit.scans}
     convert_dir = Path(unit.convert_dir) if unit.convert_dir else None
-    report = judge_model(unit.target, loaded, dict(unit.files), scans, unit.hashes, convert_dir=convert_dir)
+    report = judge_model(unit.target, loaded, unit.hashes, scans, convert_dir=convert_dir)
     return report.model_dump_json()
 
 
