@@ -31,19 +31,11 @@ from jinja2 import PackageLoader
 
 from weightguard.report.html import make_environment
 from weightguard.sidecar.auth import BearerAuth
+from weightguard.sidecar_dashboard.dashboard import PAGE_HEADERS  # the pages' CSP lets forms post to self
 
 COOKIE = "wg_dashboard"
 SESSION_SECONDS = 8 * 3600
 _CONTEXT = b"weightguard dashboard session v1|"
-# The sign-in page posts its own form; nothing else is allowed, as on every dashboard page.
-_LOGIN_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'self'"
-_HEADERS = {
-    "Content-Security-Policy": _LOGIN_CSP,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-    "X-Frame-Options": "DENY",
-}
 _MAX_FORM_BYTES = 4096
 
 
@@ -97,7 +89,7 @@ def login_router(auth: DashboardAuth, *, prefix: str = "/dashboard") -> APIRoute
         body = env.get_template("dashboard_login.html.j2").render(
             root=f"{prefix}/", action=str(request.url_for("dashboard_login").path), message=message, title="Sign in"
         )
-        return HTMLResponse(body, status_code=status, headers=_HEADERS)
+        return HTMLResponse(body, status_code=status, headers=PAGE_HEADERS)
 
     @router.get("/login", name="dashboard_login_form", response_class=HTMLResponse)
     def login_form(request: Request) -> HTMLResponse:
@@ -114,7 +106,7 @@ def login_router(auth: DashboardAuth, *, prefix: str = "/dashboard") -> APIRoute
         session = auth.session_for(token) if token else None
         if session is None:
             return form(request, 401, "That token is not accepted.")
-        answer = RedirectResponse(f"{prefix}/", status_code=303, headers=_HEADERS)
+        answer = RedirectResponse(f"{prefix}/", status_code=303, headers=PAGE_HEADERS)
         answer.set_cookie(
             COOKIE,
             session,
@@ -128,7 +120,7 @@ def login_router(auth: DashboardAuth, *, prefix: str = "/dashboard") -> APIRoute
 
     @router.post("/logout", name="dashboard_logout")
     def logout() -> Response:
-        answer = RedirectResponse(f"{prefix}/login", status_code=303, headers=_HEADERS)
+        answer = RedirectResponse(f"{prefix}/login", status_code=303, headers=PAGE_HEADERS)
         answer.delete_cookie(COOKIE, path=prefix, httponly=True, samesite="strict")
         return answer
 

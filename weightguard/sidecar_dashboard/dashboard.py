@@ -28,7 +28,7 @@ from weightguard.verdict.stage import StageState
 
 DEFAULT_STAGES = ("quarantine", "staging", "canary", "production")
 _DIGEST = re.compile(r"^(?:sha256:)?([a-f0-9]{64})$")
-_HEADERS = {
+PAGE_HEADERS = {
     # As the report's policy, except that the sign-out button may post to the sidecar itself.
     "Content-Security-Policy": CSP.replace("form-action 'none'", "form-action 'self'"),
     "X-Content-Type-Options": "nosniff",
@@ -63,7 +63,7 @@ def dashboard_router(
 
     def page(request: Request, template: str, status: int = 200, **values: Any) -> HTMLResponse:  # noqa: ANN401
         body = env.get_template(template).render(root=str(request.url_for("dashboard_index").path), **values)
-        return HTMLResponse(body, status_code=status, headers=_HEADERS)
+        return HTMLResponse(body, status_code=status, headers=PAGE_HEADERS)
 
     def guarded(request: Request, build: Callable[[], HTMLResponse]) -> HTMLResponse:
         # A database the dashboard cannot read is a 503 page, never a traceback.
@@ -157,7 +157,7 @@ def dashboard_router(
             if entry is None:
                 return page(request, "dashboard_error.html.j2", 404, title="Not found", message="no such verification")
             if entry.report is not None:
-                return HTMLResponse(render_html(entry.report), headers=_HEADERS)
+                return HTMLResponse(render_html(entry.report), headers=PAGE_HEADERS)
             return page(request, "dashboard_pending.html.j2", title=f"Verification {entry.id}", entry=entry)
 
         return guarded(request, build)
@@ -173,4 +173,4 @@ def _columns(
     return [(stage, [(n, s) for n, s in board if s.stage == stage]) for stage in order]
 
 
-__all__ = ["DEFAULT_STAGES", "dashboard_router"]
+__all__ = ["DEFAULT_STAGES", "PAGE_HEADERS", "dashboard_router"]
