@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from weightguard.catalogue.cache import FileStamp, ResultsCache
 from weightguard.integrity.hashing import FileHashes, HashRequest, covers
 from weightguard.sources.interface import ArtifactFile
+from weightguard.sources.local import walk
 
 SETTLED_NS = 2 * 10**9
 
@@ -95,23 +96,17 @@ def stamped_files(target: str) -> list[tuple[str, str, FileStamp]] | None:
     except OSError:
         return None
     out: list[tuple[str, str, FileStamp]] = []
-    pending = [(target, "")]
-    while pending:
-        folder, prefix = pending.pop()
+    for rel, entry in walk(target):
+        if isinstance(entry, OSError):
+            return None
         try:
-            with os.scandir(folder) as listing:
-                entries = sorted(listing, key=lambda e: e.name)
-            for entry in reversed(entries):
-                st = entry.stat(follow_symlinks=False)
-                if stat.S_ISDIR(st.st_mode):
-                    pending.append((entry.path, f"{prefix}{entry.name}/"))
-                    continue
-                found = _of(st) if stat.S_ISREG(st.st_mode) else None
-                if found is None:
-                    return None
-                out.append((f"{prefix}{entry.name}", entry.path, found))
+            st = entry.stat(follow_symlinks=False)
         except OSError:
             return None
+        found = _of(st) if stat.S_ISREG(st.st_mode) else None
+        if found is None:
+            return None
+        out.append((rel, entry.path, found))
     out.sort(key=lambda item: item[0].split("/"))
     return out
 

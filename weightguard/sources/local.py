@@ -13,6 +13,7 @@ import errno
 import mmap
 import os
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,6 +94,30 @@ def _is_real_dir(entry: os.DirEntry[str]) -> bool:
         return False
 
 
+def walk(top: str) -> Iterator[tuple[str, os.DirEntry[str] | OSError]]:
+    """``(relpath, entry)`` for every entry under the directory ``top`` that is not a real directory.
+
+    Real directories are descended, links never; entries come in name order at each level.
+    A directory that cannot be listed yields its relpath (``""`` for ``top``) with the error.
+    An explicit stack, not recursion: a hostile tree may be deeper than Python's recursion limit.
+    ``os.scandir`` answers "is this a directory?" from the listing itself, without a stat.
+    """
+    pending: list[tuple[str, str]] = [(top, "")]
+    while pending:
+        folder, prefix = pending.pop()
+        try:
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError as exc:
+            yield prefix.rstrip("/"), exc
+            continue
+        for entry in reversed(entries):  # popped in name order
+            if _is_real_dir(entry):
+                pending.append((entry.path, f"{prefix}{entry.name}/"))
+            else:
+                yield f"{prefix}{entry.name}", entry
+
+
 @dataclass(frozen=True, slots=True)
 class LocalSource(ModelSource):
     """A model on the local file system: one file, or a directory walked recursively."""
@@ -117,30 +142,18 @@ class LocalSource(ModelSource):
         root = target.resolve()
         files: list[ArtifactFile] = []
         findings: list[Finding] = []
-        # An explicit stack, not recursion: a hostile tree may be deeper than Python's recursion limit.
-        # os.scandir answers "is this a directory?" from the directory listing itself, without a stat.
-        pending: list[tuple[str, str]] = [(str(target), "")]
-        while pending:
-            folder, prefix = pending.pop()
-            try:
-                with os.scandir(folder) as listing:
-                    entries = sorted(listing, key=lambda e: e.name)
-            except OSError as exc:
-                findings.append(codes.UNREADABLE.at(prefix or ".", f"cannot list the directory: {exc.strerror}"))
+        for rel, entry in walk(str(target)):
+            if isinstance(entry, OSError):
+                findings.append(codes.UNREADABLE.at(rel or ".", f"cannot list the directory: {entry.strerror}"))
                 continue
-            for entry in reversed(entries):  # popped in name order
-                rel = f"{prefix}{entry.name}"
-                if _is_real_dir(entry):
-                    pending.append((entry.path, f"{rel}/"))
-                    continue
-                # The common case, a regular file, needs no stat of its own: the open checks it.
-                item = (
-                    self._listed(entry.path, rel, findings)
-                    if _is_plain_file(entry)
-                    else self._entry(Path(entry.path), rel, root, findings)
-                )
-                if item is not None:
-                    files.append(item)
+            # The common case, a regular file, needs no stat of its own: the open checks it.
+            item = (
+                self._listed(entry.path, rel, findings)
+                if _is_plain_file(entry)
+                else self._entry(Path(entry.path), rel, root, findings)
+            )
+            if item is not None:
+                files.append(item)
         files.sort(key=lambda f: f.relpath.split("/"))
         return SourceListing(root=str(target), files=tuple(files), findings=tuple(findings))
 
