@@ -48,7 +48,7 @@ def test_a_forged_or_rotated_session_does_not_hold() -> None:
     expires, _, mac = session.partition(".")
     same = DashboardAuth(BearerAuth((b"old",)), clock=clock)
     assert not same.session_holds(f"{int(expires) + 3600}.{mac}")  # a later expiry is not signed
-    for junk in ("", ".", "abc.def", f"{expires}.", "9" * 40 + "." + mac):
+    for junk in ("", ".", "abc.def", f"{expires}.", "9" * 40 + "." + mac, "\u00b2.x", "\u0661\u0662.x"):
         assert not same.session_holds(junk)
 
 

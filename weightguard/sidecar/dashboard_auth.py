@@ -61,7 +61,8 @@ class DashboardAuth:
     def session_holds(self, value: str) -> bool:
         """Whether ``value`` is an unexpired session made with one of the current tokens."""
         stamp, _, mac = value.partition(".")
-        if not stamp.isdigit() or len(stamp) > 12 or int(stamp) <= self.clock():
+        # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+        if not (stamp.isascii() and stamp.isdigit()) or len(stamp) > 12 or int(stamp) <= self.clock():
             return False
         matched = False
         for token in self.bearer.tokens:
