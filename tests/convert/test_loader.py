@@ -37,6 +37,15 @@ def test_the_private_copy_holds_the_exact_bytes_and_their_sha256() -> None:
         copy.close()
 
 
+def test_a_file_name_longer_than_the_kernels_label_limit_still_gets_a_private_copy() -> None:
+    name = "deeply/nested/" + "checkpoint-shard-" * 20 + ".bin"  # over 249 bytes
+    copy = private_copy(BytesSource(b"payload"), name)
+    try:
+        assert copy.source().read_at(0, 7) == b"payload"
+    finally:
+        copy.close()
+
+
 @pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="sealed memfd copies are Linux-only")
 def test_the_private_copy_is_sealed_so_nobody_can_change_it_after_the_scan() -> None:
     copy = private_copy(BytesSource(_checkpoint()), "ckpt")

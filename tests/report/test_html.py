@@ -231,19 +231,26 @@ def test_without_matplotlib_the_page_says_so_and_keeps_the_tables(monkeypatch: p
 
 
 @needs_matplotlib
-@pytest.mark.parametrize("sample", ["valid", "garbage", "not-base64"])
+@pytest.mark.parametrize("sample", ["valid", "garbage", "not-base64", "bomb"])
 def test_patch_is_drawn_on_the_sample_image_and_a_broken_sample_falls_back(sample: str) -> None:
     import base64
     import io
+    import struct
+    import zlib
 
     from matplotlib.image import imsave
 
     buf = io.BytesIO()
     imsave(buf, [[[x / 31, y / 31, 0.5] for x in range(32)] for y in range(32)], format="png")
+    # A few kB declaring 20000 x 10000 pixels: decoded, it would take gigabytes.
+    header = struct.pack(">IIBBBBB", 20000, 10000, 8, 2, 0, 0, 0)
+    ihdr = b"IHDR" + header
+    bomb = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + ihdr + struct.pack(">I", zlib.crc32(ihdr))
     encoded = {
         "valid": base64.b64encode(buf.getvalue()).decode(),
         "garbage": base64.b64encode(b"\x89PNG not really").decode(),
         "not-base64": "<script>",
+        "bomb": base64.b64encode(bomb + zlib.compress(b"\x00" * 60_001) + b"\x00" * 12).decode(),
     }[sample]
     base = rich_report()
     assert base.probes is not None and base.probes.suspects[1].patch is not None

@@ -208,7 +208,8 @@ def private_copy(source: ByteSource, name: str, executor: Executor | None = None
     folder: Path | None = None
     try:
         if hasattr(os, "memfd_create"):
-            fd = os.memfd_create(f"weightguard-{name}", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+            # The name is only a label in /proc; the kernel refuses one over 249 bytes.
+            fd = os.memfd_create(f"weightguard-{name[-200:]}", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         else:
             folder = Path(tempfile.mkdtemp(prefix="weightguard-private-"))
             fd = os.open(folder / "copy", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)

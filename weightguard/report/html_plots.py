@@ -244,14 +244,23 @@ def _canvas(extent: int) -> int:
     return next((s for s in (32, 64, 96, 128, 224, 256, 384, 512) if s >= extent), extent)
 
 
+# A probe sample is at most this many pixels a side (probes.evidence.MAX_SAMPLE_SIDE); a report
+# that someone else wrote may declare any size, and a few kB of PNG can decode to gigabytes.
+MAX_SAMPLE_SIDE = 256
+
+
 def _sample(png: bytes | None) -> NDArray[Any] | None:
-    if not png:
+    # Width and height sit at bytes 16..24 of a PNG (the IHDR chunk); check them before decoding.
+    if not png or len(png) < 24 or png[:8] != b"\x89PNG\r\n\x1a\n" or png[12:16] != b"IHDR":
+        return None
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    if not (0 < width <= MAX_SAMPLE_SIDE and 0 < height <= MAX_SAMPLE_SIDE):
         return None
     from matplotlib.image import imread  # noqa: PLC0415 - optional dependency
 
     try:
         return imread(io.BytesIO(png), format="png")
-    except (ValueError, OSError, SyntaxError):  # a malformed image is evidence we cannot show, not a crash
+    except Exception:  # noqa: BLE001 - seam: any undecodable image (PIL raises its own classes) is not drawn
         return None
 
 
