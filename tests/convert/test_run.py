@@ -76,7 +76,11 @@ def test_the_approver_sees_exactly_the_bytes_of_the_source_file(tmp_path: Path) 
     approver = RecordingApprover()
     result = _convert(tmp_path / "src", tmp_path / "out", approver)
     assert result.converted, result.findings
-    assert approver.seen == {"pytorch_model.bin": (tmp_path / "src" / "pytorch_model.bin").read_bytes()}
+    # The weights before they are loaded, and every file copied as is (from its staged copy).
+    assert approver.seen == {
+        "pytorch_model.bin": (tmp_path / "src" / "pytorch_model.bin").read_bytes(),
+        "config.json": (tmp_path / "src" / "config.json").read_bytes(),
+    }
 
 
 def test_a_blocked_file_is_refused_by_name_and_nothing_is_written(tmp_path: Path) -> None:
@@ -221,3 +225,42 @@ def test_a_raw_pickle_beside_the_weights_refuses_the_conversion(tmp_path: Path) 
     assert not result.converted
     assert [(f.code, f.path) for f in result.findings] == [("WG-CNV-007", "training_args.bin")]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", ["extra.npy", "optimizer.pkl.gz"])
+def test_a_pickle_hiding_in_a_file_that_is_copied_refuses_the_conversion(tmp_path: Path, name: str) -> None:
+    import gzip
+    import io
+
+    import numpy as np
+
+    _gpt2_like(tmp_path / "src")
+    if name.endswith(".npy"):
+        buffer = io.BytesIO()
+        np.save(buffer, np.array([{"a": 1}, None], dtype=object), allow_pickle=True)  # writes a pickle; never loaded
+        payload = buffer.getvalue()
+    else:
+        # builtins.exec as a protocol 2 pickle, gzipped: the first format detected is gzip.
+        code = b"print(1)"
+        payload = gzip.compress(b"\x80\x02cbuiltins\nexec\nX" + len(code).to_bytes(4, "little") + code + b"\x85R.")
+    (tmp_path / "src" / name).write_bytes(payload)
+    result = _convert(tmp_path / "src", tmp_path / "out")
+    assert not result.converted
+    [refusal] = [f for f in result.findings if f.code == "WG-CNV-001"]
+    assert refusal.path == name and "not copied into the output" in refusal.message
+    assert not (tmp_path / "out").exists()
+
+
+def test_signing_into_a_folder_that_already_holds_files_is_refused_before_any_work(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    _gpt2_like(tmp_path / "src")
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    (tmp_path / "key.pem").write_bytes(pem)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "foreign.pkl").write_bytes(b"never checked by this run")
+    with pytest.raises(ConversionError, match="already holds files"):
+        _convert_signed(tmp_path / "src", tmp_path / "out", tmp_path / "key.pem")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["foreign.pkl"]

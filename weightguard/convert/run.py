@@ -35,7 +35,7 @@ from pathlib import Path, PurePosixPath
 
 from weightguard.analysis.scanner import Scanner
 from weightguard.convert import codes
-from weightguard.convert.interface import ConversionProof, ConvertedFile, PlannedFile
+from weightguard.convert.interface import ConversionPlan, ConversionProof, ConvertedFile, PlannedFile
 from weightguard.convert.loader import Approver, ScanApprover, load_npz, load_torch, private_copy, sha256_fd
 from weightguard.convert.planner import plan, rename_index
 from weightguard.convert.proof import prove
@@ -48,6 +48,7 @@ from weightguard.formats.interface import FileFormat
 from weightguard.integrity.manifest import Manifest
 from weightguard.policy.load import LoadedPolicy
 from weightguard.sources.interface import ArtifactFile
+from weightguard.sources.local import open_source
 
 PROOF_NAME = "weightguard-conversion.json"
 SIGNATURE_NAME = "model.sig"
@@ -64,10 +65,10 @@ class ConversionResult:
     converted: bool
 
 
-def _refusal(relpath: str, blocking: tuple[Finding, ...]) -> list[Finding]:
+def _refusal(relpath: str, blocking: tuple[Finding, ...], what: str = "not loaded, not converted") -> list[Finding]:
     named = "; ".join(f"{f.code} {f.location}: {f.message}" for f in blocking[:_SHOWN])
     more = f" (+{len(blocking) - _SHOWN} more)" if len(blocking) > _SHOWN else ""
-    summary = codes.SCAN_BLOCKED.at(relpath, f"not loaded, not converted: {named}{more}", blocking=len(blocking))
+    summary = codes.SCAN_BLOCKED.at(relpath, f"{what}: {named}{more}", blocking=len(blocking))
     return [summary, *blocking]
 
 
@@ -150,9 +151,13 @@ class _Context:
 
 
 def _stage(
-    files: Sequence[ArtifactFile], formats: dict[str, FileFormat], staging: Path, ctx: _Context
-) -> tuple[list[ConvertedFile], list[Finding], list[str], str | None]:
-    conversion = plan(formats)
+    files: Sequence[ArtifactFile],
+    formats: dict[str, FileFormat],
+    conversion: ConversionPlan,
+    staging: Path,
+    ctx: _Context,
+) -> tuple[list[ConvertedFile], list[Finding], bool]:
+    """Write the converted weights, the copies and the index into ``staging``; ``False`` if refused."""
     by_path = {f.relpath: f for f in files}
     findings: list[Finding] = []
     converted: list[ConvertedFile] = []
@@ -160,17 +165,22 @@ def _stage(
         result, notes = _convert_one(by_path[planned.source], planned, formats[planned.source], staging, ctx)
         findings.extend(notes)
         if result is None:
-            return converted, findings, [], None
+            return converted, findings, False
         converted.append(result)
     for rel in conversion.copies:
         copy_file(by_path[rel].source, staging / rel)
-    index_name = None
+        # The copy, not the original, is judged: what is published is exactly what was scanned.
+        # A file whose first format looked harmless (an object-dtype .npy, a gzipped pickle, a
+        # polyglot) must not ride into the "safe" output unscanned.
+        blocking = ctx.approver.approve(open_source(staging / rel), rel)
+        if blocking:
+            return converted, [*findings, *_refusal(rel, blocking, "not copied into the output")], False
     if conversion.index is not None:
         source_index, index_name = conversion.index
         art = by_path[source_index]
         renames = {PurePosixPath(w.source).name: PurePosixPath(w.output).name for w in conversion.weights}
         (staging / index_name).write_bytes(rename_index(art.source.read_at(0, art.size), renames))
-    return converted, findings, list(conversion.copies), index_name
+    return converted, findings, True
 
 
 def convert_model(
@@ -197,6 +207,12 @@ def convert_model(
     Raises:
         ConversionError: the output directory cannot be used, the plan is impossible, or signing failed.
     """
+    if sign_key is not None and out_dir.exists() and any(out_dir.iterdir()):
+        # A signature covers the whole folder, and the files already there were never checked here.
+        raise ConversionError(
+            f"cannot sign into {out_dir}: it already holds files this run did not check",
+            hint="convert into a new or empty folder to sign the output",
+        )
     judge = approver or ScanApprover(scanner, loaded)
     conversion = plan(formats)
     if conversion.unconvertible:
@@ -216,8 +232,9 @@ def convert_model(
     ctx = _Context(judge, loaded, executor, {})
     signature: str | None = None
     try:
-        converted, findings, copied, index_name = _stage(files, formats, staging, ctx)
-        ok = len(converted) == len(conversion.weights)
+        converted, findings, ok = _stage(files, formats, conversion, staging, ctx)
+        copied = list(conversion.copies) if ok else []
+        index_name = conversion.index[1] if ok and conversion.index is not None else None
         staged = sorted(p for p in staging.rglob("*") if p.is_file())
         for item in staged:
             rel = item.relative_to(staging).as_posix()
@@ -241,8 +258,7 @@ def convert_model(
                 signature = _sign(staging, sign_key) if sign_key else None
                 publish_folder(staging, out_dir)
             else:
-                publish_files(staging, out_dir)
-                signature = _sign(out_dir, sign_key) if sign_key else None
+                publish_files(staging, out_dir)  # never signed: refused above for a folder with files
     finally:
         executor.shutdown(wait=True)  # not cancelled: each queued hash job owns a descriptor it must close
         shutil.rmtree(holder, ignore_errors=True)
