@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from jinja2 import BaseLoader, ChoiceLoader, Environment, PackageLoader, StrictUndefined
 
 from weightguard.convert.interface import ConversionProof
-from weightguard.findings import Severity
 from weightguard.probes.report import ProbeReport, SuspectModel
 from weightguard.report.html_plots import (
     PatchDrawing,
@@ -45,9 +44,6 @@ from weightguard.report.model import FindingModel, Report
 # The page may use its own inline styles and data: images, and nothing else: no script, no fetch.
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
 PLOTTED_SUSPECTS = 12
-_SEVERITY_ORDER = {
-    s: i for i, s in enumerate((Severity.CRITICAL, Severity.HIGH, Severity.MEDIUM, Severity.LOW, Severity.INFO))
-}
 _PICKLE_KEYS = ("global", "opcode", "offset", "call", "count", "danger", "reason", "decompiled")
 
 
@@ -140,7 +136,7 @@ def page_context(report: Report, *, plots: bool = True, key: str = "p") -> PageC
         note = "matplotlib is not installed (pip install 'weightguard[probes]'), so plots are shown as tables."
     else:
         note = ""
-    ordered = sorted(report.findings, key=lambda f: (not f.blocking, _SEVERITY_ORDER[f.severity], f.path, f.code))
+    ordered = sorted(report.findings, key=lambda f: (not f.blocking, -f.severity.rank, f.path, f.code))
     probes = _probe_view(report.probes, key, available) if report.probes is not None else None
     # Report.conversion is being added to the model; read it so the page shows it as soon as it lands.
     proof = report.conversion
