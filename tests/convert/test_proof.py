@@ -30,8 +30,16 @@ def test_every_source_name_is_compared_including_removed_aliases(tmp_path: Path)
 def test_reopening_after_every_tensor_gives_the_same_answer(tmp_path: Path) -> None:
     state = _state()
     out = tmp_path / "m.safetensors"
-    write_safetensors(out, {"wte": state["wte"], "b": state["b"]}, {"format": "pt"})
+    write_safetensors(out, {"wte": state["wte"], "b": state["b"]}, {"format": "pt", "lm_head": "wte"})
     assert prove(out, state, {"lm_head": "wte"}, batch_bytes=1) == 3
+
+
+def test_a_file_that_does_not_record_a_removed_alias_fails_the_proof(tmp_path: Path) -> None:
+    state = _state()
+    out = tmp_path / "m.safetensors"
+    write_safetensors(out, {"wte": state["wte"], "b": state["b"]}, {"format": "pt"})
+    with pytest.raises(ConversionError, match="aliases recorded"):
+        prove(out, state, {"lm_head": "wte"})
 
 
 def test_a_flipped_byte_in_the_output_fails_the_proof(tmp_path: Path) -> None:

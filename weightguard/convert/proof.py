@@ -58,6 +58,11 @@ def prove(
     try:
         handle = safe_open(str(path), framework="pt")
         names = set(handle.keys())  # type: ignore[no-untyped-call]  # safetensors ships no annotations here
+        # The aliases a reader resolves are the ones written in the file, not the ones meant to be.
+        meta: dict[str, str] = handle.metadata() or {}  # type: ignore[no-untyped-call]
+        written = {k: v for k, v in meta.items() if k != "format"}
+        if written != dict(aliases):
+            raise ConversionError(f"{path.name}: the aliases recorded in the file are not the removed names")
         if names != expected:
             missing, extra = sorted(expected - names), sorted(names - expected)
             raise ConversionError(f"{path.name}: reloaded names differ (missing {missing[:5]}, extra {extra[:5]})")
