@@ -304,3 +304,14 @@ def test_only_the_first_suspects_are_plotted_blocking_first_and_the_rest_are_tab
     assert {f"p-s{i}" for i in range(15, 20)} <= {a.get("id") for a in plotted}
     unplotted = [a for a in articles if not list(_svgs(a))]
     assert all("random controls flip" in _text(a) for a in unplotted)
+
+
+def test_only_ids_inside_tags_are_namespaced_never_label_text() -> None:
+    from weightguard.report import html_plots
+
+    svg = '<svg><g id="figure_1" clip-path="url(#p1)"><text>cf" id="figure_1 url(#p1)</text></g><clipPath id="p1"/></svg>'
+    out = html_plots._namespaced(svg, "k")
+    assert out == (
+        '<svg><g id="k-figure_1" clip-path="url(#k-p1)"><text>cf" id="figure_1 url(#p1)</text></g>'
+        '<clipPath id="k-p1"/></svg>'
+    )

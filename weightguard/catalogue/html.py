@@ -43,6 +43,7 @@ MAX_SECTION_FINDINGS = 100  # findings shown with their evidence in one model's 
 _VERDICTS: tuple[Verdict, ...] = ("rejected", "incomplete", "approved")
 _RANK = {v: i for i, v in enumerate(_VERDICTS)}
 _HEADING = re.compile(r"<(/?)h([1-6])(?=[\s>])")
+_TAG = re.compile(r"<[^<>]*>")  # escaped text and plot labels never hold a bare < or >
 _ID = re.compile(r'\bid="([^"]+)"')
 _REFERENCE = re.compile(r'(\b(?:aria-labelledby|aria-describedby)=")([^"]*)(")|(href="#|url\(#)([^")]+)')
 
@@ -103,11 +104,11 @@ def _nested(html: str, key: str, shift: int) -> Markup:
     The report macros give their sections fixed ids and ``h2``/``h3`` headings; here
     several of them share one page under an ``h3``, so every id not already namespaced
     with ``key`` (plots and probe anchors are) is prefixed with it, references follow,
-    and headings move ``shift`` levels down (never past ``h6``). Autoescaping keeps
-    untrusted text from containing a literal ``<`` or ``"``, so only markup the
-    templates wrote can match these patterns.
+    and headings move ``shift`` levels down (never past ``h6``). Only tags are rewritten:
+    autoescaping (and matplotlib, in plot SVG) keeps a bare ``<`` or ``>`` out of text, but
+    plot labels may hold quotes, so a label that looks like an attribute is left as it is.
     """
-    mine = {name for name in _ID.findall(html) if not name.startswith(f"{key}-")}
+    mine = {name for tag in _TAG.findall(html) for name in _ID.findall(tag) if not name.startswith(f"{key}-")}
 
     def rename(name: str) -> str:
         return f"{key}-{name}" if name in mine else name
@@ -118,8 +119,10 @@ def _nested(html: str, key: str, shift: int) -> Markup:
             return f"{match.group(1)}{names}{match.group(3)}"
         return f"{match.group(4)}{rename(match.group(5))}"
 
-    out = _ID.sub(lambda m: f'id="{rename(m.group(1))}"', html)
-    out = _REFERENCE.sub(reference, out)
+    # Inside tags only: a plot label's text may hold a quote and what looks like an attribute.
+    out = _TAG.sub(
+        lambda tag: _REFERENCE.sub(reference, _ID.sub(lambda m: f'id="{rename(m.group(1))}"', tag.group(0))), html
+    )
     out = _HEADING.sub(lambda m: f"<{m.group(1)}h{min(6, int(m.group(2)) + shift)}", out)
     return Markup(out)  # noqa: S704 - rewrites markup the autoescaping templates produced
 

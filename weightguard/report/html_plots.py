@@ -42,6 +42,7 @@ _COLORS = {"suspect": "#b3261e", "control": "#6b7a8f", "before": "#6b7a8f", "aft
 _SVG_OPEN = re.compile(r"<svg\b[^>]*>")
 _METADATA = re.compile(r"<metadata>.*?</metadata>\s*", re.DOTALL)
 _PROLOGUE = re.compile(r"^.*?(?=<svg\b)", re.DOTALL)
+_TAG = re.compile(r"<[^<>]*>")  # text never holds a bare < or >: matplotlib escapes them
 _ID = re.compile(r'\bid="([^"]+)"')
 _REF = re.compile(r'(\bid="|url\(#|href="#)([^")]+)([")])')
 _MAX_LABEL = 40
@@ -86,7 +87,8 @@ def _namespaced(svg: str, key: str) -> str:
     matplotlib numbers figures, axes and clip paths the same way in every plot, and ids must be
     unique on a page that inlines several.
     """
-    ids = set(_ID.findall(svg))
+    # Inside tags only: a label's text may hold '" id="…' (matplotlib leaves quotes in text).
+    ids = {name for tag in _TAG.findall(svg) for name in _ID.findall(tag)}
     if not ids:
         return svg
 
@@ -94,7 +96,7 @@ def _namespaced(svg: str, key: str) -> str:
         name = match.group(2)
         return f"{match.group(1)}{key}-{name}{match.group(3)}" if name in ids else match.group(0)
 
-    return _REF.sub(swap, svg)
+    return _TAG.sub(lambda tag: _REF.sub(swap, tag.group(0)), svg)
 
 
 def _figure(width: float, height: float) -> tuple[Figure, Axes]:
