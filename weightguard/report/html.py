@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -239,8 +240,13 @@ def render_html(report: Report, *, plots: bool = True) -> str:
         report: the report to render.
         plots: draw plots with matplotlib when it is installed (False: tables only, e.g. for goldens).
     """
-    env = make_environment()
-    return env.get_template("report.html.j2").render(page=page_context(report, plots=plots))
+    return _environment().get_template("report.html.j2").render(page=page_context(report, plots=plots))
+
+
+@functools.cache
+def _environment() -> Environment:
+    # Compiling the templates costs more than rendering them; the sidecar renders a page per request.
+    return make_environment()
 
 
 __all__ = ["CSP", "FindingView", "PageContext", "finding_view", "make_environment", "page_context", "render_html"]
