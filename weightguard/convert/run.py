@@ -28,7 +28,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -45,8 +45,11 @@ from weightguard.convert.writer import copy_file, write_chunks, write_safetensor
 from weightguard.errors import ConversionError
 from weightguard.findings import Finding
 from weightguard.formats.interface import FileFormat
+from weightguard.integrity.hashing import FileHashes, HashRequest, hash_files
 from weightguard.integrity.manifest import Manifest
 from weightguard.policy.load import LoadedPolicy
+from weightguard.signing.keys import PrivateKey, load_private_key
+from weightguard.signing.oms_sign import sign_model
 from weightguard.sources.interface import ArtifactFile
 from weightguard.sources.local import open_source
 
@@ -207,6 +210,7 @@ def convert_model(
     Raises:
         ConversionError: the output directory cannot be used, the plan is impossible, or signing failed.
     """
+    key = _load_key(sign_key) if sign_key is not None else None  # a bad key fails now, not after the work
     if sign_key is not None and out_dir.exists() and any(out_dir.iterdir()):
         # A signature covers the whole folder, and the files already there were never checked here.
         raise ConversionError(
@@ -255,7 +259,7 @@ def convert_model(
             _write_proof(staging / PROOF_NAME, proof)
             if fresh:
                 # The staged folder already has the output's name, so the OMS subject name is right.
-                signature = _sign(staging, sign_key) if sign_key else None
+                signature = _sign(staging, key, digests) if key is not None else None
                 publish_folder(staging, out_dir)
             else:
                 publish_files(staging, out_dir)  # never signed: refused above for a folder with files
@@ -273,16 +277,20 @@ def _write_proof(path: Path, proof: ConversionProof) -> None:
     write_chunks(path, [(json.dumps(proof.model_dump(mode="json"), indent=2, sort_keys=True) + "\n").encode()])
 
 
-def _sign(root: Path, key_path: Path) -> str:
+def _load_key(key_path: Path) -> PrivateKey:
     try:
-        from weightguard.signing.keys import load_private_key
-        from weightguard.signing.oms_sign import sign_model
-    except ImportError as exc:
-        raise ConversionError("signing not available: weightguard.signing cannot be imported") from exc
-    try:
-        key = load_private_key(key_path.read_bytes())
+        return load_private_key(key_path.read_bytes())
     except OSError as exc:
         raise ConversionError(f"cannot read the signing key {key_path}: {exc.strerror or exc}") from exc
+
+
+def _sign(root: Path, key: PrivateKey, digests: Mapping[str, str]) -> str:
+    """Sign ``root``, reusing the sha256 of every file this run already hashed (only the proof is new)."""
+    known = {rel: FileHashes(rel, (root / rel).stat().st_size, {"sha256": sha}) for rel, sha in digests.items()}
+
+    def hasher(files: Sequence[ArtifactFile], algorithm: str, shard_size: int | None) -> dict[str, FileHashes]:
+        return hash_files(files, HashRequest(frozenset({algorithm}), shard_size), known=known)
+
     signature = root / SIGNATURE_NAME
-    write_chunks(signature, [sign_model(root, key, signature_path=signature)])
+    write_chunks(signature, [sign_model(root, key, signature_path=signature, hasher=hasher)])
     return str(signature)
