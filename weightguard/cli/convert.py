@@ -37,7 +37,6 @@ def run_conversion(target: str, output: Path, loaded: LoadedPolicy, sign_key: Pa
         MissingExtraError: torch is not installed.
         WeightguardError: the target, the output directory or the signing key cannot be used.
     """
-    from weightguard.analysis.scanner import ScanSettings
     from weightguard.api import make_scanner
     from weightguard.pipeline import resolve_target
 
@@ -48,8 +47,9 @@ def run_conversion(target: str, output: Path, loaded: LoadedPolicy, sign_key: Pa
         raise MissingExtraError("torch", "conversion") from exc
     resolved = resolve_target(target, loaded)
     files = list(resolved.listing.files)
-    formats = formats_of(files, ScanSettings.from_policy(loaded.policy).limits)
-    return convert_model(files, formats, output, loaded, make_scanner(loaded), sign_key=sign_key)
+    scanner = make_scanner(loaded)
+    formats = formats_of(files, scanner.settings.limits)
+    return convert_model(files, formats, output, loaded, scanner, sign_key=sign_key)
 
 
 def _render_json(result: ConversionResult) -> str:

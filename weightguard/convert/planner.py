@@ -1,4 +1,4 @@
-"""Plan a conversion: which files become safetensors, under which names (pure logic).
+"""Plan a conversion: which files become safetensors, under which names.
 
 Names follow Hugging Face's converter: ``pytorch_model*.bin`` becomes
 ``model*.safetensors``; any other weight file keeps its stem. A sharded
@@ -16,14 +16,14 @@ from pathlib import PurePosixPath
 from weightguard.convert.interface import ConversionPlan, PlannedFile
 from weightguard.errors import ConversionError
 from weightguard.formats.detect import detect
-from weightguard.formats.interface import FileFormat
+from weightguard.formats.interface import PICKLE_BASED, FileFormat
 from weightguard.limits import Limits
 from weightguard.sources.interface import ArtifactFile
 
 TORCH_FORMATS = frozenset({FileFormat.PYTORCH_ZIP, FileFormat.PYTORCH_LEGACY})
 # Pickle-based files that hold code or arbitrary objects, not a tensor dict: copying them unchanged
 # would carry pickles into the "safe" output, so the conversion refuses them instead.
-UNCONVERTIBLE = frozenset({FileFormat.PICKLE, FileFormat.JOBLIB, FileFormat.TORCHSCRIPT})
+UNCONVERTIBLE = PICKLE_BASED - TORCH_FORMATS
 INDEX_NAME = "pytorch_model.bin.index.json"
 OUTPUT_INDEX = "model.safetensors.index.json"
 

@@ -75,7 +75,7 @@ def _refusal(relpath: str, blocking: tuple[Finding, ...], what: str = "not loade
     return [summary, *blocking]
 
 
-def _sync_and_hash(fd: int, relpath: str) -> str:
+def _sync_and_hash(fd: int) -> str:
     # Runs beside the next shard's work: flushes the staged file to disk (before it is moved into
     # the output directory) and hashes it for the manifest; the descriptor survives the final rename.
     try:
@@ -126,7 +126,7 @@ def _convert_one(
         out = staging / planned.output
         out.parent.mkdir(parents=True, exist_ok=True)
         write_safetensors(out, ex.tensors, metadata, fsync=False)  # synced by _sync_and_hash before the move
-        ctx.digests[planned.output] = ctx.executor.submit(_sync_and_hash, os.open(out, os.O_RDONLY), planned.output)
+        ctx.digests[planned.output] = ctx.executor.submit(_sync_and_hash, os.open(out, os.O_RDONLY))
         try:
             compared = prove(out, ex.source, ex.aliases)
         except ConversionError as exc:
@@ -243,7 +243,7 @@ def convert_model(
         for item in staged:
             rel = item.relative_to(staging).as_posix()
             if ok and rel not in ctx.digests:
-                ctx.digests[rel] = executor.submit(_sync_and_hash, os.open(item, os.O_RDONLY), rel)
+                ctx.digests[rel] = executor.submit(_sync_and_hash, os.open(item, os.O_RDONLY))
         digests = {rel: future.result() for rel, future in ctx.digests.items()}  # every file is on disk now
         proof = ConversionProof(output_dir=str(out_dir), files=converted, copied=copied, index=index_name)
         if ok:

@@ -15,7 +15,6 @@ Not handled here: computing any statistic, or deciding the verdict.
 from __future__ import annotations
 
 import base64
-import importlib.util
 import io
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -24,6 +23,7 @@ import torch
 
 from weightguard.probes.interface import PatchEvidence, Suspect
 from weightguard.probes.report import PatchModel, SuspectModel
+from weightguard.report.html_plots import plots_available
 
 MAX_CONTROLS = 1000  # the policy's largest sensible bank; more are summarised in ``detail``
 TOP_K = 10
@@ -80,7 +80,7 @@ def pixels(values: torch.Tensor) -> list[list[list[float]]] | None:
 
 def png_available() -> bool:
     """Whether matplotlib (and so PNG encoding) is installed."""
-    return importlib.util.find_spec("matplotlib") is not None
+    return plots_available()
 
 
 def png_base64(image: torch.Tensor) -> str | None:
