@@ -133,7 +133,7 @@ def resolve_target(target: str, loaded: LoadedPolicy, options: VerifyOptions = V
         )
     path = Path(target)
     listing = LocalSource(path, allow_symlinks=spec.allow_symlinks_inside).collect()
-    root = path if path.is_dir() else path.parent
+    root = Path(listing.root)  # the folder itself, or a single file's folder
     name = path.name if path.name not in ("", ".", "..") and not path.is_symlink() else path.resolve().name
     return ResolvedTarget(str(path), name, root, listing)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from weightguard.errors import SourceError
-from weightguard.sources.local import LocalSource, MappedFile, NotRegularFileError
+from weightguard.sources.local import LocalSource, MappedFile, NotRegularFileError, plain_files
 
 
 def test_directories_are_walked_recursively_in_component_order(tmp_path: Path) -> None:
@@ -96,3 +96,55 @@ def test_mapping_never_follows_a_final_symlink(tmp_path: Path) -> None:
     with pytest.raises(OSError) as caught:
         MappedFile(tmp_path / "link.bin")
     assert caught.value.errno == errno.ELOOP
+
+
+def test_a_plain_folder_is_listed_in_the_order_collect_gives(tmp_path: Path) -> None:
+    for rel in ("w.json", "w/part.bin", "w-2.bin", "W.bin", "w/deep/x.bin"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(rel.encode())
+    listed = plain_files(str(tmp_path))
+    assert listed is not None
+    assert [rel for rel, _ in listed] == [f.relpath for f in LocalSource(tmp_path).collect().files]
+    assert all(entry.path == str(tmp_path / rel) for rel, entry in listed)
+
+
+@pytest.mark.parametrize("oddity", ["link", "fifo", "dir-link", "unlistable"])
+def test_a_folder_with_anything_but_regular_files_and_folders_is_not_plain(tmp_path: Path, oddity: str) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "a.bin").write_bytes(b"a")
+    if oddity == "link":
+        (tmp_path / "sub" / "b.bin").symlink_to("a.bin")
+    elif oddity == "fifo":
+        os.mkfifo(tmp_path / "sub" / "pipe")
+    elif oddity == "dir-link":
+        (tmp_path / "elsewhere").symlink_to("sub")
+    else:
+        if os.geteuid() == 0:
+            pytest.skip("root can list folders without permission")
+        (tmp_path / "sub").chmod(0)
+    try:
+        assert plain_files(str(tmp_path)) is None
+    finally:
+        (tmp_path / "sub").chmod(0o755)
+
+
+def test_only_a_real_directory_can_be_a_plain_folder(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "a.bin").write_bytes(b"a")
+    (tmp_path / "alias").symlink_to("real")
+    assert plain_files(str(tmp_path / "alias")) is None
+    assert plain_files(str(tmp_path / "real" / "a.bin")) is None
+    assert plain_files(str(tmp_path / "missing")) is None
+    assert plain_files(str(tmp_path / "real")) is not None
+
+
+def test_a_link_to_a_folder_is_walked_and_a_dangling_or_file_link_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "a.bin").write_bytes(b"a")
+    (tmp_path / "alias").symlink_to("real")
+    assert [f.relpath for f in LocalSource(tmp_path / "alias").collect().files] == ["a.bin"]
+    (tmp_path / "file-link").symlink_to(tmp_path / "real" / "a.bin")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    for name in ("file-link", "dangling"):
+        with pytest.raises(SourceError, match="not a regular file or directory"):
+            LocalSource(tmp_path / name).collect()

@@ -27,25 +27,41 @@ class NotRegularFileError(SourceError):
     """The name was listed as a regular file but now is a link, a FIFO, a device or a directory."""
 
 
+def open_regular(path: Path | str) -> tuple[int, os.stat_result]:
+    """Open ``path`` for reading, without following a final symlink and without blocking.
+
+    The file is checked to be a regular file through the open descriptor: a name swapped for
+    a link or a FIFO between listing and opening is refused, never followed or waited on.
+    The caller closes the descriptor.
+
+    Raises:
+        OSError: it cannot be opened.
+        NotRegularFileError: it is not a regular file.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+    except BaseException:  # noqa: BLE001 - close the descriptor on anything, then re-raise
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise NotRegularFileError(f"{path} is not a regular file")
+    return fd, st
+
+
 class MappedFile:
     """A read-only memory map of a file, as a :class:`ByteSource`."""
 
     def __init__(self, path: Path | str) -> None:
-        """Open and map the regular file ``path``.
-
-        The file is opened without following a final symlink and without blocking, then checked
-        to be a regular file through the open descriptor: a name swapped for a link or a FIFO
-        between listing and opening is refused, never followed or waited on.
+        """Open (see :func:`open_regular`) and map the regular file ``path``.
 
         Raises:
             OSError: it cannot be opened or mapped.
             NotRegularFileError: it is not a regular file.
         """
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd, st = open_regular(path)
         try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise NotRegularFileError(f"{path} is not a regular file")
             size = st.st_size
             self._map: mmap.mmap | None = mmap.mmap(fd, 0, access=mmap.ACCESS_READ) if size else None
         finally:
@@ -118,6 +134,29 @@ def walk(top: str) -> Iterator[tuple[str, os.DirEntry[str] | OSError]]:
                 yield f"{prefix}{entry.name}", entry
 
 
+def plain_files(target: str) -> list[tuple[str, os.DirEntry[str]]] | None:
+    """``(relpath, entry)`` of every file under the directory ``target``, by listing alone.
+
+    None unless ``target`` is a plain folder: a real directory holding only regular files and
+    real directories, every one of them listable. Such a folder is exactly what
+    :meth:`LocalSource.collect` lists, with no finding, whenever its files can be opened.
+    Whether an entry is a regular file comes from the listing itself (no stat on most file
+    systems); the order is the listing's (POSIX path order).
+    """
+    try:
+        if not stat.S_ISDIR(os.lstat(target).st_mode):
+            return None
+    except OSError:
+        return None
+    out: list[tuple[str, os.DirEntry[str]]] = []
+    for rel, entry in walk(target):
+        if isinstance(entry, OSError) or not _is_plain_file(entry):
+            return None
+        out.append((rel, entry))
+    out.sort(key=lambda item: item[0].split("/"))
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class LocalSource(ModelSource):
     """A model on the local file system: one file, or a directory walked recursively."""
@@ -133,25 +172,33 @@ class LocalSource(ModelSource):
     def collect(self) -> SourceListing:
         """List the regular files under the target in POSIX path order."""
         target = self.path
-        if not os.path.lexists(target):
-            raise SourceError(f"no such file or directory: {target}")
-        if target.is_file() and not target.is_symlink():
-            return SourceListing(root=str(target.parent), files=(self._artifact(target, target.name),))
-        if not target.is_dir():
+        try:
+            st = os.lstat(target)
+            if stat.S_ISLNK(st.st_mode):
+                st = target.stat()  # a link to a folder is walked; a link to a file is refused below
+            elif stat.S_ISREG(st.st_mode):
+                return SourceListing(root=str(target.parent), files=(self._artifact(target, target.name),))
+        except FileNotFoundError:
+            if not os.path.lexists(target):
+                raise SourceError(f"no such file or directory: {target}") from None
+            raise SourceError(f"not a regular file or directory: {target}") from None  # a dangling link
+        except OSError as exc:
+            raise SourceError(f"cannot read {target}: {exc.strerror or exc}") from exc
+        if not stat.S_ISDIR(st.st_mode):
             raise SourceError(f"not a regular file or directory: {target}")
-        root = target.resolve()
         files: list[ArtifactFile] = []
         findings: list[Finding] = []
+        roots: list[Path] = []  # resolved only when a link needs it: realpath costs a stat per component
         for rel, entry in walk(str(target)):
             if isinstance(entry, OSError):
                 findings.append(codes.UNREADABLE.at(rel or ".", f"cannot list the directory: {entry.strerror}"))
                 continue
             # The common case, a regular file, needs no stat of its own: the open checks it.
-            item = (
-                self._listed(entry.path, rel, findings)
-                if _is_plain_file(entry)
-                else self._entry(Path(entry.path), rel, root, findings)
-            )
+            if _is_plain_file(entry):
+                item = self._listed(entry.path, rel, findings)
+            else:
+                roots = roots or [target.resolve()]
+                item = self._entry(Path(entry.path), rel, roots[0], findings)
             if item is not None:
                 files.append(item)
         files.sort(key=lambda f: f.relpath.split("/"))
