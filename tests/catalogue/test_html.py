@@ -21,7 +21,7 @@ from weightguard.catalogue.html import (
     catalogue_page,
     render_catalogue_html,
 )
-from weightguard.catalogue.interface import CatalogueEntry, CatalogueSummary
+from weightguard.catalogue.interface import CatalogueEntry, CatalogueSummary, ModelOutcome
 from weightguard.catalogue.local_engine import LocalEngine
 from weightguard.catalogue.report import CatalogueReport, catalogue_report
 from weightguard.catalogue.runner import run_catalogue
@@ -117,7 +117,10 @@ def test_the_verdict_and_the_counts_come_first(run: Run, pages: dict[bool, str])
     stats = dict(rows(section(root, "run-h")))
     assert stats["Engine"] == "local"
     assert stats["Work units"] == f"{report.stats.units_executed} executed, 0 reused from the results cache"
-    assert stats["Files"] == f"{report.stats.files} file(s), {report.stats.unique_files} distinct content(s), {report.stats.read_files} read"
+    assert (
+        stats["Files"]
+        == f"{report.stats.files} file(s), {report.stats.unique_files} distinct content(s), {report.stats.read_files} read"
+    )
 
 
 def test_every_model_is_listed_with_its_verdict_rejected_and_incomplete_first(run: Run, pages: dict[bool, str]) -> None:
@@ -228,9 +231,7 @@ def test_without_matplotlib_the_counts_are_a_table_and_the_page_says_why(
 def test_a_model_that_could_not_be_judged_shows_why(run: Run) -> None:
     summary, _, loaded = run
     lost = CatalogueEntry("/models/lost", "catalog.txt:9")
-    broken = dataclasses.replace(
-        summary.models[0], entry=lost, verdict="incomplete", report=None, error="worker died", seconds=0.0, cached=False
-    )
+    broken = ModelOutcome.failed(lost, "worker died")
     summary = dataclasses.replace(summary, models=(*summary.models, broken))
     root = parse(render_catalogue_html(summary, catalogue_report(summary, loaded, __version__), plots=False))
     assert ["/models/lost", "INCOMPLETE", "0 ms", "no", "—", "0", "worker died"] in rows(section(root, "models-h"))
@@ -245,7 +246,7 @@ def test_report_sections_reused_for_several_models_keep_ids_unique_and_headings_
     integrity = evil.report.integrity.model_copy(update={"pinned": True, "mismatched": [diff]})
     tampered = evil.report.model_copy(update={"integrity": integrity})
     models = tuple(
-        dataclasses.replace(evil, entry=CatalogueEntry(f"/models/tampered-{i}", "catalogue"), report=tampered)
+        ModelOutcome.judged(CatalogueEntry(f"/models/tampered-{i}", "catalogue"), tampered.model_dump_json())
         for i in range(2)
     )
     both = dataclasses.replace(summary, models=models)
@@ -285,7 +286,7 @@ def test_one_model_with_very_many_findings_is_bounded_in_its_section(run: Run) -
     assert evil.report is not None and evil.report.findings
     first = evil.report.findings[0]
     flood = [first.model_copy(update={"message": f"{first.message} #{i}"}) for i in range(MAX_SECTION_FINDINGS + 7)]
-    noisy = dataclasses.replace(evil, report=evil.report.model_copy(update={"findings": flood}))
+    noisy = ModelOutcome.judged(evil.entry, evil.report.model_copy(update={"findings": flood}).model_dump_json())
     big = dataclasses.replace(summary, models=(noisy,))
     report = catalogue_report(big, loaded, __version__)
     [section] = catalogue_page(big, report, plots=False).sections

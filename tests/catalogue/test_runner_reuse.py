@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,10 +11,10 @@ import pytest
 
 from catalogue.builders import catalogue_dir, safetensors_model
 from weightguard import __version__
-from weightguard.catalogue import memo, runner
+from weightguard.catalogue import memo, prepare, runner
 from weightguard.catalogue.cache import ResultsCache
 from weightguard.catalogue.catalogue import read_catalogue
-from weightguard.catalogue.interface import CatalogueEntry
+from weightguard.catalogue.interface import CatalogueEntry, CatalogueError, ModelOutcome
 from weightguard.catalogue.local_engine import LocalEngine
 from weightguard.catalogue.runner import run_catalogue
 from weightguard.pipeline import VerifyOptions, verify
@@ -106,3 +107,74 @@ def test_a_policy_that_requires_conversion_converts_in_verify_many_as_in_verify(
         k: v for k, v in alone.subject.files.items() if k != proof
     }
     assert not outcome.cached
+
+
+def test_a_warm_run_looks_plain_folders_up_without_resolving_them(
+    tmp_path: Path, engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loaded = load_builtin("default")
+    entries = read_catalogue(catalogue_dir(tmp_path / "models"))
+    cache = open_cache(tmp_path, loaded)
+    first = run_catalogue(entries, loaded, engine, cache)
+    resolved: list[str] = []
+    real = prepare.resolve_target
+    monkeypatch.setattr(prepare, "resolve_target", lambda target, *a: resolved.append(target) or real(target, *a))
+    second = run_catalogue(entries, loaded, engine, cache)
+    assert resolved == [] and second.executed == 0
+    assert second.read_files == second.files  # every byte was still read and hashed
+    assert [(m.verdict, m.digest) for m in second.models] == [(m.verdict, m.digest) for m in first.models]
+
+
+def test_an_edit_in_a_plain_folder_is_judged_again(tmp_path: Path, engine) -> None:
+    loaded = load_builtin("default")
+    entries = read_catalogue(catalogue_dir(tmp_path / "models"))
+    cache = open_cache(tmp_path, loaded)
+    run_catalogue(entries, loaded, engine, cache)
+    target = tmp_path / "models" / "clean-0" / "model.safetensors"
+    data = bytearray(target.read_bytes())
+    data[0] ^= 0xFF  # same size, same name: only the bytes tell
+    target.write_bytes(bytes(data))
+    again = run_catalogue(entries, loaded, engine, cache)
+    verdicts = {Path(m.entry.target).name: (m.verdict, m.cached) for m in again.models}
+    assert verdicts["clean-0"] == ("rejected", False)
+    assert all(cached for name, (_, cached) in verdicts.items() if name != "clean-0")
+
+
+def test_a_folder_with_a_link_is_resolved_in_full_and_its_verdict_still_reused(tmp_path: Path, engine) -> None:
+    loaded = load_builtin("default")
+    model = safetensors_model(tmp_path / "m", 1)
+    (model / "alias.json").symlink_to("config.json")
+    entries = [CatalogueEntry(str(model), "test")]
+    cache = open_cache(tmp_path, loaded)
+    first = run_catalogue(entries, loaded, engine, cache)
+    second = run_catalogue(entries, loaded, engine, cache)
+    assert first.models[0].digest is not None
+    assert "WG-SRC" in " ".join(f.code for f in first.models[0].digest.findings)  # the refused link is reported
+    assert second.models[0].cached and second.models[0].digest == first.models[0].digest
+
+
+def test_a_damaged_cached_verdict_is_judged_again_never_trusted(tmp_path: Path, engine) -> None:
+    loaded = load_builtin("default")
+    entries = read_catalogue(catalogue_dir(tmp_path / "models"))
+    cache = open_cache(tmp_path, loaded)
+    first = run_catalogue(entries, loaded, engine, cache)
+    with sqlite3.connect(tmp_path / "results.db") as db:
+        db.execute("""UPDATE unit_results SET result = '{"verdict": "approved"}' WHERE kind = 'model'""")
+    again = run_catalogue(entries, loaded, engine, cache)
+    assert not any(m.cached for m in again.models)
+    assert [m.verdict for m in again.models] == [m.verdict for m in first.models]
+    assert run_catalogue(entries, loaded, engine, cache).executed == 0  # the rows were replaced
+
+
+def test_full_reports_are_decoded_when_asked_and_a_damaged_one_is_an_error(tmp_path: Path, engine) -> None:
+    loaded = load_builtin("default")
+    entries = read_catalogue(catalogue_dir(tmp_path / "models"))
+    outcome = run_catalogue(entries, loaded, engine, open_cache(tmp_path, loaded)).models[0]
+    assert outcome.payload is not None and outcome.report is not None
+    assert outcome.report.verdict == outcome.verdict and outcome.report.findings == outcome.digest.findings
+    # Only the parts the summary shows are checked up front: the rest is checked when decoded.
+    damaged = outcome.payload.replace('"schema_version":"1"', '"schema_version":"1","surprise":1')
+    broken = ModelOutcome.judged(outcome.entry, damaged, cached=True)
+    assert broken.verdict == outcome.verdict
+    with pytest.raises(CatalogueError, match="damaged"):
+        _ = broken.report

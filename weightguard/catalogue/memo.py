@@ -17,19 +17,18 @@ the digests are for (:mod:`.runner`).
 from __future__ import annotations
 
 import os
-import stat
 import time
 from collections.abc import Mapping, Sequence
 
 from weightguard.catalogue.cache import FileStamp, ResultsCache
 from weightguard.integrity.hashing import FileHashes, HashRequest, covers
 from weightguard.sources.interface import ArtifactFile
-from weightguard.sources.local import walk
 
 SETTLED_NS = 2 * 10**9
 
 
-def _of(st: os.stat_result) -> FileStamp | None:
+def stamp_of(st: os.stat_result) -> FileStamp | None:
+    """The stamp in ``st``, or None when it proves nothing (no inode or no ctime)."""
     if not st.st_ino or not st.st_ctime_ns:
         return None
     return FileStamp(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
@@ -38,7 +37,7 @@ def _of(st: os.stat_result) -> FileStamp | None:
 def stamp(path: str) -> FileStamp | None:
     """The stamp of the file at ``path`` (links followed), or None when it proves nothing."""
     try:
-        return _of(os.stat(path))  # noqa: PTH116 - paths are str here; pathlib would cost more than the stat
+        return stamp_of(os.stat(path))  # noqa: PTH116 - paths are str here; pathlib would cost more than the stat
     except OSError:
         return None  # hashing the file reports why it cannot be read
 
@@ -83,32 +82,4 @@ def remember(memo: ResultsCache, hashes: Mapping[str, FileHashes], stamps: Mappi
     )
 
 
-def stamped_files(target: str) -> list[tuple[str, str, FileStamp]] | None:
-    """``(relpath, path, stamp)`` of every file under the directory ``target``, from stamps alone.
-
-    None when the full listing is needed to judge the folder: the target is not a plain
-    directory, or holds a link, a special file, an entry that cannot be read, or a file whose
-    stamp proves nothing. The order is the listing's (POSIX path order).
-    """
-    try:
-        if not stat.S_ISDIR(os.lstat(target).st_mode):
-            return None
-    except OSError:
-        return None
-    out: list[tuple[str, str, FileStamp]] = []
-    for rel, entry in walk(target):
-        if isinstance(entry, OSError):
-            return None
-        try:
-            st = entry.stat(follow_symlinks=False)
-        except OSError:
-            return None
-        found = _of(st) if stat.S_ISREG(st.st_mode) else None
-        if found is None:
-            return None
-        out.append((rel, entry.path, found))
-    out.sort(key=lambda item: item[0].split("/"))
-    return out
-
-
-__all__ = ["SETTLED_NS", "recall", "recalled", "remember", "stamp", "stamped_files"]
+__all__ = ["SETTLED_NS", "recall", "recalled", "remember", "stamp", "stamp_of"]

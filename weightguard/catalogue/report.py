@@ -88,8 +88,8 @@ class CatalogueReport(StrictModel):
 
 
 def _line(outcome: ModelOutcome) -> ModelLine:
-    report = outcome.report
-    if report is None:
+    digest = outcome.digest
+    if digest is None:
         return ModelLine(
             target=outcome.entry.target,
             verdict=outcome.verdict,
@@ -100,14 +100,14 @@ def _line(outcome: ModelOutcome) -> ModelLine:
         )
     return ModelLine(
         target=outcome.entry.target,
-        verdict=report.verdict,
-        exit_code=report.exit_code,
+        verdict=digest.verdict,
+        exit_code=digest.exit_code,
         seconds=outcome.seconds,
         cached=outcome.cached,
-        root_digest=report.subject.root_digest if report.subject else None,
-        files=report.summary.files,
-        blocking=report.summary.blocking,
-        reasons=report.reasons,
+        root_digest=digest.subject.root_digest if digest.subject else None,
+        files=digest.summary.files,
+        blocking=digest.summary.blocking,
+        reasons=digest.reasons,
     )
 
 
@@ -139,8 +139,8 @@ def catalogue_report(summary: CatalogueSummary, loaded: LoadedPolicy, version: s
             blocking=f.blocking,
         )
         for m in summary.models
-        if m.report is not None
-        for f in m.report.findings
+        if m.digest is not None
+        for f in m.digest.findings
     ]
     return CatalogueReport(
         tool=ToolInfo(version=version),

@@ -1,29 +1,31 @@
 """Verify a whole catalogue: hash once, reuse every cached result, run only what is missing.
 
-The order: resolve each model and hash all its files once (sha256: the
-content keys); look up each model's key in the results cache (a model whose
-files, listing, trust material and day are unchanged is not judged again);
-for the others, look up each distinct file content, run a file unit for each
-one never analysed under this policy and version, then run a model unit per
-model (integrity, probes, the policy's judgement, as
-:func:`weightguard.pipeline.verify`). Every result is stored as soon as it
-arrives, so re-running after an interruption skips what was done. A model
-whose units keep failing is reported ``incomplete``, never ``approved``.
+The order: list and hash every model once and look up its key in the
+results cache (:mod:`.prepare`: a model whose files, listing, trust material
+and day are unchanged is not judged again, and its report is decoded only
+as far as the summary needs); for the others, look up each distinct file
+content, run a file unit for each one never analysed under this policy and
+version, then run a model unit per model (integrity, probes, the policy's
+judgement, as :func:`weightguard.pipeline.verify`). Every result is stored
+as soon as it arrives, so re-running after an interruption skips what was
+done. A model whose units keep failing, or whose cached row is damaged and
+cannot be judged again, is reported ``incomplete``, never ``approved``.
 Not handled here: where units run (the engines) and rendering (:mod:`.report`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
-import json
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from weightguard.catalogue.cache import CachedResult, FileStamp, ResultsCache
+from pydantic import ValidationError
+
+from weightguard.catalogue.cache import CachedResult, ResultsCache
 from weightguard.catalogue.interface import (
     CatalogueEntry,
     CatalogueSummary,
@@ -35,86 +37,15 @@ from weightguard.catalogue.interface import (
     UnitResult,
     WorkUnit,
 )
-from weightguard.catalogue.memo import recall, recalled, remember, stamped_files
-from weightguard.errors import IntegrityError, WeightguardError
-from weightguard.integrity.hashing import FileHashes, HashRequest, hash_files
-from weightguard.integrity.hub import hub_request
-from weightguard.integrity.pins import hash_request
-from weightguard.pipeline import resolve_target
+from weightguard.catalogue.prepare import PreparedModel, Settings, prepare
+from weightguard.integrity.hashing import FileHashes
 from weightguard.policy.load import LoadedPolicy
-from weightguard.report.model import Report
-from weightguard.sources.interface import ArtifactFile
 
 # (phase, done, total): phases are "hashing", "analysing" and "judging".
 Progress = Callable[[str, int, int], None]
 
-# Models resolved and hashed together: one hashing pass keeps every core busy, and a bounded
-# group keeps the number of open file mappings bounded on catalogues of thousands of models.
-CHUNK_MODELS = 64
 # Results are written in small transactions: an interruption loses at most this many.
 FLUSH_EVERY = 16
-SMALL_CHUNK_BYTES = 64 * 2**20
-
-
-@dataclass(frozen=True, slots=True)
-class _File:
-    relpath: str
-    sha256: str
-    size: int
-    path: str
-    hashes: FileHashes
-
-
-@dataclass(frozen=True, slots=True)
-class _Prepared:
-    """A model after the hashing phase: its files' content keys, or why it has none."""
-
-    entry: CatalogueEntry
-    files: tuple[_File, ...] = ()
-    key: str = ""
-    error: str = ""
-
-
-def _trust_digests(loaded: LoadedPolicy) -> dict[str, str]:
-    """Digests of the trust material the policy names by path (it is not part of the policy's digest)."""
-    base = Path(loaded.origin).parent if not loaded.origin.startswith("builtin:") else Path.cwd()
-    out: dict[str, str] = {}
-    for signer in loaded.policy.spec.signatures.trusted_signers:
-        for name in ("public_key", "root", "trusted_root"):
-            rel = getattr(signer, name, None)
-            if isinstance(rel, Path):
-                try:
-                    out[str(rel)] = hashlib.sha256((base / rel).read_bytes()).hexdigest()
-                except OSError:
-                    out[str(rel)] = "unreadable"
-    return out
-
-
-def _model_key(target: str, resolved_uri: str, files: Sequence[_File], source: Sequence[str], extra: str) -> str:
-    """Everything a model's verdict depends on besides the policy and the version (cache columns)."""
-    identity = {
-        "target": target,
-        "uri": resolved_uri,
-        "files": [[f.relpath, f.size, f.sha256] for f in files],
-        "source": list(source),
-        # Policy ignores expire by date: a verdict is reused on the day it was made only.
-        "day": dt.datetime.now(dt.UTC).date().isoformat(),
-        "extra": extra,
-    }
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
-
-
-def _converts(loaded: LoadedPolicy, convert_root: Path | None) -> bool:
-    """Whether verify would convert under this policy (and these options)."""
-    mode = loaded.policy.spec.conversion.mode
-    return mode == "required" or (mode == "allowed" and convert_root is not None)
-
-
-def _model_cacheable(target: str, loaded: LoadedPolicy, converts: bool) -> bool:
-    # A Hub listing, a probe base model and the converted copy on disk are inputs the key does
-    # not capture: judge those models again (their files' scans are still reused).
-    probes = loaded.policy.spec.probes
-    return not target.startswith("hf://") and not (probes.run != "off" and probes.base_model) and not converts
 
 
 def convert_dir_for(target: str, convert_root: Path | None) -> Path:
@@ -122,129 +53,6 @@ def convert_dir_for(target: str, convert_root: Path | None) -> Path:
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", PurePosixPath(target.rstrip("/")).name) or "model"
     tag = hashlib.sha256(target.encode()).hexdigest()[:12]
     return (convert_root or Path.cwd()) / f"{name}-{tag}.safetensors"
-
-
-def _hash_request(loaded: LoadedPolicy, entries: Sequence[CatalogueEntry]) -> HashRequest:
-    """Everything the model units' integrity stage will want, so that it reads no file again."""
-    request = HashRequest().union(hash_request(loaded.policy.spec.integrity))
-    if any(e.target.startswith("hf://") for e in entries):
-        request = hub_request(request)
-    return request
-
-
-@dataclass(frozen=True, slots=True)
-class _Settings:
-    """What every chunk of the hashing phase needs besides its entries."""
-
-    loaded: LoadedPolicy
-    trust: str
-    converts: bool
-    cache: ResultsCache
-    trust_metadata: bool  # --trust-file-metadata: the cache also remembers files' stamps
-
-
-def _recalled_models(
-    entries: Sequence[CatalogueEntry], settings: _Settings, request: HashRequest
-) -> tuple[dict[int, _Prepared], dict[str, CachedResult]]:
-    """Models whose files all kept their stamps and whose verdict is cached: known without opening a file.
-
-    Only plain folders of regular files qualify (anything else needs the full listing, which
-    also reports it), and the key is computed exactly as for a listed model, so a hit here is
-    the hit the full path would find. Returns those models and their cached results.
-    """
-    if not settings.trust_metadata or not _model_cacheable("", settings.loaded, settings.converts):
-        return {}, {}
-    listed: dict[int, tuple[str, list[tuple[str, str, FileStamp]]]] = {}
-    for i, entry in enumerate(entries):
-        if entry.target.startswith("hf://"):
-            continue
-        uri = str(Path(entry.target))
-        found = stamped_files(uri)
-        if found is not None:
-            listed[i] = (uri, found)
-    recorded = settings.cache.get_digests(path for _, found in listed.values() for _, path, _ in found)
-    candidates: dict[str, tuple[int, tuple[_File, ...]]] = {}
-    for i, (uri, found) in listed.items():
-        files: list[_File] = []
-        for rel, path, now in found:
-            held = recalled(rel, now, recorded.get(path), request)
-            if held is None:
-                break
-            files.append(_File(rel, held.digests["sha256"], now.size, path, held))
-        else:
-            key = _model_key(entries[i].target, uri, files, [], settings.trust)
-            candidates[key] = (i, tuple(files))
-    hits = settings.cache.get_many(UnitKind.MODEL, candidates) if candidates else {}
-    models = {i: _Prepared(entries[i], files, key) for key, (i, files) in candidates.items() if key in hits}
-    return models, hits
-
-
-@dataclass(frozen=True, slots=True)
-class _Chunk:
-    """A chunk of models after the hashing phase."""
-
-    models: list[_Prepared]
-    read_files: int  # files whose bytes were read to hash them
-    cached: dict[str, CachedResult]  # the cached model results among the chunk's keys
-
-
-def _prepare_chunk(entries: Sequence[CatalogueEntry], settings: _Settings) -> _Chunk:
-    """Resolve and hash a chunk of models, and look up their cached results."""
-    loaded, trust, converts = settings.loaded, settings.trust, settings.converts
-    resolved: list[tuple[int, Path, list[ArtifactFile], list[str], str]] = []
-    request = _hash_request(loaded, entries)
-    out, cached = _recalled_models(entries, settings, request)
-    for i, entry in enumerate(entries):
-        if i in out:
-            continue
-        try:
-            target = resolve_target(entry.target, loaded)
-        except WeightguardError as exc:
-            out[i] = _Prepared(entry, error=exc.diagnostics())
-            continue
-        source = [
-            f"{f.code}|{f.path}|{f.member}|{f.message}" for f in (*target.listing.findings, *target.extra_findings)
-        ]
-        renamed = [ArtifactFile(f"{i}/{a.relpath}", a.size, a.source) for a in target.listing.files]
-        resolved.append((i, target.root, renamed, source, target.uri))
-    everything = [a for r in resolved for a in r[2]]
-    # Threads pay off on big files only; for a chunk of small ones, starting them costs more than hashing.
-    workers = None if sum(a.size for a in everything) > SMALL_CHUNK_BYTES else 1
-    known: dict[str, FileHashes] = {}
-    stamps: dict[str, tuple[str, FileStamp]] = {}
-    if settings.trust_metadata:
-        places = [(a, f"{root}/{a.relpath.split('/', 1)[1]}") for _, root, renamed, _, _ in resolved for a in renamed]
-        known, stamps = recall(places, settings.cache, request)
-    try:
-        hashes = hash_files(everything, request, workers=workers, known=known)
-    except IntegrityError:
-        hashes = {}  # one model's file changed while hashed: hash model by model to find which
-    if settings.trust_metadata and hashes:
-        remember(settings.cache, hashes, stamps)
-    for i, root, renamed, source, uri in resolved:
-        entry = entries[i]
-        try:
-            mine = (
-                {a.relpath: hashes[a.relpath] for a in renamed} if hashes else hash_files(renamed, request, known=known)
-            )
-        except IntegrityError as exc:
-            out[i] = _Prepared(entry, error=exc.diagnostics())
-            continue
-        files = tuple(
-            _File(rel, h.digests["sha256"], a.size, f"{root}/{rel}", FileHashes(rel, h.size, h.digests, h.shards))
-            for a in renamed
-            for rel, h in [(a.relpath.split("/", 1)[1], mine[a.relpath])]
-        )
-        key = _model_key(entry.target, uri, files, source, trust)
-        out[i] = _Prepared(entry, files, key if _model_cacheable(entry.target, loaded, converts) else "", "")
-    cached.update(
-        settings.cache.get_many(UnitKind.MODEL, [p.key for p in out.values() if p.key and p.key not in cached])
-    )
-    return _Chunk([out[i] for i in range(len(entries))], len(everything) - len(known), cached)
-
-
-def _seconds(report: Report) -> float:
-    return round(sum(s.seconds for s in report.stages), 4)
 
 
 class _Writer:
@@ -296,36 +104,29 @@ def run_catalogue(
     """
     started = time.monotonic()
     say = progress or (lambda _phase, _done, _total: None)
-    settings = _Settings(
-        loaded,
-        json.dumps(_trust_digests(loaded), sort_keys=True),
-        _converts(loaded, convert_root),
-        cache,
-        trust_file_metadata,
-    )
+    mode = loaded.policy.spec.conversion.mode
+    converts = mode == "required" or (mode == "allowed" and convert_root is not None)  # as verify decides
+    settings = Settings(loaded, cache, converts, trust_file_metadata)
     read_files = 0
-    prepared: list[_Prepared] = []
-    known: dict[str, CachedResult] = {}
-    say("hashing", 0, len(entries))
+    prepared: list[PreparedModel] = []
+    outcomes: dict[int, ModelOutcome] = {}
     started_engine = False
-    for start in range(0, len(entries), CHUNK_MODELS):
-        chunk = _prepare_chunk(entries[start : start + CHUNK_MODELS], settings)
+    say("hashing", 0, len(entries))
+    for chunk in prepare(entries, settings):
         read_files += chunk.read_files
-        prepared.extend(chunk.models)
-        known.update(chunk.cached)
+        for p in chunk.models:
+            i = len(prepared)
+            prepared.append(p)
+            if p.error:
+                outcomes[i] = ModelOutcome.failed(p.entry, p.error)
+            elif p.key in chunk.cached:
+                # A damaged row is judged again (and replaced), never trusted.
+                with contextlib.suppress(ValidationError):
+                    outcomes[i] = ModelOutcome.judged(p.entry, chunk.cached[p.key].payload, cached=True)
         say("hashing", len(prepared), len(entries))
-        if not started_engine and any(not p.error and p.key not in chunk.cached for p in chunk.models):
+        if not started_engine and len(outcomes) < len(prepared):
             engine.start(loaded)  # there is work: let workers start while the rest is hashed
             started_engine = True
-
-    outcomes: dict[int, ModelOutcome] = {}
-    for i, p in enumerate(prepared):
-        if p.error:
-            outcomes[i] = ModelOutcome(p.entry, "incomplete", None, 0.0, error=p.error)
-    for i, p in enumerate(prepared):
-        if i not in outcomes and p.key in known:
-            report = Report.model_validate_json(known[p.key].payload)
-            outcomes[i] = ModelOutcome(p.entry, report.verdict, report, _seconds(report), cached=True)
     todo = [i for i in range(len(prepared)) if i not in outcomes]
     reused = len(entries) - len(todo) - sum(1 for p in prepared if p.error)
 
@@ -355,14 +156,14 @@ def run_catalogue(
         lost = [f"{f.relpath}: {failed[f.sha256]}" for f in p.files if f.sha256 in failed]
         if lost:
             error = "analysis could not finish: " + "; ".join(lost)
-            outcomes[i] = ModelOutcome(p.entry, "incomplete", None, 0.0, error=error)
+            outcomes[i] = ModelOutcome.failed(p.entry, error)
             continue
         digests = {f.sha256 for f in p.files}
         unit_key = p.key or hashlib.sha256(f"{i}\x00{p.entry.target}".encode()).hexdigest()
         unit = ModelUnit(
             unit_key,
             p.entry.target,
-            tuple(f.hashes for f in p.files),
+            tuple(FileHashes(f.relpath, f.hashes.size, f.hashes.digests, f.hashes.shards) for f in p.files),
             tuple((sha, scans[sha]) for sha in sorted(digests)),
             probes,
             str(convert_dir_for(p.entry.target, convert_root)) if settings.converts else "",
@@ -375,10 +176,14 @@ def run_catalogue(
             i, unit = models[result.key]
             p = prepared[i]
             if result.payload is None:
-                outcomes[i] = ModelOutcome(p.entry, "incomplete", None, result.seconds, error=result.error)
+                outcomes[i] = ModelOutcome.failed(p.entry, result.error, result.seconds)
                 continue
-            report = Report.model_validate_json(result.payload)
-            outcomes[i] = ModelOutcome(p.entry, report.verdict, report, _seconds(report))
+            try:
+                outcomes[i] = ModelOutcome.judged(p.entry, result.payload)
+            except ValidationError as exc:
+                error = f"internal error: the model unit's report does not validate ({exc.error_count()} error(s))"
+                outcomes[i] = ModelOutcome.failed(p.entry, error, result.seconds)
+                continue
             if p.key:
                 writer.add(CachedResult(p.key, sum(f.size for f in p.files), result.payload))
     finally:
