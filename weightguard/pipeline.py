@@ -105,6 +105,12 @@ class _Run:
         self.findings.extend(findings)
 
 
+def converts(loaded: LoadedPolicy, convert_dir: Path | None) -> bool:
+    """Whether the policy converts pickle-based weights: always when required, when allowed only into a folder given."""
+    mode = loaded.policy.spec.conversion.mode
+    return mode == "required" or (mode == "allowed" and convert_dir is not None)
+
+
 def resolve_target(target: str, loaded: LoadedPolicy, options: VerifyOptions = VerifyOptions()) -> ResolvedTarget:
     """Collect the files of a local path or an ``hf://org/name@REVISION`` target.
 
@@ -225,8 +231,7 @@ def verify(
 
     judged = target
     conversion: ConversionProof | None = None
-    mode = policy.spec.conversion.mode
-    if mode == "required" or (mode == "allowed" and options.convert_dir is not None):
+    if converts(loaded, options.convert_dir):
         started = time.monotonic()
         say("converting pickle-based weights to safetensors")
         out_dir = options.convert_dir or Path(f"{resolved.name}.safetensors")

@@ -39,6 +39,7 @@ from weightguard.catalogue.interface import (
 )
 from weightguard.catalogue.prepare import PreparedModel, Settings, prepare
 from weightguard.integrity.hashing import FileHashes
+from weightguard.pipeline import converts
 from weightguard.policy.load import LoadedPolicy
 
 # (phase, done, total): phases are "hashing", "analysing" and "judging".
@@ -104,9 +105,7 @@ def run_catalogue(
     """
     started = time.monotonic()
     say = progress or (lambda _phase, _done, _total: None)
-    mode = loaded.policy.spec.conversion.mode
-    converts = mode == "required" or (mode == "allowed" and convert_root is not None)  # as verify decides
-    settings = Settings(loaded, cache, converts, trust_file_metadata)
+    settings = Settings(loaded, cache, converts(loaded, convert_root), trust_file_metadata)
     read_files = 0
     prepared: list[PreparedModel] = []
     outcomes: dict[int, ModelOutcome] = {}

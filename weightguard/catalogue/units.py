@@ -12,7 +12,6 @@ Not handled here: scheduling, retries, caching.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
 
@@ -21,23 +20,10 @@ from weightguard.catalogue.codec import UNIT_PATH, decode_scan, encode_scan
 from weightguard.catalogue.interface import FileUnit, ModelUnit, UnitResult, WorkUnit
 from weightguard.catalogue.judge import judge_model
 from weightguard.errors import AnalysisError, WeightguardError
+from weightguard.integrity.hashing import HashRequest, hash_files
 from weightguard.policy.load import LoadedPolicy
-from weightguard.sources.interface import ArtifactFile, ByteSource
+from weightguard.sources.interface import ArtifactFile
 from weightguard.sources.local import open_source
-
-_HASH_CHUNK = 8 * 2**20
-
-
-def _sha256(source: ByteSource) -> str:
-    digest = hashlib.sha256()
-    view_of = getattr(source, "view", None)
-    view = view_of() if callable(view_of) else None
-    for offset in range(0, source.size, _HASH_CHUNK):
-        length = min(_HASH_CHUNK, source.size - offset)
-        digest.update(
-            view[offset : offset + length] if isinstance(view, memoryview) else source.read_at(offset, length)
-        )
-    return digest.hexdigest()
 
 
 def scan_file(unit: FileUnit, loaded: LoadedPolicy) -> str:
@@ -51,9 +37,10 @@ def scan_file(unit: FileUnit, loaded: LoadedPolicy) -> str:
     # makes sure the bytes are the ones the unit is about, wherever the link led.
     source = open_source(Path(unit.path).resolve())
     # The scan reads the same mapping that was just hashed: the result is about these bytes.
-    if source.size != unit.size or _sha256(source) != unit.sha256:
+    artifact = ArtifactFile(UNIT_PATH, source.size, source)
+    if source.size != unit.size or hash_files([artifact], HashRequest())[UNIT_PATH].digests["sha256"] != unit.sha256:
         raise AnalysisError(f"{unit.path} changed after it was hashed", hint="run verify-many again")
-    scan = make_scanner(loaded).scan(ArtifactFile(UNIT_PATH, source.size, source))
+    scan = make_scanner(loaded).scan(artifact)
     return encode_scan(scan)
 
 

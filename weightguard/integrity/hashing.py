@@ -42,8 +42,6 @@ _SHA256_ONLY = frozenset({"sha256"})
 # Large reads amortise the per-call Python cost; 8 MiB keeps the GIL released most of the time
 # and the working set small enough for the CPU caches to matter little.
 CHUNK_BYTES = 8 * 2**20
-# Below this many bytes per thread, starting a thread costs more than it saves on small files.
-PARALLEL_SMALL_BYTES = 2**20
 
 
 class _Hasher(Protocol):
@@ -291,33 +289,11 @@ def hash_files(
     # A small file is one read: hashing it directly skips the stream bookkeeping, which for the
     # many small files of a model (configs, tokenizers) costs more than the digests themselves.
     small = [f for f in todo if request.shard_size is None and f.source.size <= CHUNK_BYTES]
-    threads = workers or os.cpu_count() or 1
-    done = _hash_all_small(small, request, threads)
+    done = {f.relpath: _hash_small(f, request) for f in small}
     streams = [_Stream(f, request) for f in todo if f.relpath not in done]
-    _run(streams, max(1, min(threads, len(streams) or 1)))
+    _run(streams, max(1, min(workers or os.cpu_count() or 1, len(streams) or 1)))
     done.update((s.relpath, s.result()) for s in streams)
     return {f.relpath: reused.get(f.relpath) or done[f.relpath] for f in files}
-
-
-def _hash_all_small(small: Sequence[ArtifactFile], request: HashRequest, threads: int) -> dict[str, FileHashes]:
-    """Hash files of one read each, split by bytes over ``threads`` threads when there are enough bytes.
-
-    Each thread takes a whole group, not one file at a time: a future per file would cost
-    more than the digest of a small file, and the GIL is released only inside the digests.
-    """
-    total = sum(f.source.size for f in small)
-    groups = min(threads, len(small), total // PARALLEL_SMALL_BYTES)
-    if groups <= 1:
-        return {f.relpath: _hash_small(f, request) for f in small}
-    parts: list[list[ArtifactFile]] = [[] for _ in range(groups)]
-    loads = [0] * groups
-    for f in sorted(small, key=lambda f: f.source.size, reverse=True):  # largest first, to the lightest group
-        lightest = loads.index(min(loads))
-        parts[lightest].append(f)
-        loads[lightest] += f.source.size
-    with ThreadPoolExecutor(max_workers=groups, thread_name_prefix="wg-hash") as pool:
-        hashed = list(pool.map(lambda part: [_hash_small(f, request) for f in part], parts))
-    return {h.relpath: h for part in hashed for h in part}
 
 
 def _hash_small(artifact: ArtifactFile, request: HashRequest) -> FileHashes:
@@ -328,12 +304,7 @@ def _hash_small(artifact: ArtifactFile, request: HashRequest) -> FileHashes:
             f"{artifact.relpath}: short read: {len(data)} of {size} bytes",
             hint="the file changed while it was being hashed; run again on a stable copy",
         )
-    return _digest(artifact.relpath, data, request)
-
-
-def _digest(relpath: str, data: bytes | memoryview, request: HashRequest) -> FileHashes:
-    """Every whole-file digest of ``request`` over ``data``."""
-    return FileHashes(relpath, len(data), MappingProxyType(hex_digests(data, request)))
+    return FileHashes(artifact.relpath, size, MappingProxyType(hex_digests(data, request)))
 
 
 def hex_digests(data: bytes | memoryview, request: HashRequest) -> dict[str, str]:

@@ -188,7 +188,7 @@ class LocalSource(ModelSource):
             raise SourceError(f"not a regular file or directory: {target}")
         files: list[ArtifactFile] = []
         findings: list[Finding] = []
-        roots: list[Path] = []  # resolved only when a link needs it: realpath costs a stat per component
+        root: Path | None = None  # resolved only when a link needs it: realpath costs a stat per component
         for rel, entry in walk(str(target)):
             if isinstance(entry, OSError):
                 findings.append(codes.UNREADABLE.at(rel or ".", f"cannot list the directory: {entry.strerror}"))
@@ -197,8 +197,8 @@ class LocalSource(ModelSource):
             if _is_plain_file(entry):
                 item = self._listed(entry.path, rel, findings)
             else:
-                roots = roots or [target.resolve()]
-                item = self._entry(Path(entry.path), rel, roots[0], findings)
+                root = root or target.resolve()
+                item = self._entry(Path(entry.path), rel, root, findings)
             if item is not None:
                 files.append(item)
         files.sort(key=lambda f: f.relpath.split("/"))
