@@ -14,7 +14,7 @@ from weightguard import __version__
 from weightguard.catalogue import memo, prepare, runner
 from weightguard.catalogue.cache import ResultsCache
 from weightguard.catalogue.catalogue import read_catalogue
-from weightguard.catalogue.interface import CatalogueEntry, CatalogueError, ModelOutcome
+from weightguard.catalogue.interface import CatalogueEntry, CatalogueError, ModelOutcome, ReportDigest
 from weightguard.catalogue.local_engine import LocalEngine
 from weightguard.catalogue.runner import run_catalogue
 from weightguard.pipeline import VerifyOptions, verify
@@ -159,11 +159,41 @@ def test_a_damaged_cached_verdict_is_judged_again_never_trusted(tmp_path: Path, 
     cache = open_cache(tmp_path, loaded)
     first = run_catalogue(entries, loaded, engine, cache)
     with sqlite3.connect(tmp_path / "results.db") as db:
-        db.execute("""UPDATE unit_results SET result = '{"verdict": "approved"}' WHERE kind = 'model'""")
+        db.execute("""UPDATE unit_results SET summary = '{"verdict": "approved"}' WHERE kind = 'model'""")
     again = run_catalogue(entries, loaded, engine, cache)
     assert not any(m.cached for m in again.models)
     assert [m.verdict for m in again.models] == [m.verdict for m in first.models]
     assert run_catalogue(entries, loaded, engine, cache).executed == 0  # the rows were replaced
+
+
+def test_a_row_stored_without_a_summary_is_summarised_from_its_report(tmp_path: Path, engine) -> None:
+    loaded = load_builtin("default")
+    entries = read_catalogue(catalogue_dir(tmp_path / "models"))
+    cache = open_cache(tmp_path, loaded)
+    first = run_catalogue(entries, loaded, engine, cache)
+    with sqlite3.connect(tmp_path / "results.db") as db:  # as a row written before the column existed
+        db.execute("UPDATE unit_results SET summary = NULL WHERE kind = 'model'")
+    again = run_catalogue(entries, loaded, engine, cache)
+    assert all(m.cached for m in again.models) and again.executed == 0
+    assert [m.digest for m in again.models] == [m.digest for m in first.models]
+    with sqlite3.connect(tmp_path / "results.db") as db:
+        db.execute("""UPDATE unit_results SET result = '{"verdict": "approved"}' WHERE kind = 'model'""")
+        db.execute("UPDATE unit_results SET summary = NULL WHERE kind = 'model'")
+    damaged = run_catalogue(entries, loaded, engine, cache)  # then a damaged report is judged again
+    assert not any(m.cached for m in damaged.models)
+    assert [m.verdict for m in damaged.models] == [m.verdict for m in first.models]
+
+
+def test_the_stored_summary_is_the_reports_own(tmp_path: Path, engine) -> None:
+    loaded = load_builtin("default")
+    entries = read_catalogue(catalogue_dir(tmp_path / "models"))
+    cache = open_cache(tmp_path, loaded)
+    first = run_catalogue(entries, loaded, engine, cache)
+    with sqlite3.connect(tmp_path / "results.db") as db:
+        rows = db.execute("SELECT result, summary FROM unit_results WHERE kind = 'model'").fetchall()
+    assert len(rows) == len(first.models)
+    for payload, summary in rows:
+        assert ReportDigest.model_validate_json(summary) == ReportDigest.model_validate_json(payload)
 
 
 def test_full_reports_are_decoded_when_asked_and_a_damaged_one_is_an_error(tmp_path: Path, engine) -> None:

@@ -1,29 +1,44 @@
-"""hash_paths: files named by path are read once each, by any of its threads, and agree with hash_files."""
+"""hash_paths: files named by path are read once each, hashed by the reader or a hasher thread, and agree with hash_files."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import threading
 from pathlib import Path
 
 import pytest
 
 from weightguard.integrity import path_hashing
-from weightguard.integrity.hashing import HashRequest, hash_files
+from weightguard.integrity.hashing import HashRequest, hash_files, hex_digests
 from weightguard.integrity.path_hashing import hash_paths
 from weightguard.sources.local import LocalSource
 
 ALL = frozenset({"sha256", "blake2b", "blake3", "git-sha1"})
 
 
-def files(root: Path, count: int = 70) -> list[Path]:
-    """Small files of varied sizes (fixed contents), an empty one among them."""
+def files(root: Path, count: int = 70, *, step: int = 97) -> list[Path]:
+    """Files of varied sizes, ``step`` bytes apart (fixed contents), an empty one among them."""
     root.mkdir(parents=True, exist_ok=True)
     out = []
     for i in range(count):
         path = root / f"f{i:03d}.bin"
-        path.write_bytes(bytes((i * 7 + j) % 251 for j in range(i * 97)))
+        path.write_bytes(bytes((i * 7 + j) % 251 for j in range(i * step)))
         out.append(path)
     return out
+
+
+def big_files(root: Path) -> list[Path]:
+    """Files over SHARED_MIN_BYTES: distinct ones, then copies of each."""
+    distinct = files(root / "a", 12, step=path_hashing.SHARED_MIN_BYTES // 4)
+    copies = []
+    for n in range(3):
+        for path in distinct:
+            copy = root / f"copy{n}" / path.name
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            copy.write_bytes(path.read_bytes())
+            copies.append(copy)
+    return distinct + copies
 
 
 def expected(root: Path, request: HashRequest) -> dict[str, dict[str, str]]:
@@ -75,11 +90,67 @@ def test_duplicates_are_read_once_and_nothing_is_nothing(tmp_path: Path) -> None
     assert hash_paths([], HashRequest(), workers=2) == {}
 
 
-def test_an_error_in_a_helper_thread_is_raised_in_the_caller(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    paths = files(tmp_path / "m", 80)
+def sha256_of(paths: list[Path]) -> dict[str, str]:
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+
+
+@pytest.mark.parametrize("workers", [1, 2, 4])
+def test_large_and_repeated_contents_get_the_digests_of_their_own_bytes(tmp_path: Path, workers: int) -> None:
+    paths = big_files(tmp_path)
+    got = hash_paths([str(p) for p in paths], HashRequest(ALL), workers=workers)
+    assert {path: h.digests["sha256"] for path, h in got.items()} == sha256_of(paths)
+    distinct = expected(tmp_path / "a", HashRequest(ALL))  # every algorithm, as hash_files gives them
+    assert all(dict(got[path].digests) == digests for path, digests in distinct.items())
+
+
+def test_a_repeated_content_is_compared_not_hashed_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = big_files(tmp_path)
+    hashed: list[int] = []
+
+    def counting(data: bytes, request: HashRequest) -> dict[str, str]:
+        hashed.append(len(data))
+        return hex_digests(data, request)
+
+    monkeypatch.setattr(path_hashing, "hex_digests", counting)
+    got = hash_paths([str(p) for p in paths], HashRequest(), workers=2)
+    assert {path: h.digests["sha256"] for path, h in got.items()} == sha256_of(paths)
+    large = [p for p in paths if p.stat().st_size >= path_hashing.SHARED_MIN_BYTES]
+    # First sighting hashed, second hashed and kept, the third and fourth only compared.
+    assert len([n for n in hashed if n >= path_hashing.SHARED_MIN_BYTES]) == len(large) // 2
+
+
+def test_a_look_alike_with_the_same_size_head_and_tail_is_hashed_for_itself(tmp_path: Path) -> None:
+    body = bytes(range(256)) * 200
+    paths = []
+    for i in range(6):  # same size, head and tail; one byte in the middle differs
+        path = tmp_path / f"f{i}.bin"
+        middle = bytearray(body)
+        middle[len(body) // 2] = i
+        path.write_bytes(bytes(middle))
+        paths.append(path)
+    paths.append(tmp_path / "again.bin")
+    paths[-1].write_bytes(paths[2].read_bytes())
+    got = hash_paths([str(p) for p in paths], HashRequest(), workers=2)
+    assert {path: h.digests["sha256"] for path, h in got.items()} == sha256_of(paths)
+    assert len({h.digests["sha256"] for h in got.values()}) == 6
+
+
+def test_bytes_kept_for_comparing_stay_within_the_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = big_files(tmp_path)
+    monkeypatch.setattr(path_hashing, "SHARED_KEEP_BYTES", 3 * path_hashing.SHARED_MIN_BYTES)
+    job = path_hashing.PathHashing([str(p) for p in paths], HashRequest(), workers=2)
+    got = job.run()
+    assert {path: h.digests["sha256"] for path, h in got.items()} == sha256_of(paths)
+    assert 0 < job._kept <= 3 * path_hashing.SHARED_MIN_BYTES
+
+
+def test_an_error_in_a_hasher_thread_is_raised_in_the_caller(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = big_files(tmp_path)
 
     def broken(data: bytes, request: HashRequest) -> dict[str, str]:
-        raise RuntimeError("digest failed")
+        if threading.current_thread() is threading.main_thread():
+            return hex_digests(data, request)
+        raise RuntimeError("digest failed")  # only in a hasher thread
 
     monkeypatch.setattr(path_hashing, "hex_digests", broken)
     with pytest.raises(RuntimeError, match="digest failed"):

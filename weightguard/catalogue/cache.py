@@ -45,11 +45,17 @@ class FileStamp:
 
 @dataclass(frozen=True, slots=True)
 class CachedResult:
-    """One stored unit result."""
+    """One stored unit result.
+
+    ``summary``: for a model unit, the part of its report a catalogue summary shows
+    (:class:`~weightguard.catalogue.interface.ReportDigest` as JSON); None for other units and
+    for rows written before the column existed.
+    """
 
     key: str
     size: int
     payload: str
+    summary: str | None = None
 
 
 class ResultsCache:
@@ -89,9 +95,9 @@ class ResultsCache:
             for start in range(0, len(wanted), _BATCH):
                 batch = wanted[start : start + _BATCH]
                 marks = ",".join("?" * len(batch))
-                query = f"SELECT sha256, size, result FROM unit_results {_WHERE} AND sha256 IN ({marks})"  # noqa: S608 - only '?' marks are interpolated
+                query = f"SELECT sha256, size, result, summary FROM unit_results {_WHERE} AND sha256 IN ({marks})"  # noqa: S608 - only '?' marks are interpolated
                 rows = self._conn.execute(query, (self.policy_sha256, self.version, kind.value, *batch))
-                found.update({row[0]: CachedResult(row[0], int(row[1]), row[2]) for row in rows})
+                found.update({row[0]: CachedResult(row[0], int(row[1]), row[2], row[3]) for row in rows})
         except sqlite3.Error as exc:
             raise VerdictError(f"cannot read the results cache: {exc}") from exc
         return found
@@ -105,11 +111,18 @@ class ResultsCache:
         if not results:
             return
         now = dt.datetime.now(dt.UTC).isoformat()
-        rows = [(r.key, r.size, self.policy_sha256, self.version, kind.value, r.payload, now) for r in results]
+        rows = [
+            (r.key, r.size, self.policy_sha256, self.version, kind.value, r.payload, now, r.summary) for r in results
+        ]
         try:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                self._conn.executemany("INSERT OR REPLACE INTO unit_results VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                self._conn.executemany(
+                    "INSERT OR REPLACE INTO unit_results"
+                    " (sha256, size, policy_sha256, version, kind, result, created_at, summary)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
             except BaseException:  # noqa: BLE001 - roll back on anything, then re-raise
                 self._conn.execute("ROLLBACK")
                 raise

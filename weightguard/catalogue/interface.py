@@ -234,13 +234,18 @@ class ModelOutcome:
     digest: ReportDigest | None = field(default=None, repr=False)
 
     @classmethod
-    def judged(cls, entry: CatalogueEntry, payload: str, *, cached: bool = False) -> ModelOutcome:
+    def judged(
+        cls, entry: CatalogueEntry, payload: str, *, cached: bool = False, summary: str | None = None
+    ) -> ModelOutcome:
         """The outcome of a model whose report is ``payload``.
 
+        ``summary``: the report's :class:`ReportDigest` as JSON, stored beside a cached report;
+        validated instead of ``payload`` (the report itself is validated when decoded).
+
         Raises:
-            pydantic.ValidationError: ``payload`` is not a report.
+            pydantic.ValidationError: ``summary`` (or ``payload`` without one) is not valid.
         """
-        digest = ReportDigest.model_validate_json(payload)
+        digest = ReportDigest.model_validate_json(payload if summary is None else summary)
         return cls(entry, digest.verdict, digest.seconds, cached, "", payload, digest)
 
     @classmethod

@@ -121,7 +121,8 @@ def run_catalogue(
             elif p.key in chunk.cached:
                 # A damaged row is judged again (and replaced), never trusted.
                 with contextlib.suppress(ValidationError):
-                    outcomes[i] = ModelOutcome.judged(p.entry, chunk.cached[p.key].payload, cached=True)
+                    row = chunk.cached[p.key]
+                    outcomes[i] = ModelOutcome.judged(p.entry, row.payload, cached=True, summary=row.summary)
         say("hashing", len(prepared), len(entries))
         if not started_engine and len(outcomes) < len(prepared):
             engine.start(loaded)  # there is work: let workers start while the rest is hashed
@@ -178,13 +179,14 @@ def run_catalogue(
                 outcomes[i] = ModelOutcome.failed(p.entry, result.error, result.seconds)
                 continue
             try:
-                outcomes[i] = ModelOutcome.judged(p.entry, result.payload)
+                outcome = outcomes[i] = ModelOutcome.judged(p.entry, result.payload)
             except ValidationError as exc:
                 error = f"internal error: the model unit's report does not validate ({exc.error_count()} error(s))"
                 outcomes[i] = ModelOutcome.failed(p.entry, error, result.seconds)
                 continue
-            if p.key:
-                writer.add(CachedResult(p.key, sum(f.size for f in p.files), result.payload))
+            if p.key and outcome.digest is not None:
+                summary = outcome.digest.model_dump_json()
+                writer.add(CachedResult(p.key, sum(f.size for f in p.files), result.payload, summary))
     finally:
         writer.flush()
 
