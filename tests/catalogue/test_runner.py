@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import shutil
 from collections.abc import Iterator, Sequence
@@ -11,6 +12,7 @@ import pytest
 
 from catalogue.builders import CountingExecute, catalogue_dir, executions, malicious_model, safetensors_model
 from weightguard import __version__
+from weightguard.catalogue import runner
 from weightguard.catalogue.cache import ResultsCache
 from weightguard.catalogue.catalogue import read_catalogue
 from weightguard.catalogue.interface import UnitKind, UnitResult, WorkUnit
@@ -155,3 +157,22 @@ def test_a_missing_model_is_incomplete_and_the_others_are_judged(tmp_path: Path,
     summary = run_catalogue(read_catalogue(listing), loaded, engine, open_cache(tmp_path, loaded))
     assert [m.verdict for m in summary.models] == ["rejected", "incomplete"]
     assert "no such file" in summary.models[1].error
+
+
+def test_the_collector_runs_less_often_during_a_run_and_as_before_after_it(
+    tmp_path: Path, loaded, engine, logs
+) -> None:
+    entries = read_catalogue(catalogue_dir(tmp_path / "models", clean=1))
+    before = gc.get_threshold()
+    during: list[tuple[int, int, int]] = []
+    cache = open_cache(tmp_path, loaded)
+    run_catalogue(entries, loaded, engine, cache, progress=lambda *_: during.append(gc.get_threshold()))
+    assert during and all(t[0] == max(before[0], runner.GEN0_DURING_RUN) and t[1:] == before[1:] for t in during)
+    assert gc.get_threshold() == before
+    with pytest.raises(OSError, match="boom"):  # put back when a run fails too
+        run_catalogue(entries, loaded, engine, cache, progress=boom)
+    assert gc.get_threshold() == before
+
+
+def boom(*_: object) -> None:
+    raise OSError("boom")
