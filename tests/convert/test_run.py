@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -15,7 +16,7 @@ torch = pytest.importorskip("torch")
 from safetensors import safe_open  # noqa: E402
 
 from weightguard.api import make_scanner, scan  # noqa: E402
-from weightguard.convert import run  # noqa: E402
+from weightguard.convert import publish, run  # noqa: E402
 from weightguard.convert.planner import formats_of  # noqa: E402
 from weightguard.convert.run import PROOF_NAME, convert_model  # noqa: E402
 from weightguard.errors import ConversionError, WeightguardError  # noqa: E402
@@ -264,3 +265,42 @@ def test_signing_into_a_folder_that_already_holds_files_is_refused_before_any_wo
     with pytest.raises(ConversionError, match="already holds files"):
         _convert_signed(tmp_path / "src", tmp_path / "out", tmp_path / "key.pem")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["foreign.pkl"]
+
+
+def test_a_file_that_appears_while_converting_into_a_full_directory_is_never_overwritten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _gpt2_like(tmp_path / "src")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "README.md").write_text("mine")
+    real = run.publish_files
+
+    def someone_writes_first(staging: Path, out_dir: Path) -> None:
+        (out_dir / "model.safetensors").write_text("theirs")  # after the clash check, before publishing
+        real(staging, out_dir)
+
+    monkeypatch.setattr(run, "publish_files", someone_writes_first)
+    with pytest.raises(ConversionError, match="appeared while the conversion ran"):
+        _convert(tmp_path / "src", tmp_path / "out")
+    assert (tmp_path / "out" / "model.safetensors").read_text() == "theirs"
+    # Whatever this conversion placed before the clash is gone again; no staging folder is left.
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"README.md", "model.safetensors"}
+
+
+def test_files_are_placed_whole_where_the_file_system_has_no_hard_links(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _gpt2_like(tmp_path / "src")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "README.md").write_text("mine")
+
+    def no_links(*_: object, **__: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(publish.os, "link", no_links)
+    result = _convert(tmp_path / "src", tmp_path / "out")
+    assert result.converted
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"README.md", "config.json", "model.safetensors", PROOF_NAME}
+    manifest = result.proof.manifest
+    for name, digest in manifest.items():
+        assert hashlib.sha256((tmp_path / "out" / name).read_bytes()).hexdigest() == digest

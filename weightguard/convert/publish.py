@@ -3,12 +3,15 @@
 A missing or empty output directory is built beside it, under its own name,
 and published with one ``rename`` (POSIX replaces an empty directory
 atomically): readers see no output or the whole output. A directory that
-already holds other files gets each new file renamed in whole; no existing
-file is ever overwritten. Not handled here: producing the files.
+already holds other files gets each new file linked in whole; no existing
+file is ever overwritten, even one created while the conversion ran.
+Not handled here: producing the files.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Sequence
@@ -58,12 +61,52 @@ def publish_folder(staging: Path, out_dir: Path) -> None:
 
 
 def publish_files(staging: Path, out_dir: Path) -> None:
-    """Rename each staged file into ``out_dir`` (whose clashes were checked when staging began)."""
-    for item in sorted(p for p in staging.rglob("*") if p.is_file()):
-        target = out_dir / item.relative_to(staging)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        item.replace(target)
+    """Move each staged file into ``out_dir`` under its name, never replacing a file there.
+
+    The clashes were checked when staging began, but another writer may have taken a name
+    since: each file is hard-linked in (``link(2)`` fails rather than replace, and the file
+    appears whole), then its staged name dropped. A name taken meanwhile refuses the
+    publication, and the files this call already placed are removed again.
+
+    Raises:
+        ConversionError: a name was taken meanwhile, or a file could not be placed.
+    """
+    placed: list[Path] = []
+    try:
+        for item in sorted(p for p in staging.rglob("*") if p.is_file()):
+            target = out_dir / item.relative_to(staging)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _place(item, target)
+            placed.append(target)
+    except OSError as exc:
+        for target in placed:
+            with contextlib.suppress(OSError):
+                target.unlink()
+        if isinstance(exc, FileExistsError):
+            raise ConversionError(
+                f"{exc.filename or out_dir} appeared while the conversion ran; nothing was overwritten",
+                hint="choose an empty output directory",
+            ) from exc
+        raise ConversionError(f"cannot publish the output into {out_dir}: {exc.strerror or exc}") from exc
     sync_directory(out_dir)
+
+
+# link(2) errors meaning "this file system has no hard links here", not "the name is taken".
+_NO_LINKS = frozenset({errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
+
+
+def _place(item: Path, target: Path) -> None:
+    """Give ``item``'s file the name ``target``, which must not exist (FileExistsError otherwise)."""
+    try:
+        os.link(item, target, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno not in _NO_LINKS:
+            raise
+        # Without hard links: claim the name exclusively, then rename over the claim.
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+        item.replace(target)
+        return
+    item.unlink()
 
 
 def sync_directory(path: Path) -> None:
