@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 import multiprocessing
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,35 @@ def test_migrations_are_recorded_and_reopening_is_idempotent(tmp_path: Path) -> 
     again = RolloutStore(url)
     assert again.schema_version == len(MIGRATIONS)
     assert again.state("d1") is not None
+
+
+def test_opening_an_up_to_date_store_takes_no_write_lock(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/r.db"
+    RolloutStore(url).close()
+    writer = sqlite3.connect(tmp_path / "r.db", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # a promotion in progress elsewhere holds the write lock
+    try:
+        started = time.monotonic()
+        reader = RolloutStore(url)  # would wait (up to its 30 s timeout) if it asked for the lock
+        assert time.monotonic() - started < 5
+        assert reader.schema_version == len(MIGRATIONS)
+        reader.close()
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+
+
+def test_a_store_missing_later_migrations_gets_them_on_open(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/r.db"
+    RolloutStore(url).close()
+    with sqlite3.connect(tmp_path / "r.db") as raw:  # as a database written by an older weightguard
+        raw.execute("ALTER TABLE unit_results DROP COLUMN summary")
+        raw.execute("DELETE FROM schema_migrations WHERE version = ?", (len(MIGRATIONS),))
+    again = RolloutStore(url)
+    assert again.schema_version == len(MIGRATIONS)
+    again.close()
+    with sqlite3.connect(tmp_path / "r.db") as raw:
+        assert "summary" in {row[1] for row in raw.execute("PRAGMA table_info(unit_results)")}
 
 
 def test_other_databases_are_refused_clearly() -> None:

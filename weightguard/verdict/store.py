@@ -183,6 +183,10 @@ class RolloutStore:
             self._conn.execute("COMMIT")
 
     def _migrate(self) -> None:
+        # Read first: a store that is up to date (every open but the first) takes no write lock,
+        # so readers such as the dashboard never queue behind a promotion.
+        if self._applied() >= set(range(1, len(MIGRATIONS) + 1)):
+            return
         with self._write() as db:
             db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT)")
             done = {row[0] for row in db.execute("SELECT version FROM schema_migrations")}
@@ -194,6 +198,12 @@ class RolloutStore:
                 db.execute(
                     "INSERT INTO schema_migrations VALUES (?, ?)", (version, dt.datetime.now(dt.UTC).isoformat())
                 )
+
+    def _applied(self) -> set[int]:
+        try:
+            return {int(row[0]) for row in self._conn.execute("SELECT version FROM schema_migrations")}
+        except sqlite3.OperationalError:  # no such table yet: a new database
+            return set()
 
     @property
     def schema_version(self) -> int:
