@@ -25,7 +25,7 @@ from weightguard.findings import RuleKind, Severity
 from weightguard.policy.base import StrictModel
 from weightguard.policy.load import LoadedPolicy
 from weightguard.report.model import PolicyRef, ToolInfo, Verdict
-from weightguard.report.sarif import SARIF_SCHEMA, render_sarif_dict
+from weightguard.report.sarif import render_sarif_dict, sarif_log
 
 SLOWEST = 10
 
@@ -218,35 +218,20 @@ def render_sarif(summary: CatalogueSummary, report: CatalogueReport) -> str:
     index = {code: i for i, code in enumerate(order)}
     for result in results:
         result["ruleIndex"] = index[result["ruleId"]]
-    log = {
-        "$schema": SARIF_SCHEMA,
-        "version": "2.1.0",
-        "runs": [
-            {
-                "tool": {
-                    "driver": {
-                        "name": "weightguard",
-                        "version": report.tool.version,
-                        "semanticVersion": report.tool.version,
-                        "informationUri": "https://github.com/weightguard/weightguard",
-                        "rules": [rules[code] for code in order],
-                    }
-                },
-                "automationDetails": {"id": "weightguard/verify-many/"},
-                "invocations": [
-                    {
-                        "executionSuccessful": report.counts["incomplete"] == 0,
-                        "commandLine": "verify-many",
-                        "properties": {
-                            "counts": dict(report.counts),
-                            "policy": report.policy.name,
-                            "policySha256": report.policy.sha256,
-                        },
-                    }
-                ],
-                "results": results,
-                "properties": {"exitCode": report.exit_code},
-            }
-        ],
-    }
+    log = sarif_log(
+        version=report.tool.version,
+        rules=[rules[code] for code in order],
+        results=results,
+        automation_id="weightguard/verify-many/",
+        invocation={
+            "executionSuccessful": report.counts["incomplete"] == 0,
+            "commandLine": "verify-many",
+            "properties": {
+                "counts": dict(report.counts),
+                "policy": report.policy.name,
+                "policySha256": report.policy.sha256,
+            },
+        },
+        properties={"exitCode": report.exit_code},
+    )
     return json.dumps(log, indent=2) + "\n"

@@ -92,11 +92,16 @@ def _rules_for(report: Report) -> list[Rule]:
     return [rules[c] for c in sorted(rules)]
 
 
-def render_sarif_dict(report: Report) -> dict[str, Any]:
-    """Return the SARIF log as a dict."""
-    rules = _rules_for(report)
-    index = {r.code: i for i, r in enumerate(rules)}
-    name = report.targets[0] if len(report.targets) == 1 else "multiple"
+def sarif_log(
+    *,
+    version: str,
+    rules: list[dict[str, Any]],
+    results: list[dict[str, Any]],
+    automation_id: str,
+    invocation: dict[str, Any],
+    properties: dict[str, Any],
+) -> dict[str, Any]:
+    """A SARIF 2.1.0 log holding one weightguard run: the skeleton every rendering shares."""
     return {
         "$schema": SARIF_SCHEMA,
         "version": "2.1.0",
@@ -105,29 +110,42 @@ def render_sarif_dict(report: Report) -> dict[str, Any]:
                 "tool": {
                     "driver": {
                         "name": "weightguard",
-                        "version": report.tool.version,
-                        "semanticVersion": report.tool.version,
+                        "version": version,
+                        "semanticVersion": version,
                         "informationUri": "https://github.com/weightguard/weightguard",
-                        "rules": [_rule_descriptor(r) for r in rules],
+                        "rules": rules,
                     }
                 },
-                "automationDetails": {"id": f"weightguard/{name}/"},
-                "invocations": [
-                    {
-                        "executionSuccessful": report.verdict != "incomplete",
-                        "commandLine": report.command,
-                        "properties": {
-                            "verdict": report.verdict,
-                            "policy": report.policy.name,
-                            "policySha256": report.policy.sha256,
-                        },
-                    }
-                ],
-                "results": [_result(f, index) for f in report.findings],
-                "properties": {"verdict": report.verdict, "exitCode": report.exit_code},
+                "automationDetails": {"id": automation_id},
+                "invocations": [invocation],
+                "results": results,
+                "properties": properties,
             }
         ],
     }
+
+
+def render_sarif_dict(report: Report) -> dict[str, Any]:
+    """Return the SARIF log as a dict."""
+    rules = _rules_for(report)
+    index = {r.code: i for i, r in enumerate(rules)}
+    name = report.targets[0] if len(report.targets) == 1 else "multiple"
+    return sarif_log(
+        version=report.tool.version,
+        rules=[_rule_descriptor(r) for r in rules],
+        results=[_result(f, index) for f in report.findings],
+        automation_id=f"weightguard/{name}/",
+        invocation={
+            "executionSuccessful": report.verdict != "incomplete",
+            "commandLine": report.command,
+            "properties": {
+                "verdict": report.verdict,
+                "policy": report.policy.name,
+                "policySha256": report.policy.sha256,
+            },
+        },
+        properties={"verdict": report.verdict, "exitCode": report.exit_code},
+    )
 
 
 def render_sarif(report: Report) -> str:
