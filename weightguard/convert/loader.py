@@ -33,6 +33,7 @@ import pickle
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from concurrent.futures import Executor, Future, wait
 from pathlib import Path
 from typing import Protocol
@@ -229,23 +230,34 @@ def private_copy(source: ByteSource, name: str, executor: Executor | None = None
 
 
 def _fill(fd: int, source: ByteSource, name: str) -> None:
+    for chunk in source_chunks(source, name):
+        try:
+            written = 0
+            while written < len(chunk):  # os.write may write less than asked
+                written += os.write(fd, chunk[written:])
+        except OSError as exc:
+            raise ConversionError(f"cannot copy {name}: {exc.strerror or exc}") from exc
+
+
+def source_chunks(source: ByteSource, name: str) -> Iterator[bytes | memoryview]:
+    """``source``'s bytes in chunks of :data:`CHUNK`, for copying.
+
+    A mapped source is sliced, not read, and each chunk's pages are released once the
+    consumer asks for the next one, so a copy holds about one chunk in memory.
+
+    Raises:
+        ConversionError: the source ends before its size.
+    """
     view_of = getattr(source, "view", None)
     view = view_of() if callable(view_of) else None
-    offset = 0
-    while offset < source.size:
+    for offset in range(0, source.size, CHUNK):
         n = min(CHUNK, source.size - offset)
         chunk = view[offset : offset + n] if isinstance(view, memoryview) else source.read_at(offset, n)
         if len(chunk) != n:
             raise ConversionError(f"{name}: the source ended early while copying")
-        try:
-            written = 0
-            while written < n:  # os.write may write less than asked
-                written += os.write(fd, chunk[written:])
-        except OSError as exc:
-            raise ConversionError(f"cannot copy {name}: {exc.strerror or exc}") from exc
+        yield chunk
         if isinstance(view, memoryview):
             release_pages(view, offset, n)
-        offset += n
 
 
 def _seal(fd: int) -> bool:

@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import struct
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 
-from weightguard.convert.loader import CHUNK, release_pages
+from weightguard.convert.loader import source_chunks
 from weightguard.convert.tensors import DTYPES
 from weightguard.errors import ConversionError
+from weightguard.fsutil import replace_atomically
 from weightguard.sources.interface import ByteSource
 
 
@@ -72,32 +71,15 @@ def write_safetensors(
 
 
 def write_chunks(path: Path, chunks: Iterable[bytes | memoryview], *, fsync: bool = True) -> None:
-    """Write ``chunks`` to ``path`` atomically: a temp file beside it, fsync, rename; nothing partial.
-
-    The file gets the usual ``0666 & ~umask`` mode (``mkstemp`` alone would leave it 0600).
+    """Write ``chunks`` to ``path`` atomically (see :func:`weightguard.fsutil.replace_atomically`).
 
     Raises:
         ConversionError: the destination cannot be written.
     """
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise ConversionError(f"cannot write into {path.parent}: {exc.strerror or exc}") from exc
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            for chunk in chunks:
-                fh.write(chunk)
-            fh.flush()
-            if fsync:
-                os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        Path(tmp).chmod(0o666 & ~umask)
-        Path(tmp).replace(path)
+        replace_atomically(path, chunks, fsync=fsync)
     except OSError as exc:
         raise ConversionError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def copy_file(source: ByteSource, dest: Path) -> None:
@@ -106,18 +88,10 @@ def copy_file(source: ByteSource, dest: Path) -> None:
     Raises:
         ConversionError: the source ends early or the destination cannot be written.
     """
-    view_of = getattr(source, "view", None)
-    view = view_of() if callable(view_of) else None
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         with dest.open("xb") as fh:
-            for offset in range(0, source.size, CHUNK):
-                n = min(CHUNK, source.size - offset)
-                chunk = view[offset : offset + n] if isinstance(view, memoryview) else source.read_at(offset, n)
-                if len(chunk) != n:
-                    raise ConversionError(f"{dest.name}: the source ended early while copying")
+            for chunk in source_chunks(source, dest.name):
                 fh.write(chunk)
-                if isinstance(view, memoryview):
-                    release_pages(view, offset, n)
     except OSError as exc:
         raise ConversionError(f"cannot copy into {dest}: {exc.strerror or exc}") from exc
