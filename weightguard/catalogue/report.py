@@ -21,7 +21,8 @@ from pydantic import Field
 
 from weightguard.catalogue.interface import CatalogueSummary, ModelOutcome
 from weightguard.errors import EXIT_BLOCKED, EXIT_INCOMPLETE, EXIT_OK
-from weightguard.findings import RuleKind, Severity
+from weightguard.finding_model import FindingFields
+from weightguard.findings import RuleKind
 from weightguard.policy.base import StrictModel
 from weightguard.policy.load import LoadedPolicy
 from weightguard.report.model import PolicyRef, ToolInfo, Verdict
@@ -44,18 +45,11 @@ class ModelLine(StrictModel):
     reasons: list[str] = Field(default_factory=list)
 
 
-class CatalogueFinding(StrictModel):
+class CatalogueFinding(FindingFields):
     """A finding, with the model it was found in."""
 
-    model: str
-    code: str
-    title: str
-    severity: Severity
-    kind: RuleKind
-    path: str
-    member: str = ""
-    message: str
     blocking: bool
+    model: str
 
 
 class RunStats(StrictModel):

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field
 
 from weightguard.convert.interface import ConversionProof
-from weightguard.findings import RuleKind, Severity
+from weightguard.finding_model import FindingFields
 from weightguard.integrity.report import IntegrityReport
 from weightguard.policy.base import StrictModel
 from weightguard.probes.report import ProbeReport
@@ -39,16 +39,9 @@ class PolicyRef(StrictModel):
     sha256: str
 
 
-class FindingModel(StrictModel):
+class FindingModel(FindingFields):
     """One finding as reported."""
 
-    code: str
-    title: str
-    severity: Severity
-    kind: RuleKind
-    path: str
-    member: str = ""
-    message: str
     evidence: dict[str, str] = Field(default_factory=dict)
     blocking: bool
     suppressed_by: str | None = Field(default=None, description="reason of the policy ignore that suppressed it")

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field
 
+from weightguard.finding_model import FindingFields
 from weightguard.findings import Finding, RuleKind, Severity
 from weightguard.policy.base import StrictModel
 from weightguard.signing import codes
@@ -23,16 +24,9 @@ if TYPE_CHECKING:  # the verifier (and cryptography) is not needed to read or re
 _TITLES = {r.code: r.title for r in codes.RULES}
 
 
-class SignatureFinding(StrictModel):
+class SignatureFinding(FindingFields):
     """One finding about a signature; ``blocking`` when it makes the signature not hold."""
 
-    code: str
-    title: str
-    severity: Severity
-    kind: RuleKind
-    path: str
-    member: str = ""
-    message: str
     evidence: dict[str, str] = Field(default_factory=dict)
     blocking: bool
 
