@@ -47,6 +47,9 @@ class FakeVerifications:
     def get(self, verification_id: str) -> VerificationEntry | None:
         return next((e for e in self.entries if e.id == verification_id), None)
 
+    def of_digest(self, digest: str, limit: int) -> Sequence[VerificationEntry]:
+        return [e for e in self.entries if e.digest == digest][:limit]
+
     def close(self) -> None:
         self.closed += 1
 

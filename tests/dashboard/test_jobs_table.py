@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sqlite3
 from pathlib import Path
 
@@ -36,6 +37,31 @@ def test_jobs_are_read_newest_first_with_their_reports_and_errors(tmp_path: Path
         assert entries[2].digest == DIGEST
         assert jobs.get(done.id) == entries[2] and jobs.get("nope") is None
         assert len(jobs.recent(1)) == 1
+    finally:
+        jobs.close()
+
+
+def test_a_models_verifications_are_found_by_its_digest_however_old(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'wg.db'}"
+    store = JobStore(url)
+    report = rich_report().model_dump_json()
+    other = report.replace(DIGEST, "f" * 64)
+    not_a_report = json.dumps({"subject": {"root_digest": DIGEST}})
+    bodies = [report, "{not json", None, not_a_report] + [other] * 600
+    ids = []
+    for i, body in enumerate(bodies):
+        job, _ = store.submit("verify", f"/m/{i}", None, "{}", now=WHEN + dt.timedelta(seconds=i))
+        store.claim(job.id, WHEN)
+        error = None if body else '{"message": "gone"}'
+        store.finish(job.id, "done" if body else "failed", report=body, error=error, now=WHEN)
+        ids.append(job.id)
+    jobs = JobsTableVerifications(url)
+    try:
+        # The oldest job is the only one of this model, 600 newer ones later; a report that
+        # names the digest but does not validate is left out, and malformed JSON is no error.
+        assert [e.id for e in jobs.of_digest(DIGEST, 10)] == [ids[0]]
+        assert len(jobs.of_digest("f" * 64, 5)) == 5
+        assert jobs.of_digest("0" * 64, 5) == []
     finally:
         jobs.close()
 

@@ -36,7 +36,7 @@ PAGE_HEADERS = {
     "Cache-Control": "no-store",
     "X-Frame-Options": "DENY",
 }
-_SCAN_FOR_DIGEST = 500  # how many recent verifications a model page looks through for its digest
+_RUNS_SHOWN = 100  # how many of its verifications a model page lists, newest first
 
 
 def dashboard_router(
@@ -122,7 +122,7 @@ def dashboard_router(
                 store.close()
             jobs = jobs_provider()
             try:
-                runs = [e for e in jobs.recent(_SCAN_FOR_DIGEST) if e.digest == hexdigest]
+                runs = list(jobs.of_digest(hexdigest, _RUNS_SHOWN))
             finally:
                 jobs.close()
             if state is None and not runs:

@@ -74,6 +74,10 @@ class RecentVerifications(Protocol):
         """One verification, or None."""
         ...
 
+    def of_digest(self, digest: str, limit: int) -> Sequence[VerificationEntry]:
+        """At most ``limit`` verifications whose report names the root digest ``digest``, newest first."""
+        ...
+
     def close(self) -> None:
         """Release the connection."""
         ...

@@ -75,6 +75,19 @@ class JobsTableVerifications:
         rows = self._rows(f"SELECT {_COLUMNS} FROM jobs ORDER BY submitted_at DESC, id LIMIT ?", (limit,))  # noqa: S608 - constant columns
         return [_entry(r) for r in rows]
 
+    def of_digest(self, digest: str, limit: int) -> Sequence[VerificationEntry]:
+        """At most ``limit`` jobs whose report names the root digest ``digest``, newest first.
+
+        SQLite picks the rows (``json_extract``), so only their reports are decoded, however
+        long the table; a row whose report no longer validates is left out, as it names no digest.
+        """
+        where = "CASE WHEN json_valid(report) THEN json_extract(report, '$.subject.root_digest') END = ?"
+        rows = self._rows(
+            f"SELECT {_COLUMNS} FROM jobs WHERE {where} ORDER BY submitted_at DESC, id LIMIT ?",  # noqa: S608 - constant columns
+            (digest, limit),
+        )
+        return [e for e in map(_entry, rows) if e.digest == digest]
+
     def get(self, verification_id: str) -> VerificationEntry | None:
         """One job, or None."""
         rows = self._rows(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (verification_id,))  # noqa: S608 - constant columns
