@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from weightguard import __version__
 from weightguard.catalogue import memo, prepare, runner
 from weightguard.catalogue.cache import ResultsCache
 from weightguard.catalogue.catalogue import read_catalogue
-from weightguard.catalogue.interface import CatalogueEntry, CatalogueError, ModelOutcome, ReportDigest
+from weightguard.catalogue.interface import CatalogueEntry, CatalogueError, ModelOutcome, ReportDigest, StoredDigest
 from weightguard.catalogue.local_engine import LocalEngine
 from weightguard.catalogue.runner import run_catalogue
 from weightguard.pipeline import VerifyOptions, verify
@@ -153,17 +154,33 @@ def test_a_folder_with_a_link_is_resolved_in_full_and_its_verdict_still_reused(t
     assert second.models[0].cached and second.models[0].digest == first.models[0].digest
 
 
-def test_a_damaged_cached_verdict_is_judged_again_never_trusted(tmp_path: Path, engine) -> None:
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param("""UPDATE unit_results SET result = '{"verdict": "approved"}' WHERE kind = 'model'""", id="report"),
+        pytest.param("""UPDATE unit_summaries SET summary = '{"verdict": "approved"}'""", id="summary"),
+        # Every report replaced by another model's, valid (as an older weightguard sharing the database could).
+        pytest.param(
+            "UPDATE unit_results SET result = (SELECT o.result FROM unit_results AS o WHERE o.kind = 'model'"
+            " AND o.sha256 > unit_results.sha256 ORDER BY o.sha256 LIMIT 1) WHERE kind = 'model'"
+            " AND sha256 < (SELECT MAX(sha256) FROM unit_results WHERE kind = 'model')",
+            id="swapped",
+        ),
+    ],
+)
+def test_a_damaged_cached_verdict_is_judged_again_never_trusted(tmp_path: Path, engine, damage: str) -> None:
     loaded = load_builtin("default")
     entries = read_catalogue(catalogue_dir(tmp_path / "models"))
     cache = open_cache(tmp_path, loaded)
     first = run_catalogue(entries, loaded, engine, cache)
     with sqlite3.connect(tmp_path / "results.db") as db:
-        db.execute("""UPDATE unit_results SET summary = '{"verdict": "approved"}' WHERE kind = 'model'""")
+        db.execute(damage)
+        changed = db.total_changes
     again = run_catalogue(entries, loaded, engine, cache)
-    assert not any(m.cached for m in again.models)
+    assert sum(not m.cached for m in again.models) == changed > 0
     assert [m.verdict for m in again.models] == [m.verdict for m in first.models]
-    assert run_catalogue(entries, loaded, engine, cache).executed == 0  # the rows were replaced
+    replaced = run_catalogue(entries, loaded, engine, cache)
+    assert replaced.executed == 0 and all(m.report is not None for m in replaced.models)  # rows replaced
 
 
 def test_a_row_stored_without_a_summary_is_summarised_from_its_report(tmp_path: Path, engine) -> None:
@@ -171,14 +188,13 @@ def test_a_row_stored_without_a_summary_is_summarised_from_its_report(tmp_path: 
     entries = read_catalogue(catalogue_dir(tmp_path / "models"))
     cache = open_cache(tmp_path, loaded)
     first = run_catalogue(entries, loaded, engine, cache)
-    with sqlite3.connect(tmp_path / "results.db") as db:  # as a row written before the column existed
-        db.execute("UPDATE unit_results SET summary = NULL WHERE kind = 'model'")
+    with sqlite3.connect(tmp_path / "results.db") as db:  # as rows written by an older weightguard
+        db.execute("DELETE FROM unit_summaries")
     again = run_catalogue(entries, loaded, engine, cache)
     assert all(m.cached for m in again.models) and again.executed == 0
     assert [m.digest for m in again.models] == [m.digest for m in first.models]
     with sqlite3.connect(tmp_path / "results.db") as db:
         db.execute("""UPDATE unit_results SET result = '{"verdict": "approved"}' WHERE kind = 'model'""")
-        db.execute("UPDATE unit_results SET summary = NULL WHERE kind = 'model'")
     damaged = run_catalogue(entries, loaded, engine, cache)  # then a damaged report is judged again
     assert not any(m.cached for m in damaged.models)
     assert [m.verdict for m in damaged.models] == [m.verdict for m in first.models]
@@ -190,10 +206,24 @@ def test_the_stored_summary_is_the_reports_own(tmp_path: Path, engine) -> None:
     cache = open_cache(tmp_path, loaded)
     first = run_catalogue(entries, loaded, engine, cache)
     with sqlite3.connect(tmp_path / "results.db") as db:
-        rows = db.execute("SELECT result, summary FROM unit_results WHERE kind = 'model'").fetchall()
+        rows = db.execute(
+            "SELECT r.result, s.summary FROM unit_results AS r JOIN unit_summaries AS s"
+            " USING (sha256, policy_sha256, version, kind) WHERE kind = 'model'"
+        ).fetchall()
     assert len(rows) == len(first.models)
     for payload, summary in rows:
-        assert ReportDigest.model_validate_json(summary) == ReportDigest.model_validate_json(payload)
+        stored = StoredDigest.model_validate_json(summary)
+        assert stored.digest == ReportDigest.model_validate_json(payload)
+        assert stored.report_sha256 == hashlib.sha256(payload.encode()).hexdigest()
+
+
+def test_an_older_weightguard_sharing_the_database_can_still_write_its_rows(tmp_path: Path, engine) -> None:
+    loaded = load_builtin("default")
+    entries = read_catalogue(catalogue_dir(tmp_path / "models"))
+    run_catalogue(entries, loaded, engine, open_cache(tmp_path, loaded))
+    with sqlite3.connect(tmp_path / "results.db") as db:  # the insert of the release before migration 5
+        db.execute("INSERT OR REPLACE INTO unit_results VALUES (?, ?, ?, ?, ?, ?, ?)", ("k", 1, "p", "v", "scan", "{}", "t"))
+        assert db.execute("SELECT COUNT(*) FROM unit_results WHERE sha256 = 'k'").fetchone() == (1,)
 
 
 def test_full_reports_are_decoded_when_asked_and_a_damaged_one_is_an_error(tmp_path: Path, engine) -> None:

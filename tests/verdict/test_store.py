@@ -105,13 +105,13 @@ def test_a_store_missing_later_migrations_gets_them_on_open(tmp_path: Path) -> N
     url = f"sqlite:///{tmp_path}/r.db"
     RolloutStore(url).close()
     with sqlite3.connect(tmp_path / "r.db") as raw:  # as a database written by an older weightguard
-        raw.execute("ALTER TABLE unit_results DROP COLUMN summary")
+        raw.execute("DROP TABLE unit_summaries")
         raw.execute("DELETE FROM schema_migrations WHERE version = ?", (len(MIGRATIONS),))
     again = RolloutStore(url)
     assert again.schema_version == len(MIGRATIONS)
     again.close()
     with sqlite3.connect(tmp_path / "r.db") as raw:
-        assert "summary" in {row[1] for row in raw.execute("PRAGMA table_info(unit_results)")}
+        assert raw.execute("SELECT COUNT(*) FROM unit_summaries").fetchone() == (0,)
 
 
 def test_other_databases_are_refused_clearly() -> None:

@@ -47,9 +47,9 @@ class FileStamp:
 class CachedResult:
     """One stored unit result.
 
-    ``summary``: for a model unit, the part of its report a catalogue summary shows
-    (:class:`~weightguard.catalogue.interface.ReportDigest` as JSON); None for other units and
-    for rows written before the column existed.
+    ``summary``: for a model unit, the part of its report a catalogue summary shows, as JSON
+    (kept in the ``unit_summaries`` table beside the row); None for other units and for rows
+    written without one.
     """
 
     key: str
@@ -95,7 +95,11 @@ class ResultsCache:
             for start in range(0, len(wanted), _BATCH):
                 batch = wanted[start : start + _BATCH]
                 marks = ",".join("?" * len(batch))
-                query = f"SELECT sha256, size, result, summary FROM unit_results {_WHERE} AND sha256 IN ({marks})"  # noqa: S608 - only '?' marks are interpolated
+                query = (
+                    "SELECT r.sha256, r.size, r.result, s.summary FROM unit_results AS r LEFT JOIN unit_summaries AS s"  # noqa: S608 - only '?' marks are interpolated
+                    " USING (sha256, policy_sha256, version, kind)"
+                    f" WHERE r.policy_sha256 = ? AND r.version = ? AND r.kind = ? AND r.sha256 IN ({marks})"
+                )
                 rows = self._conn.execute(query, (self.policy_sha256, self.version, kind.value, *batch))
                 found.update({row[0]: CachedResult(row[0], int(row[1]), row[2], row[3]) for row in rows})
         except sqlite3.Error as exc:
@@ -111,17 +115,21 @@ class ResultsCache:
         if not results:
             return
         now = dt.datetime.now(dt.UTC).isoformat()
-        rows = [
-            (r.key, r.size, self.policy_sha256, self.version, kind.value, r.payload, now, r.summary) for r in results
-        ]
+        key = (self.policy_sha256, self.version, kind.value)
+        rows = [(r.key, r.size, *key, r.payload, now) for r in results]
+        summaries = [(r.key, *key, r.summary) for r in results if r.summary is not None]
         try:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 self._conn.executemany(
                     "INSERT OR REPLACE INTO unit_results"
-                    " (sha256, size, policy_sha256, version, kind, result, created_at, summary)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    " (sha256, size, policy_sha256, version, kind, result, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     rows,
+                )
+                self._conn.executemany(
+                    "INSERT OR REPLACE INTO unit_summaries (sha256, policy_sha256, version, kind, summary)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    summaries,
                 )
             except BaseException:  # noqa: BLE001 - roll back on anything, then re-raise
                 self._conn.execute("ROLLBACK")

@@ -35,6 +35,7 @@ from weightguard.catalogue.interface import (
     FileUnit,
     ModelOutcome,
     ModelUnit,
+    StoredDigest,
     UnitKind,
     UnitResult,
     WorkUnit,
@@ -158,7 +159,7 @@ def run_catalogue(
                 outcomes[i] = ModelOutcome.failed(p.entry, p.error)
             elif p.key in chunk.cached:
                 # A damaged row is judged again (and replaced), never trusted.
-                with contextlib.suppress(ValidationError):
+                with contextlib.suppress(ValueError):
                     row = chunk.cached[p.key]
                     outcomes[i] = ModelOutcome.judged(p.entry, row.payload, cached=True, summary=row.summary)
         say("hashing", len(prepared), len(entries))
@@ -223,7 +224,7 @@ def run_catalogue(
                 outcomes[i] = ModelOutcome.failed(p.entry, error, result.seconds)
                 continue
             if p.key and outcome.digest is not None:
-                summary = outcome.digest.model_dump_json()
+                summary = StoredDigest.of(outcome.digest, result.payload).model_dump_json()
                 writer.add(CachedResult(p.key, sum(f.size for f in p.files), result.payload, summary))
     finally:
         writer.flush()

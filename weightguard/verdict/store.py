@@ -102,10 +102,19 @@ MIGRATIONS: tuple[str, ...] = (
         recorded_at TEXT NOT NULL
     );
     """,
-    # 5: a model unit's result also keeps the part of its report a catalogue summary shows, so
-    # that a warm verify-many run validates ~0.5 KB per model instead of the whole report.
+    # 5: beside a model unit's result, the part of its report a catalogue summary shows, so that
+    # a warm verify-many run validates ~0.5 KB per model instead of the whole report. A table of
+    # its own: unit_results keeps its columns, so an older weightguard sharing the database can
+    # still write its rows.
     """
-    ALTER TABLE unit_results ADD COLUMN summary TEXT;
+    CREATE TABLE unit_summaries (
+        sha256 TEXT NOT NULL,
+        policy_sha256 TEXT NOT NULL,
+        version TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        PRIMARY KEY (sha256, policy_sha256, version, kind)
+    );
     """,
 )
 
