@@ -125,6 +125,18 @@ def test_the_package_never_deserialises_untrusted_data_unsafely() -> None:
     assert offenders == []
 
 
+def test_the_package_never_sets_the_process_umask() -> None:
+    # Reading the umask means setting it, and the sidecar writes files from several threads:
+    # a file another thread created meanwhile would get the wrong mode.
+    offenders = [
+        f"{path.relative_to(PACKAGE.parent)}:{lineno}: {line.strip()}"
+        for path in SOURCES
+        for lineno, line in enumerate(path.read_text().splitlines(), 1)
+        if re.search(r"\bumask\(", line.split("#", 1)[0])
+    ]
+    assert offenders == []
+
+
 def test_every_stage_package_has_an_interface_module() -> None:
     for stage in ("sources", "formats", "analysis"):
         assert (PACKAGE / stage / "interface.py").exists(), stage

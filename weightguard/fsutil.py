@@ -2,14 +2,14 @@
 
 A crash or error leaves the destination untouched (either the old file or
 nothing), never a partial file; the temp file is always removed. The file
-gets the usual ``0666 & ~umask`` mode, as any other written file would
-(``mkstemp`` alone would leave it 0600).
+gets the usual ``0666 & ~umask`` mode, as any other written file would.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-import tempfile
+import secrets
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -26,7 +26,7 @@ def replace_atomically(path: Path, chunks: Iterable[bytes | memoryview], *, fsyn
         OSError: the temp file cannot be created or written, or the rename failed.
     """
     directory = path.parent if str(path.parent) else Path()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    fd, tmp = _create_beside(directory, path.name)
     try:
         with os.fdopen(fd, "wb") as fh:
             for chunk in chunks:
@@ -34,12 +34,24 @@ def replace_atomically(path: Path, chunks: Iterable[bytes | memoryview], *, fsyn
             fh.flush()
             if fsync:
                 os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        Path(tmp).chmod(0o666 & ~umask)
-        Path(tmp).replace(path)
+        tmp.replace(path)
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
+
+
+def _create_beside(directory: Path, name: str) -> tuple[int, Path]:
+    """Create a new, uniquely named temp file in ``directory`` with the usual mode.
+
+    Not ``mkstemp``: its 0600 would need a chmod to the umask's mode, and reading the umask
+    means setting it, which races with files other threads create meanwhile.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for _ in range(99):
+        tmp = directory / f".{name}.{secrets.token_hex(6)}.tmp"
+        with contextlib.suppress(FileExistsError):  # a 48-bit name taken: draw another
+            return os.open(tmp, flags, 0o666), tmp
+    tmp = directory / f".{name}.{secrets.token_hex(6)}.tmp"
+    return os.open(tmp, flags, 0o666), tmp  # the last draw: its error is the caller's
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:

@@ -304,3 +304,29 @@ def test_files_are_placed_whole_where_the_file_system_has_no_hard_links(
     manifest = result.proof.manifest
     for name, digest in manifest.items():
         assert hashlib.sha256((tmp_path / "out" / name).read_bytes()).hexdigest() == digest
+
+
+def test_a_failed_rename_without_hard_links_leaves_no_claim_and_removes_what_was_placed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    staging, out = tmp_path / "staging", tmp_path / "out"
+    staging.mkdir()
+    out.mkdir()
+    (out / "README.md").write_text("mine")
+    (staging / "a.bin").write_bytes(b"a")
+    (staging / "b.bin").write_bytes(b"b")
+    real_replace = Path.replace
+
+    def no_links(*_: object, **__: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    def replace(self: Path, target: Path) -> Path:
+        if self.name == "b.bin":
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return real_replace(self, target)
+
+    monkeypatch.setattr(publish.os, "link", no_links)
+    monkeypatch.setattr(Path, "replace", replace)
+    with pytest.raises(ConversionError, match="cannot publish"):
+        publish.publish_files(staging, out)
+    assert sorted(p.name for p in out.iterdir()) == ["README.md"]

@@ -266,15 +266,15 @@ class ModelOutcome:
         checked to name ``payload``.
 
         Raises:
-            ValueError: ``summary`` (or ``payload`` without one) is not valid
-                (``pydantic.ValidationError``), or ``summary`` names another report.
+            pydantic.ValidationError: ``summary`` (or ``payload`` without one) is not valid.
+            CatalogueError: ``summary`` names another report than ``payload``.
         """
         if summary is None:
             digest = ReportDigest.model_validate_json(payload)
         else:
             stored = StoredDigest.model_validate_json(summary)
             if stored.report_sha256 != _sha256(payload):
-                raise ValueError(f"the stored summary of {entry.target} does not name its stored report")
+                raise CatalogueError(f"the stored summary of {entry.target} does not name its stored report")
             digest = stored.digest
         return cls(entry, digest.verdict, digest.seconds, cached, "", payload, digest)
 

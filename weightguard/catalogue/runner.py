@@ -30,6 +30,7 @@ from pydantic import ValidationError
 from weightguard.catalogue.cache import CachedResult, ResultsCache
 from weightguard.catalogue.interface import (
     CatalogueEntry,
+    CatalogueError,
     CatalogueSummary,
     Engine,
     FileUnit,
@@ -159,7 +160,7 @@ def run_catalogue(
                 outcomes[i] = ModelOutcome.failed(p.entry, p.error)
             elif p.key in chunk.cached:
                 # A damaged row is judged again (and replaced), never trusted.
-                with contextlib.suppress(ValueError):
+                with contextlib.suppress(ValidationError, CatalogueError):
                     row = chunk.cached[p.key]
                     outcomes[i] = ModelOutcome.judged(p.entry, row.payload, cached=True, summary=row.summary)
         say("hashing", len(prepared), len(entries))

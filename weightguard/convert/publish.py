@@ -50,9 +50,7 @@ def publish_folder(staging: Path, out_dir: Path) -> None:
     Raises:
         ConversionError: the rename failed (``out_dir`` appeared or filled meanwhile).
     """
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)  # mkdtemp's 0700 would otherwise become the output's mode
+    # The staged folder was made with mkdir's usual mode (see make_staging), not mkdtemp's 0700.
     try:
         staging.replace(out_dir)  # POSIX rename(2) also replaces an empty directory, atomically
     except OSError as exc:
@@ -78,6 +76,7 @@ def publish_files(staging: Path, out_dir: Path) -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
             _place(item, target)
             placed.append(target)
+            item.unlink(missing_ok=True)  # the staged name (gone already after a rename)
     except OSError as exc:
         for target in placed:
             with contextlib.suppress(OSError):
@@ -92,11 +91,12 @@ def publish_files(staging: Path, out_dir: Path) -> None:
 
 
 # link(2) errors meaning "this file system has no hard links here", not "the name is taken".
-_NO_LINKS = frozenset({errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
+# EXDEV is not one: a rename across file systems fails as well.
+_NO_LINKS = frozenset({errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
 
 
 def _place(item: Path, target: Path) -> None:
-    """Give ``item``'s file the name ``target``, which must not exist (FileExistsError otherwise)."""
+    """Give ``item``'s file also the name ``target``, which must not exist (FileExistsError otherwise)."""
     try:
         os.link(item, target, follow_symlinks=False)
     except OSError as exc:
@@ -104,9 +104,11 @@ def _place(item: Path, target: Path) -> None:
             raise
         # Without hard links: claim the name exclusively, then rename over the claim.
         os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
-        item.replace(target)
-        return
-    item.unlink()
+        try:
+            item.replace(target)
+        except BaseException:  # noqa: BLE001 - drop the empty claim on anything, then re-raise
+            target.unlink(missing_ok=True)
+            raise
 
 
 def sync_directory(path: Path) -> None:
