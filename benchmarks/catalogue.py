@@ -1,7 +1,8 @@
 """verify-many against the naive loop: a catalogue of small models, half of whose files are shared.
 
 Builds (fixed seed) ``--models`` models (default 200) of four files each: two
-shared by every model (``config.json`` and a ~60 KiB ``tokenizer.json``) and
+shared by every model (``config.json`` and a ~78 KB ``tokenizer.json``; with
+``--distinct`` each model's tokenizer differs by a few bytes at its end) and
 two of its own (``model.safetensors`` and ``training_args.bin``, a PyTorch-zip
 checkpoint holding a small benign pickle, so that every model exercises the
 pickle analyzer). Then, in one run and one process (imports excluded, so the
@@ -28,7 +29,7 @@ benchmark waits that long after building the catalogue.
 It also checks that the three give the same verdict for every model.
 Goal: warm >= 20x faster than naive, cold no slower than naive.
 
-    .venv/bin/python benchmarks/catalogue.py [--models 200] [--workers N] [--repeat 3]
+    .venv/bin/python benchmarks/catalogue.py [--models 200] [--workers N] [--repeat 3] [--distinct]
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def _torch_zip(payload: object) -> bytes:
     return buffer.getvalue()
 
 
-def build(root: Path, models: int) -> None:
+def build(root: Path, models: int, *, distinct: bool = False) -> None:
     rng = np.random.default_rng(2026)
     vocab = {f"token{i}": i for i in range(4000)}
     tokenizer = json.dumps({"version": "1.0", "model": {"type": "WordLevel", "vocab": vocab}})
@@ -76,7 +77,7 @@ def build(root: Path, models: int) -> None:
         out = root / f"model-{i:04d}"
         out.mkdir(parents=True)
         (out / "config.json").write_text(config)
-        (out / "tokenizer.json").write_text(tokenizer)
+        (out / "tokenizer.json").write_text(tokenizer + (f" {i}" if distinct else ""))
         (out / "model.safetensors").write_bytes(save({"w": rng.standard_normal((64, 16), dtype=np.float32)}))
         args = {"learning_rate": float(rng.random()), "epochs": i, "names": [f"run{i}", "base"]}
         (out / "training_args.bin").write_bytes(_torch_zip(args))
@@ -87,11 +88,12 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=200)
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--distinct", action="store_true", help="give every model a tokenizer of its own")
     args = parser.parse_args()
     loaded = load_builtin("default")
     work = Path(tempfile.mkdtemp(prefix="wg-catalogue-bench-"))
     try:
-        build(work / "models", args.models)
+        build(work / "models", args.models, distinct=args.distinct)
         entries = read_catalogue(work / "models")
         files = list((work / "models").rglob("*"))
         for path in files:  # warm the page cache, as a re-verification of a local catalogue would find it

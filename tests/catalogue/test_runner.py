@@ -176,3 +176,16 @@ def test_the_collector_runs_less_often_during_a_run_and_as_before_after_it(
 
 def boom(*_: object) -> None:
     raise OSError("boom")
+
+
+def test_a_collector_the_application_turned_off_stays_off(tmp_path: Path, loaded, engine, logs) -> None:
+    entries = read_catalogue(catalogue_dir(tmp_path / "models", clean=1))
+    before = gc.get_threshold()
+    gc.set_threshold(0, *before[1:])
+    try:
+        during: list[tuple[int, int, int]] = []
+        cache = open_cache(tmp_path, loaded)
+        run_catalogue(entries, loaded, engine, cache, progress=lambda *_: during.append(gc.get_threshold()))
+        assert during and {t[0] for t in during} == {0} and gc.get_threshold()[0] == 0
+    finally:
+        gc.set_threshold(*before)

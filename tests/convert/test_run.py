@@ -300,7 +300,12 @@ def test_files_are_placed_whole_where_the_file_system_has_no_hard_links(
     monkeypatch.setattr(publish.os, "link", no_links)
     result = _convert(tmp_path / "src", tmp_path / "out")
     assert result.converted
-    assert {p.name for p in (tmp_path / "out").iterdir()} == {"README.md", "config.json", "model.safetensors", PROOF_NAME}
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {
+        "README.md",
+        "config.json",
+        "model.safetensors",
+        PROOF_NAME,
+    }
     manifest = result.proof.manifest
     for name, digest in manifest.items():
         assert hashlib.sha256((tmp_path / "out" / name).read_bytes()).hexdigest() == digest

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -155,3 +156,48 @@ def test_an_error_in_a_hasher_thread_is_raised_in_the_caller(tmp_path: Path, mon
     monkeypatch.setattr(path_hashing, "hex_digests", broken)
     with pytest.raises(RuntimeError, match="digest failed"):
         hash_paths([str(p) for p in paths], HashRequest(), workers=2)
+
+
+def hashers_alive() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "wg-hash"]
+
+
+def test_no_hasher_thread_outlives_the_call(tmp_path: Path) -> None:
+    paths = big_files(tmp_path)
+    hash_paths([str(p) for p in paths], HashRequest(), workers=4)
+    assert hashers_alive() == []
+
+
+def test_an_error_in_the_reader_after_hashers_started_stops_them_and_is_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = [p for p in big_files(tmp_path) if p.stat().st_size >= path_hashing.SHARED_MIN_BYTES]
+    seen: list[int] = []
+
+    def failing(data: bytes, request: HashRequest) -> dict[str, str]:
+        if threading.current_thread() is threading.main_thread():
+            seen.append(len(hashers_alive()))
+            if len(seen) > path_hashing.HASH_FIRST:  # the reader's own hashing, once hashers run
+                raise RuntimeError("reader broke")
+        else:
+            time.sleep(0.05)  # a slow hasher: the reader soon finds it busy and hashes itself
+        return hex_digests(data, request)
+
+    monkeypatch.setattr(path_hashing, "hex_digests", failing)
+    with pytest.raises(RuntimeError, match="reader broke"):
+        hash_paths([str(p) for p in paths], HashRequest(), workers=2)
+    assert seen[-1] == 1  # a hasher was running when the reader failed
+    assert hashers_alive() == []
+
+
+def test_copies_seen_after_a_look_alike_took_the_kept_place_still_get_their_own_digests(tmp_path: Path) -> None:
+    body = bytes(range(256)) * 200
+    look_alike = bytearray(body)
+    look_alike[len(body) // 2] ^= 1
+    order = [body, bytes(look_alike), body, body, bytes(look_alike), body]
+    paths = []
+    for i, content in enumerate(order):
+        paths.append(tmp_path / f"f{i}.bin")
+        paths[-1].write_bytes(content)
+    got = hash_paths([str(p) for p in paths], HashRequest(), workers=2)
+    assert {path: h.digests["sha256"] for path, h in got.items()} == sha256_of(paths)

@@ -120,18 +120,9 @@ def catalogue_report(summary: CatalogueSummary, loaded: LoadedPolicy, version: s
     counts: dict[Verdict, int] = {"approved": 0, "rejected": 0, "incomplete": 0}
     for line in lines:
         counts[line.verdict] += 1
+    shared = set(FindingFields.model_fields)
     findings = [
-        CatalogueFinding(
-            model=m.entry.target,
-            code=f.code,
-            title=f.title,
-            severity=f.severity,
-            kind=f.kind,
-            path=f.path,
-            member=f.member,
-            message=f.message,
-            blocking=f.blocking,
-        )
+        CatalogueFinding(**f.model_dump(include=shared), blocking=f.blocking, model=m.entry.target)
         for m in summary.models
         if m.digest is not None
         for f in m.digest.findings

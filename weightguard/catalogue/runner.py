@@ -74,7 +74,8 @@ class _Collections:
         with self._lock:
             if self._runs == 0:
                 self._before = gc.get_threshold()
-                gc.set_threshold(max(self._before[0], GEN0_DURING_RUN), *self._before[1:])
+                if self._before[0]:  # 0: the application turned automatic collection off; leave it so
+                    gc.set_threshold(max(self._before[0], GEN0_DURING_RUN), *self._before[1:])
             self._runs += 1
         try:
             yield
