@@ -267,12 +267,21 @@ def test_signing_into_a_folder_that_already_holds_files_is_refused_before_any_wo
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["foreign.pkl"]
 
 
-def test_a_file_that_appears_while_converting_into_a_full_directory_is_never_overwritten(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _model_and_a_full_output_folder(tmp_path: Path) -> None:
+    """A model in src/ and an output folder that already holds a file of the user's."""
     _gpt2_like(tmp_path / "src")
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "README.md").write_text("mine")
+
+
+def _no_hard_links(*_: object, **__: object) -> None:
+    raise OSError(errno.EPERM, "Operation not permitted")  # as link(2) answers on file systems without them
+
+
+def test_a_file_that_appears_while_converting_into_a_full_directory_is_never_overwritten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _model_and_a_full_output_folder(tmp_path)
     real = run.publish_files
 
     def someone_writes_first(staging: Path, out_dir: Path) -> None:
@@ -290,14 +299,8 @@ def test_a_file_that_appears_while_converting_into_a_full_directory_is_never_ove
 def test_files_are_placed_whole_where_the_file_system_has_no_hard_links(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _gpt2_like(tmp_path / "src")
-    (tmp_path / "out").mkdir()
-    (tmp_path / "out" / "README.md").write_text("mine")
-
-    def no_links(*_: object, **__: object) -> None:
-        raise OSError(errno.EPERM, "Operation not permitted")
-
-    monkeypatch.setattr(publish.os, "link", no_links)
+    _model_and_a_full_output_folder(tmp_path)
+    monkeypatch.setattr(publish.os, "link", _no_hard_links)
     result = _convert(tmp_path / "src", tmp_path / "out")
     assert result.converted
     assert {p.name for p in (tmp_path / "out").iterdir()} == {
@@ -322,15 +325,12 @@ def test_a_failed_rename_without_hard_links_leaves_no_claim_and_removes_what_was
     (staging / "b.bin").write_bytes(b"b")
     real_replace = Path.replace
 
-    def no_links(*_: object, **__: object) -> None:
-        raise OSError(errno.EPERM, "Operation not permitted")
-
     def replace(self: Path, target: Path) -> Path:
         if self.name == "b.bin":
             raise OSError(errno.EXDEV, "Invalid cross-device link")
         return real_replace(self, target)
 
-    monkeypatch.setattr(publish.os, "link", no_links)
+    monkeypatch.setattr(publish.os, "link", _no_hard_links)
     monkeypatch.setattr(Path, "replace", replace)
     with pytest.raises(ConversionError, match="cannot publish"):
         publish.publish_files(staging, out)
