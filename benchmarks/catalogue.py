@@ -2,7 +2,7 @@
 
 Builds (fixed seed) ``--models`` models (default 200) of four files each: two
 shared by every model (``config.json`` and a ~78 KB ``tokenizer.json``; with
-``--distinct`` each model's tokenizer differs by a few bytes at its end) and
+``--distinct`` each model's tokenizer has one token of its own) and
 two of its own (``model.safetensors`` and ``training_args.bin``, a PyTorch-zip
 checkpoint holding a small benign pickle, so that every model exercises the
 pickle analyzer). Then, in one run and one process (imports excluded, so the
@@ -77,7 +77,11 @@ def build(root: Path, models: int, *, distinct: bool = False) -> None:
         out = root / f"model-{i:04d}"
         out.mkdir(parents=True)
         (out / "config.json").write_text(config)
-        (out / "tokenizer.json").write_text(tokenizer + (f" {i}" if distinct else ""))
+        if distinct:  # one more token of its own
+            tokenizer = json.dumps(
+                {"version": "1.0", "model": {"type": "WordLevel", "vocab": {**vocab, f"m{i}": 4000}}}
+            )
+        (out / "tokenizer.json").write_text(tokenizer)
         (out / "model.safetensors").write_bytes(save({"w": rng.standard_normal((64, 16), dtype=np.float32)}))
         args = {"learning_rate": float(rng.random()), "epochs": i, "names": [f"run{i}", "base"]}
         (out / "training_args.bin").write_bytes(_torch_zip(args))

@@ -47,10 +47,10 @@ def _create_beside(directory: Path, name: str) -> tuple[int, Path]:
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     for _ in range(99):
-        tmp = directory / f".{name}.{secrets.token_hex(6)}.tmp"
-        with contextlib.suppress(FileExistsError):  # a 48-bit name taken: draw another
+        tmp = directory / f".{name}.{secrets.token_hex(4)}.tmp"  # as long as mkstemp's names
+        with contextlib.suppress(FileExistsError):  # a 32-bit name taken: draw another
             return os.open(tmp, flags, 0o666), tmp
-    tmp = directory / f".{name}.{secrets.token_hex(6)}.tmp"
+    tmp = directory / f".{name}.{secrets.token_hex(4)}.tmp"
     return os.open(tmp, flags, 0o666), tmp  # the last draw: its error is the caller's
 
 

@@ -159,6 +159,7 @@ def test_a_folder_with_a_link_is_resolved_in_full_and_its_verdict_still_reused(t
     [
         pytest.param("""UPDATE unit_results SET result = '{"verdict": "approved"}' WHERE kind = 'model'""", id="report"),
         pytest.param("""UPDATE unit_summaries SET summary = '{"verdict": "approved"}'""", id="summary"),
+        pytest.param("UPDATE unit_results SET result = CAST(result AS BLOB) WHERE kind = 'model'", id="not-text"),
         # Every report replaced by another model's, valid (as an older weightguard sharing the database could).
         pytest.param(
             "UPDATE unit_results SET result = (SELECT o.result FROM unit_results AS o WHERE o.kind = 'model'"

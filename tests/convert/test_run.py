@@ -6,6 +6,7 @@ import errno
 import hashlib
 import json
 import logging
+import os
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,9 +177,14 @@ def test_a_failed_proof_keeps_nothing(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_an_empty_output_directory_is_published_whole_with_the_usual_mode(tmp_path: Path) -> None:
     _gpt2_like(tmp_path / "src")
     (tmp_path / "out").mkdir()
-    assert _convert(tmp_path / "src", tmp_path / "out").converted
+    umask = os.umask(0o022)
+    try:
+        assert _convert(tmp_path / "src", tmp_path / "out").converted
+    finally:
+        os.umask(umask)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["config.json", "model.safetensors", PROOF_NAME]
-    assert (tmp_path / "out").stat().st_mode & 0o777 != 0o700
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o755
+    assert {p.stat().st_mode & 0o777 for p in (tmp_path / "out").iterdir()} == {0o644}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "src"]
 
 

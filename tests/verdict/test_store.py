@@ -114,6 +114,18 @@ def test_a_store_missing_later_migrations_gets_them_on_open(tmp_path: Path) -> N
         assert raw.execute("SELECT COUNT(*) FROM unit_summaries").fetchone() == (0,)
 
 
+def test_a_database_from_the_development_build_of_migration_5_gets_the_summaries_table(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/r.db"
+    RolloutStore(url).close()
+    with sqlite3.connect(tmp_path / "r.db") as raw:  # that build added a column instead of the table
+        raw.execute("DROP TABLE unit_summaries")
+        raw.execute("ALTER TABLE unit_results ADD COLUMN summary TEXT")
+        raw.execute("DELETE FROM schema_migrations WHERE version > 5")
+    RolloutStore(url).close()
+    with sqlite3.connect(tmp_path / "r.db") as raw:
+        assert raw.execute("SELECT COUNT(*) FROM unit_summaries").fetchone() == (0,)
+
+
 def test_other_databases_are_refused_clearly() -> None:
     with pytest.raises(VerdictError, match="unsupported rollout database URL"):
         RolloutStore("postgresql://db/weightguard")

@@ -6,8 +6,10 @@ weightguard version and the unit kind: a file analysed under the same policy
 and version is never analysed again, whichever model it belongs to. Results
 are written as soon as each unit finishes, so an interrupted run resumes
 where it stopped. Failed units are never stored (they run again next time).
-The table is created by the rollout store's migration 3; this module opens
-the store once so that the migration has run, then uses its own connection.
+A model's row has, in ``unit_summaries`` beside it, the part of its report a
+catalogue summary shows. The tables are created by the rollout store's
+migrations 3 and 5; this module opens the store once so that the migrations
+have run, then uses its own connection.
 Not handled here: what a result means (:mod:`.codec`, :mod:`.runner`).
 """
 
@@ -25,7 +27,6 @@ from weightguard.verdict.store import RolloutStore, sqlite_path
 
 # SQLite's default limit on host parameters is 999 on old builds; stay well under it.
 _BATCH = 500
-_WHERE = "WHERE policy_sha256 = ? AND version = ? AND kind = ?"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +100,8 @@ class ResultsCache:
                     "SELECT r.sha256, r.size, r.result, s.summary FROM unit_results AS r LEFT JOIN unit_summaries AS s"  # noqa: S608 - only '?' marks are interpolated
                     " USING (sha256, policy_sha256, version, kind)"
                     f" WHERE r.policy_sha256 = ? AND r.version = ? AND r.kind = ? AND r.sha256 IN ({marks})"
+                    # A result that is not text was not written by this module: as if missing.
+                    " AND typeof(r.result) = 'text'"
                 )
                 rows = self._conn.execute(query, (self.policy_sha256, self.version, kind.value, *batch))
                 found.update({row[0]: CachedResult(row[0], int(row[1]), row[2], row[3]) for row in rows})

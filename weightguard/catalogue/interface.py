@@ -267,8 +267,11 @@ class ModelOutcome:
 
         Raises:
             pydantic.ValidationError: ``summary`` (or ``payload`` without one) is not valid.
-            CatalogueError: ``summary`` names another report than ``payload``.
+            CatalogueError: ``summary`` names another report than ``payload``, or ``payload``
+                is not text.
         """
+        if not isinstance(payload, str):  # a stored row not written as text (SQLite keeps any type)
+            raise CatalogueError(f"the stored report of {entry.target} is not text")
         if summary is None:
             digest = ReportDigest.model_validate_json(payload)
         else:

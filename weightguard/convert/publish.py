@@ -107,7 +107,8 @@ def _place(item: Path, target: Path) -> None:
         try:
             item.replace(target)
         except BaseException:  # noqa: BLE001 - drop the empty claim on anything, then re-raise
-            target.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # the rename's error is the one to report
+                target.unlink(missing_ok=True)
             raise
 
 

@@ -127,7 +127,7 @@ class PathHashing:
             if st.st_size > CHUNK_BYTES or self.request.shard_size:
                 self._large.append(path)
                 return
-            first = os.pread(fd, st.st_size, 0)  # whole, nearly always: a short read goes on below
+            first = os.pread(fd, st.st_size, 0)  # whole, nearly always; after a short read, read again
             data = first if len(first) == st.st_size else _read_whole(fd, st.st_size)
         except OSError:
             return

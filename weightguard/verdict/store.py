@@ -23,6 +23,17 @@ from pathlib import Path
 from weightguard.errors import VerdictError
 from weightguard.verdict.stage import StageState
 
+_UNIT_SUMMARIES = """
+    CREATE TABLE IF NOT EXISTS unit_summaries (
+        sha256 TEXT NOT NULL,
+        policy_sha256 TEXT NOT NULL,
+        version TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        PRIMARY KEY (sha256, policy_sha256, version, kind)
+    );
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE models (
@@ -106,16 +117,10 @@ MIGRATIONS: tuple[str, ...] = (
     # a warm verify-many run validates ~0.5 KB per model instead of the whole report. A table of
     # its own: unit_results keeps its columns, so an older weightguard sharing the database can
     # still write its rows.
-    """
-    CREATE TABLE unit_summaries (
-        sha256 TEXT NOT NULL,
-        policy_sha256 TEXT NOT NULL,
-        version TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        summary TEXT NOT NULL,
-        PRIMARY KEY (sha256, policy_sha256, version, kind)
-    );
-    """,
+    _UNIT_SUMMARIES,
+    # 6: the same again, for databases whose migration 5 was a development build's (a column
+    # added to unit_results, since replaced by the table above).
+    _UNIT_SUMMARIES,
 )
 
 
