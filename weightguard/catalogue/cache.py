@@ -18,8 +18,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from weightguard.catalogue.interface import UnitKind
 from weightguard.errors import VerdictError
@@ -90,21 +91,17 @@ class ResultsCache:
         Raises:
             VerdictError: the database cannot be read.
         """
-        wanted = list(dict.fromkeys(keys))
+        query = (
+            "SELECT r.sha256, r.size, r.result, s.summary FROM unit_results AS r LEFT JOIN unit_summaries AS s"
+            " USING (sha256, policy_sha256, version, kind)"
+            " WHERE r.policy_sha256 = ? AND r.version = ? AND r.kind = ? AND r.sha256 IN ({marks})"
+            # A result that is not text was not written by this module: as if missing.
+            " AND typeof(r.result) = 'text'"
+        )
         found: dict[str, CachedResult] = {}
         try:
-            for start in range(0, len(wanted), _BATCH):
-                batch = wanted[start : start + _BATCH]
-                marks = ",".join("?" * len(batch))
-                query = (
-                    "SELECT r.sha256, r.size, r.result, s.summary FROM unit_results AS r LEFT JOIN unit_summaries AS s"  # noqa: S608 - only '?' marks are interpolated
-                    " USING (sha256, policy_sha256, version, kind)"
-                    f" WHERE r.policy_sha256 = ? AND r.version = ? AND r.kind = ? AND r.sha256 IN ({marks})"
-                    # A result that is not text was not written by this module: as if missing.
-                    " AND typeof(r.result) = 'text'"
-                )
-                rows = self._conn.execute(query, (self.policy_sha256, self.version, kind.value, *batch))
-                found.update({row[0]: CachedResult(row[0], int(row[1]), row[2], row[3]) for row in rows})
+            for row in self._select_in(query, (self.policy_sha256, self.version, kind.value), keys):
+                found[row[0]] = CachedResult(row[0], int(row[1]), row[2], row[3])
         except sqlite3.Error as exc:
             raise VerdictError(f"cannot read the results cache: {exc}") from exc
         return found
@@ -147,20 +144,15 @@ class ResultsCache:
         Raises:
             VerdictError: the database cannot be read.
         """
-        wanted = list(dict.fromkeys(paths))
+        query = (
+            "SELECT path, device, inode, size, mtime_ns, ctime_ns, digests FROM file_digests WHERE path IN ({marks})"
+        )
         found: dict[str, tuple[FileStamp, dict[str, str]]] = {}
         try:
-            for start in range(0, len(wanted), _BATCH):
-                batch = wanted[start : start + _BATCH]
-                marks = ",".join("?" * len(batch))
-                query = (
-                    "SELECT path, device, inode, size, mtime_ns, ctime_ns, digests FROM file_digests "  # noqa: S608 - only '?' marks are interpolated
-                    f"WHERE path IN ({marks})"
-                )
-                for row in self._conn.execute(query, batch):
-                    digests = json.loads(row[6])
-                    if isinstance(digests, dict):
-                        found[row[0]] = (FileStamp(*(int(v) for v in row[1:6])), digests)
+            for row in self._select_in(query, (), paths):
+                digests = json.loads(row[6])
+                if isinstance(digests, dict):
+                    found[row[0]] = (FileStamp(*(int(v) for v in row[1:6])), digests)
         except (sqlite3.Error, ValueError) as exc:
             raise VerdictError(f"cannot read the results cache: {exc}") from exc
         return found
@@ -184,6 +176,20 @@ class ResultsCache:
                 self._conn.executemany("INSERT OR REPLACE INTO file_digests VALUES (?, ?, ?, ?, ?, ?, ?, ?)", values)
         except sqlite3.Error as exc:
             raise VerdictError(f"cannot write the results cache: {exc}") from exc
+
+    def _select_in(self, query: str, params: tuple[object, ...], keys: Iterable[str]) -> Iterator[tuple[Any, ...]]:
+        """The rows of ``query`` for each distinct key, its ``{marks}`` filled with one '?' per key.
+
+        Keys go in batches of :data:`_BATCH` (SQLite limits the host parameters of a statement).
+
+        Raises:
+            sqlite3.Error: the database cannot be read.
+        """
+        wanted = list(dict.fromkeys(keys))
+        for start in range(0, len(wanted), _BATCH):
+            batch = wanted[start : start + _BATCH]
+            statement = query.format(marks=",".join("?" * len(batch)))  # only '?' marks are interpolated
+            yield from self._conn.execute(statement, (*params, *batch))
 
     def count(self, kind: UnitKind) -> int:
         """How many results of ``kind`` are stored for this policy and version."""
