@@ -24,7 +24,7 @@ from weightguard.integrity.manifest import (
 )
 from weightguard.sources.local import LocalSource
 
-OMS = Path(__file__).resolve().parents[3] / "shared" / "interop" / "oms"
+OMS = Path(__file__).resolve().parents[1] / "data" / "interop" / "oms"  # copied from ../shared/interop/oms
 needs_vectors = pytest.mark.skipif(not OMS.is_dir(), reason="OMS interop vectors not present")
 
 

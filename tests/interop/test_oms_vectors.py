@@ -1,6 +1,6 @@
 """Conformance: weightguard agrees with the `expect` column of every OMS interop vector.
 
-The vectors were made with the real model-signing 1.1.1 (see ../shared/interop/oms/README.md).
+The vectors were made with the real model-signing 1.1.1 (see tests/data/interop/oms/README.md, copied from ../shared/interop/oms so a plain clone runs them).
 weightguard must match the *expected* verdict, including the cases where model-signing itself is
 wrong (shards/blake2 via its CLI, and path-escape-ignore-unsigned, which it reads outside the root).
 """
@@ -19,7 +19,7 @@ from weightguard.signing.interface import SignatureVerifier
 from weightguard.signing.keys import KeyVerifier
 from weightguard.signing.model_signing import VerifyOptions, verify_model_signature
 
-OMS = Path(__file__).parents[2].parent / "shared" / "interop" / "oms"
+OMS = Path(__file__).resolve().parents[1] / "data" / "interop" / "oms"  # copied from ../shared/interop/oms
 EXPECTED = OMS / "expected.json"
 sys.path.insert(0, str(Path(__file__).parents[1] / "signing"))
 

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from weightguard.signing.interface import TrustMaterialError
 from weightguard.signing.keys import key_hint, load_private_key, load_public_key, sign_bytes, verify_bytes
 
-OMS = Path(__file__).parents[2].parent / "shared" / "interop" / "oms"
+OMS = Path(__file__).resolve().parents[1] / "data" / "interop" / "oms"  # copied from ../shared/interop/oms
 
 
 @pytest.mark.skipif(not OMS.is_dir(), reason="OMS interop vectors not found")

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from weightguard.signing.keys import public_pem
 from weightguard.signing.model_signing import sign_model
 
-OMS = Path(__file__).parents[2].parent / "shared" / "interop" / "oms"
+OMS = Path(__file__).resolve().parents[1] / "data" / "interop" / "oms"  # copied from ../shared/interop/oms
 
 
 def _model_signing_cli() -> list[str] | None:
