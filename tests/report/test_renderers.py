@@ -105,3 +105,17 @@ def test_sarif_of_a_real_scan_validates_and_names_the_pickle_member() -> None:
     assert result["locations"][0]["logicalLocations"][0]["name"] == "archive/data.pkl"
     rule = sarif["runs"][0]["tool"]["driver"]["rules"][result["ruleIndex"]]
     assert rule["id"] == "WG-PKL-001" and rule["properties"]["security-severity"] == "9.5"
+
+
+def test_text_shows_the_rules_remediation_under_each_blocking_finding() -> None:
+    # issue 18: every rule has remediation text; the text report now shows it, one line per blocking finding.
+    from pathlib import Path
+
+    from weightguard.api import scan
+    from weightguard.catalog import rule_for
+
+    blocked = scan([Path(__file__).resolve().parents[2] / "sample_models" / "blocked" / "pytorch_model.bin"])
+    finding = next(f for f in blocked.findings if f.blocking)
+    rule = rule_for(finding.code)
+    assert rule is not None and rule.help
+    assert f"    fix: {' '.join(rule.help.split())}" in render_text(blocked).splitlines()

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from weightguard.catalog import rule_for
 from weightguard.findings import Severity
 from weightguard.report.model import FindingModel, Report
 
@@ -94,3 +95,6 @@ def _print_finding(console: Console, f: FindingModel) -> None:
         console.print(f"    {key}: {shown}", markup=False)
     if f.suppressed_by:
         console.print(f"    suppressed by policy: {f.suppressed_by}", markup=False)
+    elif f.blocking and (rule := rule_for(f.code)) is not None and rule.help:
+        # The rule's remediation, one line: the next step without opening `weightguard rules` (issue 18).
+        console.print(f"    fix: {' '.join(rule.help.split())}", markup=False)
