@@ -44,3 +44,24 @@ class Limits:
     # catches what deflate cannot produce (bzip2/xz bombs); max_decompressed_bytes bounds everything.
     max_compression_ratio: float = 1100.0
     max_seconds_per_file: float = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyLimits:
+    """Bounds on reading a policy file (the policy cannot set these: they apply before it is read).
+
+    A policy is a few hundred lines written by a person; these bounds are far above
+    that and far below what a YAML alias bomb (a few hundred bytes that expand to
+    billions of nodes) or a recursive anchor would cost (issue 16).
+
+    Attributes:
+        max_bytes: Largest policy file read.
+        max_nodes: Most YAML nodes after expanding every alias (each alias counts the whole node it names).
+        max_depth: Deepest nesting of mappings and sequences, aliases expanded.
+        max_aliases: Most alias references (``*name``) in one file.
+    """
+
+    max_bytes: int = 1 * MiB
+    max_nodes: int = 200_000
+    max_depth: int = 64
+    max_aliases: int = 1_000
