@@ -27,6 +27,7 @@ def verify_command(
     """Verify a model under the policy; exit 0 approved, 1 rejected, 2 incomplete."""
     from weightguard.pipeline import VerifyOptions, verify
     from weightguard.policy.load import load_policy
+    from weightguard.verdict.attestation import load_attestation_key
 
     progress = _progress() if sys.stderr.isatty() and fmt is OutputFormat.TEXT else None
     try:
@@ -39,6 +40,10 @@ def verify_command(
             attest_failed=attest_failed,
             convert_dir=convert_to,
         )
+        if options.attest_key is not None:
+            # Checked before any work: a missing or unusable key is "could not complete" (exit 2),
+            # not a late failure after the model was judged (issue 16).
+            load_attestation_key(options.attest_key)
         report = verify(target, loaded, options, progress=progress)
         emit_report(report, fmt, output)
     except WeightguardError as exc:
