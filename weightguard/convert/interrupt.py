@@ -5,8 +5,8 @@ that removes the staging folder (:func:`weightguard.convert.run.convert_model`)
 never runs and a ``.weightguard-staging-*`` folder is left behind (issue 16).
 :func:`stop_cleanly_on_signals` turns SIGTERM (and SIGINT) into ``SystemExit``
 with the shell's ``128 + signal`` status, raised in the main thread: every
-``finally`` on the way out runs, and no ``except Exception`` or
-``except WeightguardError`` can swallow it. A second signal while the clean-up
+``finally`` on the way out runs, and no handler of ``Exception`` (nor of
+``WeightguardError``) can swallow it. A second signal while the clean-up
 runs is ignored, so that the clean-up finishes (SIGKILL still ends the process;
 the next run sweeps what it leaves, see :func:`weightguard.convert.publish.sweep_stale_staging`).
 
@@ -40,7 +40,7 @@ def stop_cleanly_on_signals() -> Iterator[None]:
             return  # already on the way out: let the clean-up finish
         stopping = True
         name = signal.Signals(signum).name
-        sys.stderr.write(f"weightguard: {name} received; removing the staging folder and stopping\n")
+        sys.stderr.write(f"weightguard: {name} received; cleaning up and stopping\n")
         raise SystemExit(128 + signum)
 
     previous = {sig: signal.signal(sig, handler) for sig in _SIGNALS}
