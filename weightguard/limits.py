@@ -22,6 +22,10 @@ class Limits:
     Attributes:
         max_file_bytes: Largest file accepted at all.
         max_header_bytes: Largest format header (safetensors JSON, GGUF metadata, npy header).
+        max_header_values: Most JSON values (objects, arrays, keys, strings, numbers) in one safetensors
+            header. Parsed JSON costs about 100 bytes of memory per value, whatever its size in bytes,
+            so this, not ``max_header_bytes``, bounds the memory of a parse (issue 15: a 99 MB header
+            of 1.4 million tensors took 1.2 GB). A real checkpoint has about 11 values per tensor.
         max_pickle_bytes: Largest single pickle stream walked.
         max_pickle_opcodes: Most opcodes walked in one pickle stream.
         max_memo_entries: Most memo entries in one pickle stream.
@@ -34,6 +38,7 @@ class Limits:
 
     max_file_bytes: int = 256 * GiB
     max_header_bytes: int = 100 * MiB
+    max_header_values: int = 1_000_000  # about 90,000 tensors; about 100 MB to parse
     max_pickle_bytes: int = 512 * MiB
     max_pickle_opcodes: int = 20_000_000
     max_memo_entries: int = 2_000_000
@@ -44,3 +49,24 @@ class Limits:
     # catches what deflate cannot produce (bzip2/xz bombs); max_decompressed_bytes bounds everything.
     max_compression_ratio: float = 1100.0
     max_seconds_per_file: float = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyLimits:
+    """Bounds on reading a policy file (the policy cannot set these: they apply before it is read).
+
+    A policy is a few hundred lines written by a person; these bounds are far above
+    that and far below what a YAML alias bomb (a few hundred bytes that expand to
+    billions of nodes) or a recursive anchor would cost (issue 16).
+
+    Attributes:
+        max_bytes: Largest policy file read.
+        max_nodes: Most YAML nodes after expanding every alias (each alias counts the whole node it names).
+        max_depth: Deepest nesting of mappings and sequences, aliases expanded.
+        max_aliases: Most alias references (``*name``) in one file.
+    """
+
+    max_bytes: int = 1 * MiB
+    max_nodes: int = 200_000
+    max_depth: int = 64
+    max_aliases: int = 1_000

@@ -35,4 +35,14 @@ NO_ANALYZER = Rule(
     RuleKind.SKIPPED,
 )
 
-RULES = (LIMIT_EXCEEDED, FILE_TOO_LARGE, ANALYSIS_FAILED, NO_ANALYZER)
+ANALYZER_CRASHED = Rule(
+    "WG-ERR-003",
+    "analyzer crashed",
+    Severity.HIGH,
+    "An analyzer stopped on an unexpected exception (a weightguard bug or resource exhaustion); "
+    "the file is not approved and the run went on with the other files.",
+    "Report the file and the exception named in the message to the weightguard maintainers; treat the file as untrusted.",
+    RuleKind.ERROR,
+)
+
+RULES = (LIMIT_EXCEEDED, FILE_TOO_LARGE, ANALYSIS_FAILED, NO_ANALYZER, ANALYZER_CRASHED)

@@ -19,10 +19,11 @@ is simply absent. Nothing in this module executes or imports what a stream names
 from __future__ import annotations
 
 import ast
-import contextlib
 import dataclasses
 import io
+import sys
 from collections.abc import Iterator
+from typing import Any
 
 from weightguard.analysis import codes
 from weightguard.analysis.allowlist import Danger, classify, is_allowed
@@ -181,20 +182,52 @@ def _decompile(data: bytes) -> str | None:
 
     This is the single seam to fickling, a foreign library run on hostile bytes: it may raise anything
     (its own errors, ValueError, RecursionError, ...), and its failure must only drop the evidence.
-    fickling also writes warnings about malformed or oversized streams to ``sys.stderr``; they are
-    swallowed here, because the analysis stage never prints (the findings already say it).
+    fickling also writes warnings about malformed streams straight to ``sys.stdout`` (a STACK_GLOBAL
+    whose operands are not strings, issue 15: it corrupted ``--format json``) and ``sys.stderr``
+    (interpretation errors, its resource limits). They are dropped (see :func:`_quiet_fickle`),
+    because the analysis stage never prints: the findings already say it.
     """
     try:
-        from fickling.fickle import Pickled  # noqa: PLC0415 - optional evidence, import only when needed
-
-        with contextlib.redirect_stderr(io.StringIO()):
-            tree = Pickled.load(data).ast
+        fickle = _quiet_fickle()
+        tree = fickle.Pickled.load(data).ast
         # fickling returns an empty module when it gave up (malformed stream, its own limits).
         if not tree.body or _too_big(tree):
             return None
         return ast.unparse(tree)
     except Exception:  # noqa: BLE001 - see docstring: fickling's failures only remove evidence
         return None
+
+
+class _Discard(io.TextIOBase):
+    """A text stream that drops what is written to it."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+
+class _QuietSys:
+    """Stands in for ``sys`` inside ``fickling.fickle``: its stdout and stderr drop writes; the rest is ``sys``.
+
+    ``contextlib.redirect_stdout`` would swap the process-wide ``sys.stdout`` for the duration of a
+    call: another thread writing a report meanwhile would lose it, and two overlapping redirections
+    can restore each other's stand-in for good. This stand-in is seen only by fickling's module, for
+    every thread, and the process's own streams are never touched.
+    """
+
+    stdout = _Discard()
+    stderr = _Discard()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(sys, name)
+
+
+def _quiet_fickle() -> Any:
+    """Import ``fickling.fickle`` (only when evidence is wanted) with its writes dropped."""
+    import fickling.fickle as fickle  # noqa: PLC0415 - optional evidence, import only when needed
+
+    if not isinstance(fickle.sys, _QuietSys):
+        fickle.sys = _QuietSys()  # its only uses: version checks, stdlib names, and these warnings
+    return fickle
 
 
 def _too_big(tree: ast.AST) -> bool:

@@ -4,7 +4,10 @@ For each file: detect its format from bytes, ask the policy's format gate
 about it, run the analyzer registered for each strong candidate (all of them
 for a polyglot), and recurse into containers through
 :meth:`ScanContext.nested`. A limit or analyzer failure stops that file only,
-as an ``ERROR`` finding, never the whole run. Nothing here reads files by
+as an ``ERROR`` finding, never the whole run: that includes an analyzer that
+crashes on an exception foreign to weightguard (a bug meeting hostile bytes,
+``MemoryError``, ``RecursionError``), which :meth:`Scanner.scan` turns into a
+blocking ``WG-ERR-003`` finding (fail closed) instead of aborting the run. Nothing here reads files by
 name or executes content. Not handled here: what blocks (the policy's
 severity gate) and rendering.
 """
@@ -22,7 +25,7 @@ from weightguard.formats.interface import Confidence, Detection, FileFormat
 from weightguard.limits import Limits
 from weightguard.policy.rules import FormatGate, compile_limits, compile_pickle
 from weightguard.policy.schema import Policy
-from weightguard.scan_codes import ANALYSIS_FAILED, FILE_TOO_LARGE, LIMIT_EXCEEDED, NO_ANALYZER
+from weightguard.scan_codes import ANALYSIS_FAILED, ANALYZER_CRASHED, FILE_TOO_LARGE, LIMIT_EXCEEDED, NO_ANALYZER
 from weightguard.sources.interface import ArtifactFile, ByteSource
 
 Detector = Callable[[ByteSource, Limits], Detection]
@@ -105,6 +108,13 @@ class Scanner:
             )
         except WeightguardError as exc:
             findings.append(ANALYSIS_FAILED.at(artifact.relpath, exc.message))
+        except Exception as exc:  # noqa: BLE001 - the per-file seam, see below
+            # The one seam between one file's analysis and the run (issue 15): an analyzer or a
+            # library it calls (numpy's header parser raised SyntaxError) may raise anything on
+            # hostile bytes, and MemoryError/RecursionError are Exceptions too. The file is not
+            # approved (fail closed) and the other files are still scanned. BaseExceptions
+            # (KeyboardInterrupt, SystemExit) still stop the run.
+            findings.append(_crashed(artifact.relpath, exc))
         top = ctx.parts[0].detection.format if ctx.parts else FileFormat.UNKNOWN
         return FileScan(
             relpath=artifact.relpath,
@@ -137,6 +147,12 @@ class Scanner:
                 )
             for analyzer in analyzers:
                 yield from analyzer.analyze(source, where, ctx)
+
+
+def _crashed(relpath: str, exc: Exception) -> Finding:
+    detail = str(exc)[:300]
+    message = f"analysis stopped on {type(exc).__name__}" + (f": {detail}" if detail else "")
+    return ANALYZER_CRASHED.at(relpath, message, exception=type(exc).__name__)
 
 
 def scan_artifacts(scanner: Scanner, files: Sequence[ArtifactFile]) -> list[FileScan]:

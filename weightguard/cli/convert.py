@@ -71,8 +71,12 @@ def convert_command(
     ),  # noqa: B008
 ) -> None:
     """Convert every approved pickle-based weight file; exit 0 converted, 1 refused, 2 could not."""
+    from weightguard.convert.interrupt import stop_cleanly_on_signals
+
     try:
-        result = run_conversion(target, output, load_policy(policy), sign)
+        # SIGTERM/SIGINT exit 143/130 through the conversion's clean-up (no staging folder left).
+        with stop_cleanly_on_signals():
+            result = run_conversion(target, output, load_policy(policy), sign)
     except WeightguardError as exc:
         raise fail(exc) from exc
     if fmt is ConvertFormat.JSON:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -25,8 +26,10 @@ def verify_command(
     ),
 ) -> None:
     """Verify a model under the policy; exit 0 approved, 1 rejected, 2 incomplete."""
+    from weightguard.convert.interrupt import stop_cleanly_on_signals
     from weightguard.pipeline import VerifyOptions, verify
     from weightguard.policy.load import load_policy
+    from weightguard.verdict.attestation import load_attestation_key
 
     progress = _progress() if sys.stderr.isatty() and fmt is OutputFormat.TEXT else None
     try:
@@ -39,7 +42,14 @@ def verify_command(
             attest_failed=attest_failed,
             convert_dir=convert_to,
         )
-        report = verify(target, loaded, options, progress=progress)
+        if options.attest_key is not None:
+            # Checked before any work: a missing or unusable key is "could not complete" (exit 2),
+            # not a late failure after the model was judged (issue 16).
+            load_attestation_key(options.attest_key)
+        # With --convert-to, SIGTERM/SIGINT exit 143/130 through the conversion's clean-up (issue 16).
+        stopping = stop_cleanly_on_signals() if convert_to is not None else contextlib.nullcontext()
+        with stopping:
+            report = verify(target, loaded, options, progress=progress)
         emit_report(report, fmt, output)
     except WeightguardError as exc:
         raise fail(exc) from exc

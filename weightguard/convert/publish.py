@@ -5,6 +5,15 @@ and published with one ``rename`` (POSIX replaces an empty directory
 atomically): readers see no output or the whole output. A directory that
 already holds other files gets each new file linked in whole; no existing
 file is ever overwritten, even one created while the conversion ran.
+
+Each staging folder holds an owner marker (host, boot, pid) beside the staged
+files, never among them. A run killed before it could clean up (SIGKILL, a
+power cut; SIGTERM/SIGINT are handled by :mod:`weightguard.convert.interrupt`)
+leaves its folder behind; the next run's :func:`sweep_stale_staging` removes
+such folders, but only those whose marker proves them weightguard's and stale:
+written on this host, by a process that no longer runs (same boot) or before
+the last reboot. A folder without a readable marker, of another user or another
+host, is never touched (issue 16).
 Not handled here: producing the files.
 """
 
@@ -12,12 +21,20 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
+import shutil
+import socket
+import stat
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from weightguard.errors import ConversionError
+
+STAGING_PREFIX = ".weightguard-staging-"
+OWNER_MARKER = ".weightguard-owner.json"
+_FILES = "files"  # the staged files of a run into a folder that already holds files, beside the marker
 
 
 def make_staging(out_dir: Path, produced: Sequence[str]) -> tuple[Path, Path, bool]:
@@ -25,23 +42,96 @@ def make_staging(out_dir: Path, produced: Sequence[str]) -> tuple[Path, Path, bo
 
     A missing or empty output directory is staged beside it under its own name and published
     with one rename (all or nothing); a directory that already holds other files is staged
-    inside it and each file is renamed in (each file whole, never overwriting).
+    inside it and each file is renamed in (each file whole, never overwriting). Stale staging
+    folders of earlier, killed runs are swept from where the new one goes first.
     """
     try:
         fresh = not out_dir.exists() or (out_dir.is_dir() and not any(out_dir.iterdir()))
         if fresh:
             out_dir.parent.mkdir(parents=True, exist_ok=True)
-            holder = Path(tempfile.mkdtemp(prefix=".weightguard-staging-", dir=out_dir.parent))
+            sweep_stale_staging(out_dir.parent)
+            holder = _new_holder(out_dir.parent)
             staging = holder / out_dir.name
             staging.mkdir()
             return holder, staging, True
+        sweep_stale_staging(out_dir)
         clashes = [p for p in produced if (out_dir / p).exists()]
         if clashes:
             raise ConversionError(f"{out_dir} already holds {clashes[:5]}", hint="choose an empty output directory")
-        holder = Path(tempfile.mkdtemp(prefix=".weightguard-staging-", dir=out_dir))
+        holder = _new_holder(out_dir)
+        staging = holder / _FILES
+        staging.mkdir()
     except OSError as exc:
         raise ConversionError(f"cannot use the output directory {out_dir}: {exc.strerror or exc}") from exc
-    return holder, holder, False
+    return holder, staging, False
+
+
+def _new_holder(parent: Path) -> Path:
+    holder = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=parent))
+    owner = {"host": socket.gethostname(), "boot": _boot_id(), "pid": os.getpid()}
+    fd = os.open(holder / OWNER_MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(owner, fh)
+    return holder
+
+
+def _boot_id() -> str:
+    # Linux names each boot; elsewhere "" (then only a missing pid proves a folder stale).
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def sweep_stale_staging(directory: Path) -> list[Path]:
+    """Remove the staging folders in ``directory`` that a dead weightguard run left behind.
+
+    A folder is removed only when all of this holds: its name has the staging prefix, it is a
+    real directory (not a link) of this user, its marker is a regular file naming this host,
+    and the process named there is gone: the boot differs, or the pid no longer exists. A
+    live pid is kept even if it might be reused (fail safe: never remove another run's work).
+
+    Returns:
+        The folders removed.
+    """
+    removed: list[Path] = []
+    try:
+        candidates = [p for p in directory.iterdir() if p.name.startswith(STAGING_PREFIX)]
+    except OSError:
+        return removed
+    for folder in candidates:
+        if _provably_stale(folder):
+            shutil.rmtree(folder, ignore_errors=True)  # rmtree never follows links out of the folder
+            removed.append(folder)
+    return removed
+
+
+def _provably_stale(folder: Path) -> bool:
+    try:
+        info = folder.lstat()
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+            return False
+        fd = os.open(folder / OWNER_MARKER, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, "rb") as fh:
+            owner = json.loads(fh.read(4096))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(owner, dict) or owner.get("host") != socket.gethostname():
+        return False
+    pid, boot = owner.get("pid"), owner.get("boot")
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0 or not isinstance(boot, str):
+        return False
+    if boot and _boot_id() and boot != _boot_id():
+        return True  # written before the last reboot: its process is gone
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # exists (another user's process, EPERM): not provably gone
+    return False
 
 
 def publish_folder(staging: Path, out_dir: Path) -> None:

@@ -331,6 +331,9 @@ def _tar_names(source: ByteSource, most: int) -> list[str]:
 
 # --- header formats -------------------------------------------------------------------------
 def _safetensors(source: ByteSource, head: bytes, limits: Limits, found: _Found) -> None:
+    # Only the bytes already read are looked at: a header that fits in them is parsed (cheap),
+    # a longer one is recognised by its opening and parsed once, by the analyzer, which bounds
+    # the memory that costs (issue 15: detection used to parse up to 16 MiB of JSON a second time).
     if len(head) < 10:
         return
     (length,) = struct.unpack_from("<Q", head, 0)
@@ -343,12 +346,21 @@ def _safetensors(source: ByteSource, head: bytes, limits: Limits, found: _Found)
             evidence = f"{length}-byte header starting with '{{', over max_header_bytes {limits.max_header_bytes}"
             found.add(0, FileFormat.SAFETENSORS, Confidence.LIKELY, evidence)
         return
-    if length > JSON_MAX:
-        found.add(0, FileFormat.SAFETENSORS, Confidence.POSSIBLE, f"{length}-byte header starting with '{{'")
+    # Not a PICKLE candidate: the file is no pickle at offset 0, where a pickle analyzer
+    # would start. The safetensors analyzer reports this stream and analyses it in place.
+    after = ""
+    if pickle_stream_at(source, 8 + length):
+        after = f"; a complete pickle stream starts the data region at offset {8 + length}"
+    if 8 + length > len(head):
+        if _plausible_json_start(head[8 : 8 + 4096]):
+            evidence = f"{length}-byte header opening a JSON object (validated by the analyzer)"
+            found.add(0, FileFormat.SAFETENSORS, Confidence.LIKELY, evidence + after)
+        else:
+            found.add(0, FileFormat.SAFETENSORS, Confidence.POSSIBLE, f"{length}-byte header starting with '{{'")
         return
     try:
-        header = json.loads(source.read_at(8, length).decode("utf-8"))
-    except (ValueError, UnicodeError):
+        header = json.loads(head[8 : 8 + length].decode("utf-8"))
+    except (ValueError, UnicodeError, RecursionError):
         found.add(0, FileFormat.SAFETENSORS, Confidence.POSSIBLE, "header starts with '{' but is not JSON")
         return
     if not isinstance(header, dict):
@@ -358,11 +370,7 @@ def _safetensors(source: ByteSource, head: bytes, limits: Limits, found: _Found)
         found.add(0, FileFormat.SAFETENSORS, Confidence.POSSIBLE, "JSON header without tensor entries")
         return
     evidence = f"JSON header of {length} bytes, {len(tensors)} tensors"
-    if pickle_stream_at(source, 8 + length):
-        # Not a PICKLE candidate: the file is no pickle at offset 0, where a pickle analyzer
-        # would start. The safetensors analyzer reports this stream and analyses it in place.
-        evidence += f"; a complete pickle stream starts the data region at offset {8 + length}"
-    found.add(0, FileFormat.SAFETENSORS, Confidence.CERTAIN, evidence)
+    found.add(0, FileFormat.SAFETENSORS, Confidence.CERTAIN, evidence + after)
 
 
 def pickle_stream_at(source: ByteSource, offset: int) -> bool:

@@ -13,12 +13,20 @@ starting the data region (``WG-ST-020``, a safetensors/pickle polyglot), are
 refused and also handed to the scanner (:meth:`ScanContext.nested`) at their
 real offset, so the report says what an appended payload would do.
 
+Memory: parsed JSON costs about 100 bytes per value whatever its size in
+bytes, so before parsing, the values the header would create are counted
+(structural bytes outside strings, a C-speed pass over a copy with the
+strings emptied) and a header over ``max_header_values`` is a limit finding,
+not a parse (issue 15: a 99 MB header of 1.4 million tensors took 1.2 GB).
+The header is parsed once, here; detection only looks at its first bytes.
+
 Not handled here: the tensor bytes themselves are never read (a 100 GB
 checkpoint costs one small read beyond the header).
 """
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -30,7 +38,8 @@ from weightguard.formats._json import parse_json
 from weightguard.formats.detect import pickle_stream_at
 from weightguard.formats.interface import FileFormat
 from weightguard.limits import Limits
-from weightguard.sources.interface import ByteSource, SliceSource
+from weightguard.scan_codes import LIMIT_EXCEEDED
+from weightguard.sources.interface import ByteSource, BytesSource, SliceSource
 
 # Bits per element of every dtype safetensors 0.8 accepts (its `Dtype` enum, checked
 # against the library by tests/formats/test_safetensors.py).
@@ -62,6 +71,10 @@ _FIELDS = frozenset({"dtype", "shape", "data_offsets"})
 _METADATA = "__metadata__"
 _USIZE_MAX = 2**64 - 1  # safetensors computes sizes in u64 with checked arithmetic
 _MAX_PER_RULE = 20  # findings kept per rule; the rest are counted in one summary finding
+# A JSON string, escapes included (the unrolled form: no backtracking per character).
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_STRUCTURE = (b"{", b"[", b",", b":")
+_WINDOW = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +172,20 @@ def _parse(source: ByteSource, limits: Limits, where: Location) -> tuple[Safeten
             length=length,
         )
         return None, out.done()
-    raw = source.read_at(8, length)
+    # A header of one window is read once; a longer one is counted window by window first, so
+    # that one over the limit is never held whole (its pages are the file's, not a copy).
+    raw = source.read_at(8, length) if length <= _WINDOW else b""
+    counted, at = (BytesSource(raw), 0) if raw else (source, 8)
+    values = count_json_values(counted, at, length, most=limits.max_header_values)
+    if values > limits.max_header_values:
+        out.add(
+            LIMIT_EXCEEDED,
+            f"header holds over {limits.max_header_values} JSON values (max_header_values; {values} counted)",
+            resource="max_header_values",
+            limit=limits.max_header_values,
+        )
+        return None, out.done()
+    raw = raw or source.read_at(8, length)
     parsed = parse_json(raw)
     if not parsed.ok:
         rule = codes.ST_HEADER_NOT_UTF8 if parsed.error.startswith("not UTF-8") else codes.ST_HEADER_NOT_JSON
@@ -185,6 +211,45 @@ def _parse(source: ByteSource, limits: Limits, where: Location) -> tuple[Safeten
         _check_layout_of_data(entries, source.size - data_start, out)
     findings = out.done()
     return SafetensorsHeader(tuple(entries), metadata, length, data_start), findings
+
+
+def count_json_values(source: ByteSource, start: int, length: int, *, most: int | None = None) -> int:
+    """An upper bound of the values (keys included) that parsing ``length`` bytes at ``start`` creates.
+
+    Every value but the first sits after a ``{``, ``[``, ``,`` or ``:`` outside a string
+    (a key after ``{`` or ``,``, an object's value after ``:``, an array item after ``[`` or
+    ``,``), so those bytes plus one bound the count, exactly for valid JSON without empty
+    containers. The bytes are read one window at a time (memory: one window, not the
+    header). Counting them everywhere, strings too, is a C-speed pass; only when that crude
+    bound is over ``most`` are strings set aside, so that commas in metadata strings never
+    refuse a real file. That second pass stops once the count is over ``most`` (the
+    result is then a lower bound, which is all a refusal needs).
+    """
+    crude = 1
+    for pos in range(0, length, _WINDOW):
+        chunk = source.read_at(start + pos, min(_WINDOW, length - pos))
+        crude += sum(chunk.count(c) for c in _STRUCTURE)
+    if most is None or crude <= most:
+        return crude
+    total, pos, window = 1, 0, _WINDOW
+    while pos < length:
+        chunk = source.read_at(start + pos, min(window, length - pos))
+        stripped = _JSON_STRING.sub(b'""', chunk)  # complete strings only: a cut one keeps its quote
+        last_pair = stripped.rfind(b'""')
+        lone = stripped.find(b'"', last_pair + 2 if last_pair >= 0 else 0)
+        if lone < 0 or pos + len(chunk) >= length or not chunk:
+            total += sum(stripped.count(c) for c in _STRUCTURE)
+            pos = length if not chunk else pos + len(chunk)
+        elif lone == 0:
+            window *= 2  # one string longer than the window: read more at once
+        else:
+            # The string opened at `lone` is cut by the window's end: count up to it, resume there.
+            total += sum(stripped[:lone].count(c) for c in _STRUCTURE)
+            pos += len(chunk) - (len(stripped) - lone)
+            window = _WINDOW
+        if total > most:
+            break
+    return total
 
 
 def _check_layout(raw: bytes, out: _Findings) -> None:

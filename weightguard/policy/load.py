@@ -3,6 +3,16 @@
 YAML is parsed with PyYAML's safe composer; the node tree gives each key its
 line, so a pydantic error on ``spec.pickle.mode`` can point at line 12.
 Duplicate keys, which PyYAML would silently collapse, are errors too.
+
+Reading is bounded (issue 16, :class:`weightguard.limits.PolicyLimits`): the
+file size; the nesting depth, checked while composing (PyYAML's composer
+recurses); the number of aliases; recursive anchors (``&a [*a]``, which
+PyYAML composes into a cyclic graph); and the node count with every alias
+expanded, measured on the node graph in linear time before anything walks the
+expanded tree, so a few hundred bytes of nested aliases (a "billion laughs")
+fail in milliseconds instead of taking gigabytes. The document is parsed
+once and constructed from the checked node graph. Each bound is a
+:class:`PolicyError` naming the file and line.
 Not handled here: what the policy means (:mod:`weightguard.policy.rules`).
 """
 
@@ -18,6 +28,7 @@ import yaml
 from pydantic import ValidationError
 
 from weightguard.errors import PolicyError
+from weightguard.limits import PolicyLimits
 from weightguard.policy.schema import Policy
 
 BUILTIN_POLICIES = ("default", "strict")
@@ -49,8 +60,10 @@ def load_policy(path: Path | None = None) -> LoadedPolicy:
         return load_builtin("default")
     if str(path).startswith("builtin:"):
         return load_builtin(str(path).removeprefix("builtin:"))
+    most = PolicyLimits().max_bytes
     try:
-        data = path.read_bytes()
+        with path.open("rb") as fh:
+            data = fh.read(most + 1)  # never more than the bound, whatever the file is (/dev/zero)
     except OSError as exc:
         raise PolicyError(f"{path}: cannot read policy file: {exc.strerror or exc}") from exc
     return parse_policy(data, str(path))
@@ -64,22 +77,32 @@ def load_builtin(name: str) -> LoadedPolicy:
     return parse_policy(data, f"builtin:{name}")
 
 
-def parse_policy(data: bytes, origin: str) -> LoadedPolicy:
+def parse_policy(data: bytes, origin: str, limits: PolicyLimits = PolicyLimits()) -> LoadedPolicy:  # noqa: B008
     """Validate policy bytes; ``origin`` names the file in error messages."""
+    if len(data) > limits.max_bytes:
+        raise PolicyError(
+            f"{origin}: policy file is larger than {limits.max_bytes} bytes",
+            hint="a policy is a short YAML document; check that this is the right file",
+        )
     try:
         text = data.decode("utf-8")
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
     except UnicodeDecodeError as exc:
         raise PolicyError(f"{origin}: policy file is not UTF-8 text") from exc
+    loader = _BoundedLoader(text, origin, limits)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise PolicyError(f"{origin}: policy file is empty")
+        _check_expansion(node, origin, limits)
+        raw = loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
         raise PolicyError(f"{origin}{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
-    if node is None:
-        raise PolicyError(f"{origin}: policy file is empty")
+    finally:
+        loader.dispose()
     lines: dict[_Path, int] = {}
     _index_lines(node, (), lines, origin)
-    raw = yaml.safe_load(text)
     if not isinstance(raw, dict):
         raise PolicyError(f"{origin}:1: a policy must be a mapping with apiVersion, kind, metadata and spec")
     try:
@@ -87,6 +110,78 @@ def parse_policy(data: bytes, origin: str) -> LoadedPolicy:
     except ValidationError as exc:
         raise PolicyError(_describe(exc, origin, lines)) from exc
     return LoadedPolicy(policy=policy, origin=origin, sha256=hashlib.sha256(data).hexdigest())
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with the composer bounded in depth and in aliases."""
+
+    def __init__(self, text: str, origin: str, limits: PolicyLimits) -> None:
+        super().__init__(text)
+        self._origin = origin
+        self._limits = limits
+        self._depth = 0
+        self._aliases = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        line = event.start_mark.line + 1
+        if isinstance(event, yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > self._limits.max_aliases:
+                raise PolicyError(f"{self._origin}:{line}: more than {self._limits.max_aliases} YAML aliases")
+        self._depth += 1
+        if self._depth > self._limits.max_depth:
+            raise PolicyError(f"{self._origin}:{line}: YAML nested deeper than {self._limits.max_depth} levels")
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _check_expansion(root: yaml.Node, origin: str, limits: PolicyLimits) -> None:
+    """Refuse a cyclic node graph, and one whose alias-expanded tree is too big or too deep.
+
+    Sizes and depths are memoised per node, so shared (aliased) nodes are measured once:
+    linear in the graph, whatever the expanded size. The recursion is bounded by
+    ``max_depth`` (checked on the way down).
+    """
+    measured: dict[int, tuple[int, int]] = {}  # id(node) -> (expanded nodes, expanded depth)
+    open_nodes: set[int] = set()
+
+    def measure(node: yaml.Node, depth: int) -> tuple[int, int]:
+        line = node.start_mark.line + 1
+        if depth > limits.max_depth:
+            raise PolicyError(f"{origin}:{line}: YAML nested deeper than {limits.max_depth} levels (aliases expanded)")
+        key = id(node)
+        if key in measured:
+            return measured[key]
+        if key in open_nodes:
+            raise PolicyError(f"{origin}:{line}: recursive YAML anchor (an alias inside the node it names)")
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        open_nodes.add(key)
+        size, deepest = 1, 0
+        for child in children:
+            child_size, child_depth = measure(child, depth + 1)
+            if depth + child_depth > limits.max_depth:  # a shared node measured higher up, met deeper here
+                raise PolicyError(
+                    f"{origin}:{line}: YAML nested deeper than {limits.max_depth} levels (aliases expanded)"
+                )
+            size += child_size
+            deepest = max(deepest, child_depth)
+            if size > limits.max_nodes:
+                raise PolicyError(
+                    f"{origin}:{line}: more than {limits.max_nodes} YAML nodes with aliases expanded",
+                    hint="a policy this large is almost certainly an alias bomb; write the values out",
+                )
+        open_nodes.discard(key)
+        measured[key] = (size, deepest + 1)
+        return measured[key]
+
+    measure(root, 1)
 
 
 def _stringify_dates_keys(value: Any) -> Any:

@@ -28,6 +28,7 @@ def compile_limits(policy: Policy) -> Limits:
     return Limits(
         max_file_bytes=int(spec.max_file_bytes),
         max_header_bytes=int(spec.max_header_bytes),
+        max_header_values=spec.max_header_values,
         max_pickle_bytes=int(spec.max_pickle_bytes),
         max_pickle_opcodes=spec.max_pickle_opcodes,
         max_memo_entries=spec.max_memo_entries,

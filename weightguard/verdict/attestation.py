@@ -19,11 +19,12 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from weightguard.errors import SignatureError
 from weightguard.signing.bundle import BUNDLE_V03, IN_TOTO_PAYLOAD_TYPE, STATEMENT_V1, pae, parse_bundle
-from weightguard.signing.interface import SignatureRejected
-from weightguard.signing.keys import PrivateKey, PublicKey, key_hint, sign_bytes, verify_envelope
+from weightguard.signing.interface import SignatureRejected, TrustMaterialError
+from weightguard.signing.keys import PrivateKey, PublicKey, key_hint, load_private_key, sign_bytes, verify_envelope
 from weightguard.verdict import codes
 
 VSA_PREDICATE = "https://slsa.dev/verification_summary/v1"
@@ -60,6 +61,28 @@ class VerifiedAttestation:
     resource_uri: str
     signer_hint: str
     sha256: str  # of the bundle file
+
+
+def load_attestation_key(path: Path) -> PrivateKey:
+    """Read the PEM private key that signs attestations, before any work is done (issue 16).
+
+    A key that cannot be used means the run cannot complete as asked: exit 2, never the
+    "rejected" exit 1 that a late failure after an approval used to give.
+
+    Raises:
+        TrustMaterialError: the key file is missing, unreadable, or not a usable private key.
+    """
+    try:
+        pem = path.read_bytes()
+    except OSError as exc:
+        raise TrustMaterialError(
+            f"cannot read the attestation key {path}: {exc.strerror or exc}",
+            hint="--attest (or the policy's rollout.attestation.signing_key) must name a readable PEM private key",
+        ) from exc
+    try:
+        return load_private_key(pem)
+    except TrustMaterialError as exc:
+        raise TrustMaterialError(f"attestation key {path}: {exc.message}") from exc
 
 
 def build_statement(data: AttestationInput) -> bytes:

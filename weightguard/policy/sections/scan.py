@@ -53,6 +53,7 @@ class LimitsSpec(StrictModel):
 
     max_file_bytes: ByteSize = ByteSize(256 * 2**30)
     max_header_bytes: ByteSize = ByteSize(100 * 2**20)
+    max_header_values: PositiveInt = 1_000_000  # see Limits: JSON values in one safetensors header
     max_pickle_bytes: ByteSize = ByteSize(512 * 2**20)
     max_pickle_opcodes: PositiveInt = 20_000_000
     max_memo_entries: PositiveInt = 2_000_000
