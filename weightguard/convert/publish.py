@@ -24,6 +24,7 @@ import errno
 import json
 import os
 import shutil
+import signal
 import socket
 import stat
 import tempfile
@@ -31,6 +32,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from weightguard.errors import ConversionError
+
+_HELD_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
 
 STAGING_PREFIX = ".weightguard-staging-"
 OWNER_MARKER = ".weightguard-owner.json"
@@ -44,7 +47,25 @@ def make_staging(out_dir: Path, produced: Sequence[str]) -> tuple[Path, Path, bo
     with one rename (all or nothing); a directory that already holds other files is staged
     inside it and each file is renamed in (each file whole, never overwriting). Stale staging
     folders of earlier, killed runs are swept from where the new one goes first.
+
+    SIGTERM/SIGINT are held back while the folder is made (see :mod:`weightguard.convert.interrupt`):
+    a signal that lands between creating the folder and handing it to the caller's clean-up would
+    otherwise leave it behind. Held signals are delivered inside this function's clean-up scope.
     """
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
+    holder: Path | None = None
+    try:
+        holder, staging, fresh = _make_staging(out_dir, produced)
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)  # a held signal's handler runs here, inside the try
+    except BaseException:  # noqa: BLE001 - a signal's SystemExit too: remove what was made, then re-raise
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        if holder is not None:
+            shutil.rmtree(holder, ignore_errors=True)
+        raise
+    return holder, staging, fresh
+
+
+def _make_staging(out_dir: Path, produced: Sequence[str]) -> tuple[Path, Path, bool]:
     try:
         fresh = not out_dir.exists() or (out_dir.is_dir() and not any(out_dir.iterdir()))
         if fresh:

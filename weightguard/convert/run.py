@@ -230,12 +230,14 @@ def convert_model(
     produced = [*(w.output for w in conversion.weights), *conversion.copies]
     if conversion.index is not None:
         produced.append(conversion.index[1])
-    holder, staging, fresh = make_staging(out_dir, [*produced, PROOF_NAME, *([SIGNATURE_NAME] if sign_key else [])])
     # Two background threads flush and hash each private copy and each output beside the work.
     executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="weightguard-convert-hash")
     ctx = _Context(judge, loaded, executor, {})
     signature: str | None = None
+    holder: Path | None = None
     try:
+        # Inside the try: a SIGTERM right after the folder exists still reaches the rmtree below.
+        holder, staging, fresh = make_staging(out_dir, [*produced, PROOF_NAME, *([SIGNATURE_NAME] if sign_key else [])])
         converted, findings, ok = _stage(files, formats, conversion, staging, ctx)
         copied = list(conversion.copies) if ok else []
         index_name = conversion.index[1] if ok and conversion.index is not None else None
@@ -265,7 +267,8 @@ def convert_model(
                 publish_files(staging, out_dir)  # never signed: refused above for a folder with files
     finally:
         executor.shutdown(wait=True)  # not cancelled: each queued hash job owns a descriptor it must close
-        shutil.rmtree(holder, ignore_errors=True)
+        if holder is not None:
+            shutil.rmtree(holder, ignore_errors=True)
     if not ok:
         return ConversionResult(proof, tuple(findings), False)
     if signature is not None:
