@@ -201,3 +201,20 @@ for _compress, _protocol, _tag in [(0, None, "plain"), (3, None, "zlib"), (("gzi
     JOBLIB_APPROVED.case(f"joblib_dump/{_tag}.joblib", "issue 15 (ordinary joblib.dump)", needs="joblib")(
         _dump(_compress, _protocol)
     )
+
+
+def _pathlib_313(cls: str) -> Callable[[Payload], bytes]:
+    """``pickle.dumps({"out": pathlib.<cls>("runs", "exp1")}, protocol=4)`` as Python 3.13 writes it."""
+
+    def build(_: Payload) -> bytes:
+        path = su("pathlib._local") + su(cls) + b"\x93(" + su("runs") + su("exp1") + b"tR"
+        body = b"}" + su("out") + path + b"s"
+        return b"\x80\x04\x95" + struct.pack("<Q", len(body) + 1) + body + b"."
+
+    return build
+
+
+for _cls in ("PosixPath", "PureWindowsPath"):
+    JOBLIB_APPROVED.case(f"pathlib/py313_{_cls}.pkl", "issue 15 (Python 3.13 pathlib._local pickles)")(
+        _pathlib_313(_cls)
+    )
