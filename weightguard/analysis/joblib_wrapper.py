@@ -30,8 +30,8 @@ not modelled. Not handled here: decompression and judging globals.
 
 from __future__ import annotations
 
+import bisect
 import math
-import struct
 
 import numpy as np
 
@@ -202,56 +202,75 @@ class ArrayHook:
         return 0
 
 
-# Argument layout of each opcode: a fixed byte count, or a (width, signed) length prefix, or lines.
-_LINE1, _LINE2 = "1", "2"
-_FIXED = {b"J": 4, b"K": 1, b"M": 2, b"G": 8, b"h": 1, b"j": 4, b"q": 1, b"r": 4, b"\x80": 1, b"\x82": 1,
-          b"\x83": 2, b"\x84": 4}  # fmt: skip
-_COUNTED = {b"\x8a": (1, False), b"\x8b": (4, True), b"T": (4, True), b"U": (1, False), b"X": (4, False),
-            b"\x8c": (1, False), b"\x8d": (8, False), b"B": (4, False), b"C": (1, False), b"\x8e": (8, False),
-            b"\x96": (8, False)}  # fmt: skip
-_LINES = {**dict.fromkeys(b"FILPSVgp", _LINE1), **dict.fromkeys(b"ci", _LINE2)}
+# Argument layout of each opcode: a fixed byte count, a (width, signed) length prefix, or lines.
+_FIXED = {ord(k): v for k, v in {"J": 4, "K": 1, "M": 2, "G": 8, "h": 1, "j": 4, "q": 1, "r": 4, "\x80": 1,
+                                 "\x82": 1, "\x83": 2, "\x84": 4}.items()}  # fmt: skip
+_COUNTED = {ord(k): v for k, v in {"\x8a": (1, False), "\x8b": (4, True), "T": (4, True), "U": (1, False),
+                                   "X": (4, False), "\x8c": (1, False), "\x8d": (8, False), "B": (4, False),
+                                   "C": (1, False), "\x8e": (8, False), "\x96": (8, False)}.items()}  # fmt: skip
+_LINES = {**dict.fromkeys(b"FILPSVgp", 1), **dict.fromkeys(b"ci", 2)}
 _FRAME = 0x95
+_WINDOW = 1 << 20
+
+
+class _Window:
+    """Sequential reads over a source through a 1 MiB window (one read per window, not per opcode)."""
+
+    def __init__(self, source: ByteSource) -> None:
+        self.source, self.base, self.data = source, 0, b""
+
+    def get(self, pos: int, n: int) -> bytes:
+        i = pos - self.base
+        if i < 0 or i + n > len(self.data):
+            self.base, self.data, i = pos, self.source.read_at(pos, max(n, _WINDOW)), 0
+        return self.data[i : i + n]
+
+    def after_line(self, pos: int, end: int) -> int:
+        while pos < end:
+            i = pos - self.base
+            if not 0 <= i < len(self.data):
+                self.base, self.data, i = pos, self.source.read_at(pos, _WINDOW), 0
+                if not self.data:
+                    break
+            cut = self.data.find(b"\n", i)
+            if cut >= 0:
+                return self.base + cut + 1
+            pos = self.base + len(self.data)
+        return end
 
 
 def frame_desyncs(source: ByteSource, start: int, end: int, reads: dict[int, int]) -> list[tuple[int, int]]:
     """Return ``(array offset, frame end)`` for each array read that starts inside a FRAME with bytes left.
 
-    Re-walks the opcode boundaries the symbolic walker already followed (same argument
-    lengths, same skips), only to see where each FRAME ends.
+    Follows the opcode boundaries the symbolic walker followed (same argument lengths, same
+    skips) outside frames, and hops over each FRAME: joblib's pure-Python unpickler fails on an
+    opcode that straddles a frame's end or a FRAME inside a frame, so after a frame without an
+    array read the next opcode starts exactly at its end. ``joblib.dump`` puts almost everything
+    in frames, so this costs a few steps per array, not one per opcode.
     """
     found: list[tuple[int, int]] = []
-    pos, frame_end = start, start
+    starts = sorted(reads)
+    pos, window = start, _Window(source)
     while pos < end:
         if pos in reads:
-            if pos < frame_end:
-                found.append((pos, frame_end))
             pos += reads[pos]
             continue
-        head = source.read_at(pos, 9)
+        head = window.get(pos, 9)
         if not head:
             break
         code, pos = head[0], pos + 1
         if code == _FRAME and len(head) == 9:
             pos += 8
-            frame_end = pos + struct.unpack_from("<Q", head, 1)[0]
-        elif (width := _FIXED.get(bytes([code]))) is not None:
+            frame_end = pos + int.from_bytes(head[1:9], "little")
+            first = bisect.bisect_left(starts, pos)
+            found.extend((r, frame_end) for r in starts[first : bisect.bisect_left(starts, frame_end)])
+            pos = frame_end
+        elif (width := _FIXED.get(code)) is not None:
             pos += width
-        elif (counted := _COUNTED.get(bytes([code]))) is not None:
-            size = source.read_at(pos, counted[0])
-            pos += counted[0] + max(int.from_bytes(size, "little", signed=counted[1]), 0)
+        elif (counted := _COUNTED.get(code)) is not None:
+            size = int.from_bytes(head[1 : 1 + counted[0]], "little", signed=counted[1])
+            pos += counted[0] + max(size, 0)
         elif (lines := _LINES.get(code)) is not None:
-            for _ in range(int(lines)):
-                pos = _after_line(source, pos, end)
+            for _ in range(lines):
+                pos = window.after_line(pos, end)
     return found
-
-
-def _after_line(source: ByteSource, pos: int, end: int) -> int:
-    while pos < end:
-        chunk = source.read_at(pos, 4096)
-        cut = chunk.find(b"\n")
-        if cut >= 0:
-            return pos + cut + 1
-        if not chunk:
-            break
-        pos += len(chunk)
-    return end
