@@ -1,14 +1,13 @@
 """joblib files: a pickle whose numpy arrays are written as raw bytes inside the stream.
 
 ``joblib.dump`` (>= 0.12, ``numpy_pickle.py``) pickles a ``NumpyArrayWrapper``
-(subclass, shape, order, dtype, allow_mmap, numpy_array_alignment_bytes) in
-place of each array and, right after the wrapper's BUILD opcode, writes the
-array: one padding-length byte and that many padding bytes when the wrapper
-has a non-None ``numpy_array_alignment_bytes`` (joblib >= 1.2), then
-``prod(shape) * itemsize`` raw bytes. For object-dtype arrays it writes a
-nested protocol-5 pickle instead. :class:`JoblibAnalyzer` walks the stream
-with a BUILD hook that sizes each array from the wrapper's symbolic state and
-skips its bytes without decoding them, and analyses object arrays as pickles.
+in place of each array and writes the array's bytes (or, for object arrays, a
+nested pickle) right after the wrapper's BUILD. :class:`JoblibAnalyzer` walks
+the stream with the BUILD hook of :mod:`weightguard.analysis.joblib_wrapper`,
+which sizes each array exactly as ``joblib.load`` reads it, and reports arrays
+that start inside a pickle FRAME. Because ``pickle.load`` (no joblib) runs the
+same file without skipping anything, the raw file is also judged as a plain
+pickle; globals only that view names are a divergence (issue 15).
 
 Compressed joblib files (old ``ZF`` zfile, zlib, gzip, bz2, lzma, xz) are
 decompressed here with the per-file caps (``ctx.charge_decompressed``,
