@@ -188,6 +188,22 @@ ALLOWLIST: Mapping[tuple[str, str], str] = {
     ("pathlib", "WindowsPath"): "path value; constructing it touches no file",
     ("pathlib", "PurePosixPath"): "pure path value",
     ("pathlib", "PureWindowsPath"): "pure path value",
+    # Python 3.13 moved the concrete classes to pathlib._local, so its pickles name that module (issue 15).
+    # Calling one joins string parts into a path object (a PathLike argument's __fspath__ could only be
+    # reached through another allowlisted global, none of which defines one); no file is touched.
+    ("pathlib._local", "PosixPath"): "path value (Python 3.13 pickles); constructing it touches no file",
+    ("pathlib._local", "WindowsPath"): "path value (Python 3.13 pickles); on POSIX constructing it fails, "
+    "running nothing",
+    ("pathlib._local", "PurePosixPath"): "pure path value (Python 3.13 pickles)",
+    ("pathlib._local", "PureWindowsPath"): "pure path value (Python 3.13 pickles)",
+    # Nested jagged tensors (torch.nested, layout=torch.jagged): torch.nested and torch._dynamo register these
+    # three with add_safe_globals when imported, so torch.load(weights_only=True) accepts them (issue 15).
+    ("torch.nested._internal.nested_tensor", "NestedTensor"): "jagged tensor subclass (weights_only once torch."
+    "nested is imported): the target type of _rebuild_from_type_v2's as_subclass; its state is plain attributes",
+    ("torch.nested._internal.nested_tensor", "_rebuild_njt"): "NestedTensor(**kwargs) from values/offsets/lengths "
+    "tensors, ints and a metadata dict (weights_only once torch.nested is imported); builds data only",
+    ("torch._dynamo.decorators", "_DimRange"): "frozen dataclass (dim, min, max) of ints that dynamic-shape marks "
+    "keep on a tensor (weights_only once torch._dynamo is imported); constructing it sets three fields",
 }
 
 # torch weights_only globals deliberately left out, with the reason (checked by a test against torch).

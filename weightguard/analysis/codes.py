@@ -128,6 +128,22 @@ JOBLIB_COMPRESSION = Rule(
     "Re-save the file uncompressed or with zlib/gzip/bz2/xz.",
     RuleKind.SKIPPED,
 )
+JOBLIB_FRAME = Rule(
+    "WG-PKL-017",
+    "joblib array inside a pickle frame",
+    Severity.HIGH,
+    "A joblib array starts inside a pickle FRAME: joblib.load reads the array from the file after the frame "
+    "while the unpickler runs the frame's remaining bytes as opcodes (issue 15). joblib.dump never writes this.",
+    "Do not load the file; re-save it with joblib.dump.",
+)
+JOBLIB_VIEWS_DIVERGE = Rule(
+    "WG-PKL-018",
+    "pickle.load and joblib.load read different opcodes",
+    Severity.HIGH,
+    "Read with plain pickle.load, bytes that joblib.load takes as array data are opcodes naming globals "
+    "(issue 15): the file runs different code depending on the loader.",
+    "Do not load the file with pickle.load or joblib.load; re-save it with joblib.dump.",
+)
 
 RULES = (
     PICKLE_REFUSED,
@@ -147,4 +163,6 @@ RULES = (
     PERSISTENT_ID,
     JOBLIB_ARRAY,
     JOBLIB_COMPRESSION,
+    JOBLIB_FRAME,
+    JOBLIB_VIEWS_DIVERGE,
 )

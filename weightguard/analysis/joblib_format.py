@@ -1,14 +1,13 @@
 """joblib files: a pickle whose numpy arrays are written as raw bytes inside the stream.
 
 ``joblib.dump`` (>= 0.12, ``numpy_pickle.py``) pickles a ``NumpyArrayWrapper``
-(subclass, shape, order, dtype, allow_mmap, numpy_array_alignment_bytes) in
-place of each array and, right after the wrapper's BUILD opcode, writes the
-array: one padding-length byte and that many padding bytes when the wrapper
-has a non-None ``numpy_array_alignment_bytes`` (joblib >= 1.2), then
-``prod(shape) * itemsize`` raw bytes. For object-dtype arrays it writes a
-nested protocol-5 pickle instead. :class:`JoblibAnalyzer` walks the stream
-with a BUILD hook that sizes each array from the wrapper's symbolic state and
-skips its bytes without decoding them, and analyses object arrays as pickles.
+in place of each array and writes the array's bytes (or, for object arrays, a
+nested pickle) right after the wrapper's BUILD. :class:`JoblibAnalyzer` walks
+the stream with the BUILD hook of :mod:`weightguard.analysis.joblib_wrapper`,
+which sizes each array exactly as ``joblib.load`` reads it, and reports arrays
+that start inside a pickle FRAME. Because ``pickle.load`` (no joblib) runs the
+same file without skipping anything, the raw file is also judged as a plain
+pickle; globals only that view names are a divergence (issue 15).
 
 Compressed joblib files (old ``ZF`` zfile, zlib, gzip, bz2, lzma, xz) are
 decompressed here with the per-file caps (``ctx.charge_decompressed``,
@@ -21,27 +20,22 @@ by the allowlist), and reading array values.
 from __future__ import annotations
 
 import bz2
+import dataclasses
 import lzma
-import math
-import re
 import zlib
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from weightguard.analysis import codes
 from weightguard.analysis.interface import Location, ScanContext
-from weightguard.analysis.opcodes import Made, SymDict, walk_pickle
-from weightguard.analysis.pickle_analyzer import analyze_stream, judge
+from weightguard.analysis.joblib_wrapper import ArrayHook, frame_desyncs
+from weightguard.analysis.opcodes import AnomalyKind, PickleTrace, walk_pickle
+from weightguard.analysis.pickle_analyzer import judge
 from weightguard.errors import LimitExceeded
 from weightguard.findings import Finding
 from weightguard.formats.interface import FileFormat
 from weightguard.sources.interface import ByteSource, BytesSource
 
-_WRAPPERS = frozenset(
-    {"joblib.numpy_pickle.NumpyArrayWrapper", "sklearn.externals.joblib.numpy_pickle.NumpyArrayWrapper"}
-)
-_DTYPES = frozenset({"numpy.dtype"})
-_TYPESTR = re.compile(r"^[<>|=]?([bBiufcmMOSUV])(\d*)$")
 _ZFILE_HEADER = 2 + len(hex(2**64))  # "ZF" + hex length padded (joblib numpy_pickle_compat.write_zfile)
 _CHUNK = 1 << 16  # compressed bytes fed per step
 _STEP = 1 << 20  # most decompressed bytes produced per step
@@ -61,73 +55,6 @@ class _Decompressor(Protocol):
     def eof(self) -> bool: ...
 
     def decompress(self, data: bytes, max_length: int = ...) -> bytes: ...
-
-
-def _dtype_info(dtype: object, depth: int = 0) -> tuple[int | None, bool]:
-    """Return (itemsize, has_object) of a symbolic ``numpy.dtype(...)`` value; itemsize None when unknown."""
-    if not isinstance(dtype, Made) or dtype.callee.name not in _DTYPES or depth > 8:
-        return None, False
-    args, state = dtype.args, dtype.state
-    match = _TYPESTR.match(args[0]) if isinstance(args, tuple) and args and isinstance(args[0], str) else None
-    if match is None:
-        return None, False
-    state_t = state if isinstance(state, tuple) else ()
-    has_object = match.group(1) == "O" or _fields_have_object(state_t, depth)
-    elsize = state_t[5] if len(state_t) > 5 and isinstance(state_t[5], int) and state_t[5] > 0 else None
-    if elsize is None and match.group(2):
-        elsize = int(match.group(2))
-    return elsize, has_object
-
-
-def _fields_have_object(state: tuple[object, ...], depth: int) -> bool:
-    """True when a structured or sub-array dtype state holds an object-typed part."""
-    parts: list[object] = []
-    if len(state) > 2 and isinstance(state[2], tuple) and state[2]:
-        parts.append(state[2][0])  # sub-array: (base dtype, shape)
-    if len(state) > 4 and isinstance(state[4], SymDict):
-        parts.extend(v[0] for _, v in state[4].pairs if isinstance(v, tuple) and v)
-    return any(_dtype_info(p, depth + 1)[1] for p in parts)
-
-
-class _ArrayHook:
-    """BUILD hook: after each NumpyArrayWrapper, return how many raw bytes follow it."""
-
-    def __init__(self, source: ByteSource, where: Location, ctx: ScanContext) -> None:
-        self.source, self.where, self.ctx = source, where, ctx
-        self.findings: list[Finding] = []
-        self.arrays = 0
-
-    def __call__(self, made: Made, pos: int) -> int:
-        if made.callee.name not in _WRAPPERS:
-            return 0
-        state = made.state
-        if not isinstance(state, SymDict):
-            return self._unknown(pos, "wrapper state is not a dict")
-        itemsize, has_object = _dtype_info(state.get("dtype"))
-        if has_object:  # joblib pickles object arrays with pickle.dump(protocol=5) right here
-            trace, findings = analyze_stream(self.source, pos, self.where.child(f"object-array@{pos}"), self.ctx)
-            self.findings.extend(findings)
-            return trace.end - pos if trace.stopped else 0
-        shape = state.get("shape")
-        if itemsize is None or not isinstance(shape, tuple) or not all(_dim(d) for d in shape):
-            return self._unknown(pos, f"cannot size dtype/shape {state.get('dtype')!r}/{shape!r}")
-        skip = 0
-        if any(k == "numpy_array_alignment_bytes" for k, _ in state.pairs) and state.get("numpy_array_alignment_bytes"):
-            pad = self.source.read_at(pos, 1)
-            skip = 1 + (pad[0] if pad else 0)
-        self.arrays += 1
-        return skip + math.prod(shape) * itemsize
-
-    def _unknown(self, pos: int, why: str) -> int:
-        message = f"joblib array wrapper before offset {pos}: {why}"
-        self.findings.append(
-            codes.JOBLIB_ARRAY.at(self.where.path, message, member=self.where.member, offset=pos, reason=why)
-        )
-        return 0
-
-
-def _dim(value: object) -> bool:
-    return type(value) is int and value >= 0
 
 
 def _compression(head: bytes) -> str | None:
@@ -189,14 +116,77 @@ def decompress(source: ByteSource, kind: str, ctx: ScanContext) -> tuple[bytes |
     return bytes(out), ""
 
 
+_PARSE_ONLY = frozenset(
+    {
+        AnomalyKind.INVALID_OPCODE, AnomalyKind.TRUNCATED, AnomalyKind.MISSING_STOP, AnomalyKind.STACK_UNDERFLOW,
+        AnomalyKind.MEMO_MISS, AnomalyKind.BAD_ARGUMENT, AnomalyKind.UNKNOWN_PROTOCOL, AnomalyKind.UNUSED_VALUES,
+        AnomalyKind.TOO_MANY,
+    }
+)  # fmt: skip
+"""Anomalies after which ``pickle.load`` has already stopped with an error (what ran before is judged)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Seen:
+    """What joblib's view of the same bytes already reported, by offset (empty for a compressed file)."""
+
+    globals: frozenset[tuple[str, int]] = frozenset()
+    anomalies: frozenset[tuple[AnomalyKind, int]] = frozenset()
+    embedded: frozenset[int] = frozenset()
+
+    @classmethod
+    def of(cls, trace: PickleTrace, hook: ArrayHook) -> _Seen:
+        return cls(
+            frozenset({(g.name, g.offset) for g in trace.globals} | hook.nested_globals),
+            frozenset((a.kind, a.offset) for a in trace.anomalies),
+            frozenset(b.offset for b in trace.embedded),
+        )
+
+
+def _plain_view(source: ByteSource, where: Location, ctx: ScanContext, seen: _Seen) -> Iterator[Finding]:
+    """Judge the file as ``pickle.load`` reads it: no array skipping, so array bytes are opcodes.
+
+    A file naming joblib's wrapper is still a pickle: ``pickle.load`` runs everything up to the
+    first error, including opcodes hidden in the bytes joblib reads as array data. Parse errors
+    only end that load, so they are not findings here; every global it names, every semantic
+    anomaly and every nested constant that joblib's view did not already report is judged, and
+    globals joblib's view does not name are a divergence.
+    """
+    trace = walk_pickle(source, 0, ctx)
+    extra = sorted({(g.name, g.offset) for g in trace.globals} - seen.globals, key=lambda g: g[1])
+    fresh = dataclasses.replace(
+        trace,
+        globals=tuple(g for g in trace.globals if (g.name, g.offset) not in seen.globals),
+        anomalies=tuple(
+            a for a in trace.anomalies if a.kind not in _PARSE_ONLY and (a.kind, a.offset) not in seen.anomalies
+        ),
+        embedded=tuple(b for b in trace.embedded if b.offset not in seen.embedded),
+    )
+    yield from judge(fresh, source, where.child("<as pickle.load>"), ctx)
+    if extra:
+        names = ", ".join(f"{name}@{offset}" for name, offset in extra[:5])
+        message = f"pickle.load imports globals joblib.load never reads as opcodes: {names}"
+        yield codes.JOBLIB_VIEWS_DIVERGE.at(where.path, message, member=where.member, offset=extra[0][1])
+
+
+def _frame_findings(source: ByteSource, where: Location, trace_end: int, hook: ArrayHook) -> Iterator[Finding]:
+    for pos, frame_end in frame_desyncs(source, 0, trace_end, hook.reads)[:5]:
+        message = (
+            f"joblib array at offset {pos} starts inside a pickle FRAME ending at {frame_end}: joblib reads the "
+            "array after the frame while the unpickler executes the frame's remaining bytes"
+        )
+        yield codes.JOBLIB_FRAME.at(where.path, message, member=where.member, offset=pos, frame_end=frame_end)
+
+
 class JoblibAnalyzer:
-    """Analyzer for joblib files (plain or compressed)."""
+    """Analyzer for joblib files (plain or compressed), as joblib.load and as pickle.load read them."""
 
     name = "joblib"
     formats = frozenset({FileFormat.JOBLIB})
 
     def analyze(self, source: ByteSource, where: Location, ctx: ScanContext) -> Iterator[Finding]:
-        """Yield findings for the joblib pickle, its object arrays and its compression wrapper."""
+        """Yield findings for the joblib pickle, its object arrays, its compression and its plain-pickle view."""
+        raw, raw_where = source, where
         kind = _compression(source.read_at(0, 8))
         if kind == "lz4":
             yield codes.JOBLIB_COMPRESSION.at(where.path, "lz4-compressed joblib file", member=where.member)
@@ -208,10 +198,14 @@ class JoblibAnalyzer:
             if data is None:
                 return
             source, where = BytesSource(data), where.child(f"<{kind}>")
-        hook = _ArrayHook(source, where, ctx)
+        hook = ArrayHook(source, where, ctx)
         trace = walk_pickle(source, 0, ctx, on_build=hook)
         yield from judge(trace, source, where, ctx)
         yield from hook.findings
+        if hook.reads:
+            yield from _frame_findings(source, where, trace.end, hook)
         if trace.stopped and trace.end < source.size:
             message = f"{source.size - trace.end} bytes after the joblib pickle's STOP at offset {trace.end}"
             yield codes.TRAILING_DATA.at(where.path, message, member=where.member, offset=trace.end)
+        # Offsets only compare within the same bytes: a compressed file's plain view shares none.
+        yield from _plain_view(raw, raw_where, ctx, _Seen.of(trace, hook) if kind is None else _Seen())
