@@ -238,8 +238,17 @@ GGUF_TEMPLATE_INJECTION = Rule(
     "WG-GGUF-012",
     "chat template reaches Python internals",
     Severity.CRITICAL,
-    "A Jinja chat template uses dunder attributes or Python names used to escape the sandbox (CVE-2024-34359).",
+    "A Jinja chat template uses a construct outside the reviewed allowlist (dunder or computed attribute and "
+    "item names, attr/map(attribute=), self/lipsum/cycler/joiner, unknown calls, import/include), the ways "
+    "out of the sandbox (CVE-2024-34359).",
     "Refuse the model; never render its chat template with an unsandboxed Jinja environment.",
+)
+GGUF_TEMPLATE_UNPARSABLE = Rule(
+    "WG-GGUF-013",
+    "chat template does not parse",
+    Severity.HIGH,
+    "A chat template is not valid Jinja, so it cannot be judged (and Python renderers would refuse it too).",
+    "Refuse the model, or replace its chat template with the published one.",
 )
 
 # --- ONNX --------------------------------------------------------------------
@@ -418,6 +427,21 @@ CFG_TOO_LARGE = Rule(
     "Raise spec.limits.max_header_bytes only for a trusted file.",
     RuleKind.ERROR,
 )
+CFG_TEMPLATE_INJECTION = Rule(
+    "WG-CFG-006",
+    "chat template reaches Python internals",
+    Severity.CRITICAL,
+    "A chat_template (tokenizer_config.json, chat_template.json or a .jinja file) uses a Jinja construct outside "
+    "the reviewed allowlist, the ways out of the sandbox (CVE-2024-34359).",
+    "Refuse the model; never render its chat template with an unsandboxed Jinja environment.",
+)
+CFG_TEMPLATE_UNPARSABLE = Rule(
+    "WG-CFG-007",
+    "chat template does not parse",
+    Severity.HIGH,
+    "A chat_template is not valid Jinja (or not a string), so it cannot be judged.",
+    "Refuse the model, or replace its chat template with the published one.",
+)
 
 RULES = (
     ST_TRUNCATED,
@@ -452,6 +476,7 @@ RULES = (
     GGUF_OVERLAP,
     GGUF_GAP,
     GGUF_TEMPLATE_INJECTION,
+    GGUF_TEMPLATE_UNPARSABLE,
     ONNX_MALFORMED,
     ONNX_EXTERNAL_ESCAPE,
     ONNX_EXTERNAL_MALFORMED,
@@ -476,4 +501,6 @@ RULES = (
     CFG_AUTO_MAP,
     CFG_REMOTE_CODE_REPO,
     CFG_TOO_LARGE,
+    CFG_TEMPLATE_INJECTION,
+    CFG_TEMPLATE_UNPARSABLE,
 )
