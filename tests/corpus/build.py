@@ -24,6 +24,7 @@ from tests.corpus.benign import BENIGN
 from tests.corpus.malicious import PICKLES
 from tests.corpus.malicious_containers import CONTAINERS
 from tests.corpus.spec import CaseSpec, Expected, Payload
+from tests.corpus.template_keras_cases import TEMPLATE_APPROVED, TEMPLATE_BLOCKED
 
 MARKER_NAME = "PWNED_MARKER"
 
@@ -59,7 +60,7 @@ class Corpus:
 
 def all_specs() -> tuple[CaseSpec, ...]:
     """Every case recipe, malicious first."""
-    return (*PICKLES, *CONTAINERS, *BENIGN)
+    return (*PICKLES, *CONTAINERS, *TEMPLATE_BLOCKED, *BENIGN, *TEMPLATE_APPROVED)
 
 
 def _available(spec: CaseSpec) -> bool:
