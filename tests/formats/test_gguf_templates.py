@@ -34,7 +34,7 @@ def test_issue_15_a_system_prompt_mentioning_exec_is_not_a_finding() -> None:
 
 def test_issue_15_a_template_that_does_not_parse_is_refused() -> None:
     findings = _scan(Writer().add_kv("tokenizer.chat_template", STRING, "{% for m in messages %}{{ m }}").build())
-    assert [f.code for f in findings] == [codes.GGUF_TEMPLATE_UNPARSABLE.code]
+    assert [f.code for f in findings] == [codes.CFG_TEMPLATE_UNPARSABLE.code]
     assert "does not parse" in findings[0].message
 
 

@@ -287,7 +287,7 @@ class _Gguf:
             self.ctx.check_time()
             verdict = check_template(template)
             if verdict.syntax_error is not None:
-                self.add(codes.GGUF_TEMPLATE_UNPARSABLE, f"{key} {verdict.summary()}", key=key)
+                self.add(codes.CFG_TEMPLATE_UNPARSABLE, f"{key} {verdict.summary()}", key=key)
             elif verdict.issues:
                 shown = ", ".join(sorted({issue.construct for issue in verdict.issues})[:10])
                 self.add(codes.GGUF_TEMPLATE_INJECTION, f"{key} {verdict.summary()}", key=key, constructs=shown)

@@ -10,6 +10,7 @@ container rules (``WG-ZIP``...) and the pickle rules.
 
 from weightguard.findings import Rule, RuleKind, Severity
 
+_TEMPLATE_FIX = "Refuse the model; never render its chat template with an unsandboxed Jinja environment."
 _REEXPORT = "Re-export the model with the reference library; a loader may read malformed files differently."
 
 # --- safetensors -------------------------------------------------------------
@@ -238,17 +239,8 @@ GGUF_TEMPLATE_INJECTION = Rule(
     "WG-GGUF-012",
     "chat template reaches Python internals",
     Severity.CRITICAL,
-    "A Jinja chat template uses a construct outside the reviewed allowlist (dunder or computed attribute and "
-    "item names, attr/map(attribute=), self/lipsum/cycler/joiner, unknown calls, import/include), the ways "
-    "out of the sandbox (CVE-2024-34359).",
-    "Refuse the model; never render its chat template with an unsandboxed Jinja environment.",
-)
-GGUF_TEMPLATE_UNPARSABLE = Rule(
-    "WG-GGUF-013",
-    "chat template does not parse",
-    Severity.HIGH,
-    "A chat template is not valid Jinja, so it cannot be judged (and Python renderers would refuse it too).",
-    "Refuse the model, or replace its chat template with the published one.",
+    "A Jinja chat template uses a construct outside the reviewed allowlist, a way out of the sandbox (CVE-2024-34359).",
+    _TEMPLATE_FIX,
 )
 
 # --- ONNX --------------------------------------------------------------------
@@ -431,15 +423,14 @@ CFG_TEMPLATE_INJECTION = Rule(
     "WG-CFG-006",
     "chat template reaches Python internals",
     Severity.CRITICAL,
-    "A chat_template (tokenizer_config.json, chat_template.json or a .jinja file) uses a Jinja construct outside "
-    "the reviewed allowlist, the ways out of the sandbox (CVE-2024-34359).",
-    "Refuse the model; never render its chat template with an unsandboxed Jinja environment.",
+    "A chat_template (JSON config or .jinja file) uses a Jinja construct outside the reviewed allowlist.",
+    _TEMPLATE_FIX,
 )
 CFG_TEMPLATE_UNPARSABLE = Rule(
     "WG-CFG-007",
     "chat template does not parse",
     Severity.HIGH,
-    "A chat_template is not valid Jinja (or not a string), so it cannot be judged.",
+    "A chat template (GGUF metadata, JSON config, .jinja file) is not valid Jinja or not a string: not judged.",
     "Refuse the model, or replace its chat template with the published one.",
 )
 
@@ -476,7 +467,6 @@ RULES = (
     GGUF_OVERLAP,
     GGUF_GAP,
     GGUF_TEMPLATE_INJECTION,
-    GGUF_TEMPLATE_UNPARSABLE,
     ONNX_MALFORMED,
     ONNX_EXTERNAL_ESCAPE,
     ONNX_EXTERNAL_MALFORMED,

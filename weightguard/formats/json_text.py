@@ -38,7 +38,7 @@ from weightguard.sources.interface import ByteSource
 _CODE_KEYS = ("auto_map", "custom_pipelines")
 _KERAS_CONFIG = "config.json"  # saving_lib._CONFIG_FILENAME
 _TEMPLATE_KEY = "chat_template"
-_TEMPLATE_SUFFIX = ".jinja"
+_TEMPLATE_EXTENSION = "jinja"  # transformers' CHAT_TEMPLATE_FILE and additional_chat_templates/*.jinja
 
 
 class JsonAnalyzer:
@@ -51,7 +51,8 @@ class JsonAnalyzer:
         """Yield findings for malformed or duplicated JSON and configs needing remote code."""
         ctx.check_time()
         name = where.members[-1] if where.members else where.path
-        is_template = name.rpartition("/")[2].endswith(_TEMPLATE_SUFFIX)
+        # The loader picks these by name (as numpy picks npz members): the name is what makes it code.
+        is_template = name.rpartition("/")[2].rpartition(".")[2] == _TEMPLATE_EXTENSION
         if not is_template and source.read_at(0, 4096).lstrip()[:1] not in (b"{", b"["):
             return  # plain text: nothing in it is loaded as code
         if source.size > ctx.limits.max_header_bytes:
