@@ -62,7 +62,8 @@ def tokenizer_config_escape(p: Payload) -> bytes:
             {"name": "tool_use", "template": ESCAPES["join filter"](p.shell)},
         ],
     }
-    return json.dumps(config, indent=2).encode()
+    # As transformers' save_pretrained writes it: indented, sorted, with a final newline.
+    return (json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
 @TEMPLATE_BLOCKED.case("templates/repo/chat_template.jinja", _ISSUE)
