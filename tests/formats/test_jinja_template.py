@@ -114,6 +114,13 @@ def test_issue_15_published_templates_render_in_the_sandbox_and_are_approved(tmp
         ("{{ x is evil }}", "test 'evil'"),
         ("{{ x|evil }}", "filter 'evil'"),
         ("{% set ns = namespace() %}{% set ns._x = 1 %}", "namespace attribute '_x'"),
+        (
+            "{% set raise_exception = x.format %}{{ raise_exception('{0.__class__}') }}",
+            "assignment to 'raise_exception'",
+        ),
+        ("{% macro m() %}{% endmacro %}{% set m = x.format %}{{ m('{0}') }}", "assignment to 'm'"),
+        ("{% macro m(namespace) %}{{ namespace(1) }}{% endmacro %}", "assignment to 'namespace'"),
+        ("{% for range in [x.format] %}{{ range(1) }}{% endfor %}", "assignment to 'range'"),
     ],
 )
 def test_constructs_outside_the_allowlist_are_refused(template: str, construct: str) -> None:

@@ -318,6 +318,9 @@ class _Walker:
         if isinstance(node, nodes.Name):
             if node.ctx == "load" and (node.name in FORBIDDEN_NAMES or node.name.startswith("__")):
                 self.refuse(node, f"name {node.name!r}")
+            elif node.ctx != "load" and (node.name in CALLABLE_GLOBALS | FORBIDDEN_NAMES or node.name in self.macros):
+                # Rebinding a name the allowlist lets templates call would let them call anything.
+                self.refuse(node, f"assignment to {node.name!r}")
         elif isinstance(node, nodes.NSRef):
             if unsafe_attribute(node.attr):
                 self.refuse(node, f"namespace attribute {node.attr!r}")
