@@ -93,6 +93,7 @@ def test_issue_15_published_templates_render_in_the_sandbox_and_are_approved(tmp
         ("{{ ''['__class__'] }}", "item '__class__'"),
         ("{{ ''['__cla' ~ 'ss__'] }}", "item key computed at render time"),
         ("{{ x|attr('y') }}", "filter 'attr'"),
+        ("{% set c = n * 1 %}{% set n = '__class__' %}{{ ''[c] }}", "item key computed at render time"),
         ("{{ x|map('attr', '__class__')|list }}", "|map applying something other than a reviewed filter or test"),
         ("{{ x|selectattr('__class__')|list }}", "|selectattr with an attribute that is not a safe constant"),
         ("{{ x|sort(attribute=k) }}", "|sort with an attribute that is not a safe constant"),

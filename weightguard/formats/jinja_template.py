@@ -274,17 +274,30 @@ class _Walker:
         }
         self.numeric_names = set(values)
         self.numeric_ns_attrs = set() if "" in ns_values else set(ns_values)
-        changed = True
-        while changed:  # greatest fixed point: drop names with a non-numeric assignment
-            changed = False
-            for name in list(self.numeric_names):
-                if not all(v is not None and self.numeric(v) for v in values[name]):
-                    self.numeric_names.discard(name)
-                    changed = True
-            for attr in list(self.numeric_ns_attrs):
-                if not all(v is not None and self.numeric(v) for v in ns_values[attr]):
-                    self.numeric_ns_attrs.discard(attr)
-                    changed = True
+        self._settle(values, ns_values)
+
+    def _settle(
+        self, values: dict[str, list[nodes.Node | None]], ns_values: dict[str, list[nodes.Node | None]]
+    ) -> None:
+        """Find the greatest fixed point by worklist.
+
+        A variable with a non-numeric assignment is dropped, then only the variables assigned
+        from it are checked again: linear in the template, where repeated passes were quadratic.
+        """
+        assignments = {("n", k): v for k, v in values.items()} | {("a", k): v for k, v in ns_values.items()}
+        users: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        for key, exprs in assignments.items():
+            for expr in exprs:
+                for ref in _references(expr):
+                    users.setdefault(ref, set()).add(key)
+        pending = list(assignments)
+        while pending:
+            key = pending.pop()
+            kind, name = key
+            held = self.numeric_names if kind == "n" else self.numeric_ns_attrs
+            if name in held and not all(v is not None and self.numeric(v) for v in assignments[key]):
+                held.discard(name)
+                pending.extend(users.get(key, ()))
 
     def numeric(self, expr: nodes.Node) -> bool:
         """True when ``expr`` can only be a number (or fail): never a computed string."""
@@ -413,6 +426,17 @@ class _Walker:
         dynamic = node.dyn_args is not None or node.dyn_kwargs is not None
         if dynamic and (name in _ATTRIBUTE_ARGS or name in _NAME_ARGS):
             self.refuse(node, f"|{name} with *args or **kwargs")
+
+
+def _references(expr: nodes.Node | None) -> Iterator[tuple[str, str]]:
+    """The variables and namespace attributes an expression reads (what its numeric-ness depends on)."""
+    if expr is None:
+        return
+    for node in _all_nodes(expr):
+        if isinstance(node, nodes.Name):
+            yield ("n", node.name)
+        elif isinstance(node, nodes.Getattr):
+            yield ("a", node.attr)
 
 
 def _collect(
