@@ -202,6 +202,8 @@ def check_template(source: str) -> TemplateVerdict:
         return TemplateVerdict(syntax_error=f"line {exc.lineno}: {exc.message}"[:300])
     except RecursionError:
         return TemplateVerdict(syntax_error="nested deeper than the parser can follow")
+    except (ValueError, OverflowError) as exc:  # e.g. an integer literal past int_max_str_digits
+        return TemplateVerdict(syntax_error=f"the lexer refused a literal: {str(exc)[:200]}")
     walker = _Walker(tree)
     return TemplateVerdict(issues=tuple(walker.run()))
 
