@@ -122,6 +122,8 @@ def test_issue_15_published_templates_render_in_the_sandbox_and_are_approved(tmp
             "assignment to 'raise_exception'",
         ),
         ("{% macro m() %}{% endmacro %}{% set m = x.format %}{{ m('{0}') }}", "assignment to 'm'"),
+        ("{% set d = {'strip': ''.format} %}{{ d.strip('{0.__class__}') }}", "attribute 'format' taken as a value"),
+        ("{% set d = dict(strip=''['format']) %}{{ d.strip('{0}') }}", "item 'format' taken as a value"),
         ("{% macro m(namespace) %}{{ namespace(1) }}{% endmacro %}", "assignment to 'namespace'"),
         ("{% for range in [x.format] %}{{ range(1) }}{% endfor %}", "assignment to 'range'"),
     ],
@@ -148,6 +150,7 @@ def test_constructs_outside_the_allowlist_are_refused(template: str, construct: 
         '{{ \'exec("import os"); __import__("os").system("x"); x.__class__; |attr\' }}',
         "{% raw %}{{ x.__class__ }}{% endraw %}",
         "{# {{ x.__class__ }} #}",
+        "{% for p in tool.parameters.properties.values() %}{% if p.format is defined %}{{ p.type }}{% endif %}{% endfor %}",
     ],
 )
 def test_ordinary_constructs_are_allowed(template: str) -> None:

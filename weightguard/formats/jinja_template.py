@@ -18,7 +18,9 @@ tree is walked with an allowlist:
   can never be used as a name;
 * calls go only to a few globals (``namespace``, ``dict``, ``range`` with
   small constants, ``raise_exception``, ``strftime_now``), the template's
-  own macros, and string/dict/list methods that real templates call;
+  own macros, and string/dict/list methods that real templates call; names
+  the allowlist lets templates call cannot be rebound, and ``str.format``
+  (which follows ``{0.__class__}`` paths) cannot even be read as a value;
 * filters and tests are Jinja's built-ins minus ``attr``; the ones that take
   an attribute or a filter/test name (``map``, ``selectattr``, ``sort``...)
   must be given a safe constant;
@@ -85,6 +87,10 @@ INTERNAL_ATTRIBUTES = frozenset(
 CALLABLE_GLOBALS = frozenset({"namespace", "dict", "range", "raise_exception", "strftime_now", "caller"})
 # Names that are never needed and lead to Python objects (the CVE-2024-34359 gadgets).
 FORBIDDEN_NAMES = frozenset({"self", "lipsum", "cycler", "joiner", "range", "namespace", "dict"})
+# str.format and format_map follow attribute paths inside the format string ("{0.__class__}"), which
+# Jinja's sandbox intercepts and a plain Environment does not; a template may test for a "format" key
+# (JSON schema) but never hold or call these methods (a dict {'strip': s.format} would make .strip() one).
+FORMATTERS = frozenset({"format", "format_map"})
 # Methods real chat templates call on strings, dicts, lists, namespaces and ``loop``.
 METHODS = frozenset(
     """
@@ -232,6 +238,7 @@ class _Walker:
         self.numeric_ns_attrs: set[str] = set()
         self.namespaces: set[str] = set()
         self.assigned: set[str] = set()
+        self.tested: set[int] = set()
 
     def run(self) -> list[TemplateIssue]:
         self._dataflow()
@@ -342,8 +349,12 @@ class _Walker:
         elif isinstance(node, nodes.Getattr):
             if unsafe_attribute(node.attr):
                 self.refuse(node, f"attribute {node.attr!r}")
+            elif node.attr in FORMATTERS and id(node) not in self.tested:
+                self.refuse(node, f"attribute {node.attr!r} taken as a value")
         elif isinstance(node, nodes.Getitem):
             self._key(node, node.arg)
+            if _const_str(node.arg) in FORMATTERS and id(node) not in self.tested:
+                self.refuse(node, f"item {_const_str(node.arg)!r} taken as a value")
         elif isinstance(node, nodes.Call):
             return self._call(node, children)
         elif isinstance(node, nodes.Filter):
@@ -351,6 +362,7 @@ class _Walker:
         elif isinstance(node, nodes.Test):
             if node.name not in TESTS:
                 self.refuse(node, f"test {node.name!r}")
+            self.tested.add(id(node.node))  # "x.format is defined" reads a schema field, it calls nothing
         elif isinstance(node, nodes.Pow | nodes.Mul):
             self._big_operands(node)
         return children
@@ -487,6 +499,10 @@ def _fold(expr: nodes.Node) -> int | float | None:
     if isinstance(expr, nodes.Add):
         return left + right
     return left - right if isinstance(expr, nodes.Sub) else left * right
+
+
+def _const_str(expr: nodes.Node) -> str | None:
+    return expr.value if isinstance(expr, nodes.Const) and isinstance(expr.value, str) else None
 
 
 def _is_name(expr: nodes.Node, name: str) -> bool:
