@@ -50,108 +50,23 @@ from jinja2 import Environment, TemplateSyntaxError, nodes
 from jinja2.ext import Extension, loopcontrols
 from jinja2.parser import Parser
 
-MAX_RANGE = 100_000  # jinja2.sandbox.MAX_RANGE: the largest range the sandbox renders
-_MAX_ISSUES = 20
-
-# Attributes Jinja's sandbox refuses on some object (jinja2.sandbox.is_internal_attribute),
-# plus Python 2 names that its older versions listed; anything starting with "_" is refused too.
-INTERNAL_ATTRIBUTES = frozenset(
-    {
-        "mro",
-        "gi_code",
-        "gi_frame",
-        "gi_yieldfrom",
-        "cr_code",
-        "cr_frame",
-        "cr_await",
-        "ag_code",
-        "ag_frame",
-        "ag_await",
-        "func_code",
-        "func_globals",
-        "func_closure",
-        "func_defaults",
-        "im_func",
-        "im_self",
-        "im_class",
-        "tb_frame",
-        "tb_next",
-        "f_back",
-        "f_globals",
-        "f_locals",
-        "f_builtins",
-        "f_code",
-    }
+from weightguard.formats.jinja_allowlist import (
+    ALLOWED_NODES,
+    ATTRIBUTE_ARGS,
+    CALLABLE_GLOBALS,
+    FILTERS,
+    FORBIDDEN_NAMES,
+    FORMATTERS,
+    LOOP_NUMBERS,
+    MAX_ISSUES,
+    MAX_RANGE,
+    METHODS,
+    NAME_ARGS,
+    NUMERIC_FILTERS,
+    TESTS,
+    safe_attribute_path,
+    unsafe_attribute,
 )
-# Globals a template may call; ``range`` only with small arguments.
-CALLABLE_GLOBALS = frozenset({"namespace", "dict", "range", "raise_exception", "strftime_now", "caller"})
-# Names that are never needed and lead to Python objects (the CVE-2024-34359 gadgets).
-FORBIDDEN_NAMES = frozenset({"self", "lipsum", "cycler", "joiner", "range", "namespace", "dict"})
-# str.format and format_map follow attribute paths inside the format string ("{0.__class__}"), which
-# Jinja's sandbox intercepts and a plain Environment does not; a template may test for a "format" key
-# (JSON schema) but never hold or call these methods (a dict {'strip': s.format} would make .strip() one).
-FORMATTERS = frozenset({"format", "format_map"})
-# Methods real chat templates call on strings, dicts, lists, namespaces and ``loop``.
-METHODS = frozenset(
-    """
-    strip lstrip rstrip split rsplit splitlines startswith endswith upper lower title capitalize replace
-    find rfind index count join items keys values get append extend cycle changed isdigit isalpha isspace
-    """.split()  # noqa: SIM905 - a word list reads better than quoted strings
-)
-# Jinja's built-in filters except ``attr``; the attribute-taking ones are checked further below.
-FILTERS = frozenset(
-    """
-    abs batch capitalize center count d default dictsort e escape filesizeformat first float forceescape
-    format groupby indent int items join last length list lower map max min pprint random reject rejectattr
-    replace reverse round safe select selectattr slice sort string striptags sum title tojson trim truncate
-    unique upper urlencode urlize wordcount wordwrap xmlattr
-    """.split()  # noqa: SIM905
-)
-TESTS = frozenset(
-    """
-    != < <= == > >= boolean callable defined divisibleby eq equalto escaped even false filter float ge
-    greaterthan gt in integer iterable le lessthan lower lt mapping ne none number odd sameas sequence
-    string test true undefined upper
-    """.split()  # noqa: SIM905
-)
-# filter -> (positional index of its attribute argument or None, keyword)
-_ATTRIBUTE_ARGS: dict[str, tuple[int | None, str]] = {
-    "map": (None, "attribute"),
-    "selectattr": (0, "attribute"),
-    "rejectattr": (0, "attribute"),
-    "groupby": (0, "attribute"),
-    "sort": (2, "attribute"),
-    "unique": (1, "attribute"),
-    "min": (1, "attribute"),
-    "max": (1, "attribute"),
-    "sum": (0, "attribute"),
-    "join": (1, "attribute"),
-}
-# Filters that take a filter or test *name* as a positional argument: (index, names allowed).
-_SIMPLE_FILTERS = frozenset(
-    """
-    trim lower upper string int float length count tojson title capitalize e escape first last list abs round
-    striptags safe default d
-    """.split()  # noqa: SIM905
-)
-_NAME_ARGS: dict[str, tuple[int, frozenset[str]]] = {
-    "map": (0, _SIMPLE_FILTERS),
-    "select": (0, TESTS),
-    "reject": (0, TESTS),
-    "selectattr": (1, TESTS),
-    "rejectattr": (1, TESTS),
-}
-_NUMERIC_FILTERS = frozenset({"length", "count", "int", "float", "round", "abs", "wordcount"})
-_LOOP_NUMBERS = frozenset({"index", "index0", "revindex", "revindex0", "length", "depth", "depth0"})
-# Statement and expression nodes a template may contain; anything else is refused.
-_ALLOWED_NODES: tuple[type[nodes.Node], ...] = (
-    nodes.Template, nodes.Output, nodes.TemplateData, nodes.Const, nodes.Name, nodes.NSRef, nodes.For,
-    nodes.If, nodes.Assign, nodes.AssignBlock, nodes.Macro, nodes.CallBlock, nodes.FilterBlock, nodes.With,
-    nodes.Scope, nodes.Continue, nodes.Break, nodes.Getattr, nodes.Getitem, nodes.Slice, nodes.Call,
-    nodes.Keyword, nodes.Filter, nodes.Test, nodes.Concat, nodes.CondExpr, nodes.Compare, nodes.Operand,
-    nodes.And, nodes.Or, nodes.Not, nodes.Neg, nodes.Pos, nodes.Add, nodes.Sub, nodes.Mul, nodes.Div,
-    nodes.FloorDiv, nodes.Mod, nodes.Pow, nodes.List, nodes.Tuple, nodes.Dict, nodes.Pair,
-)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,11 +129,6 @@ def check_template(source: str) -> TemplateVerdict:
     return TemplateVerdict(issues=tuple(walker.run()))
 
 
-def unsafe_attribute(name: str) -> bool:
-    """True for an attribute Jinja's sandbox would refuse (``_`` prefix or an internal attribute)."""
-    return name.startswith("_") or name in INTERNAL_ATTRIBUTES
-
-
 def _all_nodes(root: nodes.Node) -> Iterator[nodes.Node]:
     stack = [root]
     while stack:
@@ -243,7 +153,7 @@ class _Walker:
     def run(self) -> list[TemplateIssue]:
         self._dataflow()
         stack: list[nodes.Node] = [self.tree]
-        while stack and len(self.issues) < _MAX_ISSUES:
+        while stack and len(self.issues) < MAX_ISSUES:
             node = stack.pop()
             stack.extend(reversed(self._visit(node)))
         return self.issues
@@ -316,10 +226,10 @@ class _Walker:
             return expr.name in self.numeric_names
         if isinstance(expr, nodes.Getattr) and isinstance(expr.node, nodes.Name):
             if expr.node.name == "loop" and "loop" not in self.assigned:
-                return expr.attr in _LOOP_NUMBERS
+                return expr.attr in LOOP_NUMBERS
             return expr.node.name in self.namespaces and expr.attr in self.numeric_ns_attrs
         if isinstance(expr, nodes.Filter):
-            return expr.name in _NUMERIC_FILTERS
+            return expr.name in NUMERIC_FILTERS
         if isinstance(expr, nodes.Add | nodes.Sub):
             # str + int and str - int raise: one numeric side makes the result a number or an error.
             return self.numeric(expr.left) or self.numeric(expr.right)
@@ -333,7 +243,7 @@ class _Walker:
 
     # --- the allowlist ---------------------------------------------------------------------
     def _visit(self, node: nodes.Node) -> Sequence[nodes.Node]:
-        if not isinstance(node, _ALLOWED_NODES):
+        if not isinstance(node, ALLOWED_NODES):
             self.refuse(node, f"{type(node).__name__} (not in the allowlist)")
             return ()
         children = list(node.iter_child_nodes())
@@ -420,17 +330,17 @@ class _Walker:
         if name not in FILTERS:
             self.refuse(node, f"filter {name!r}")
             return
-        if name in _ATTRIBUTE_ARGS:
-            index, keyword = _ATTRIBUTE_ARGS[name]
+        if name in ATTRIBUTE_ARGS:
+            index, keyword = ATTRIBUTE_ARGS[name]
             keywords: list[nodes.Node] = list(node.kwargs)  # Keyword nodes (jinja's annotation says Pair)
             given = [kw.value for kw in keywords if isinstance(kw, nodes.Keyword) and kw.key == keyword]
             if index is not None and len(args) > index:
                 given.append(args[index])
             for value in given:
-                if not _safe_attribute_path(value):
+                if not safe_attribute_path(value):
                     self.refuse(node, f"|{name} with an attribute that is not a safe constant")
-        if name in _NAME_ARGS:
-            index, allowed = _NAME_ARGS[name]
+        if name in NAME_ARGS:
+            index, allowed = NAME_ARGS[name]
             if len(args) > index:
                 named = args[index]
                 if not (isinstance(named, nodes.Const) and named.value in allowed):
@@ -438,7 +348,7 @@ class _Walker:
                 elif name == "map" and len(args) > index + 1:
                     self.refuse(node, "|map passing arguments to the filter it applies")
         dynamic = node.dyn_args is not None or node.dyn_kwargs is not None
-        if dynamic and (name in _ATTRIBUTE_ARGS or name in _NAME_ARGS):
+        if dynamic and (name in ATTRIBUTE_ARGS or name in NAME_ARGS):
             self.refuse(node, f"|{name} with *args or **kwargs")
 
 
@@ -467,17 +377,6 @@ def _collect(
         for name in _all_nodes(target):
             if isinstance(name, nodes.Name):
                 values.setdefault(name.name, []).append(None)
-
-
-def _safe_attribute_path(value: nodes.Expr) -> bool:
-    # Jinja's make_attrgetter splits on "." and reads each part with getitem/getattr.
-    if not isinstance(value, nodes.Const):
-        return False
-    if isinstance(value.value, int):
-        return True
-    if not isinstance(value.value, str):
-        return False
-    return all(part.isdigit() or (part and not unsafe_attribute(part)) for part in value.value.split("."))
 
 
 def _const_number(expr: nodes.Node) -> int | float | None:
