@@ -25,6 +25,7 @@ from tests.corpus.joblib_numpy_cases import JOBLIB_APPROVED, JOBLIB_BLOCKED
 from tests.corpus.malicious import PICKLES
 from tests.corpus.malicious_containers import CONTAINERS
 from tests.corpus.spec import CaseSpec, Expected, Payload
+from tests.corpus.template_keras_cases import TEMPLATE_APPROVED, TEMPLATE_BLOCKED
 
 MARKER_NAME = "PWNED_MARKER"
 
@@ -60,7 +61,15 @@ class Corpus:
 
 def all_specs() -> tuple[CaseSpec, ...]:
     """Every case recipe, malicious first."""
-    return (*PICKLES, *CONTAINERS, *JOBLIB_BLOCKED, *BENIGN, *JOBLIB_APPROVED)
+    return (
+        *PICKLES,
+        *CONTAINERS,
+        *JOBLIB_BLOCKED,
+        *TEMPLATE_BLOCKED,
+        *BENIGN,
+        *JOBLIB_APPROVED,
+        *TEMPLATE_APPROVED,
+    )
 
 
 def _available(spec: CaseSpec) -> bool:

@@ -6,9 +6,11 @@ import json
 
 import pytest
 
-from weightguard.analysis.interface import Location, PickleSettings, ScanContext
+from weightguard.analysis.interface import DetectedPart, Location, PickleSettings, ScanContext
 from weightguard.findings import Finding, RuleKind, Severity
 from weightguard.formats import header_codes as codes
+from weightguard.formats.detect import detect_bytes
+from weightguard.formats.interface import Candidate, Confidence, Detection, FileFormat
 from weightguard.formats.json_text import JsonAnalyzer
 from weightguard.limits import Limits
 from weightguard.sources.interface import BytesSource
@@ -98,8 +100,11 @@ def test_a_loose_keras_config_is_checked_like_one() -> None:
 
 
 def test_a_keras_config_inside_an_archive_is_left_to_the_container_analyzer() -> None:
+    # The scanner records the zip's detection (Keras) before its members are analysed.
     lam = {"class_name": "Lambda", "config": {"name": "l"}}
     data = json.dumps({"class_name": "Sequential", "config": {"layers": [lam]}}).encode()
     ctx = ScanContext(limits=Limits(), pickle=PickleSettings(), dispatch=lambda s, w: iter(()))
+    keras = Detection((Candidate(FileFormat.KERAS, Confidence.CERTAIN, "zip with config.json"),))
     inside = Location("model.keras", ("config.json",))
+    ctx.parts.extend([DetectedPart(Location("model.keras"), keras), DetectedPart(inside, detect_bytes(data))])
     assert list(JsonAnalyzer().analyze(BytesSource(data), inside, ctx)) == []

@@ -8,8 +8,10 @@ the data section is parsed within ``max_header_bytes``; every count, string
 and array length is checked against the bytes left before it is trusted.
 The tensor layout is then checked as llama.cpp's ``gguf_init_from_file``
 does (known types, aligned offsets, in bounds, no overlap) plus bytes that
-no tensor references. Chat templates are searched for the Jinja constructs
-used to escape the sandbox (CVE-2024-34359 in llama-cpp-python).
+no tensor references. Chat templates (every string under a key containing
+``chat_template``) are parsed by Jinja and judged by the allowlist of
+:mod:`weightguard.formats.jinja_template` (CVE-2024-34359 in
+llama-cpp-python); one that does not parse is refused.
 
 Not handled here: tensor bytes are never read, the padding bytes between
 tensors are not inspected, and big-endian GGUF files (which detection does
@@ -18,7 +20,6 @@ not route here) are reported as an unsupported version.
 
 from __future__ import annotations
 
-import re
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from weightguard.errors import FormatError
 from weightguard.findings import Finding, Rule
 from weightguard.formats import header_codes as codes
 from weightguard.formats.interface import FileFormat
+from weightguard.formats.jinja_template import check_template
 from weightguard.sources.interface import ByteSource
 
 # ggml type id -> (elements per block, bytes per block), from ggml's type_traits; ids 4, 5,
@@ -46,14 +48,6 @@ _INT64_MAX = 2**63 - 1
 _DEFAULT_ALIGNMENT = 32
 _CHUNK = 1 << 20
 _MAX_PER_RULE = 20
-
-# Jinja constructs that reach Python internals: dunder attributes (also through the attr
-# filter or escaped underscores) and the names SSTI payloads call (CVE-2024-34359).
-_TEMPLATE_ESCAPES = re.compile(
-    r"__\w+__|\|\s*attr\b|\\x5f|\\u005f|\\137|\bos\s*\.|\bpopen\b|\bsubprocess\b|\bsystem\s*\("
-    r"|\b(?:eval|exec|getattr|globals|builtins|importlib|mro|subclasses)\b",
-    re.IGNORECASE,
-)
 
 
 class _StopError(FormatError):
@@ -179,10 +173,12 @@ class _Gguf:
             value = self._value(cur, key, vtype, keep, depth=0)
             if key == "general.alignment":
                 self._set_alignment(vtype, value)
+            # A repeated key keeps every copy: readers disagree on which one wins.
+            name = key if key not in self.templates else f"{key} (copy {i})"
             if keep and isinstance(value, str):
-                self.templates[key] = value
+                self.templates[name] = value
             elif keep and isinstance(value, list):
-                self.templates.update({f"{key}[{j}]": v for j, v in enumerate(value) if isinstance(v, str)})
+                self.templates.update({f"{name}[{j}]": v for j, v in enumerate(value) if isinstance(v, str)})
 
     def _value(self, cur: _Cursor, key: str, vtype: int, keep: bool, depth: int) -> object:
         if vtype in _FIXED_VALUE_SIZES:
@@ -288,10 +284,13 @@ class _Gguf:
 
     def _check_templates(self) -> None:
         for key, template in self.templates.items():
-            hits = sorted({m.group(0) for m in _TEMPLATE_ESCAPES.finditer(template)})
-            if hits:
-                shown = ", ".join(hits[:10])
-                self.add(codes.GGUF_TEMPLATE_INJECTION, f"{key} uses {shown}", key=key, constructs=shown)
+            self.ctx.check_time()
+            verdict = check_template(template)
+            if verdict.syntax_error is not None:
+                self.add(codes.CFG_TEMPLATE_UNPARSABLE, f"{key} {verdict.summary()}", key=key)
+            elif verdict.issues:
+                shown = ", ".join(sorted({issue.construct for issue in verdict.issues})[:10])
+                self.add(codes.GGUF_TEMPLATE_INJECTION, f"{key} {verdict.summary()}", key=key, constructs=shown)
 
 
 class GgufAnalyzer:

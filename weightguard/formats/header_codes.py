@@ -10,6 +10,7 @@ container rules (``WG-ZIP``...) and the pickle rules.
 
 from weightguard.findings import Rule, RuleKind, Severity
 
+_TEMPLATE_FIX = "Refuse the model; never render its chat template with an unsandboxed Jinja environment."
 _REEXPORT = "Re-export the model with the reference library; a loader may read malformed files differently."
 
 # --- safetensors -------------------------------------------------------------
@@ -238,8 +239,8 @@ GGUF_TEMPLATE_INJECTION = Rule(
     "WG-GGUF-012",
     "chat template reaches Python internals",
     Severity.CRITICAL,
-    "A Jinja chat template uses dunder attributes or Python names used to escape the sandbox (CVE-2024-34359).",
-    "Refuse the model; never render its chat template with an unsandboxed Jinja environment.",
+    "A Jinja chat template uses a construct outside the reviewed allowlist, a way out of the sandbox (CVE-2024-34359).",
+    _TEMPLATE_FIX,
 )
 
 # --- ONNX --------------------------------------------------------------------
@@ -418,6 +419,20 @@ CFG_TOO_LARGE = Rule(
     "Raise spec.limits.max_header_bytes only for a trusted file.",
     RuleKind.ERROR,
 )
+CFG_TEMPLATE_INJECTION = Rule(
+    "WG-CFG-006",
+    "chat template reaches Python internals",
+    Severity.CRITICAL,
+    "A chat_template (JSON config or .jinja file) uses a Jinja construct outside the reviewed allowlist.",
+    _TEMPLATE_FIX,
+)
+CFG_TEMPLATE_UNPARSABLE = Rule(
+    "WG-CFG-007",
+    "chat template does not parse",
+    Severity.HIGH,
+    "A chat template (GGUF metadata, JSON config, .jinja file) is not valid Jinja or not a string: not judged.",
+    "Refuse the model, or replace its chat template with the published one.",
+)
 
 RULES = (
     ST_TRUNCATED,
@@ -476,4 +491,6 @@ RULES = (
     CFG_AUTO_MAP,
     CFG_REMOTE_CODE_REPO,
     CFG_TOO_LARGE,
+    CFG_TEMPLATE_INJECTION,
+    CFG_TEMPLATE_UNPARSABLE,
 )

@@ -6,8 +6,17 @@ A Hugging Face ``config.json`` or ``tokenizer_config.json`` with an
 repository, or, with ``"org/repo--module.Class"`` references, from another
 repository. The decision is made from content, never from the file name.
 A JSON document shaped like a Keras model config (an unzipped ``.keras``) is
-checked like one. Duplicate keys are reported because readers disagree on
-which value wins. Text files carry no loadable content: nothing to report.
+checked like one, and so is every member named ``config.json`` (the file
+Keras 3's ``saving_lib.load_model`` reads from any zip, whatever else the zip
+holds; its ``deserialize_keras_object`` walks dicts without ``class_name``
+too), unless the zip was recognised as Keras and the container analyzer
+already checked that very member. A ``chat_template`` (a string, or a list of
+``{"name", "template"}`` as in ``tokenizer_config.json`` and
+``chat_template.json``) and a text file named ``*.jinja`` (transformers reads
+``chat_template.jinja`` and ``additional_chat_templates/*.jinja`` by name) are
+judged by :mod:`weightguard.formats.jinja_template`. Duplicate keys are
+reported because readers disagree on which value wins. Other text files
+carry no loadable content: nothing to report.
 
 Not handled here: the Python files ``auto_map`` points at (they are scanned,
 or refused, as files of their own) and JSON nested in other formats.
@@ -22,10 +31,14 @@ from weightguard.findings import Finding, Rule
 from weightguard.formats import header_codes as codes
 from weightguard.formats._json import parse_json
 from weightguard.formats.interface import FileFormat
+from weightguard.formats.jinja_template import check_template
 from weightguard.formats.keras import check_keras_objects
 from weightguard.sources.interface import ByteSource
 
 _CODE_KEYS = ("auto_map", "custom_pipelines")
+_KERAS_CONFIG = "config.json"  # saving_lib._CONFIG_FILENAME
+_TEMPLATE_KEY = "chat_template"
+_TEMPLATE_EXTENSION = "jinja"  # transformers' CHAT_TEMPLATE_FILE and additional_chat_templates/*.jinja
 
 
 class JsonAnalyzer:
@@ -37,13 +50,19 @@ class JsonAnalyzer:
     def analyze(self, source: ByteSource, where: Location, ctx: ScanContext) -> Iterator[Finding]:
         """Yield findings for malformed or duplicated JSON and configs needing remote code."""
         ctx.check_time()
-        if source.read_at(0, 4096).lstrip()[:1] not in (b"{", b"["):
+        name = where.members[-1] if where.members else where.path
+        # The loader picks these by name (as numpy picks npz members): the name is what makes it code.
+        is_template = name.rpartition("/")[2].rpartition(".")[2] == _TEMPLATE_EXTENSION
+        if not is_template and source.read_at(0, 4096).lstrip()[:1] not in (b"{", b"["):
             return  # plain text: nothing in it is loaded as code
         if source.size > ctx.limits.max_header_bytes:
             limit = ctx.limits.max_header_bytes
             yield _at(codes.CFG_TOO_LARGE, where, f"{source.size} bytes > max_header_bytes {limit}", size=source.size)
             return
         data = source.read_at(0, source.size)
+        if is_template:
+            yield from _template_file(data, where)
+            return
         parsed = parse_json(data, allow_constants=True)  # Python's json writer emits NaN in configs
         if not parsed.ok:
             yield _at(codes.CFG_MALFORMED, where, f"not strict JSON: {parsed.error}")
@@ -55,10 +74,66 @@ class JsonAnalyzer:
         if not isinstance(value, dict):
             return
         yield from _remote_code(value, where)
-        # Inside an archive the container analyzer checks a Keras config.json itself
-        # (check_keras_config); checking it here too would report every layer twice.
-        if where.depth == 0 and isinstance(value.get("class_name"), str) and "config" in value:
+        if _TEMPLATE_KEY in value:
+            yield from _templates(value[_TEMPLATE_KEY], where)
+        keras_file = name.rpartition("/")[2] == _KERAS_CONFIG
+        keras_shaped = isinstance(value.get("class_name"), str) and "config" in value
+        if (keras_file or keras_shaped) and not _checked_by_container(where, ctx):
             yield from check_keras_objects(value, where)
+
+
+def _checked_by_container(where: Location, ctx: ScanContext) -> bool:
+    """True when the zip analyzer already ran check_keras_config on exactly these bytes.
+
+    It does so for the first ``config.json`` of a zip detected as Keras; a second member
+    of the same name (zipfile reads the last one) is checked here.
+    """
+    if not where.members or where.members[-1] != _KERAS_CONFIG:
+        return False
+    parent = Location(where.path, where.members[:-1])
+    if sum(1 for part in ctx.parts if part.location == where) > 1:
+        return False
+    return any(
+        part.location == parent and any(c.format is FileFormat.KERAS for c in part.detection.candidates)
+        for part in ctx.parts
+    )
+
+
+def _template_file(data: bytes, where: Location) -> Iterator[Finding]:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        yield _at(codes.CFG_TEMPLATE_UNPARSABLE, where, "chat template file is not UTF-8")
+        return
+    yield from _judge(text, where, "chat template file")
+
+
+def _templates(value: object, where: Location) -> Iterator[Finding]:
+    """Judge ``chat_template``: a string, or a list of named templates (transformers' two forms)."""
+    if value is None:
+        return
+    if isinstance(value, str):
+        yield from _judge(value, where, _TEMPLATE_KEY)
+        return
+    if not isinstance(value, list):
+        yield _at(codes.CFG_TEMPLATE_UNPARSABLE, where, f"{_TEMPLATE_KEY} is a {type(value).__name__}")
+        return
+    for i, item in enumerate(value):
+        template = item.get("template") if isinstance(item, dict) else None
+        label = f"{_TEMPLATE_KEY}[{i}]"
+        if isinstance(template, str):
+            yield from _judge(template, where, label)
+        else:
+            yield _at(codes.CFG_TEMPLATE_UNPARSABLE, where, f"{label} is not a {{name, template}} entry")
+
+
+def _judge(template: str, where: Location, label: str) -> Iterator[Finding]:
+    verdict = check_template(template)
+    if verdict.syntax_error is not None:
+        yield _at(codes.CFG_TEMPLATE_UNPARSABLE, where, f"{label} {verdict.summary()}", key=label)
+    elif verdict.issues:
+        shown = ", ".join(sorted({issue.construct for issue in verdict.issues})[:10])
+        yield _at(codes.CFG_TEMPLATE_INJECTION, where, f"{label} {verdict.summary()}", key=label, constructs=shown)
 
 
 def _remote_code(config: dict[str, object], where: Location) -> Iterator[Finding]:

@@ -64,6 +64,12 @@ _DATA_CLASSES = frozenset(
         "__tuple__",
     }
 )
+# With the torch backend, TorchOptimizer.__new__ swaps each built-in optimizer for a subclass in
+# keras/src/backend/torch/optimizers/; that subclass has no public name, so serialize_keras_object
+# writes its real module (e.g. "keras.src.backend.torch.optimizers.torch_adam", registered_name
+# "Adam"). Only those modules, and only the optimizers Keras defines there.
+TORCH_OPTIMIZER_MODULE = "keras.src.backend.torch.optimizers."
+TORCH_OPTIMIZERS = frozenset({"Adadelta", "Adagrad", "Adam", "Adamax", "AdamW", "Lion", "Nadam", "RMSprop", "SGD"})
 _LAMBDA_LAYERS = frozenset({"Lambda"})
 _SERIALIZED_FUNCTIONS = frozenset({"__lambda__"})
 # Built-ins that load other files or run TensorFlow functions by name.
@@ -153,7 +159,7 @@ def _check_object(node: dict[str, object], path: str, where: Location, out: list
     if cls in _DATA_CLASSES:
         return False
     module, registered = node.get("module"), node.get("registered_name")
-    if "module" in node and module is not None and not _keras_module(module):
+    if "module" in node and module is not None and not _keras_module(module, cls):
         out.append(
             _at(codes.KERAS_FOREIGN_MODULE, where, f"{shown} from module {str(module)[:100]!r}", at=path, module=module)
         )
@@ -164,9 +170,11 @@ def _check_object(node: dict[str, object], path: str, where: Location, out: list
     return False
 
 
-def _keras_module(module: object) -> bool:
+def _keras_module(module: object, cls: str) -> bool:
     if not isinstance(module, str):
         return False
+    if module.startswith(TORCH_OPTIMIZER_MODULE):
+        return cls in TORCH_OPTIMIZERS and module.count(".") == TORCH_OPTIMIZER_MODULE.count(".")
     return module in KERAS_MODULES or module.startswith(KERAS_MODULE_PREFIXES)
 
 
