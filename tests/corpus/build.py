@@ -21,6 +21,7 @@ from functools import cache
 from pathlib import Path
 
 from tests.corpus.benign import BENIGN
+from tests.corpus.container_loader_cases import LOADER_BENIGN, LOADER_CASES
 from tests.corpus.malicious import PICKLES
 from tests.corpus.malicious_containers import CONTAINERS
 from tests.corpus.spec import CaseSpec, Expected, Payload
@@ -59,7 +60,7 @@ class Corpus:
 
 def all_specs() -> tuple[CaseSpec, ...]:
     """Every case recipe, malicious first."""
-    return (*PICKLES, *CONTAINERS, *BENIGN)
+    return (*PICKLES, *CONTAINERS, *LOADER_CASES, *BENIGN, *LOADER_BENIGN)
 
 
 def _available(spec: CaseSpec) -> bool:
