@@ -69,7 +69,10 @@ def _xz_bomb(path: Path) -> None:
 
 
 def _zip_bomb(path: Path) -> None:
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf, zf.open("zeros.bin", "w", force_zip64=True) as out:
+    with (
+        zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf,
+        zf.open("zeros.bin", "w", force_zip64=True) as out,
+    ):
         for _ in range(_INFLATED_MIB):
             out.write(_ZEROS)
 
@@ -84,7 +87,8 @@ def test_a_bomb_keeps_peak_memory_under_256_mib_and_reports_the_limit(
     policy = tmp_path / "policy.yaml"
     policy.write_text(_POLICY)
     run = subprocess.run(
-        [sys.executable, "-c", _MEASURE, _SCAN, str(policy), str(bomb)], capture_output=True,
+        [sys.executable, "-c", _MEASURE, _SCAN, str(policy), str(bomb)],
+        capture_output=True,
         timeout=240,
         cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(_REPO)},
