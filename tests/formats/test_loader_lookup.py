@@ -160,6 +160,9 @@ def test_a_huge_pax_header_is_a_limit_not_an_allocation() -> None:
     data = header.tobuf(tarfile.USTAR_FORMAT) + bytes(1024)
     with pytest.raises(LimitExceeded, match="max_header_bytes"):
         tar_opens(BytesSource(data), Limits(max_header_bytes=1 << 20))
+    # Detection still names it a tar, so its analyzer reports the limit instead of another format passing.
+    assert detect(BytesSource(data), Limits(max_header_bytes=1 << 20)).format is FileFormat.TAR
+    assert "WG-LIM-001" in _blocking_codes(data)
 
 
 # --- legacy keys and the spool ------------------------------------------------------------------

@@ -298,9 +298,15 @@ def _tar(source: ByteSource, head: bytes, limits: Limits, found: _Found) -> None
     # issue 15: tarfile itself decides (v7 headers without magic, signed checksums, long
     # names), because torch's legacy loader takes its tar path whenever tarfile opens the file.
     del head
-    if not tar_opens(source, limits):
+    try:
+        if not tar_opens(source, limits):
+            return
+        names = set(_tar_names(source, limits, min(limits.max_archive_members, 64)))
+    except LimitExceeded as exc:
+        # Still a tar to torch (tarfile reads any header size): the analyzer meets the same
+        # limit and reports it by name, instead of another probe's format hiding the tar.
+        found.add(0, FileFormat.TAR, Confidence.LIKELY, f"tar headers not read: {exc.resource} {exc.limit:g} exceeded")
         return
-    names = set(_tar_names(source, limits, min(limits.max_archive_members, 64)))
     legacy = sorted(names & LEGACY_TORCH_MEMBERS)
     if legacy:
         # torch.load unpickles these members; the legacy analyzer walks every other member too.
