@@ -17,6 +17,7 @@ import io
 import os
 import pickle
 import tarfile
+import warnings
 import zipfile
 from functools import cache
 
@@ -100,6 +101,19 @@ def case_duplicates(p: Payload) -> bytes:
     base = _torch_zip()
     root = _root(base)
     return _rebuild(base, {}, [(1, f"{root}/Data.pkl", _payload_pickle(p))])
+
+
+def exact_duplicate(p: Payload) -> bytes:
+    """A torch.save zip with a second, malicious ``data.pkl`` of the very same name, second in the archive.
+
+    torch does not read the first of equal names (as was assumed): miniz's sorted
+    search returns this one.
+    """
+    base = _torch_zip()
+    root = _root(base)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile's duplicate-name warning is the point
+        return _rebuild(base, {}, [(1, f"{root}/data.pkl", _payload_pickle(p))])
 
 
 # -- tar: the legacy torch format ---------------------------------------------------------------
@@ -190,6 +204,7 @@ def nested_tar(p: Payload) -> bytes:
 for _relpath, _build, _code in (
     ("loaders/torch_zip_case_changed_data_pkl.pt", case_changed_data_pkl, _TORCH_LOAD),
     ("loaders/torch_zip_case_duplicate_data_pkl.pt", case_duplicates, _TORCH_LOAD),
+    ("loaders/torch_zip_exact_duplicate_data_pkl.pt", exact_duplicate, _TORCH_LOAD),
     ("loaders/legacy_tar_duplicate_pickle.tar", duplicate_pickle_tar, _TORCH_LOAD),
     ("loaders/legacy_tar_v7.tar", v7_tar, _TORCH_LOAD),
     ("loaders/legacy_tar_signed_checksum.tar", signed_checksum_tar, _TORCH_LOAD),
