@@ -6,7 +6,10 @@ from its bytes and enforces ``max_nesting_depth``; so a pickle inside a zip
 inside a tar.gz is analysed like a top-level one. Stored zip members and tar
 members are windows on the parent bytes (no copy); compressed content is
 inflated incrementally under ``max_compression_ratio`` and the per-file
-``max_decompressed_bytes`` budget. Links, devices and unsafe member names are
+``max_decompressed_bytes`` budget, into a temporary-file spool so that memory
+stays bounded whatever the ratio (issue 15). Tars are read by ``tarfile``
+itself on a bounded stream (:mod:`weightguard.formats.tar_reader`); a name
+that repeats is a blocking finding and every copy is analysed. Links, devices and unsafe member names are
 reported and never followed. Python's ``tarfile`` stops quietly at a truncated
 or corrupt later header, so where it stopped is checked here: POSIX's
 end-of-archive marker (two zero blocks) must follow the last member, and only

@@ -2,8 +2,11 @@
 
 :class:`TorchZipAnalyzer` reads the archive with the strict zip reader, checks
 the layout ``torch.load`` expects (one root folder taken from the first
-record, ``data.pkl``, ``version``, ``byteorder``, ``data/<key>`` storages),
-analyses EVERY pickle member with the pickle engine, and checks each
+central-directory record, directory or not; ``data.pkl``, ``version`` or
+``.data/version``, ``byteorder``, ``data/<key>`` storages), compares names as
+torch's miniz lookup does (ASCII case ignored, so ``DATA.PKL`` is ``data.pkl``;
+see :mod:`weightguard.formats.zip_names`), analyses EVERY pickle member, every
+case variant included, with the pickle engine, and checks each
 persistent id of the root pickles against the storage records (existence and
 ``numel x element size``). Tensor storages are never read, only their sizes
 (and, below ``CRC_SKIP_BYTES``, their CRC). TorchScript ``code/`` is reported
@@ -14,7 +17,11 @@ format (magic number, protocol version, sys_info, the object, the storage
 keys) and then the raw storages that follow them, each an 8-byte element
 count and its bytes: those are tensor data, not trailing garbage, but their
 declared sizes must account for every remaining byte. The older tar format
-(``storages``, ``tensors``, ``pickle`` members) is walked the same way.
+(``storages``, ``tensors``, ``pickle`` members) is walked the same way,
+chosen as torch chooses it: whenever ``tarfile`` opens the file (issue 15),
+with names compared as ``TarFile.getmember`` does and every copy of a
+duplicate walked (:func:`walk_tar`, also used for plain tars, which
+``torch.load`` treats the same way).
 
 Not handled here: whether a pickle's globals are allowed (the pickle engine
 decides) and the tensor values themselves.

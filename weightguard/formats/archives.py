@@ -6,12 +6,15 @@ takes member offsets as absolute positions. Wherever miniz and Python's
 ``zipfile`` would read an archive differently (duplicate names, local/central
 name mismatch, CRC mismatch, flag bits, prepended data, relative offsets,
 overlapping members) it reports a finding instead of picking a side; see
-THREATS.md items 8 and 16. Listing reads only the end record, the central
+THREATS.md items 8 and 16. Names that collide under either reader's lookup
+rule (miniz ignores ASCII case, zipfile cuts at NUL) are findings too
+(:mod:`weightguard.formats.zip_names`, issue 15). Listing reads only the end record, the central
 directory and each member's 30-byte local header, never member data.
 
 Member data is exposed by :func:`open_member`: stored members as a
 :class:`SliceSource` over the archive (no copy) and deflated members
-decompressed incrementally under ``max_compression_ratio`` and the per-file
+decompressed incrementally into a :class:`~weightguard.formats.spool.Spool`
+(a temporary file past one chunk, so memory stays bounded) under ``max_compression_ratio`` and the per-file
 ``max_decompressed_bytes`` budget. CRCs are verified for every member except
 stored members larger than :data:`CRC_SKIP_BYTES` under a ``data/`` folder
 (PyTorch tensor storages): checking those would read every tensor byte, and
