@@ -14,7 +14,7 @@ from weightguard.api import file_blocking, scan_file_bytes
 from weightguard.errors import LimitExceeded
 from weightguard.formats import codes
 from weightguard.formats.archives import read_zip_directory
-from weightguard.formats.detect import detect
+from weightguard.formats.detect import LEGACY_TORCH_MAGIC, detect
 from weightguard.formats.interface import FileFormat
 from weightguard.formats.spool import Spool, SpooledSource
 from weightguard.formats.tar_reader import member_key, tar_names, tar_opens
@@ -151,6 +151,14 @@ def test_a_legacy_member_far_into_a_plain_tar_is_still_walked_as_torch_would() -
     data = _tar([*junk, *_legacy(_EVIL)])
     assert detect(BytesSource(data), Limits()).format is FileFormat.TAR  # the names are past the probe's 64
     assert any(c.startswith("WG-PKL") for c in _blocking_codes(data))
+
+
+def test_a_tar_that_starts_with_a_pickle_is_also_walked_as_stacked_pickles() -> None:
+    # torch falls back to pickle.load at offset 0 when its tar path raises a TarError midway.
+    magic = pickle.dumps(LEGACY_TORCH_MAGIC, protocol=2)
+    data = _tar([(magic.decode("utf-8", "surrogateescape"), b"x"), *_legacy(pickle.dumps({}, protocol=2))])
+    assert tar_opens(BytesSource(data), Limits())
+    assert codes.TRC_LEGACY_STRUCTURE.code in _blocking_codes(data)
 
 
 def test_a_huge_pax_header_is_a_limit_not_an_allocation() -> None:

@@ -257,7 +257,10 @@ class LegacyTorchAnalyzer:
         if tar_opens(source, ctx.limits):
             # torch's _legacy_load tries tarfile first and takes the tar path whenever it opens (issue 15).
             yield from walk_tar(source, where, ctx, legacy=True)
-            return
+            if source.read_at(0, 1) != b"\x80":
+                return
+            # A tar whose first name is a pickle: torch unpickles the stacked format from
+            # offset 0 when the tar path fails midway with a TarError, so walk that too.
         offset = 0
         traces: list[PickleTrace] = []
         for _part in ("magic", "protocol", "sys_info", "object", "keys"):
