@@ -19,6 +19,7 @@ import pickle
 import tarfile
 import warnings
 import zipfile
+from collections.abc import Callable
 from functools import cache
 
 from tests.corpus import makers
@@ -152,11 +153,11 @@ def _rechecksum(block: bytearray, *, signed: bool) -> None:
     block[148:156] = b"%06o\x00 " % total
 
 
-def _patched(data: bytes, edit: object, *, signed: bool = False) -> bytes:
+def _patched(data: bytes, edit: Callable[[bytearray], None], *, signed: bool = False) -> bytes:
     out = bytearray(data)
     for at in _headers(data):
         block = bytearray(out[at : at + 512])
-        edit(block)  # type: ignore[operator]
+        edit(block)
         _rechecksum(block, signed=signed)
         out[at : at + 512] = block
     return bytes(out)
