@@ -146,6 +146,24 @@ def test_a_duplicate_pickle_member_blocks_and_every_copy_is_analysed() -> None:
         assert any(c.startswith("WG-PKL") for c in blocking)
 
 
+def test_a_pax_path_renames_a_member_as_tarfile_reads_it() -> None:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in _legacy(pickle.dumps({}, protocol=2)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        decoy = tarfile.TarInfo("readme.txt")
+        decoy.pax_headers = {"path": "pickle"}
+        decoy.size = len(_EVIL)
+        tar.addfile(decoy, io.BytesIO(_EVIL))
+    data = buf.getvalue()
+    assert b"readme.txt" in data
+    blocking = _blocking_codes(data)
+    assert codes.ARC_DUPLICATE_NAME.code in blocking
+    assert any(c.startswith("WG-PKL") for c in blocking)
+
+
 def test_a_legacy_member_far_into_a_plain_tar_is_still_walked_as_torch_would() -> None:
     junk = [(f"file{i}.txt", b"hello\n") for i in range(70)]
     data = _tar([*junk, *_legacy(_EVIL)])
