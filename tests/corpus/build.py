@@ -21,6 +21,7 @@ from functools import cache
 from pathlib import Path
 
 from tests.corpus.benign import BENIGN
+from tests.corpus.container_loader_cases import LOADER_BENIGN, LOADER_CASES
 from tests.corpus.joblib_numpy_cases import JOBLIB_APPROVED, JOBLIB_BLOCKED
 from tests.corpus.malicious import PICKLES
 from tests.corpus.malicious_containers import CONTAINERS
@@ -64,9 +65,11 @@ def all_specs() -> tuple[CaseSpec, ...]:
     return (
         *PICKLES,
         *CONTAINERS,
+        *LOADER_CASES,
         *JOBLIB_BLOCKED,
         *TEMPLATE_BLOCKED,
         *BENIGN,
+        *LOADER_BENIGN,
         *JOBLIB_APPROVED,
         *TEMPLATE_APPROVED,
     )

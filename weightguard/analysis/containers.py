@@ -6,7 +6,10 @@ from its bytes and enforces ``max_nesting_depth``; so a pickle inside a zip
 inside a tar.gz is analysed like a top-level one. Stored zip members and tar
 members are windows on the parent bytes (no copy); compressed content is
 inflated incrementally under ``max_compression_ratio`` and the per-file
-``max_decompressed_bytes`` budget. Links, devices and unsafe member names are
+``max_decompressed_bytes`` budget, into a temporary-file spool so that memory
+stays bounded whatever the ratio (issue 15). Tars are read by ``tarfile``
+itself on a bounded stream (:mod:`weightguard.formats.tar_reader`); a name
+that repeats is a blocking finding and every copy is analysed. Links, devices and unsafe member names are
 reported and never followed. Python's ``tarfile`` stops quietly at a truncated
 or corrupt later header, so where it stopped is checked here: POSIX's
 end-of-archive marker (two zero blocks) must follow the last member, and only
@@ -21,7 +24,6 @@ from __future__ import annotations
 
 import bz2
 import lzma
-import tarfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -42,6 +44,9 @@ from weightguard.formats.archives import (
 )
 from weightguard.formats.detect import lzma_alone_header
 from weightguard.formats.interface import FileFormat
+from weightguard.formats.spool import Spool
+from weightguard.formats.tar_reader import TAR_ERRORS, member_key, open_tar
+from weightguard.formats.zip_names import zipfile_key
 from weightguard.sources.interface import ByteSource, BytesSource, SliceSource, SourceFile
 
 _KERAS_CONFIG = "config.json"
@@ -70,7 +75,8 @@ class ZipAnalyzer:
             yield from opened.findings
             if opened.source is None:
                 continue
-            if keras and member.name == _KERAS_CONFIG and member is directory.first(_KERAS_CONFIG):
+            # Keras reads config.json with zipfile (the last duplicate): every copy is checked.
+            if keras and zipfile_key(member.name) == _KERAS_CONFIG:
                 yield from _keras_config(opened.source, at, ctx)
             yield from ctx.nested(opened.source, at)
 
@@ -85,22 +91,28 @@ def _keras_config(source: ByteSource, where: Location, ctx: ScanContext) -> Iter
 
 
 def iter_tar(source: ByteSource, where: Location, ctx: ScanContext) -> Iterator[Finding | tuple[str, SliceSource]]:
-    """Yield findings about a tar's members and ``(name, content)`` for each regular file.
+    """Yield findings about a tar's members and ``(name, content)`` for each regular file, duplicates included.
+
+    The archive is read by ``tarfile`` itself (:mod:`weightguard.formats.tar_reader`):
+    what it accepts is a tar, as for torch's legacy loader. A name that repeats
+    (compared as ``TarFile.getmember`` does) is a blocking finding: tarfile reads the
+    last copy; every copy is still yielded so that all of them are analysed.
 
     Raises:
-        LimitExceeded: more members than ``max_archive_members``.
+        LimitExceeded: more members than ``max_archive_members``, or a header body over ``max_header_bytes``.
     """
     try:
-        tar = tarfile.open(fileobj=SourceFile(source), mode="r:")  # noqa: SIM115 - members are read lazily below
-    except (tarfile.TarError, EOFError, ValueError) as exc:
+        tar = open_tar(source, ctx.limits)
+    except TAR_ERRORS as exc:
         yield codes.ARC_MALFORMED.at(where.path, f"unreadable tar: {exc}", member=where.member)
         return
     count = 0
+    seen: set[str] = set()
     while True:
         ctx.check_time()
         try:
             info = tar.next()
-        except (tarfile.TarError, EOFError, ValueError, UnicodeError) as exc:
+        except TAR_ERRORS as exc:
             yield codes.ARC_MALFORMED.at(where.path, f"tar header {count + 1}: {exc}", member=where.member)
             return
         if info is None:
@@ -113,6 +125,11 @@ def iter_tar(source: ByteSource, where: Location, ctx: ScanContext) -> Iterator[
             raise LimitExceeded("max_archive_members", ctx.limits.max_archive_members, count)
         tar.members.clear()  # type: ignore[attr-defined]  # tarfile keeps every header otherwise
         at = where.child(info.name)
+        key = member_key(info.name)
+        if key in seen:
+            message = f"name {key!r} appears more than once; tarfile reads the last copy"
+            yield codes.ARC_DUPLICATE_NAME.at(where.path, message, member=at.member)
+        seen.add(key)
         reason = unsafe_name_reason(info.name)
         if reason is not None:
             yield codes.ARC_UNSAFE_NAME.at(where.path, f"unsafe member name: {reason}", member=at.member)
@@ -167,13 +184,15 @@ class TarAnalyzer:
     formats = frozenset({FileFormat.TAR})
 
     def analyze(self, source: ByteSource, where: Location, ctx: ScanContext) -> Iterator[Finding]:
-        """Yield the archive's findings, then every regular member's (via the scanner)."""
-        for item in iter_tar(source, where, ctx):
-            if isinstance(item, Finding):
-                yield item
-            else:
-                name, data = item
-                yield from ctx.nested(data, where.child(name))
+        """Yield the archive's findings, then every regular member's (via the scanner).
+
+        torch.load takes any tar as a legacy checkpoint, so members named ``storages``,
+        ``tensors`` or ``pickle`` (however far into the archive) are walked as its pickles.
+        """
+        # Imported here: the legacy tar walk lives with the other torch layouts.
+        from weightguard.analysis.torch_formats import walk_tar
+
+        yield from walk_tar(source, where, ctx, legacy=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,16 +200,22 @@ class Decompressed:
     """Output of :func:`decompress_stream`.
 
     Attributes:
-        data: The decompressed bytes (what was produced before any error).
+        source: The decompressed bytes (what was produced before any error), spooled
+            to a temporary file past one chunk so memory stays bounded (issue 15).
         complete: True when the stream reached its end marker.
         consumed: Compressed bytes used by the stream (the rest is trailing data).
         error: Why the stream is invalid, or None.
     """
 
-    data: bytes
+    source: ByteSource
     complete: bool
     consumed: int
     error: str | None = None
+
+    @property
+    def data(self) -> bytes:
+        """All the decompressed bytes in memory (for small outputs and tests)."""
+        return self.source.read_at(0, self.source.size)
 
 
 class _Decompressor(Protocol):
@@ -202,7 +227,10 @@ class _Decompressor(Protocol):
 
 
 def decompress_stream(source: ByteSource, budget: Budget, factory: Callable[[], _Decompressor]) -> Decompressed:
-    """Decompress one stream incrementally, charging every output byte to ``budget``.
+    """Decompress one stream incrementally into a spool, charging every output byte to ``budget``.
+
+    Memory stays a few chunks whatever the ratio: output past one chunk goes to
+    an anonymous temporary file (:class:`~weightguard.formats.spool.Spool`).
 
     Args:
         source: Compressed bytes.
@@ -212,11 +240,11 @@ def decompress_stream(source: ByteSource, budget: Budget, factory: Callable[[], 
 
     Raises:
         LimitExceeded: a decompression limit was reached.
+        SourceError: the temporary file cannot be written.
     """
     ratio = budget.limits.max_compression_ratio
     engine = factory()
-    out: list[bytes] = []
-    total = 0
+    out = Spool(_STREAM_CHUNK)
     read = 0
     try:
         while read < source.size and not engine.eof:
@@ -225,19 +253,18 @@ def decompress_stream(source: ByteSource, budget: Budget, factory: Callable[[], 
             while pending or not engine.eof:
                 budget.check_time()
                 piece = engine.decompress(pending, _STREAM_CHUNK)
-                total += len(piece)
                 budget.charge_decompressed(len(piece))
-                if total > RATIO_FLOOR_BYTES and total > ratio * max(read, 1):
-                    raise LimitExceeded("max_compression_ratio", ratio, total / max(read, 1))
-                out.append(piece)
+                if out.size + len(piece) > RATIO_FLOOR_BYTES and out.size + len(piece) > ratio * max(read, 1):
+                    raise LimitExceeded("max_compression_ratio", ratio, (out.size + len(piece)) / max(read, 1))
+                out.write(piece)
                 if not piece:
                     break
                 # zlib keeps input it could not yet emit in unconsumed_tail; bz2/lzma buffer it inside.
                 pending = getattr(engine, "unconsumed_tail", b"")
     except (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError) as exc:
-        return Decompressed(b"".join(out), False, read, f"invalid compressed stream: {exc}")
+        return Decompressed(out.source(), False, read, f"invalid compressed stream: {exc}")
     consumed = read - len(engine.unused_data) if engine.eof else read
-    return Decompressed(b"".join(out), engine.eof, consumed)
+    return Decompressed(out.source(), engine.eof, consumed)
 
 
 def decompressor_for(kind: str) -> Callable[[], _Decompressor]:
@@ -272,7 +299,7 @@ class CompressedAnalyzer:
             yield codes.ARC_CORRUPT_STREAM.at(where.path, message, member=where.member, format=kind)
         # What inflated before the damage is analysed too: streaming loaders run it.
         inner = where.child(f"<{kind}>")
-        yield from ctx.nested(BytesSource(result.data), inner)
+        yield from ctx.nested(result.source, inner)
         rest = source.size - result.consumed
         if rest > 0 and source.read_at(result.consumed, min(rest, 1 << 16)).strip(b"\x00"):
             yield codes.ARC_TRAILING_DATA.at(

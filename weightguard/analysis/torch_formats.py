@@ -2,8 +2,11 @@
 
 :class:`TorchZipAnalyzer` reads the archive with the strict zip reader, checks
 the layout ``torch.load`` expects (one root folder taken from the first
-record, ``data.pkl``, ``version``, ``byteorder``, ``data/<key>`` storages),
-analyses EVERY pickle member with the pickle engine, and checks each
+central-directory record, directory or not; ``data.pkl``, ``version`` or
+``.data/version``, ``byteorder``, ``data/<key>`` storages), compares names as
+torch's miniz lookup does (ASCII case ignored, so ``DATA.PKL`` is ``data.pkl``;
+see :mod:`weightguard.formats.zip_names`), analyses EVERY pickle member, every
+case variant included, with the pickle engine, and checks each
 persistent id of the root pickles against the storage records (existence and
 ``numel x element size``). Tensor storages are never read, only their sizes
 (and, below ``CRC_SKIP_BYTES``, their CRC). TorchScript ``code/`` is reported
@@ -14,7 +17,11 @@ format (magic number, protocol version, sys_info, the object, the storage
 keys) and then the raw storages that follow them, each an 8-byte element
 count and its bytes: those are tensor data, not trailing garbage, but their
 declared sizes must account for every remaining byte. The older tar format
-(``storages``, ``tensors``, ``pickle`` members) is walked the same way.
+(``storages``, ``tensors``, ``pickle`` members) is walked the same way,
+chosen as torch chooses it: whenever ``tarfile`` opens the file (issue 15),
+with names compared as ``TarFile.getmember`` does and every copy of a
+duplicate walked (:func:`walk_tar`, also used for plain tars, which
+``torch.load`` treats the same way).
 
 Not handled here: whether a pickle's globals are allowed (the pickle engine
 decides) and the tensor values themselves.
@@ -34,6 +41,8 @@ from weightguard.formats import codes
 from weightguard.formats.archives import CRC_SKIP_BYTES, STORED, ZipMember, open_member, read_zip_directory
 from weightguard.formats.detect import LEGACY_TORCH_MAGIC
 from weightguard.formats.interface import FileFormat
+from weightguard.formats.tar_reader import LEGACY_TORCH_MEMBERS, member_key, tar_opens
+from weightguard.formats.zip_names import miniz_key
 from weightguard.sources.interface import ByteSource, SliceSource
 
 LEGACY_PROTOCOL_VERSION = 1001
@@ -86,16 +95,20 @@ class TorchZipAnalyzer:
         files = [m for m in directory.members if not m.is_dir]
         if not files:
             return
-        root = files[0].name.partition("/")[0] if "/" in files[0].name else ""
-        yield from self._layout(files, root, where)
-        prefix = f"{root}/data/"
-        storages = {m.name[len(prefix) :]: m for m in files if root and m.name.startswith(prefix)}
-        expected = {f"{root}/data.pkl", f"{root}/constants.pkl", f"{root}/attributes.pkl"}
+        # torch takes the root from the first central-directory record (directory or not)
+        # and finds every record as <root>/<name> with miniz's ASCII-case-blind match.
+        first = directory.members[0]
+        root = first.name.partition("/")[0] if first.index == 0 and "/" in first.name else ""
+        yield from self._layout(directory.members, root, where)
+        prefix = _fold(f"{root}/data/")
+        storages = {_key(m)[len(prefix) :]: m for m in files if root and _key(m).startswith(prefix)}
+        expected = {_fold(f"{root}/{name}") for name in ("data.pkl", "constants.pkl", "attributes.pkl")}
         pids: list[tuple[str, ...]] = []
         for member in files:
             ctx.check_time()
             at = where.child(member.name)
-            if root and member.name.startswith(prefix):
+            key = _key(member)
+            if root and key.startswith(prefix):
                 if member.size <= CRC_SKIP_BYTES or member.method != STORED:
                     yield from open_member(source, member, ctx, path=at.path, member_path=at.member).findings
                 continue
@@ -103,7 +116,8 @@ class TorchZipAnalyzer:
             yield from opened.findings
             if opened.source is None:
                 continue
-            is_pickle = member.name.rpartition(".")[2] in ("pkl", "debug_pkl") or opened.source.read_at(0, 1) == b"\x80"
+            # Every candidate torch could unpickle goes to the pickle engine, whatever its case.
+            is_pickle = key.rpartition(".")[2] in ("pkl", "debug_pkl") or opened.source.read_at(0, 1) == b"\x80"
             if not is_pickle:
                 yield from ctx.nested(opened.source, at)
                 continue
@@ -113,33 +127,44 @@ class TorchZipAnalyzer:
                 yield codes.TRC_TRAILING_PICKLE_DATA.at(
                     at.path, f"{opened.source.size - trace.end} bytes after STOP", member=at.member, offset=trace.end
                 )
-            if member.name in expected:
+            if key in expected:
                 pids.extend(trace.persistent_ids)
-            elif not member.name.startswith(f"{root}/code/"):
+            elif not key.startswith(_fold(f"{root}/code/")):
                 yield codes.TRC_STRAY_PICKLE.at(at.path, "pickle member torch.load does not read", member=at.member)
         yield from _check_storages(pids, storages, where)
 
-    def _layout(self, files: list[ZipMember], root: str, where: Location) -> Iterator[Finding]:
-        names = {m.name for m in files}
-        roots = {m.name.partition("/")[0] for m in files if "/" in m.name}
+    def _layout(self, members: tuple[ZipMember, ...], root: str, where: Location) -> Iterator[Finding]:
+        names = {_key(m) for m in members if not m.is_dir}
+        roots = {_key(m).partition("/")[0] for m in members if "/" in m.name}
+        base = _fold(root)
         if not root or len(roots) > 1 or any("/" not in n for n in names):
             yield codes.TRC_LAYOUT.at(
                 where.path, "records are not all under one root folder", member=where.member, roots=sorted(roots)
             )
-        if f"{root}/data.pkl" not in names:
+        if f"{base}/data.pkl" not in names:
             yield codes.TRC_LAYOUT.at(where.path, f"no {root}/data.pkl in the first record's root", member=where.member)
-        stray = sorted(n for n in names if n.rpartition("/")[2] == "data.pkl" and n != f"{root}/data.pkl")
+        stray = sorted(n for n in names if n.rpartition("/")[2] == "data.pkl" and n != f"{base}/data.pkl")
         for name in stray:
             yield codes.TRC_STRAY_PICKLE.at(where.path, "data.pkl outside the root torch reads", member=name)
-        if f"{root}/version" not in names and f"{root}/.data/version" not in names:
+        if f"{base}/version" not in names and f"{base}/.data/version" not in names:
             yield codes.TRC_LAYOUT_INCOMPLETE.at(where.path, "no version record", member=where.member)
-        if f"{root}/byteorder" not in names:
+        if f"{base}/byteorder" not in names:
             yield codes.TRC_LAYOUT_INCOMPLETE.at(where.path, "no byteorder record (old writer)", member=where.member)
-        code = sorted(n for n in names if n.startswith(f"{root}/code/") and n.rpartition(".")[2] == "py")
+        code = sorted(n for n in names if n.startswith(f"{base}/code/") and n.rpartition(".")[2] == "py")
         if code:
             yield codes.TRC_TORCHSCRIPT_CODE.at(
                 where.path, f"{len(code)} TorchScript source files", member=where.member, first=code[0]
             )
+
+
+def _fold(name: str) -> str:
+    """``name`` as torch's zip lookup compares it (ASCII letters folded, see ``zip_names``)."""
+    return miniz_key(name.encode("utf-8", "surrogateescape")).decode("utf-8", "surrogateescape")
+
+
+def _key(member: ZipMember) -> str:
+    raw = member.raw or member.name.encode("utf-8", "surrogateescape")
+    return miniz_key(raw).decode("utf-8", "surrogateescape")
 
 
 def _check_storages(pids: list[tuple[str, ...]], storages: dict[str, ZipMember], where: Location) -> Iterator[Finding]:
@@ -149,8 +174,8 @@ def _check_storages(pids: list[tuple[str, ...]], storages: dict[str, ZipMember],
             yield codes.TRC_BAD_PERSISTENT_ID.at(where.path, f"persistent id {pid!r}", member=where.member)
             continue
         storage_type, key, numel_text = pid[1], pid[2], pid[4]
-        referenced.add(key)
-        member = storages.get(key)
+        referenced.add(_fold(key))
+        member = storages.get(_fold(key))
         if member is None:
             yield codes.TRC_MISSING_STORAGE.at(where.path, f"no record data/{key}", member=where.member, key=key)
             continue
@@ -168,19 +193,57 @@ def _check_storages(pids: list[tuple[str, ...]], storages: dict[str, ZipMember],
         yield codes.TRC_UNREFERENCED_STORAGE.at(where.path, "storage no pickle references", member=storages[key].name)
 
 
-def pickle_strings(data: bytes) -> list[str]:
-    """Return the string constants of a small pickle in order (the legacy storage-key list).
+_STRING_OPS = frozenset({"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING"})
+_MEMO_OPS = frozenset({"PROTO", "FRAME", "BINPUT", "LONG_BINPUT", "PUT", "MEMOIZE"})
 
-    Uses pickletools' opcode walk, which never executes anything.
+
+def storage_keys(data: bytes) -> list[str] | None:
+    """Return the legacy storage-key list when the keys pickle is a plain list of strings, else None.
+
+    pickletools only splits the bytes into opcodes here; which opcodes are allowed
+    and what they build is decided below, for the one shape ``torch.save`` writes
+    (a list of strings built with MARK/APPENDS or APPEND, memo writes ignored).
+    The list only drives the accounting of the raw storage bytes after the pickles,
+    which torch reads as tensor data and never unpickles; any other shape is None
+    (reported, not guessed). The pickle itself is analysed by the pickle engine.
     """
-    out: list[str] = []
+    stack: list[object] = []
+    mark = object()
     try:
         for op, arg, _ in pickletools.genops(BytesIO(data)):
-            if isinstance(arg, str) and op.name not in ("GLOBAL", "INST"):
-                out.append(arg)
+            name = op.name
+            if name in _MEMO_OPS:
+                continue
+            if name in _STRING_OPS and isinstance(arg, str):
+                stack.append(arg)
+            elif name == "EMPTY_LIST":
+                stack.append([])
+            elif name == "MARK":
+                stack.append(mark)
+            elif name in ("LIST", "APPENDS") and mark in stack:
+                at = len(stack) - 1 - stack[::-1].index(mark)
+                items, stack = stack[at + 1 :], stack[:at]
+                if name == "LIST":
+                    stack.append(items)
+                elif not stack or not isinstance(stack[-1], list):
+                    return None
+                else:
+                    stack[-1].extend(items)
+            elif name == "APPEND" and len(stack) >= 2 and isinstance(stack[-2], list):
+                stack[-2].append(stack.pop())
+            elif name == "STOP" and len(stack) == 1 and isinstance(stack[0], list):
+                keys = stack[0]
+                return keys if all(isinstance(k, str) for k in keys) else None
+            else:
+                return None
     except ValueError:
-        return out
-    return out
+        return None
+    return None
+
+
+def pickle_strings(data: bytes) -> list[str]:
+    """Return the legacy storage-key list of a keys pickle ([] when it is not a plain list of strings)."""
+    return storage_keys(data) or []
 
 
 class LegacyTorchAnalyzer:
@@ -191,9 +254,13 @@ class LegacyTorchAnalyzer:
 
     def analyze(self, source: ByteSource, where: Location, ctx: ScanContext) -> Iterator[Finding]:
         """Yield findings for every pickle and for the storage layout."""
-        if source.read_at(257, 5) == b"ustar" or source.read_at(0, 1) != b"\x80":
-            yield from _legacy_tar(source, where, ctx)
-            return
+        if tar_opens(source, ctx.limits):
+            # torch's _legacy_load tries tarfile first and takes the tar path whenever it opens (issue 15).
+            yield from walk_tar(source, where, ctx, legacy=True)
+            if source.read_at(0, 1) != b"\x80":
+                return
+            # A tar whose first name is a pickle: torch unpickles the stacked format from
+            # offset 0 when the tar path fails midway with a TarError, so walk that too.
         offset = 0
         traces: list[PickleTrace] = []
         for _part in ("magic", "protocol", "sys_info", "object", "keys"):
@@ -213,7 +280,10 @@ class LegacyTorchAnalyzer:
         if magic != LEGACY_TORCH_MAGIC or version != LEGACY_PROTOCOL_VERSION:
             yield _bad(where, f"magic {magic!r} / protocol version {version!r}")
         keys_trace = traces[4]
-        keys = pickle_strings(source.read_at(keys_trace.start, keys_trace.end - keys_trace.start))
+        keys = storage_keys(source.read_at(keys_trace.start, keys_trace.end - keys_trace.start))
+        if keys is None:
+            yield _bad(where, "the storage-key pickle is not a list of strings")
+            return
         yield from _legacy_storages(source, offset, keys, traces[3].persistent_ids, where, ctx)
 
 
@@ -256,34 +326,47 @@ def _legacy_storages(
         )
 
 
-_LEGACY_TAR_MEMBERS = frozenset({"sys_info", "pickle", "storages", "tensors"})
+def walk_tar(source: ByteSource, where: Location, ctx: ScanContext, *, legacy: bool) -> Iterator[Finding]:
+    """Walk a tar as ``torch.load`` would and analyse every member.
 
-
-def _legacy_tar(source: ByteSource, where: Location, ctx: ScanContext) -> Iterator[Finding]:
-    # Imported here: containers owns the tar walk; the tar format is rare.
+    torch's legacy loader opens any tar and unpickles the members ``storages``,
+    ``tensors`` and ``pickle`` that ``TarFile.getmember`` returns (the last of
+    equal normalised names). Every member with one of those names (and
+    ``sys_info``) is walked as the legacy record format, all copies of a
+    duplicate included (iter_tar reports the duplicate); every other member is
+    handed to the scanner. ``legacy`` (detection said torch legacy) adds the
+    layout findings even when no such member is present.
+    """
+    # Imported here: containers owns the tar walk and imports this module lazily too.
     from weightguard.analysis.containers import iter_tar
 
-    members: dict[str, SliceSource] = {}
+    members: dict[str, list[tuple[Location, SliceSource]]] = {}
+    others: list[tuple[Location, SliceSource]] = []
     for item in iter_tar(source, where, ctx):
         if isinstance(item, Finding):
             yield item
+            continue
+        name, data = item
+        key = member_key(name)
+        if key in LEGACY_TORCH_MEMBERS or key == "sys_info":
+            members.setdefault(key, []).append((where.child(name), data))
         else:
-            name, data = item
-            if name in _LEGACY_TAR_MEMBERS:
-                members.setdefault(name, data)
-            else:
-                unexpected = where.child(name)
-                yield codes.TRC_LAYOUT.at(where.path, "unexpected member in legacy tar", member=unexpected.member)
-                yield from ctx.nested(data, where.child(name))
-    for name in ("sys_info", "pickle"):
-        if name in members:
-            _, findings = _stream(members[name], 0, where.child(name), ctx)
+            others.append((where.child(name), data))
+    legacy = legacy or bool(members.keys() & LEGACY_TORCH_MEMBERS)
+    for at, data in others:
+        if legacy:
+            yield codes.TRC_LAYOUT.at(where.path, "unexpected member in legacy tar", member=at.member)
+        yield from ctx.nested(data, at)
+    for key in ("sys_info", "pickle"):
+        for at, data in members.get(key, ()):
+            _, findings = _stream(data, 0, at, ctx)
             yield from findings
-    if {"storages", "tensors", "pickle"} - set(members):
+    for at, data in members.get("storages", ()):
+        yield from _walk_records(data, at, ctx, _storage_record, views=True)
+    for at, data in members.get("tensors", ()):
+        yield from _walk_records(data, at, ctx, _tensor_record, views=False)
+    if legacy and LEGACY_TORCH_MEMBERS - set(members):
         yield _bad(where, "legacy tar without storages, tensors and pickle members")
-        return
-    yield from _walk_records(members["storages"], where.child("storages"), ctx, _storage_record)
-    yield from _walk_records(members["tensors"], where.child("tensors"), ctx, _tensor_record)
 
 
 def _storage_record(source: ByteSource, offset: int, trace: PickleTrace) -> int | None:
@@ -308,7 +391,9 @@ def _tensor_record(source: ByteSource, offset: int, trace: PickleTrace) -> int |
 _Record = Callable[[ByteSource, int, PickleTrace], "int | None"]
 
 
-def _walk_records(source: ByteSource, where: Location, ctx: ScanContext, record: _Record) -> Iterator[Finding]:
+def _walk_records(
+    source: ByteSource, where: Location, ctx: ScanContext, record: _Record, *, views: bool
+) -> Iterator[Finding]:
     """Walk ``count`` pickle, then ``count`` x (args pickle + raw bytes), then (storages) a views pickle."""
     trace, findings = _stream(source, 0, where, ctx)
     yield from findings
@@ -326,7 +411,7 @@ def _walk_records(source: ByteSource, where: Location, ctx: ScanContext, record:
             yield codes.TRC_LEGACY_STORAGE.at(where.path, "record runs past the member end", member=where.member)
             return
         offset = nxt
-    if where.members[-1] == "storages" and offset < source.size:
+    if views and offset < source.size:
         trace, findings = _stream(source, offset, where, ctx)  # the storage-views list
         yield from findings
         offset = trace.end
@@ -334,4 +419,4 @@ def _walk_records(source: ByteSource, where: Location, ctx: ScanContext, record:
         yield codes.TRC_LEGACY_STORAGE.at(where.path, f"{source.size - offset} unexplained bytes", member=where.member)
 
 
-__all__ = ["ELEMENT_SIZES", "LegacyTorchAnalyzer", "TorchZipAnalyzer", "pickle_strings"]
+__all__ = ["ELEMENT_SIZES", "LegacyTorchAnalyzer", "TorchZipAnalyzer", "pickle_strings", "storage_keys", "walk_tar"]

@@ -6,12 +6,15 @@ takes member offsets as absolute positions. Wherever miniz and Python's
 ``zipfile`` would read an archive differently (duplicate names, local/central
 name mismatch, CRC mismatch, flag bits, prepended data, relative offsets,
 overlapping members) it reports a finding instead of picking a side; see
-THREATS.md items 8 and 16. Listing reads only the end record, the central
+THREATS.md items 8 and 16. Names that collide under either reader's lookup
+rule (miniz ignores ASCII case, zipfile cuts at NUL) are findings too
+(:mod:`weightguard.formats.zip_names`, issue 15). Listing reads only the end record, the central
 directory and each member's 30-byte local header, never member data.
 
 Member data is exposed by :func:`open_member`: stored members as a
 :class:`SliceSource` over the archive (no copy) and deflated members
-decompressed incrementally under ``max_compression_ratio`` and the per-file
+decompressed incrementally into a :class:`~weightguard.formats.spool.Spool`
+(a temporary file past one chunk, so memory stays bounded) under ``max_compression_ratio`` and the per-file
 ``max_decompressed_bytes`` budget. CRCs are verified for every member except
 stored members larger than :data:`CRC_SKIP_BYTES` under a ``data/`` folder
 (PyTorch tensor storages): checking those would read every tensor byte, and
@@ -32,8 +35,10 @@ from typing import Protocol
 from weightguard.errors import FormatError, LimitExceeded
 from weightguard.findings import Finding, Rule
 from weightguard.formats import codes
+from weightguard.formats.spool import Spool
+from weightguard.formats.zip_names import duplicate_findings, torch_candidates
 from weightguard.limits import KiB, Limits, MiB
-from weightguard.sources.interface import ByteSource, BytesSource, SliceSource
+from weightguard.sources.interface import ByteSource, SliceSource
 
 EOCD_SIG = b"PK\x05\x06"
 CDIR_SIG = b"PK\x01\x02"
@@ -98,6 +103,7 @@ class ZipMember:
     method: int
     crc32: int
     flags: int
+    raw: bytes = b""  # the name's stored bytes (miniz compares these)
 
     @property
     def is_dir(self) -> bool:
@@ -114,8 +120,10 @@ class ZipMember:
 class ZipDirectory:
     """The members of a zip (central-directory order) and findings about the container.
 
-    ``members`` holds only entries whose local header could be read; the first of
-    duplicate names is the one PyTorch would read.
+    ``members`` holds only entries whose local header could be read, in
+    central-directory order. Which of several equal names a loader reads is
+    not knowable (see :mod:`weightguard.formats.zip_names`): duplicates are
+    findings, and callers analyse every candidate.
     """
 
     members: tuple[ZipMember, ...]
@@ -124,11 +132,15 @@ class ZipDirectory:
     cd_offset: int
 
     def first(self, name: str) -> ZipMember | None:
-        """Return the first member called ``name`` (PyTorch's choice among duplicates)."""
+        """Return the first member called exactly ``name`` in archive order (no loader's choice)."""
         for member in self.members:
             if member.name == name:
                 return member
         return None
+
+    def torch_candidates(self, name: str) -> list[ZipMember]:
+        """Every member torch's miniz lookup of ``name`` could return (ASCII case folded)."""
+        return torch_candidates(self.members, name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,14 +372,10 @@ class _Reader:
         if data_at + csize > cd_start:
             self.add(codes.ZIP_OVERLAP, "member data runs into the central directory", name, end=data_at + csize)
             return None
-        return ZipMember(name, index, offset, data_at, csize, usize, method, crc, flags)
+        return ZipMember(name, index, offset, data_at, csize, usize, method, crc, flags, raw)
 
     def _check_layout(self, members: list[ZipMember]) -> None:
-        seen: set[str] = set()
-        for member in members:
-            if member.name in seen:
-                self.add(codes.ZIP_DUPLICATE_NAME, "member name appears more than once", member.name)
-            seen.add(member.name)
+        duplicate_findings(members, self.add)
         ordered = sorted(members, key=lambda m: m.header_offset)
         for before, after in zip(ordered, ordered[1:], strict=False):
             if after.header_offset < before.end:
@@ -410,8 +418,8 @@ def _deflated(source: ByteSource, member: ZipMember, budget: Budget) -> tuple[By
     if member.size > RATIO_FLOOR_BYTES and ratio > limits.max_compression_ratio:
         raise LimitExceeded("max_compression_ratio", limits.max_compression_ratio, ratio)
     engine = zlib.decompressobj(-15)
-    out: list[bytes] = []
-    total = 0
+    out = Spool(_CHUNK)  # issue 15: a temporary file past one chunk, so memory stays bounded
+    crc = 0
     try:
         for at in range(0, member.compressed_size, _CHUNK):
             pending = source.read_at(member.offset_data + at, min(_CHUNK, member.compressed_size - at))
@@ -420,19 +428,18 @@ def _deflated(source: ByteSource, member: ZipMember, budget: Budget) -> tuple[By
                 # max_length bounds memory per step; unprocessed input waits in unconsumed_tail.
                 piece = engine.decompress(pending, _CHUNK)
                 pending = engine.unconsumed_tail
-                total += len(piece)
                 budget.charge_decompressed(len(piece))
-                if total > member.size:
+                if out.size + len(piece) > member.size:
                     raise StreamCorrupt("member inflates past its declared size")
-                out.append(piece)
+                crc = zlib.crc32(piece, crc)
+                out.write(piece)
                 if not pending and (not piece or engine.eof):
                     break
             if engine.eof:
                 break
     except zlib.error as exc:
         raise StreamCorrupt(f"invalid deflate data: {exc}") from exc
-    data = b"".join(out)
-    return BytesSource(data), zlib.crc32(data) == member.crc32 and engine.eof
+    return out.source(), crc == member.crc32 and engine.eof
 
 
 def open_member(
@@ -441,7 +448,8 @@ def open_member(
     """Return a member's content under the limits, with findings when it is unreadable.
 
     Stored members come back as a window on ``source``; deflated ones are
-    decompressed in memory, charged to the per-file budget.
+    decompressed into a :class:`~weightguard.formats.spool.Spool` (memory stays
+    bounded), charged to the per-file budget.
 
     Raises:
         LimitExceeded: the member's compression ratio or the file's decompressed budget is exceeded.

@@ -38,7 +38,7 @@ ZIP_DUPLICATE_NAME = Rule(
     "WG-ZIP-002",
     "duplicate zip member name",
     Severity.CRITICAL,
-    "Two members share a name: PyTorch reads the first, Python's zipfile the last, so scanners can be fooled.",
+    "Two members share a name (or one cut at a NUL): zipfile reads the last, torch's miniz either.",
     "Refuse the file; no legitimate serializer writes one name twice.",
 )
 ZIP_NAME_MISMATCH = Rule(
@@ -119,6 +119,13 @@ ZIP_TRAILING_DATA = Rule(
     "Bytes follow the end-of-central-directory record and its comment.",
     "Re-create the archive; trailing bytes can hide a second payload.",
 )
+ZIP_CASE_DUPLICATE = Rule(
+    "WG-ZIP-014",
+    "zip member names differ only in ASCII case",
+    Severity.CRITICAL,
+    "torch's zip reader (miniz) matches names ignoring ASCII case, so it may read either member (issue 15).",
+    "Refuse the file; no serializer writes names that differ only in case.",
+)
 
 # --- tar, single-stream compressors, 7z ---------------------------------------
 ARC_LINK = Rule(
@@ -170,6 +177,13 @@ ARC_SEVEN_ZIP_SKIPPED = Rule(
     "The 7z archive could not be listed or extracted (py7zr missing, encrypted or unsupported), so it was skipped.",
     "Install weightguard[test] (py7zr) or repackage the model as safetensors.",
     RuleKind.SKIPPED,
+)
+ARC_DUPLICATE_NAME = Rule(
+    "WG-ARC-008",
+    "duplicate tar member name",
+    Severity.CRITICAL,
+    "Two tar members have the same normalised name: tarfile (and torch's legacy loader) reads the last.",
+    "Refuse the file; every copy was analysed, but which one a loader reads depends on the reader.",
 )
 
 # --- PyTorch -------------------------------------------------------------------
@@ -290,6 +304,7 @@ RULES = (
     ZIP_UNSUPPORTED_METHOD,
     ZIP_CORRUPT_MEMBER,
     ZIP_TRAILING_DATA,
+    ZIP_CASE_DUPLICATE,
     ARC_LINK,
     ARC_SPECIAL,
     ARC_UNSAFE_NAME,
@@ -297,6 +312,7 @@ RULES = (
     ARC_CORRUPT_STREAM,
     ARC_TRAILING_DATA,
     ARC_SEVEN_ZIP_SKIPPED,
+    ARC_DUPLICATE_NAME,
     TRC_LAYOUT,
     TRC_LAYOUT_INCOMPLETE,
     TRC_STRAY_PICKLE,

@@ -25,7 +25,6 @@ import lzma
 import pickletools
 import re
 import struct
-import tarfile
 import zlib
 from io import BytesIO
 
@@ -42,6 +41,8 @@ from weightguard.formats.archives import (
     read_zip_directory,
 )
 from weightguard.formats.interface import Candidate, Confidence, Detection, FileFormat
+from weightguard.formats.tar_reader import LEGACY_TORCH_MEMBERS, tar_names, tar_opens
+from weightguard.formats.zip_names import miniz_key
 from weightguard.limits import Limits, MiB
 from weightguard.sources.interface import ByteSource, BytesSource
 
@@ -141,10 +142,10 @@ def _zip(source: ByteSource, head: bytes, limits: Limits, found: _Found) -> None
 
 def _zip_kind(source: ByteSource, directory: ZipDirectory) -> tuple[FileFormat, str]:
     names = [m.name for m in directory.members]
-    pickles = [n for n in names if n.count("/") == 1 and n.split("/")[1] == "data.pkl"]
-    if any(len(n.split("/")) > 2 and n.split("/")[1] == "code" for n in names) or any(
-        n.split("/")[-1] == "constants.pkl" for n in names
-    ):
+    # torch's reader (miniz) matches names ignoring ASCII case: archive/DATA.PKL is its data.pkl (issue 15).
+    keys = [miniz_key(m.raw or m.name.encode("utf-8", "surrogateescape")).split(b"/") for m in directory.members]
+    pickles = [n for n, k in zip(names, keys, strict=True) if len(k) == 2 and k[1] == b"data.pkl"]
+    if any(len(k) > 2 and k[1] == b"code" for k in keys) or any(k[-1] == b"constants.pkl" for k in keys):
         return FileFormat.TORCHSCRIPT, "zip with <root>/code/ or constants.pkl (TorchScript)"
     if pickles:
         return FileFormat.PYTORCH_ZIP, f"zip with {pickles[0]}"
@@ -294,39 +295,33 @@ def _zlib_ok(data: bytes) -> bool:
 
 
 def _tar(source: ByteSource, head: bytes, limits: Limits, found: _Found) -> None:
-    if len(head) < 512:
-        return
-    block = head[:512]
-    ustar = block[257:263] in (b"ustar\x00", b"ustar ")
+    # issue 15: tarfile itself decides (v7 headers without magic, signed checksums, long
+    # names), because torch's legacy loader takes its tar path whenever tarfile opens the file.
+    del head
     try:
-        stored = int(block[148:156].replace(b"\x00", b" ").strip() or b"-1", 8)
-    except ValueError:
+        if not tar_opens(source, limits):
+            return
+        names = set(_tar_names(source, limits, min(limits.max_archive_members, 64)))
+    except LimitExceeded as exc:
+        # Still a tar to torch (tarfile reads any header size): the analyzer meets the same
+        # limit and reports it by name, instead of another probe's format hiding the tar.
+        found.add(0, FileFormat.TAR, Confidence.LIKELY, f"tar headers not read: {exc.resource} {exc.limit:g} exceeded")
         return
-    checksum = sum(block[:148]) + 8 * 32 + sum(block[156:])
-    if stored != checksum or not block[0]:
+    legacy = sorted(names & LEGACY_TORCH_MEMBERS)
+    if legacy:
+        # torch.load unpickles these members; the legacy analyzer walks every other member too.
+        evidence = f"tar with torch legacy member(s) {', '.join(legacy)}"
+        found.add(0, FileFormat.PYTORCH_LEGACY, Confidence.LIKELY, evidence)
         return
-    names = _tar_names(source, min(limits.max_archive_members, 64))
-    if {"storages", "tensors", "pickle"} <= set(names):
-        found.add(0, FileFormat.PYTORCH_LEGACY, Confidence.LIKELY, "tar with storages, tensors and pickle members")
-        return
-    kind = "ustar" if ustar else "v7"
-    found.add(0, FileFormat.TAR, Confidence.CERTAIN if ustar else Confidence.LIKELY, f"{kind} header checksum valid")
+    ustar = source.read_at(257, 6) in (b"ustar\x00", b"ustar ")
+    kind = "ustar" if ustar else "v7 (no ustar magic)"
+    confidence = Confidence.CERTAIN if ustar else Confidence.LIKELY
+    found.add(0, FileFormat.TAR, confidence, f"tarfile opens it; first header {kind}")
 
 
-def _tar_names(source: ByteSource, most: int) -> list[str]:
-    names: list[str] = []
-    offset = 0
-    while len(names) < most and offset + 512 <= source.size:
-        block = source.read_at(offset, 512)
-        if not block.strip(b"\x00"):
-            break
-        try:
-            info = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
-        except tarfile.HeaderError:
-            break
-        names.append(info.name)
-        offset += 512 + (info.size + 511) // 512 * 512
-    return names
+def _tar_names(source: ByteSource, limits: Limits, most: int) -> list[str]:
+    """The first members' names as ``TarFile.getmember`` compares them (normalised)."""
+    return tar_names(source, limits, most)
 
 
 # --- header formats -------------------------------------------------------------------------
