@@ -344,6 +344,15 @@ def over_header_bytes() -> bytes:
     return data
 
 
+@hostile("limits/max_header_values", "STYLE 8; issue 15 (a 99 MB header took 1.2 GB)", limits={"max_header_values": 100})
+def over_header_values() -> bytes:
+    """A valid safetensors file whose header holds just over 100 JSON values (12 tensors of 9 values each)."""
+    import numpy as np
+    from safetensors.numpy import save
+
+    return save({f"t{i}": np.zeros(1, np.float32) for i in range(12)})
+
+
 @hostile("limits/max_pickle_bytes", "STYLE 8", limits={"max_pickle_bytes": 1024})
 def over_pickle_bytes() -> bytes:
     """A plain list-of-ints pickle of about 1.1 KiB."""
@@ -399,6 +408,7 @@ def over_seconds() -> bytes:
 LIMIT_FIELDS = (
     "max_file_bytes",
     "max_header_bytes",
+    "max_header_values",
     "max_pickle_bytes",
     "max_pickle_opcodes",
     "max_memo_entries",
