@@ -42,12 +42,12 @@ _RSS_LIMIT_KB = 1 << 20  # 1 GiB over the worker's baseline
 _EXIT_RSS = 3
 
 
-class _FileTimeout(Exception):
+class _FileTimeoutError(Exception):
     pass
 
 
 def _alarm(_signum: int, _frame: FrameType | None) -> None:
-    raise _FileTimeout
+    raise _FileTimeoutError
 
 
 def _save(out: Path, kind: str, index: int, name: str, data: bytes, record: dict[str, Any]) -> None:
@@ -90,7 +90,7 @@ def run_worker(args: argparse.Namespace) -> None:
             signal.setitimer(signal.ITIMER_REAL, args.timeout)
             try:
                 verdict = scan([path], policy).verdict
-            except _FileTimeout:
+            except _FileTimeoutError:
                 verdict = "timeout"
             except Exception as error:  # noqa: BLE001 - an escaping exception is what we count
                 verdict = "exception"

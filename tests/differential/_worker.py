@@ -22,6 +22,7 @@ from __future__ import annotations
 import _compat_pickle
 import _pickle
 import bz2
+import contextlib
 import gzip
 import io
 import json
@@ -37,11 +38,12 @@ import warnings
 import zipfile
 import zlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import IO, Any
 
 from weightguard.analysis.allowlist import ALLOWLIST
 
-_STATE: dict[str, Any] = {"armed": False, "in_hook": False, "scratch": os.getcwd()}
+_STATE: dict[str, Any] = {"armed": False, "in_hook": False, "scratch": str(Path.cwd())}
 _GLOBALS: list[tuple[str, str]] = []
 _EVENTS: list[str] = []
 _MAX_MEMBERS = 64
@@ -185,7 +187,7 @@ def _outside_scratch(path: object) -> bool:
     if isinstance(path, int):
         return False
     text = os.fsdecode(path) if isinstance(path, str | bytes) else str(path)
-    full = os.path.abspath(text)
+    full = str(Path(text).absolute())
     return not full.startswith(_STATE["scratch"] + os.sep)
 
 
@@ -249,12 +251,12 @@ def load_pickle(target: str | bytes) -> str:
     ``BytesIO`` (what torch's zip loader hands it) than from a buffered file or a bytes object.
     Stacked pickles are read in turn, as torch's legacy loader does.
     """
-    data = target if isinstance(target, bytes) else open(target, "rb").read()  # noqa: SIM115
+    data = target if isinstance(target, bytes) else Path(target).read_bytes()
     outcomes = []
     for how in ("file", "bytesio", "loads"):
         try:
             if how == "file" and isinstance(target, str):
-                with open(target, "rb", buffering=8192) as handle:
+                with Path(target).open("rb", buffering=8192) as handle:
                     outcomes.append(f"{how}: loaded {_stacked(handle, len(data))}")
             elif how == "bytesio":
                 outcomes.append(f"{how}: loaded {_stacked(io.BytesIO(data), len(data))}")
@@ -327,14 +329,12 @@ def _members(data: bytes) -> list[tuple[str, bytes]]:
 
 def load_archive(target: str | bytes, depth: int = 0) -> str:
     """Extract zip/tar/gzip/bz2/xz members as the standard library reads them and load each one."""
-    data = target if isinstance(target, bytes) else open(target, "rb").read()  # noqa: SIM115
+    data = target if isinstance(target, bytes) else Path(target).read_bytes()
     members = _members(data)
     for _, member in members:
         for loader in _MEMBER_LOADERS.values():
-            try:
+            with contextlib.suppress(Exception):  # a member a loader rejects is an outcome, not a failure
                 loader(member)
-            except Exception:  # noqa: BLE001 - a member a loader rejects is an outcome, not a failure
-                pass
         if depth < _MAX_DEPTH:
             load_archive(member, depth + 1)
     return f"members {len(members)}"
@@ -373,14 +373,12 @@ def _warm_up() -> None:
     samples.append(save_safetensors({"w": arrays["w"]}))
     for sample in samples:
         for loader in LOADERS.values():
-            try:
+            with contextlib.suppress(Exception):  # warm-up only
                 loader(sample)
-            except Exception:  # noqa: BLE001, S110 - warm-up only
-                pass
 
 
 def _limit_memory(extra_mb: int) -> None:
-    with open("/proc/self/status") as status:
+    with Path("/proc/self/status").open() as status:
         vm_kb = next(int(line.split()[1]) for line in status if line.startswith("VmSize:"))
     limit = (vm_kb << 10) + (extra_mb << 20)
     _, hard = resource.getrlimit(resource.RLIMIT_AS)
@@ -396,7 +394,7 @@ def _marker_hit(markers: list[str]) -> bool:
 def _clear(markers: list[str]) -> None:
     for marker in markers:
         if os.path.lexists(marker):
-            os.remove(marker)
+            Path(marker).unlink()
 
 
 def main() -> None:
@@ -405,17 +403,17 @@ def main() -> None:
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 1)
     os.dup2(null, 2)
-    sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115
+    sys.stdout = sys.stderr = Path(os.devnull).open("w")  # noqa: SIM115
     warnings.simplefilter("ignore")
-    _STATE["scratch"] = os.path.abspath(os.getcwd())
-    markers = [*config["markers"], os.path.join(_STATE["scratch"], "PWNED_MARKER")]
+    _STATE["scratch"] = str(Path.cwd().absolute())
+    markers = [*config["markers"], str(Path(_STATE["scratch"]) / "PWNED_MARKER")]
     _install()
     sys.addaudithook(_hook)
     _warm_up()
     tops = {module.split(".")[0] for module, _ in ALLOWLIST}
     _STATE["imports_ok"] = frozenset({*tops, "encodings", *(m.split(".")[0] for m in sys.modules)})
     _limit_memory(config["memory_mb"])
-    before = set(os.listdir("."))
+    before = {p.name for p in Path.cwd().iterdir()}
     out.write(json.dumps({"ready": True}) + "\n")
     for line in sys.stdin:
         request = json.loads(line)
@@ -436,7 +434,7 @@ def main() -> None:
             reply = {"id": request["id"], "loader": name, "outcome": outcome, "globals": _GLOBALS,
                      "events": _EVENTS, "seconds": round(time.monotonic() - started, 4)}  # fmt: skip
             out.write(json.dumps(reply) + "\n")
-        created = sorted(set(os.listdir(".")) - before)
+        created = sorted({p.name for p in Path.cwd().iterdir()} - before)
         done = {"id": request["id"], "done": True, "marker": _marker_hit(markers), "created": created,
                 "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}  # fmt: skip
         out.write(json.dumps(done) + "\n")
@@ -446,7 +444,7 @@ def main() -> None:
 
 def _remove(name: str) -> None:
     try:
-        os.remove(name)
+        Path(name).unlink()
     except IsADirectoryError:
         import shutil
 

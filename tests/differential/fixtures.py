@@ -40,6 +40,18 @@ def truncated_text_pickle() -> bytes:
     return b"cposix\nsystem\n(V" + _SHELL[:8]
 
 
+def newline_less_global() -> bytes:
+    """A protocol-0 list whose last opcode is GLOBAL ``os`` / ``systemX`` with no newline at the end.
+
+    joblib's unpickler (``pickle._Unpickler``, pure Python) takes ``readline()[:-1]`` as the name, so
+    at end of file it drops the last character instead of a newline and resolves ``os.system`` before
+    failing on the missing STOP; the C unpickler says "truncated". Weightguard approves the STOP-less
+    stream. Same family as root cause 1; minimized from campaign seed 15 indexes 6582 and 7011
+    (``truncate`` / ``bit_flip`` of protocol-0 pickles).
+    """
+    return b"(lp0\nI1\nacos\nsystemX"
+
+
 def _frame_split(body: bytes, inside: int) -> bytes:
     """Protocol 4 with one FRAME that ends ``inside`` bytes into ``body`` (the rest follows unframed)."""
     return b"\x80\x04\x95" + struct.pack("<Q", inside) + body
@@ -73,6 +85,7 @@ def frame_split_torch_zip() -> bytes:
 
 FIXTURES = (
     Fixture("truncated_text_pickle.txt", "1 (text-looking pickles)", "seed 15 index 502", truncated_text_pickle),
+    Fixture("newline_less_global.pkl", "1 (text-looking pickles; joblib)", "seed 15 index 7011", newline_less_global),
     Fixture("frame_split_global.pkl", "7 (opcode argument crossing a FRAME end)", "seed 7", frame_split_global),
     Fixture("frame_split_torch_zip.pt", "7 (opcode argument crossing a FRAME end)", "seed 7", frame_split_torch_zip),
 )

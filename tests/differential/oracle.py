@@ -207,15 +207,16 @@ class Oracle:
         return reply
 
     # -- checking ------------------------------------------------------------------------------
-    def check(self, path: Path | str) -> OracleResult:
-        """Run every loader on ``path`` and return what they reached."""
+    def check(self, path: Path | str, loaders: Sequence[str] | None = None) -> OracleResult:
+        """Run every loader (or only ``loaders``) on ``path`` and return what they reached."""
         path = str(Path(path).resolve())
+        skip_always = self.skip_always if loaders is None else [n for n in LOADERS if n not in loaders]
         runs: list[LoaderRun] = []
         done: dict[str, object] = {}
         self.stats.files += 1
         started = time.monotonic()
         while not done:
-            skip = [*self.skip_always, *(r.loader for r in runs)]
+            skip = [*skip_always, *(r.loader for r in runs)]
             if len(skip) >= len(LOADERS):
                 break
             proc = self._proc or self._start()

@@ -13,6 +13,7 @@ run cannot come from a blind oracle.
 from __future__ import annotations
 
 import random
+import struct
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,17 +26,26 @@ from tests.differential.fixtures import FIXTURES
 from tests.differential.mutate import container, insert_gadget, mutate
 from tests.differential.oracle import Oracle
 from tests.differential.seeds import Seed, all_seeds, by_family, marker_path
+from weightguard.analysis.allowlist import ALLOWLIST
 from weightguard.api import scan
 from weightguard.policy.load import LoadedPolicy, load_policy
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # zipfile's duplicate-name notices
 
 _FUZZ = settings(
-    max_examples=120,
+    max_examples=250,
     derandomize=True,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
+)
+
+
+_ROOT_CAUSE_1 = pytest.mark.xfail(
+    strict=False, reason="issue 15 root cause 1 (text-looking pickles: a STOP-less protocol-0 stream), being fixed"
+)
+_ROOT_CAUSE_7 = pytest.mark.xfail(
+    strict=False, reason="issue 15 root cause 7 (an opcode argument crossing a FRAME end), found here, not yet fixed"
 )
 
 
@@ -101,16 +111,20 @@ def test_the_oracle_finds_nothing_in_benign_checkpoints_of_every_family(oracle: 
     assert not noisy, "\n".join(noisy)
 
 
-def test_the_oracle_survives_a_loader_hang_and_continues_with_the_next_file(tmp_path: Path) -> None:
-    # A protocol-0 pickle that builds a huge list by repeated APPENDs is cheap; a giant repeat is a hang.
+def test_the_oracle_survives_a_loader_hang_and_continues_with_the_next_file(tmp_path: Path, oracle: Oracle) -> None:
+    # Four million APPENDs of a protocol-0 list: harmless, but far longer than the time limit set here.
     hang = tmp_path / "hang.pkl"
     hang.write_bytes(b"(lp0\n" + b"I1\na" * 4_000_000 + b".")
-    with Oracle(timeout=0.2, loaders=("pickle",)) as short:
-        first = short.check(hang)
-        second = short.check(Path(__file__))
+    restarts, oracle.timeout = oracle.stats.restarts, 0.2
+    try:
+        first = oracle.check(hang, loaders=("pickle",))
+    finally:
+        oracle.timeout = 10.0
+    second = oracle.check(Path(__file__))
     assert first.incomplete == ("pickle",)
-    assert second.runs and second.runs[0].outcome.startswith("file: raised")
-    assert short.stats.restarts == 1
+    assert [run.loader for run in second.runs] == ["pickle", "torch", "joblib", "numpy", "archive"]
+    assert second.runs[0].outcome.startswith("file: raised")
+    assert oracle.stats.restarts >= restarts + 1
 
 
 # -- approved => no contradiction, per family ----------------------------------------------------
@@ -150,6 +164,7 @@ def test_approved_mutations_of_safetensors_gguf_onnx_and_hdf5_reach_nothing(rnd,
     _check(rnd, by_family("other"), workdir, policy, oracle)
 
 
+@_ROOT_CAUSE_1
 @_FUZZ
 @given(rnd=st.randoms(use_true_random=False))
 def test_approved_mutations_of_text_files_reach_nothing(rnd, workdir, policy, oracle) -> None:
@@ -163,19 +178,46 @@ def test_approved_mutations_of_the_threat_corpus_reach_only_allowlisted_globals(
 
 
 # -- targeted generators for known root causes ----------------------------------------------------
-@_FUZZ
-@given(rnd=st.randoms(use_true_random=False))
-def test_gadgets_inserted_at_opcode_boundaries_are_never_approved(rnd, workdir, policy, oracle) -> None:
-    seed = rnd.choice([*by_family("pickle"), *by_family("joblib"), *by_family("text")])
-    data, step = insert_gadget(rnd, seed.data)
-    if rnd.random() < 0.5:
-        cut = rnd.randrange(len(data) + 1)
-        data, step = data[:cut], f"{step}, truncate({cut})"
-    path = workdir / Path(seed.name).name
+def _judge_bytes(name: str, data: bytes, step: str, workdir: Path, policy: LoadedPolicy, oracle: Oracle) -> None:
+    path = workdir / Path(name).name
     path.write_bytes(data)
     if _approved(path, policy):
         result = oracle.check(path)
-        assert not result.contradicts, f"{seed.name} {step}:\n{result.describe()}"
+        assert not result.contradicts, f"{name} {step}:\n{result.describe()}"
+
+
+_GADGET_SEEDS = ("pickle", "joblib", "torch")
+
+
+@_FUZZ
+@given(rnd=st.randoms(use_true_random=False))
+def test_gadgets_inserted_at_opcode_boundaries_are_never_approved(rnd, workdir, policy, oracle) -> None:
+    seed = rnd.choice([s for family in _GADGET_SEEDS for s in by_family(family)])
+    data, step = insert_gadget(rnd, seed.data)
+    _judge_bytes(seed.name, data, step, workdir, policy, oracle)
+
+
+@_ROOT_CAUSE_1
+@_FUZZ
+@given(rnd=st.randoms(use_true_random=False))
+def test_gadget_streams_cut_short_are_never_approved(rnd, workdir, policy, oracle) -> None:
+    seed = rnd.choice([*by_family("text"), *by_family("pickle")])
+    data, step = insert_gadget(rnd, seed.data)
+    cut = rnd.randrange(len(data) + 1)
+    _judge_bytes(seed.name, data[:cut], f"{step}, truncate({cut})", workdir, policy, oracle)
+
+
+@_ROOT_CAUSE_7
+@_FUZZ
+@given(rnd=st.randoms(use_true_random=False))
+def test_allowlisted_globals_whose_argument_crosses_a_frame_end_are_never_approved(
+    rnd, workdir, policy, oracle
+) -> None:
+    module, name = rnd.choice(sorted(ALLOWLIST))
+    body = b"c" + module.encode() + b"\n" + name.encode() + b"\n."
+    inside = rnd.randrange(1, len(body))
+    data = b"\x80\x04\x95" + struct.pack("<Q", inside) + body
+    _judge_bytes("frame.pkl", data, f"frame ends {inside} bytes into GLOBAL {module}.{name}", workdir, policy, oracle)
 
 
 @_FUZZ
