@@ -88,6 +88,7 @@ def run_worker(args: argparse.Namespace) -> None:
                                       "family": seed.family, "steps": steps, "name": name}  # fmt: skip
             started = time.monotonic()
             signal.setitimer(signal.ITIMER_REAL, args.timeout)
+            verdict: str
             try:
                 verdict = scan([path], policy).verdict
             except _FileTimeoutError:
@@ -101,7 +102,9 @@ def run_worker(args: argparse.Namespace) -> None:
                 signal.setitimer(signal.ITIMER_REAL, 0)
             record["verdict"], record["scan_s"] = verdict, round(time.monotonic() - started, 4)
             if verdict == "approved":
+                checked = time.monotonic()
                 result = oracle.check(path)
+                record["oracle_s"] = round(time.monotonic() - checked, 4)
                 record["contradicts"] = result.contradicts
                 record["oracle_incomplete"] = list(result.incomplete)
                 if result.contradicts:
@@ -130,7 +133,7 @@ def _count(
     if record.get("contradicts"):
         totals["contradictions"] += 1
         by_class[f"{record['family']} / {record['steps'][0].split('(')[0]}"] += 1
-    if record["scan_s"] > args.timeout or record["verdict"] == "timeout":
+    if record["scan_s"] + record.get("oracle_s", 0) > args.timeout or record["verdict"] == "timeout":
         slow.append(record["index"])
     totals["max_rss_kb"] = max(totals["max_rss_kb"], record["rss_kb"], record.get("oracle_rss_kb", 0))
 
@@ -155,7 +158,7 @@ def run_campaign(args: argparse.Namespace) -> int:
     last: dict[subprocess.Popen[bytes], int] = {p: start - args.jobs for p, start in workers.items()}
     buffers: dict[subprocess.Popen[bytes], bytes] = {p: b"" for p in workers}
     while workers:
-        ready, _, _ = select.select([p.stdout for p in workers], [], [], 5.0)
+        ready, _, _ = select.select([p.stdout for p in workers if p.stdout is not None], [], [], 5.0)
         for proc in list(workers):
             if proc.stdout not in ready:
                 continue

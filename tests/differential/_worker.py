@@ -69,6 +69,10 @@ def _gate(module: object, name: object, proto: int) -> None:
         _GLOBALS.append((repr(module), repr(name)))
         raise Refused("non-string global name")
     resolved = _mapped(module, name, proto)
+    if not resolved[0]:
+        # ``pickle._Unpickler`` at end of file reads an empty module line: ``__import__("")`` fails.
+        _GLOBALS.append(("<missing>", resolved[1]))
+        raise ModuleNotFoundError("empty module name")
     if resolved not in ALLOWLIST and _python2_only(resolved[0]):
         # A Python 2 module name the real unpickler does not remap here (protocol >= 3): the loader
         # fails with ModuleNotFoundError, nothing is reached. Recorded apart, not a contradiction.
@@ -129,7 +133,7 @@ def _loads(data: bytes, /, **kwargs: Any) -> Any:
         _STATE["loads_proto"] = previous
 
 
-_PY_FIND_CLASS = pickle._Unpickler.find_class  # type: ignore[attr-defined]
+_PY_FIND_CLASS = pickle._Unpickler.find_class
 
 
 def _py_find_class(self: Any, module: str, name: str) -> Any:
@@ -146,10 +150,10 @@ RECORDING_PICKLE.__dict__.update(
 
 def _install() -> None:
     """Route every pickle entry point the loaders use through the recording gate."""
-    pickle.Unpickler = RecordingUnpickler  # type: ignore[misc]
-    pickle.load = _load
-    pickle.loads = _loads
-    pickle._Unpickler.find_class = _py_find_class  # type: ignore[attr-defined]
+    pickle.Unpickler = RecordingUnpickler  # type: ignore[misc, assignment]
+    pickle.load = _load  # type: ignore[assignment]
+    pickle.loads = _loads  # type: ignore[assignment]
+    pickle._Unpickler.find_class = _py_find_class  # type: ignore[method-assign]
 
 
 # -- audit hook ------------------------------------------------------------------------------
@@ -180,7 +184,7 @@ def _benign_code_event() -> bool:
         if code.co_name == "literal_eval" and code.co_filename.endswith("ast.py"):
             return True
         frame = frame.f_back  # type: ignore[assignment]
-    return False
+    return False  # type: ignore[unreachable]
 
 
 def _outside_scratch(path: object) -> bool:
@@ -319,9 +323,9 @@ def _members(data: bytes) -> list[tuple[str, bytes]]:
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
             for member in tar.getmembers()[:_MAX_MEMBERS]:
-                handle = tar.extractfile(member) if member.isfile() else None
-                if handle is not None:
-                    found.append((member.name, handle.read(_MAX_INFLATE)))
+                extracted = tar.extractfile(member) if member.isfile() else None
+                if extracted is not None:
+                    found.append((member.name, extracted.read(_MAX_INFLATE)))
     except (tarfile.TarError, OSError, EOFError, ValueError, lzma.LZMAError, zlib.error):
         pass
     return found
@@ -365,7 +369,7 @@ def _warm_up() -> None:
         np.save(out, obj, allow_pickle=True)
         samples.append(out.getvalue())
     out = io.BytesIO()
-    np.savez_compressed(out, **arrays)
+    np.savez_compressed(out, **arrays)  # type: ignore[arg-type]
     samples.append(out.getvalue())
     samples.append(pickle.dumps([b"x", {1, 2}, 1j, bytearray(b"y")], protocol=2))
     from safetensors.numpy import save as save_safetensors

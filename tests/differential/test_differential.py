@@ -127,6 +127,14 @@ def test_the_oracle_survives_a_loader_hang_and_continues_with_the_next_file(tmp_
     assert oracle.stats.restarts >= restarts + 1
 
 
+def test_the_oracle_worker_has_a_memory_limit_so_a_huge_allocation_is_an_outcome(tmp_path: Path, oracle) -> None:
+    big = tmp_path / "big.pkl"
+    big.write_bytes(b"c__builtin__\nbytearray\n(I8000000000\ntR.")  # an allowlisted 8 GB bytearray
+    result = oracle.check(big, loaders=("pickle", "joblib"))
+    assert [run.outcome for run in result.runs][1] == "raised MemoryError: "
+    assert not result.incomplete
+
+
 # -- approved => no contradiction, per family ----------------------------------------------------
 @_FUZZ
 @given(rnd=st.randoms(use_true_random=False))
