@@ -1,0 +1,1 @@
+"""Issue 15: a differential oracle that checks weightguard's approvals against the real loaders."""
