@@ -8,7 +8,8 @@ Selected by environment variables (documented here because the tests rely on the
   the fake sleeps ``WG_TEST_DELAY`` seconds (default 0), then runs the real pipeline on the
   target (on ``sample_models/approved`` for an ``hf://`` target, since the tests are offline),
   and appends one line ``<target>`` to ``WG_TEST_LOG`` per *completed* verification, so a test
-  can count how many times each job really finished.
+  can count how many times each job really finished (a local target is logged as the real path
+  of the folder it read through its descriptor).
 - ``WG_TEST_WRITEBACK_LOG``: with the fake, MLflow write-back appends JSON lines there instead of
   calling an MLflow server.
 """
@@ -39,7 +40,8 @@ class FakeVerifier:
         report = self.inner(local, policy_name if policy_name in self.inner.policies else "default")
         if self.log:
             with Path(self.log).open("a", encoding="utf-8") as out:
-                out.write(target + "\n")
+                # A local target comes pinned as /proc/self/fd/N (issue 16): log the folder really read.
+                out.write((os.path.realpath(target) if target.startswith("/proc/self/fd/") else target) + "\n")
         return report
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -187,3 +188,44 @@ def test_webhook_receivers_without_a_configured_secret_answer_404(real_server: S
     with real_server.client() as client:
         assert client.post("/hooks/huggingface", json={}, headers=AUTH).status_code == 404
         assert client.post("/hooks/mlflow", json={}, headers=AUTH).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "stamp", ["²".encode("latin-1"), b"9" * 5000, b"-1", b"+5", b"1e9", "١٢".encode(), b"0x10", b""]
+)
+def test_issue_16_a_malformed_mlflow_timestamp_is_a_4xx_never_a_500(hooked: Sidecar, stamp: bytes) -> None:
+    headers = {"X-MLflow-Delivery-Id": "d", "X-MLflow-Timestamp": stamp, "X-MLflow-Signature": "v1,AAAA"}
+    with hooked.client() as client:
+        response = client.post("/hooks/mlflow", content=b"{}", headers=headers)  # type: ignore[arg-type]
+    assert response.status_code == 401, response.text
+
+
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [
+        ("/hooks/huggingface", {"X-Webhook-Secret": HF_SECRET}),
+        ("/api/v1/scan", AUTH),
+        ("/v1/verifications", AUTH),
+    ],
+)
+def test_issue_16_json_nested_past_the_parsers_stack_is_a_4xx(
+    hooked: Sidecar, path: str, headers: dict[str, str]
+) -> None:
+    with hooked.client() as client:
+        response = client.post(path, content=b"[" * 200_000, headers={**headers, "Content-Type": "application/json"})
+    assert 400 <= response.status_code < 500, response.text
+
+
+def test_issue_16_a_content_length_of_5000_digits_is_a_4xx(hooked: Sidecar) -> None:
+    # Sent by hand: httpx refuses to send such a header.
+    request = (
+        b"POST /v1/verifications HTTP/1.1\r\nHost: x\r\nAuthorization: "
+        + AUTH["Authorization"].encode()
+        + b"\r\nContent-Length: "
+        + b"9" * 5000
+        + b"\r\n\r\n{}"
+    )
+    with socket.create_connection(("127.0.0.1", hooked.port), timeout=10) as sock:
+        sock.sendall(request)
+        status = sock.recv(64).split(b" ")[1]
+    assert status.startswith(b"4"), status

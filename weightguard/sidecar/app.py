@@ -57,7 +57,8 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+        # bytes.isdigit() is ASCII-only; the length bound keeps int() from refusing (a 500) 5,000 digits.
+        if declared is not None and (not declared.isdigit() or len(declared) > 18 or int(declared) > self.max_bytes):
             await self._refuse(scope, receive, send)
             return
         chunks: list[bytes] = []
@@ -152,6 +153,7 @@ def create_app(
         writeback=writeback,
         model_subdir=settings.oci_model_subdir,
         credentials=credentials,
+        roots=settings.model_roots,
     )
     depth: list[JobRunner] = []
     metrics = SidecarMetrics(lambda: depth[0].depth() if depth else 0, lambda: depth[0].running() if depth else 0)

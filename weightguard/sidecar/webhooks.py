@@ -20,6 +20,7 @@ Not handled here: the write-back itself (:mod:`weightguard.sidecar.writeback`).
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 
@@ -35,6 +36,7 @@ from weightguard.sidecar.context import SidecarContext
 from weightguard.sidecar.schemas import HookResult
 from weightguard.sidecar.writeback import is_own_event
 
+_STAMP = re.compile(r"[0-9]{1,12}")
 _MLFLOW_NAMESPACE = uuid.UUID("9b1c3f0e-6a57-4d2b-9a43-5f2f1f0c7e11")
 
 
@@ -56,7 +58,7 @@ def _answer(status: int, result: HookResult) -> JSONResponse:
 def _json(raw: bytes) -> object:
     try:
         return json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting deeper than the parser's stack
         raise HTTPException(status_code=400, detail="the body is not valid JSON") from exc
 
 
@@ -114,7 +116,8 @@ def webhooks_router(ctx: SidecarContext) -> APIRouter:
         delivery = request.headers.get("x-mlflow-delivery-id", "")
         stamp = request.headers.get("x-mlflow-timestamp", "")
         signature = request.headers.get("x-mlflow-signature", "")
-        if not (delivery and stamp.isdigit() and signature) or len(delivery) > 128:
+        # ASCII digits, bounded: str.isdigit() accepts "²" and int() refuses 5,000 digits (issue 16: 500s).
+        if not (delivery and _STAMP.fullmatch(stamp) and signature) or len(delivery) > 128:
             raise HTTPException(status_code=401, detail="missing X-MLflow-Delivery-Id, -Timestamp or -Signature")
         if abs(time.time() - int(stamp)) > settings.mlflow_max_skew_s:
             raise HTTPException(status_code=401, detail="stale X-MLflow-Timestamp")
