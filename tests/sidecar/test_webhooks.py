@@ -229,3 +229,15 @@ def test_issue_16_a_content_length_of_5000_digits_is_a_4xx(hooked: Sidecar) -> N
         sock.sendall(request)
         status = sock.recv(64).split(b" ")[1]
     assert status.startswith(b"4"), status
+
+
+def test_issue_16_a_replayed_hub_delivery_names_the_same_job(hooked: Sidecar) -> None:
+    payload = hub_payload()
+    payload["updatedRefs"] = [{"ref": "refs/heads/main", "oldSha": "b" * 40, "newSha": "d" * 40}]
+    with hooked.client() as client:
+        answers = [
+            client.post("/hooks/huggingface", json=payload, headers={"X-Webhook-Secret": HF_SECRET}) for _ in range(3)
+        ]
+    assert [a.status_code for a in answers] == [202, 200, 200]
+    assert len({tuple(a.json()["jobs"]) for a in answers}) == 1
+    assert [a.json()["duplicate"] for a in answers] == [False, True, True]

@@ -27,7 +27,7 @@ from typing import Literal
 
 from weightguard.errors import WeightguardError
 from weightguard.report.model import Report
-from weightguard.sidecar.jobstore import JobRecord, JobStore
+from weightguard.sidecar.jobstore import IdempotencyKey, JobRecord, JobStore
 
 _log = logging.getLogger(__name__)
 
@@ -125,21 +125,30 @@ class JobRunner:
         """Jobs being worked on now."""
         return self._running
 
-    def submit(self, kind: str, target: str, policy: str | None, request: str, job_id: str | None = None) -> JobRecord:
-        """Persist and enqueue a job; with ``job_id`` a duplicate returns the existing job.
+    def submit(
+        self,
+        kind: str,
+        target: str,
+        policy: str | None,
+        request: str,
+        job_id: str | None = None,
+        key: IdempotencyKey | None = None,
+    ) -> JobRecord:
+        """Persist and enqueue a job; with ``job_id`` or ``key`` a duplicate returns the existing job.
 
         Raises:
             QueueFull: ``queue_size`` jobs are already waiting.
+            KeyReused: ``key`` was used for a different request.
             JobStoreError: the job could not be persisted.
         """
         with self._cond:
-            if job_id is not None:
-                existing = self.store.get(job_id)
-                if existing is not None:
-                    return existing
+            existing = self.store.get(job_id) if job_id is not None else None
+            existing = existing or (self.store.keyed(key) if key is not None else None)
+            if existing is not None:
+                return existing  # a retry: answered even when the queue is full
             if len(self._pending) >= self._queue_size:
                 raise QueueFull(f"{len(self._pending)} job(s) already waiting", hint="retry after a few seconds")
-            record, created = self.store.submit(kind, target, policy, request, job_id=job_id, now=_now())
+            record, created = self.store.submit(kind, target, policy, request, job_id=job_id, now=_now(), key=key)
             if created:
                 self._pending.append(record.id)
                 self._cond.notify()

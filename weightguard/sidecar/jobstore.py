@@ -7,6 +7,10 @@ so a job's result is stored exactly once even if a timed-out run finishes
 late. After a crash, :meth:`JobStore.recover` puts interrupted ``running``
 jobs back in the queue (or fails them after too many attempts, so a file
 that kills the process cannot loop forever).
+Idempotency keys (issue 16) live in the sidecar's own ``job_keys`` table,
+created here if missing (the numbered migrations of :mod:`weightguard.verdict.store`
+belong to the rollout record): a key names one job, with a fingerprint of
+the request that created it, inserted in the same transaction as the job.
 Not handled here: running jobs (:mod:`weightguard.sidecar.jobs`). One sidecar
 process per database: ``recover`` assumes no other live process owns a
 ``running`` row.
@@ -30,8 +34,33 @@ JobStatus = Literal["queued", "running", "done", "failed"]
 _COLUMNS = "id, kind, target, policy, request, status, attempts, submitted_at, started_at, finished_at, report, error"
 
 
+_SIDECAR_SCHEMA = """
+CREATE TABLE IF NOT EXISTS job_keys (
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (scope, key)
+)
+"""
+
+
 class JobStoreError(VerdictError):
     """The jobs table could not be read or written."""
+
+
+class KeyReused(VerdictError):  # noqa: N818 - a decision about the request, like QueueFull
+    """An idempotency key already names a job created by a different request."""
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyKey:
+    """A client's key for one request (``scope`` separates the API from webhooks) and the request's fingerprint."""
+
+    scope: str
+    key: str
+    fingerprint: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +123,7 @@ class JobStore:
         RolloutStore(url).close()  # runs the migrations, which create the jobs table
         self.path = sqlite_path(url)
         self._local = threading.local()
+        self._execute(_SIDECAR_SCHEMA)
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -114,23 +144,82 @@ class JobStore:
             raise JobStoreError(f"jobs database error: {exc}") from exc
 
     def submit(
-        self, kind: str, target: str, policy: str | None, request: str, *, job_id: str | None = None, now: dt.datetime
+        self,
+        kind: str,
+        target: str,
+        policy: str | None,
+        request: str,
+        *,
+        job_id: str | None = None,
+        now: dt.datetime,
+        key: IdempotencyKey | None = None,
     ) -> tuple[JobRecord, bool]:
-        """Insert a queued job (committed on return); with ``job_id`` an existing row is returned instead.
+        """Insert a queued job (committed on return); a duplicate ``job_id`` or ``key`` returns the existing job.
 
         Returns:
-            The job and whether it was created now (False: a duplicate of ``job_id``).
+            The job and whether it was created now (False: a duplicate).
+
+        Raises:
+            KeyReused: ``key`` names a job made from a request with another fingerprint.
+            JobStoreError: the database failed.
         """
         new_id = job_id or str(uuid.uuid4())
-        cursor = self._execute(
-            "INSERT OR IGNORE INTO jobs (id, kind, target, policy, request, status, attempts, submitted_at)"
-            " VALUES (?, ?, ?, ?, ?, 'queued', 0, ?)",
-            (new_id, kind, target, policy, request, now.isoformat()),
-        )
-        record = self.get(new_id)
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")  # the key and the job are written together, or neither
+            if key is not None:
+                row = conn.execute(
+                    "SELECT fingerprint, job_id FROM job_keys WHERE scope = ? AND key = ?", (key.scope, key.key)
+                ).fetchone()
+                if row is not None:
+                    conn.execute("COMMIT")
+                    if str(row[0]) != key.fingerprint:
+                        raise KeyReused(
+                            "this Idempotency-Key was already used for a different request",
+                            hint="use a new key for a new request",
+                        )
+                    new_id = str(row[1])
+                    return self._existing(new_id), False
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO jobs (id, kind, target, policy, request, status, attempts, submitted_at)"
+                " VALUES (?, ?, ?, ?, ?, 'queued', 0, ?)",
+                (new_id, kind, target, policy, request, now.isoformat()),
+            )
+            created = cursor.rowcount == 1
+            if key is not None:
+                conn.execute(
+                    "INSERT INTO job_keys (scope, key, fingerprint, job_id, created_at) VALUES (?, ?, ?, ?, ?)",
+                    (key.scope, key.key, key.fingerprint, new_id, now.isoformat()),
+                )
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise JobStoreError(f"jobs database error: {exc}") from exc
+        return self._existing(new_id), created
+
+    def _existing(self, job_id: str) -> JobRecord:
+        record = self.get(job_id)
         if record is None:
-            raise JobStoreError(f"job {new_id} vanished after insertion")
-        return record, cursor.rowcount == 1
+            raise JobStoreError(f"job {job_id} vanished after insertion")
+        return record
+
+    def keyed(self, key: IdempotencyKey) -> JobRecord | None:
+        """The job ``key`` names, or None.
+
+        Raises:
+            KeyReused: it names a job made from a request with another fingerprint.
+        """
+        row = self._execute(
+            "SELECT fingerprint, job_id FROM job_keys WHERE scope = ? AND key = ?", (key.scope, key.key)
+        ).fetchone()
+        if row is None:
+            return None
+        if str(row[0]) != key.fingerprint:
+            raise KeyReused(
+                "this Idempotency-Key was already used for a different request", hint="use a new key for a new request"
+            )
+        return self.get(str(row[1]))
 
     def get(self, job_id: str) -> JobRecord | None:
         """The job ``job_id``, or None."""
@@ -183,4 +272,4 @@ class JobStore:
         self._execute("SELECT 1").fetchone()
 
 
-__all__ = ["JobRecord", "JobStatus", "JobStore", "JobStoreError"]
+__all__ = ["IdempotencyKey", "JobRecord", "JobStatus", "JobStore", "JobStoreError", "KeyReused"]

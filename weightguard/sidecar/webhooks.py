@@ -4,7 +4,9 @@
 secret verbatim; compared in constant time), parses the payload with
 ``huggingface_hub``'s ``WebhookPayload`` and, for ``repo.content`` updates of
 model repositories, queues one verification per new revision pinned by
-commit (``hf://{repo}@{newSha}``).
+commit (``hf://{repo}@{newSha}``); a revision already queued or verified under
+the same policy is not queued again (the job id is derived from it), so a
+replayed or retried delivery answers 200 ``duplicate`` with the same job.
 ``POST /hooks/mlflow`` checks ``X-MLflow-Signature`` (HMAC-SHA256 over
 ``{delivery_id}.{timestamp}.{body}``, as ``mlflow/webhooks/delivery.py``
 signs it), refuses timestamps older than ``mlflow_max_skew_s``, de-duplicates
@@ -37,6 +39,7 @@ from weightguard.sidecar.schemas import HookResult
 from weightguard.sidecar.writeback import is_own_event
 
 _STAMP = re.compile(r"[0-9]{1,12}")
+_HF_NAMESPACE = uuid.UUID("3f6f2b8e-1c0d-4e51-8f7a-2d4b9c6e0a13")
 _MLFLOW_NAMESPACE = uuid.UUID("9b1c3f0e-6a57-4d2b-9a43-5f2f1f0c7e11")
 
 
@@ -101,12 +104,19 @@ def webhooks_router(ctx: SidecarContext) -> APIRouter:
             return _answer(200, HookResult(ignored="no new revision"))
         policy = ctx.policy_name(settings.huggingface_policy)
         jobs = []
+        created = False
         for sha in shas:
             target = admit(ctx, f"hf://{payload.repo.name}@{sha}")
             stored = json.dumps({"repo": payload.repo.name, "sha": sha})
-            job = await run_in_threadpool(ctx.submit, "huggingface", target, policy, stored)
+            # The Hub sends no delivery id (``webhook.id`` names the webhook, not the delivery), so the
+            # revision itself is the key: a replayed or retried delivery names the same job (issue 16).
+            job_id = str(uuid.uuid5(_HF_NAMESPACE, f"{target}|{policy}"))
+            job = await run_in_threadpool(ctx.runner.store.get, job_id)
+            if job is None:
+                created = True
+                job = await run_in_threadpool(ctx.submit, "huggingface", target, policy, stored, job_id)
             jobs.append(job.id)
-        return _answer(202, HookResult(jobs=jobs))
+        return _answer(202 if created else 200, HookResult(jobs=jobs, duplicate=not created))
 
     @router.post("/mlflow")
     async def mlflow(request: Request) -> JSONResponse:
