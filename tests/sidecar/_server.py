@@ -12,6 +12,8 @@ Selected by environment variables (documented here because the tests rely on the
   of the folder it read through its descriptor).
 - ``WG_TEST_WRITEBACK_LOG``: with the fake, MLflow write-back appends JSON lines there instead of
   calling an MLflow server.
+- ``WG_TEST_NOFILE``: set the process's descriptor limit (soft and hard) to this many first, as a
+  small container would (the slow-client tests flood it).
 """
 
 from __future__ import annotations
@@ -55,6 +57,11 @@ class FileWriteback:
 
 
 def main() -> None:
+    if os.environ.get("WG_TEST_NOFILE"):
+        import resource
+
+        limit = int(os.environ["WG_TEST_NOFILE"])
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
     if not os.environ.get("WG_TEST_VERIFIER"):
         import typer
 
@@ -69,14 +76,13 @@ def main() -> None:
 
         app(["serve", *sys.argv[1:]])
         return
-    import uvicorn
-
     from weightguard.sidecar import create_app, load_settings
+    from weightguard.sidecar.server import run
 
     settings = load_settings(None)
     log = os.environ.get("WG_TEST_WRITEBACK_LOG")
     app = create_app(settings, FakeVerifier(), writeback=FileWriteback(log) if log else None)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    run(app, settings, log_level="warning")
 
 
 if __name__ == "__main__":

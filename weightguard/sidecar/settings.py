@@ -66,6 +66,14 @@ class SidecarSettings(BaseSettings):
     job_timeout_s: Annotated[float, Field(gt=0)] = 900.0
     retry_after_s: Annotated[int, Field(ge=1)] = 5
     log_level: str = "info"
+    # Slow and idle clients (see weightguard.sidecar.server).
+    header_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    body_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    keep_alive_s: Annotated[float, Field(gt=0)] = 5.0
+    header_max_bytes: Annotated[int, Field(ge=1024)] = 16 * 1024
+    max_connections: Annotated[int | None, Field(ge=1)] = Field(
+        default=None, description="open connections at most (default: the descriptor limit less a reserve)"
+    )
 
     @field_validator("model_roots", mode="before")
     @classmethod
