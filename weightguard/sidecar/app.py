@@ -177,6 +177,7 @@ def create_app(
         queue_size=settings.queue_size,
         timeout_s=settings.job_timeout_s,
         on_finish=metrics.finished,
+        lease_s=settings.job_lease_s,
     )
     depth.append(runner)
     ctx = SidecarContext(
@@ -233,10 +234,13 @@ def create_app(
 
     @app.get("/readyz", response_model=Health, tags=["operations"], responses={503: {"model": Health}})
     def readyz() -> Response:
-        """Readiness: workers started and the database answers."""
+        """Readiness: workers started and the database answers and takes writes (issue 16)."""
         try:
             store.ping()
         except JobStoreError:
+            return Response(Health(status="unavailable").model_dump_json(), 503, media_type="application/json")
+        if runner.storage_error is not None:
+            # A write failed (a full disk, say) and no heartbeat write has succeeded since.
             return Response(Health(status="unavailable").model_dump_json(), 503, media_type="application/json")
         if not runner.ready:
             return Response(Health(status="starting").model_dump_json(), 503, media_type="application/json")

@@ -64,6 +64,9 @@ class SidecarSettings(BaseSettings):
     queue_size: Annotated[int, Field(ge=1, le=100_000)] = 64
     max_request_bytes: Annotated[int, Field(ge=256)] = 1024 * 1024
     job_timeout_s: Annotated[float, Field(gt=0)] = 900.0
+    job_lease_s: Annotated[float, Field(ge=3)] = Field(
+        default=30.0, description="a job whose owner has not renewed it for this long is taken over by another sidecar"
+    )
     retry_after_s: Annotated[int, Field(ge=1)] = 5
     log_level: str = "info"
     # Slow and idle clients (see weightguard.sidecar.server).
