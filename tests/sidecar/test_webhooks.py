@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import socket
 import time
@@ -241,3 +242,65 @@ def test_issue_16_a_replayed_hub_delivery_names_the_same_job(hooked: Sidecar) ->
     assert [a.status_code for a in answers] == [202, 200, 200]
     assert len({tuple(a.json()["jobs"]) for a in answers}) == 1
     assert [a.json()["duplicate"] for a in answers] == [False, True, True]
+
+
+SWEPT_ROUTES = [
+    ("POST", "/v1/verifications"),
+    ("GET", "/v1/verifications/x"),
+    ("GET", "/v1/approvals/" + "a" * 64 + "?stage=canary"),
+    ("POST", "/hooks/mlflow"),
+    ("POST", "/hooks/huggingface"),
+    ("POST", "/api/v1/scan"),
+    ("GET", "/api/v1/scan/x/report"),
+    ("POST", "/dashboard/login"),
+    ("POST", "/dashboard/logout"),
+    ("GET", "/dashboard/"),
+]
+SWEPT_HEADERS = [
+    "Authorization",
+    "X-MLflow-Timestamp",
+    "X-MLflow-Delivery-Id",
+    "X-MLflow-Signature",
+    "X-Webhook-Secret",
+    "Idempotency-Key",
+    "Accept",
+    "Cookie",
+    "Origin",
+    "Content-Type",
+]
+SWEPT_VALUES = [
+    "²".encode("latin-1"),
+    b"9" * 5000,
+    b"\xff\xfe",
+    b"",
+    b"wg_dashboard=\xb2.x; wg_csrf=\xff",
+    b"http://[::1",
+]
+
+
+def test_issue_16_no_malformed_header_on_any_route_gets_a_5xx(hooked: Sidecar) -> None:
+    # Sent by hand: httpx refuses most of these values.
+    failures = []
+    for (method, path), name, value in itertools.product(SWEPT_ROUTES, SWEPT_HEADERS, SWEPT_VALUES):
+        body = b'{"target": "/nowhere"}'
+        headers = {
+            "Host": b"x",
+            "Authorization": AUTH["Authorization"].encode(),
+            "X-Webhook-Secret": HF_SECRET.encode(),
+            "X-MLflow-Delivery-Id": b"d",
+            "X-MLflow-Timestamp": str(int(time.time())).encode(),
+            "X-MLflow-Signature": b"v1,AAAA",
+            "Content-Type": b"application/json",
+            name: value,
+            "Content-Length": str(len(body)).encode(),
+            "Connection": b"close",
+        }
+        head = f"{method} {path} HTTP/1.1\r\n".encode() + b"".join(
+            k.encode() + b": " + v + b"\r\n" for k, v in headers.items()
+        )
+        with socket.create_connection(("127.0.0.1", hooked.port), timeout=10) as sock:
+            sock.sendall(head + b"\r\n" + body)
+            status = sock.recv(64).split(b" ")[1]
+        if not status.startswith((b"2", b"3", b"4")):
+            failures.append((method, path, name, value[:12], status))
+    assert failures == []

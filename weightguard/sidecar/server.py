@@ -19,8 +19,11 @@ request was served, and asyncio logged each failure with a traceback
   :mod:`weightguard.sidecar.app`), headers are capped at
   ``header_max_bytes`` (h11's ``max_incomplete_event_size``), and idle
   keep-alive connections close after ``keep_alive_s``;
-- repeated log records (same logger and message) are written once, then once
-  per ``LOG_EVERY_S`` with the number suppressed, so a flood cannot fill the disk.
+- repeated error records (same logger and message template, e.g. asyncio's
+  ``socket.accept() out of system resource`` or uvicorn's ``Invalid HTTP
+  request received.``) are written once, then once per ``LOG_EVERY_S`` with
+  the number suppressed, so a flood cannot fill the disk (the access log, one
+  line per answered request, is left alone).
 
 uvicorn's own ``limit_concurrency`` is not used: it counts idle connections
 too and answers the *real* requests 503 once the idle ones fill it.
@@ -186,7 +189,8 @@ def run(app: Any, settings: SidecarSettings, *, log_level: str | None = None) ->
         backlog=_BACKLOG,
     )
     repeat = RepeatFilter()  # after uvicorn.Config, which configures its loggers
-    for name in ("asyncio", "uvicorn.error", "uvicorn.access"):
+    # Error logs only: the access log has one line per answered request, all with one template.
+    for name in ("asyncio", "uvicorn.error"):
         logging.getLogger(name).addFilter(repeat)
     uvicorn.Server(config).run()
 
