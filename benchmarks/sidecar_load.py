@@ -7,12 +7,21 @@ throughput, p50/p99 submit-to-report latency, and the ratio to calling
 ``weightguard.pipeline.verify`` in-process the same number of times.
 
     .venv/bin/python benchmarks/sidecar_load.py --requests 200 --clients 20 --workers 2
+
+With ``--idle N`` the run holds N connections that each sent half a request head
+(issue 16's slow clients) for its whole length, and ``--nofile L`` starts the
+server with a descriptor limit of L (soft and hard, as a small container has);
+the run then also prints how many idle connections the server cut and how many
+bytes it logged.
+
+    .venv/bin/python benchmarks/sidecar_load.py --requests 20 --clients 4 --idle 1200 --nofile 1024
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -63,12 +72,32 @@ def one(url: str, target: str) -> float:
     return time.perf_counter() - started
 
 
+def _closed(sock: socket.socket) -> bool:
+    """Whether the server closed (or answered 408 on) a held connection."""
+    sock.setblocking(False)
+    try:
+        return sock.recv(64) is not None
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    finally:
+        sock.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--idle", type=int, default=0, help="half-sent connections held during the run")
+    parser.add_argument("--nofile", type=int, default=0, help="the server's descriptor limit (0: inherited)")
     args = parser.parse_args()
+
+    def limit() -> None:
+        if args.nofile:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (args.nofile, args.nofile))
+
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "models"
         model = build_model(root)
@@ -92,8 +121,9 @@ def main() -> None:
             ],
             env=env,
             cwd=REPO,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=(log := (Path(tmp) / "server.log").open("wb")),
+            stderr=subprocess.STDOUT,
+            preexec_fn=limit,  # noqa: PLW1509 - only sets a resource limit
         )
         url = f"http://127.0.0.1:{port}"
         try:
@@ -104,13 +134,21 @@ def main() -> None:
                 except httpx.TransportError:
                     time.sleep(0.1)
             one(url, str(model))  # warm-up: lazy imports in the server
+            idle = []
+            for _ in range(args.idle):
+                sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+                idle.append(sock)
             started = time.perf_counter()
             with ThreadPoolExecutor(args.clients) as pool:
                 latencies = sorted(pool.map(lambda _i: one(url, str(model)), range(args.requests)))
             wall = time.perf_counter() - started
+            cut = sum(1 for sock in idle if _closed(sock))
         finally:
             server.terminate()
             server.wait(10)
+            log.close()
+        logged = (Path(tmp) / "server.log").stat().st_size
 
         from weightguard.pipeline import verify
         from weightguard.policy.load import load_builtin
@@ -128,6 +166,8 @@ def main() -> None:
     print(f"  latency p50 {statistics.median(latencies) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms (submit to report)")
     print(f"in-process verify x{args.requests}: {in_process:.2f} s ({args.requests / in_process:.1f}/s)")
     print(f"ratio sidecar wall / in-process: {wall / in_process:.1f}x")
+    if args.idle:
+        print(f"idle half-sent connections: {args.idle}, cut by the server: {cut}; server log {logged} bytes")
 
 
 if __name__ == "__main__":

@@ -12,4 +12,3 @@ from pathlib import Path
 REPORT_TESTS = str(Path(__file__).resolve().parents[1] / "report")
 if REPORT_TESTS not in sys.path:
     sys.path.insert(0, REPORT_TESTS)
-

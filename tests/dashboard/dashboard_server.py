@@ -31,7 +31,8 @@ def running_sidecar(models: Path, database: str, token: str) -> Iterator[str]:
     env = {
         **os.environ,
         "WG_TEST_TOKEN": token,
-        "PYTHONPATH": os.pathsep.join([REPORT_TESTS, os.environ.get("PYTHONPATH", "")]),
+        # This checkout's package first: an installed weightguard must not be the one tested.
+        "PYTHONPATH": os.pathsep.join([str(HERE.parents[1]), REPORT_TESTS, os.environ.get("PYTHONPATH", "")]),
     }
     port = _free_port()
     proc = subprocess.Popen(  # noqa: S603 - our own test server

@@ -5,6 +5,7 @@ The session rules are checked directly; the routes against the real sidecar (uvi
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -14,7 +15,7 @@ httpx = pytest.importorskip("httpx")
 from dashboard_server import running_sidecar  # noqa: E402 - after the skip
 
 from weightguard.sidecar.auth import BearerAuth  # noqa: E402
-from weightguard.sidecar.dashboard_auth import COOKIE, SESSION_SECONDS, DashboardAuth  # noqa: E402
+from weightguard.sidecar.dashboard_auth import COOKIE, SESSION_SECONDS, DashboardAuth, LoginThrottle  # noqa: E402
 
 TOKEN = "login-test-token"
 BROWSER = {"Accept": "text/html,application/xhtml+xml"}
@@ -45,11 +46,48 @@ def test_a_forged_or_rotated_session_does_not_hold() -> None:
     assert session is not None
     rotated = DashboardAuth(BearerAuth((b"new",)), clock=clock)
     assert not rotated.session_holds(session)
-    expires, _, mac = session.partition(".")
+    issued, _, mac = session.partition(".")
     same = DashboardAuth(BearerAuth((b"old",)), clock=clock)
-    assert not same.session_holds(f"{int(expires) + 3600}.{mac}")  # a later expiry is not signed
-    for junk in ("", ".", "abc.def", f"{expires}.", "9" * 40 + "." + mac, "\u00b2.x", "\u0661\u0662.x"):
+    assert not same.session_holds(f"{int(issued) + 3600}.{mac}")  # a later issue time is not signed
+    for junk in ("", ".", "abc.def", f"{issued}.", "9" * 40 + "." + mac, "\u00b2.x", "\u0661\u0662.x"):
         assert not same.session_holds(junk)
+
+
+def test_issue_16_a_session_claiming_a_far_future_time_does_not_hold_even_when_signed() -> None:
+    # The year 5138, signed with the right token (as one could if the clock was ever wrong):
+    # the server's lifetime from the issue time decides, not the cookie.
+    clock = Clock()
+    auth = DashboardAuth(BearerAuth((b"right",)), clock=clock)
+    clock.now = 99_999_999_999.0
+    future = auth.session_for(b"right")
+    clock.now = 1_800_000_000.0
+    assert future is not None and not auth.session_holds(future)
+
+
+def test_issue_16_failed_sign_ins_are_limited_per_client_with_a_doubling_wait() -> None:
+    clock = Clock()
+    throttle = LoginThrottle(limit=5, window_s=60, clock=clock)
+    for _ in range(4):
+        throttle.failed("a")
+    assert throttle.wait("a") == 0
+    throttle.failed("a")
+    assert throttle.wait("a") == 60 and throttle.wait("b") == 0  # other clients are not held up
+    clock.now += 61
+    for _ in range(5):
+        throttle.failed("a")
+    assert throttle.wait("a") == 120  # a second burst waits twice as long
+    throttle.succeeded("a")
+    assert throttle.wait("a") == 0
+
+
+def sign_in(client: httpx.Client, token: str, *, origin: str | None = None) -> httpx.Response:
+    """Sign in as a browser does: fetch the form (its anti-forgery cookie and field), post it from our origin."""
+    page = client.get("/dashboard/login", headers=BROWSER)
+    match = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert match is not None, page.text
+    own = str(client.base_url).rstrip("/")
+    headers = {"Origin": own if origin is None else origin} if origin != "" else {}
+    return client.post("/dashboard/login", data={"token": token, "csrf": match.group(1)}, headers=headers)
 
 
 @pytest.fixture(scope="module")
@@ -70,11 +108,13 @@ def test_a_browser_without_a_session_is_sent_to_sign_in_and_an_api_client_gets_4
 
 
 def test_signing_in_with_the_api_token_sets_a_strict_httponly_cookie_that_opens_the_dashboard(base: str) -> None:
-    wrong = httpx.post(f"{base}/dashboard/login", data={"token": "nope"}, timeout=5)
+    with httpx.Client(base_url=base, timeout=5) as browser:
+        wrong = sign_in(browser, "nope")
     assert wrong.status_code == 401 and COOKIE not in wrong.cookies and "not accepted" in wrong.text
-    answer = httpx.post(f"{base}/dashboard/login", data={"token": TOKEN}, timeout=5)
+    with httpx.Client(base_url=base, timeout=5) as browser:
+        answer = sign_in(browser, TOKEN)
     assert answer.status_code == 303 and answer.headers["location"] == "/dashboard/"
-    cookie = answer.headers["set-cookie"]
+    cookie = next(c for c in answer.headers.get_list("set-cookie") if c.startswith(COOKIE))
     assert TOKEN not in cookie
     assert {"httponly", "samesite=strict", "path=/dashboard"} <= {p.strip().lower() for p in cookie.split(";")}
     with httpx.Client(base_url=base, cookies={COOKIE: answer.cookies[COOKIE]}, timeout=5) as client:
@@ -95,11 +135,49 @@ def test_a_malformed_sign_in_is_refused_with_a_page_never_a_crash(base: str) -> 
             headers={"Content-Type": "application/x-www-form-urlencoded"},
             timeout=5,
         )
-        assert answer.status_code in (400, 401, 413), (body[:20], answer.status_code)
+        assert answer.status_code in (400, 401, 403, 413), (body[:20], answer.status_code)
         assert COOKIE not in answer.cookies
 
 
 def test_signing_out_clears_the_cookie(base: str) -> None:
-    answer = httpx.post(f"{base}/dashboard/logout", timeout=5)
+    with httpx.Client(base_url=base, timeout=5) as browser:
+        assert sign_in(browser, TOKEN).status_code == 303
+        page = browser.get("/dashboard/", headers=BROWSER)
+        match = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert match is not None
+        answer = browser.post("/dashboard/logout", data={"csrf": match.group(1)}, headers={"Origin": base})
     assert answer.status_code == 303 and answer.headers["location"] == "/dashboard/login"
     assert f'{COOKIE}=""' in answer.headers["set-cookie"] or "max-age=0" in answer.headers["set-cookie"].lower()
+
+
+@pytest.mark.parametrize(
+    "origin", ["https://evil.example", "null", "http://127.0.0.1.evil.example", "", "http://localhost:1"]
+)
+def test_issue_16_a_cross_site_sign_in_or_out_is_refused(base: str, origin: str) -> None:
+    with httpx.Client(base_url=base, timeout=5) as browser:
+        answer = sign_in(browser, TOKEN, origin=origin)
+        assert answer.status_code == 403 and COOKIE not in answer.cookies
+        out = browser.post("/dashboard/logout", data={"csrf": "x"}, headers={"Origin": origin} if origin else {})
+        assert out.status_code == 403 and "set-cookie" not in out.headers
+
+
+def test_issue_16_a_sign_in_without_the_forms_token_is_refused_even_from_our_origin(base: str) -> None:
+    with httpx.Client(base_url=base, timeout=5) as browser:
+        browser.get("/dashboard/login", headers=BROWSER)
+        answer = browser.post("/dashboard/login", data={"token": TOKEN, "csrf": "guessed"}, headers={"Origin": base})
+        referer = sign_in(browser, TOKEN, origin="")  # no Origin header at all...
+    assert answer.status_code == 403 and COOKIE not in answer.cookies
+    assert referer.status_code == 403  # ...and no Referer either: refused
+
+
+def test_issue_16_guessing_the_token_is_limited_to_5_a_minute(tmp_path_factory: pytest.TempPathFactory) -> None:
+    tmp = tmp_path_factory.mktemp("throttle")
+    (tmp / "models").mkdir()
+    with (
+        running_sidecar(tmp / "models", f"sqlite:///{tmp / 'wg.db'}", TOKEN) as url,
+        httpx.Client(base_url=url, timeout=5) as browser,
+    ):
+        answers = [sign_in(browser, f"guess-{i}").status_code for i in range(8)]
+        right = sign_in(browser, TOKEN)  # even the right token waits: the guesser cannot learn it now
+    assert answers[:5] == [401] * 5 and answers[5:] == [429] * 3
+    assert right.status_code == 429 and int(right.headers["retry-after"]) > 0

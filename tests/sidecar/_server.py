@@ -8,9 +8,12 @@ Selected by environment variables (documented here because the tests rely on the
   the fake sleeps ``WG_TEST_DELAY`` seconds (default 0), then runs the real pipeline on the
   target (on ``sample_models/approved`` for an ``hf://`` target, since the tests are offline),
   and appends one line ``<target>`` to ``WG_TEST_LOG`` per *completed* verification, so a test
-  can count how many times each job really finished.
+  can count how many times each job really finished (a local target is logged as the real path
+  of the folder it read through its descriptor).
 - ``WG_TEST_WRITEBACK_LOG``: with the fake, MLflow write-back appends JSON lines there instead of
   calling an MLflow server.
+- ``WG_TEST_NOFILE``: set the process's descriptor limit (soft and hard) to this many first, as a
+  small container would (the slow-client tests flood it).
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ class FakeVerifier:
         report = self.inner(local, policy_name if policy_name in self.inner.policies else "default")
         if self.log:
             with Path(self.log).open("a", encoding="utf-8") as out:
-                out.write(target + "\n")
+                # A local target comes pinned as /proc/self/fd/N (issue 16): log the folder really read.
+                out.write((os.path.realpath(target) if target.startswith("/proc/self/fd/") else target) + "\n")
         return report
 
 
@@ -53,6 +57,11 @@ class FileWriteback:
 
 
 def main() -> None:
+    if os.environ.get("WG_TEST_NOFILE"):
+        import resource
+
+        limit = int(os.environ["WG_TEST_NOFILE"])
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
     if not os.environ.get("WG_TEST_VERIFIER"):
         import typer
 
@@ -67,14 +76,13 @@ def main() -> None:
 
         app(["serve", *sys.argv[1:]])
         return
-    import uvicorn
-
     from weightguard.sidecar import create_app, load_settings
+    from weightguard.sidecar.server import run
 
     settings = load_settings(None)
     log = os.environ.get("WG_TEST_WRITEBACK_LOG")
     app = create_app(settings, FakeVerifier(), writeback=FileWriteback(log) if log else None)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    run(app, settings, log_level="warning")
 
 
 if __name__ == "__main__":

@@ -103,6 +103,8 @@ def sidecar_env(tmp: Path, roots: list[Path], **extra: str) -> dict[str, str]:
             "WEIGHTGUARD_MODEL_ROOTS": os.pathsep.join(str(r) for r in roots),
             "WEIGHTGUARD_DATABASE": f"sqlite:///{tmp / 'sidecar.db'}",
             "PYTHONUNBUFFERED": "1",
+            # This checkout's package first: an installed weightguard must not be the one tested.
+            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
         }
     )
     env.update(extra)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -187,3 +189,118 @@ def test_webhook_receivers_without_a_configured_secret_answer_404(real_server: S
     with real_server.client() as client:
         assert client.post("/hooks/huggingface", json={}, headers=AUTH).status_code == 404
         assert client.post("/hooks/mlflow", json={}, headers=AUTH).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "stamp", ["²".encode("latin-1"), b"9" * 5000, b"-1", b"+5", b"1e9", "١٢".encode(), b"0x10", b""]
+)
+def test_issue_16_a_malformed_mlflow_timestamp_is_a_4xx_never_a_500(hooked: Sidecar, stamp: bytes) -> None:
+    headers = {"X-MLflow-Delivery-Id": "d", "X-MLflow-Timestamp": stamp, "X-MLflow-Signature": "v1,AAAA"}
+    with hooked.client() as client:
+        response = client.post("/hooks/mlflow", content=b"{}", headers=headers)  # type: ignore[arg-type]
+    assert response.status_code == 401, response.text
+
+
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [
+        ("/hooks/huggingface", {"X-Webhook-Secret": HF_SECRET}),
+        ("/api/v1/scan", AUTH),
+        ("/v1/verifications", AUTH),
+    ],
+)
+def test_issue_16_json_nested_past_the_parsers_stack_is_a_4xx(
+    hooked: Sidecar, path: str, headers: dict[str, str]
+) -> None:
+    with hooked.client() as client:
+        response = client.post(path, content=b"[" * 200_000, headers={**headers, "Content-Type": "application/json"})
+    assert 400 <= response.status_code < 500, response.text
+
+
+def test_issue_16_a_content_length_of_5000_digits_is_a_4xx(hooked: Sidecar) -> None:
+    # Sent by hand: httpx refuses to send such a header.
+    request = (
+        b"POST /v1/verifications HTTP/1.1\r\nHost: x\r\nAuthorization: "
+        + AUTH["Authorization"].encode()
+        + b"\r\nContent-Length: "
+        + b"9" * 5000
+        + b"\r\n\r\n{}"
+    )
+    with socket.create_connection(("127.0.0.1", hooked.port), timeout=10) as sock:
+        sock.sendall(request)
+        status = sock.recv(64).split(b" ")[1]
+    assert status.startswith(b"4"), status
+
+
+def test_issue_16_a_replayed_hub_delivery_names_the_same_job(hooked: Sidecar) -> None:
+    payload = hub_payload()
+    payload["updatedRefs"] = [{"ref": "refs/heads/main", "oldSha": "b" * 40, "newSha": "d" * 40}]
+    with hooked.client() as client:
+        answers = [
+            client.post("/hooks/huggingface", json=payload, headers={"X-Webhook-Secret": HF_SECRET}) for _ in range(3)
+        ]
+    assert [a.status_code for a in answers] == [202, 200, 200]
+    assert len({tuple(a.json()["jobs"]) for a in answers}) == 1
+    assert [a.json()["duplicate"] for a in answers] == [False, True, True]
+
+
+SWEPT_ROUTES = [
+    ("POST", "/v1/verifications"),
+    ("GET", "/v1/verifications/x"),
+    ("GET", "/v1/approvals/" + "a" * 64 + "?stage=canary"),
+    ("POST", "/hooks/mlflow"),
+    ("POST", "/hooks/huggingface"),
+    ("POST", "/api/v1/scan"),
+    ("GET", "/api/v1/scan/x/report"),
+    ("POST", "/dashboard/login"),
+    ("POST", "/dashboard/logout"),
+    ("GET", "/dashboard/"),
+]
+SWEPT_HEADERS = [
+    "Authorization",
+    "X-MLflow-Timestamp",
+    "X-MLflow-Delivery-Id",
+    "X-MLflow-Signature",
+    "X-Webhook-Secret",
+    "Idempotency-Key",
+    "Accept",
+    "Cookie",
+    "Origin",
+    "Content-Type",
+]
+SWEPT_VALUES = [
+    "²".encode("latin-1"),
+    b"9" * 5000,
+    b"\xff\xfe",
+    b"",
+    b"wg_dashboard=\xb2.x; wg_csrf=\xff",
+    b"http://[::1",
+]
+
+
+def test_issue_16_no_malformed_header_on_any_route_gets_a_5xx(hooked: Sidecar) -> None:
+    # Sent by hand: httpx refuses most of these values.
+    failures = []
+    for (method, path), name, value in itertools.product(SWEPT_ROUTES, SWEPT_HEADERS, SWEPT_VALUES):
+        body = b'{"target": "/nowhere"}'
+        headers = {
+            "Host": b"x",
+            "Authorization": AUTH["Authorization"].encode(),
+            "X-Webhook-Secret": HF_SECRET.encode(),
+            "X-MLflow-Delivery-Id": b"d",
+            "X-MLflow-Timestamp": str(int(time.time())).encode(),
+            "X-MLflow-Signature": b"v1,AAAA",
+            "Content-Type": b"application/json",
+            name: value,
+            "Content-Length": str(len(body)).encode(),
+            "Connection": b"close",
+        }
+        head = f"{method} {path} HTTP/1.1\r\n".encode() + b"".join(
+            k.encode() + b": " + v + b"\r\n" for k, v in headers.items()
+        )
+        with socket.create_connection(("127.0.0.1", hooked.port), timeout=10) as sock:
+            sock.sendall(head + b"\r\n" + body)
+            status = sock.recv(64).split(b" ")[1]
+        if not status.startswith((b"2", b"3", b"4")):
+            failures.append((method, path, name, value[:12], status))
+    assert failures == []

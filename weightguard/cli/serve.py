@@ -30,9 +30,8 @@ def serve_command(
 ) -> None:
     """Serve the verification API, the Harbor adapter and the webhook receivers."""
     try:
-        import uvicorn
-
         from weightguard.sidecar.app import create_app
+        from weightguard.sidecar.server import run
         from weightguard.sidecar.settings import load_settings
     except ImportError as exc:
         raise fail(MissingExtraError("sidecar", "weightguard serve")) from exc
@@ -51,7 +50,7 @@ def serve_command(
     except WeightguardError as exc:
         raise fail(exc) from exc
     sys.stderr.write(f"weightguard sidecar listening on http://{settings.host}:{settings.port}\n")
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, proxy_headers=False)
+    run(app, settings)  # uvicorn, with deadlines for slow clients (see weightguard.sidecar.server)
 
 
 def register(app: typer.Typer) -> None:

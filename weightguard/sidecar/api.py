@@ -2,7 +2,8 @@
 
 ``POST /v1/verifications`` admits the target (see
 :mod:`weightguard.sidecar.targets`), persists a job and answers 202 with its
-id; ``GET /v1/verifications/{id}`` shows the job and, once done, the Report.
+id; a retry carrying the same ``Idempotency-Key`` gets the same job;
+``GET /v1/verifications/{id}`` shows the job and, once done, the Report.
 ``GET /v1/approvals/{digest}?stage=S`` reads the rollout record and says
 whether the model has reached stage S, flat so an Argo Rollouts web metric
 can use ``jsonPath: "{$.approved}"`` and ``successCondition: result == true``.
@@ -11,16 +12,19 @@ Not handled here: authentication (the router's dependency) or running jobs.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from weightguard.sidecar.context import SidecarContext
+from weightguard.sidecar.jobstore import IdempotencyKey
 from weightguard.sidecar.schemas import Accepted, Approval, Problem, VerificationRequest, VerificationStatus
 from weightguard.sidecar.targets import TargetRefused, admit_target
 from weightguard.verdict.store import RolloutStore
 
+_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 _DIGEST = re.compile(r"^(?:sha256:)?([a-f0-9]{64})$")
 _ERRORS: dict[int | str, dict[str, object]] = {
     401: {"model": Problem},
@@ -44,16 +48,36 @@ def admit(ctx: SidecarContext, target: str) -> str:
         raise HTTPException(status_code=exc.status, detail=exc.message) from exc
 
 
+def idempotency_key(request: Request, body: VerificationRequest) -> IdempotencyKey | None:
+    """The request's ``Idempotency-Key`` (IETF httpapi draft) with a fingerprint of its body, or None.
+
+    Raises:
+        HTTPException: 400 for a key that is not 1 to 255 visible ASCII characters.
+    """
+    raw = request.headers.get("idempotency-key")
+    if raw is None:
+        return None
+    if not _KEY.fullmatch(raw):
+        raise HTTPException(status_code=400, detail="Idempotency-Key must be 1 to 255 visible ASCII characters")
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return IdempotencyKey("v1/verifications", raw, hashlib.sha256(canonical.encode()).hexdigest())
+
+
 def api_router(ctx: SidecarContext) -> APIRouter:
     """Build the ``/v1`` routes around ``ctx``."""
     router = APIRouter(prefix="/v1", dependencies=[Depends(ctx.auth)], responses=_ERRORS, tags=["verifications"])
 
     @router.post("/verifications", status_code=202, response_model=Accepted)
     def submit(body: VerificationRequest, request: Request, response: Response) -> Accepted:
-        """Queue a verification of a local model (inside a model root) or an ``hf://`` revision."""
+        """Queue a verification of a local model (inside a model root) or an ``hf://`` revision.
+
+        With an ``Idempotency-Key`` header a retried request gets the same job (and the same
+        answer); the same key with a different body is refused with 422.
+        """
+        key = idempotency_key(request, body)
         policy = ctx.policy_name(body.policy)
         target = admit(ctx, body.target)
-        job = ctx.submit("verify", target, policy, json.dumps({"target": body.target}))
+        job = ctx.submit("verify", target, policy, json.dumps({"target": body.target}), key=key)
         location = str(request.url_for("verification", job_id=job.id).path)
         response.headers["Location"] = location
         return Accepted(id=job.id, status=job.status, location=location)
@@ -101,4 +125,4 @@ def api_router(ctx: SidecarContext) -> APIRouter:
     return router
 
 
-__all__ = ["admit", "api_router"]
+__all__ = ["admit", "api_router", "idempotency_key"]

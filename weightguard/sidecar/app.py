@@ -15,6 +15,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -45,25 +46,38 @@ _log = logging.getLogger(__name__)
 
 
 class BodyLimit:
-    """ASGI middleware: answer 413 to a body over ``max_bytes`` (declared or streamed) before the app reads it."""
+    """ASGI middleware: 413 for a body over ``max_bytes`` (declared or streamed), 408 for one slower than ``timeout_s``.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    The whole body must arrive within ``timeout_s`` of the request head (a deadline, not an idle
+    timer): a client dripping a byte a second cannot hold a connection and its buffer for ever.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float = 30.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Buffer the body (at most ``max_bytes``), then hand it to the app."""
+        """Buffer the body (at most ``max_bytes``, within ``timeout_s``), then hand it to the app."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+        # bytes.isdigit() is ASCII-only; the length bound keeps int() from refusing (a 500) 5,000 digits.
+        if declared is not None and (not declared.isdigit() or len(declared) > 18 or int(declared) > self.max_bytes):
             await self._refuse(scope, receive, send)
             return
         chunks: list[bytes] = []
         size = 0
+        deadline = anyio.current_time() + self.timeout_s
         while True:
-            message = await receive()
+            with anyio.move_on_after(deadline - anyio.current_time()) as waited:
+                message = await receive()
+            if waited.cancelled_caught:
+                response = JSONResponse({"detail": f"the request body took over {self.timeout_s:g} s"}, 408)
+                response.headers["connection"] = "close"
+                await response(scope, receive, send)
+                return
             if message["type"] != "http.request":
                 break
             chunks.append(message.get("body", b""))
@@ -152,6 +166,7 @@ def create_app(
         writeback=writeback,
         model_subdir=settings.oci_model_subdir,
         credentials=credentials,
+        roots=settings.model_roots,
     )
     depth: list[JobRunner] = []
     metrics = SidecarMetrics(lambda: depth[0].depth() if depth else 0, lambda: depth[0].running() if depth else 0)
@@ -162,6 +177,7 @@ def create_app(
         queue_size=settings.queue_size,
         timeout_s=settings.job_timeout_s,
         on_finish=metrics.finished,
+        lease_s=settings.job_lease_s,
     )
     depth.append(runner)
     ctx = SidecarContext(
@@ -194,7 +210,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.context = ctx
-    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes, timeout_s=settings.body_timeout_s)
     _handlers(app)
     app.include_router(api_router(ctx))
     app.include_router(harbor_router(ctx))
@@ -218,10 +234,13 @@ def create_app(
 
     @app.get("/readyz", response_model=Health, tags=["operations"], responses={503: {"model": Health}})
     def readyz() -> Response:
-        """Readiness: workers started and the database answers."""
+        """Readiness: workers started and the database answers and takes writes (issue 16)."""
         try:
             store.ping()
         except JobStoreError:
+            return Response(Health(status="unavailable").model_dump_json(), 503, media_type="application/json")
+        if runner.storage_error is not None:
+            # A write failed (a full disk, say) and no heartbeat write has succeeded since.
             return Response(Health(status="unavailable").model_dump_json(), 503, media_type="application/json")
         if not runner.ready:
             return Response(Health(status="starting").model_dump_json(), 503, media_type="application/json")

@@ -13,7 +13,7 @@ from fastapi import HTTPException
 from weightguard.policy.load import LoadedPolicy
 from weightguard.sidecar.auth import BearerAuth
 from weightguard.sidecar.jobs import JobRunner, QueueFull
-from weightguard.sidecar.jobstore import JobRecord
+from weightguard.sidecar.jobstore import IdempotencyKey, JobRecord, KeyReused
 from weightguard.sidecar.metrics import SidecarMetrics
 from weightguard.sidecar.settings import SidecarSettings
 
@@ -31,14 +31,24 @@ class SidecarContext:
     roots: tuple[Path, ...]
     credentials: dict[str, str] = field(default_factory=dict)
 
-    def submit(self, kind: str, target: str, policy: str | None, request: str, job_id: str | None = None) -> JobRecord:
-        """Submit a job, turning a full queue into 429 with ``Retry-After``.
+    def submit(
+        self,
+        kind: str,
+        target: str,
+        policy: str | None,
+        request: str,
+        job_id: str | None = None,
+        key: IdempotencyKey | None = None,
+    ) -> JobRecord:
+        """Submit a job, turning a full queue into 429 with ``Retry-After`` and a reused key into 422.
 
         Raises:
-            HTTPException: 429 when the queue is full.
+            HTTPException: 429 when the queue is full, 422 when ``key`` named another request.
         """
         try:
-            return self.runner.submit(kind, target, policy, request, job_id)
+            return self.runner.submit(kind, target, policy, request, job_id, key)
+        except KeyReused as exc:
+            raise HTTPException(status_code=422, detail=exc.message) from exc
         except QueueFull as exc:
             self.metrics.rejected_requests.inc()
             raise HTTPException(

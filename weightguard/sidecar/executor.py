@@ -3,6 +3,10 @@
 Job kinds: ``verify`` (generic API), ``huggingface`` (Hub webhook),
 ``mlflow`` (verify, then write tags/alias back), ``harbor`` (pull the image
 into a temporary folder, verify it, then show paths relative to the image).
+A local target is pinned by descriptor under its model root for the whole
+job and must still be the same inode afterwards
+(:mod:`weightguard.sidecar.confine`); the pipeline reads it through
+``/proc/self/fd``, and the report shows the target's own path again.
 After a report with a root digest, the model is recorded in the rollout
 record (first stage if new) so ``/v1/approvals`` and promotions know it.
 Not handled here: queueing, persistence and retries (:mod:`weightguard.sidecar.jobs`).
@@ -13,11 +17,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import tempfile
-from collections.abc import MutableMapping
+from collections.abc import MutableMapping, Sequence
 from pathlib import Path
 
 from weightguard.errors import UsageError, WeightguardError
 from weightguard.report.model import Report
+from weightguard.sidecar.confine import pin
 from weightguard.sidecar.fetch import ArtifactFetcher, ArtifactRef, FetchError
 from weightguard.sidecar.jobs import JobResult
 from weightguard.sidecar.jobstore import JobRecord
@@ -43,6 +48,7 @@ class JobExecutor:
         writeback: RegistryWriteback | None = None,
         model_subdir: str = "",
         credentials: MutableMapping[str, str] | None = None,
+        roots: Sequence[Path] = (),
     ) -> None:
         """Wire the collaborators; ``credentials`` holds Harbor pull tokens in memory only, by job id."""
         self.verifier = verifier
@@ -52,6 +58,7 @@ class JobExecutor:
         self.writeback = writeback
         self.model_subdir = model_subdir
         self.credentials: MutableMapping[str, str] = credentials if credentials is not None else {}
+        self.roots = tuple(roots)
 
     def __call__(self, job: JobRecord) -> JobResult:
         """Run ``job``.
@@ -62,9 +69,9 @@ class JobExecutor:
         policy = job.policy or DEFAULT_POLICY
         note: str | None = None
         if job.kind in ("verify", "huggingface"):
-            report = self.verifier(job.target, policy)
+            report = self._verify(job.target, policy)
         elif job.kind == "mlflow":
-            report = self.verifier(job.target, policy)
+            report = self._verify(job.target, policy)
             note = self._write_back(job, report)
         elif job.kind == "harbor":
             report = self._harbor(job, policy)
@@ -72,6 +79,20 @@ class JobExecutor:
             raise UsageError(f"unknown job kind {job.kind!r}")
         self._record(report)
         return JobResult(report, note)
+
+    def _verify(self, target: str, policy: str) -> Report:
+        """Verify ``target``; a local one through its descriptor, checked unchanged afterwards (issue 16)."""
+        if target.startswith("hf://"):
+            return self.verifier(target, policy)
+        with pin(target, self.roots) as pinned:
+            report = self.verifier(pinned.path, policy)
+            pinned.check_unchanged()
+            shown = target if pinned.name is None else str(Path(target).parent)
+            report = relocate(report, pinned.base, shown, absolute=True)
+        if report.subject is not None:
+            subject = report.subject.model_copy(update={"name": Path(target).name, "uri": target})
+            report = report.model_copy(update={"subject": subject})
+        return report.model_copy(update={"targets": [target]})
 
     def _write_back(self, job: JobRecord, report: Report) -> str | None:
         if self.writeback is None:
@@ -112,20 +133,25 @@ class JobExecutor:
             store.close()
 
 
-def relocate(report: Report, local_root: str, shown: str) -> Report:
-    """Replace a temporary folder in the report's paths by the artifact reference it was pulled from."""
+def relocate(report: Report, local_root: str, shown: str, *, absolute: bool = False) -> Report:
+    """Replace a temporary folder in the report's paths by the artifact reference it was pulled from.
+
+    With ``absolute`` the paths under ``local_root`` are shown under ``shown`` (a local folder),
+    otherwise relative to it (an artifact reference is no folder).
+    """
     prefix = local_root.rstrip("/") + "/"
+    home = shown.rstrip("/") + "/" if absolute else ""
 
     def move(path: str) -> str:
         if path == local_root:
-            return "."
-        return path[len(prefix) :] if path.startswith(prefix) else path
+            return shown if absolute else "."
+        return home + path[len(prefix) :] if path.startswith(prefix) else path
 
     update: dict[str, object] = {
         "targets": [shown if t == local_root else t for t in report.targets],
         "findings": [f.model_copy(update={"path": move(f.path)}) for f in report.findings],
         "files": [f.model_copy(update={"path": move(f.path)}) for f in report.files],
-        "reasons": [r.replace(prefix, "").replace(local_root, ".") for r in report.reasons],
+        "reasons": [r.replace(prefix, home).replace(local_root, shown if absolute else ".") for r in report.reasons],
     }
     if report.subject is not None:
         update["subject"] = report.subject.model_copy(update={"uri": shown})

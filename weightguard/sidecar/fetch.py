@@ -136,7 +136,10 @@ class LocalOciLayoutFetcher:
             raise FetchError(f"malformed repository name {ref.repository!r}")
         layout = self.root / ref.repository
         self._check_layout(layout)
-        manifest = json.loads(self._blob_bytes(layout, ref.digest))
+        try:
+            manifest = json.loads(self._blob_bytes(layout, ref.digest))
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested past the parser's stack
+            raise FetchError(f"manifest {ref.digest} is not readable JSON") from exc
         media_type = manifest.get("mediaType") if isinstance(manifest, dict) else None
         if not isinstance(manifest, dict) or media_type in INDEX_TYPES or not isinstance(manifest.get("layers"), list):
             raise FetchError(f"{ref.digest} is not a single image manifest (indexes are not scanned)")
@@ -152,7 +155,7 @@ class LocalOciLayoutFetcher:
         try:
             marker = json.loads((layout / "oci-layout").read_bytes())
             index = json.loads((layout / "index.json").read_bytes())
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             raise FetchError(f"no readable OCI image layout at {layout}") from exc
         if not isinstance(marker, dict) or marker.get("imageLayoutVersion") != "1.0.0" or not isinstance(index, dict):
             raise FetchError(f"{layout} is not an OCI image layout 1.0.0")

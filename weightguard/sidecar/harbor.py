@@ -204,7 +204,7 @@ def harbor_router(ctx: SidecarContext) -> APIRouter:
         """Accept a scan request: validate, persist, queue, answer 202 ``{"id": ...}``."""
         try:
             parsed = ScanRequest.model_validate(json.loads(await request.body()))
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested past the parser's stack
             if isinstance(exc, ValidationError):
                 fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in exc.errors())
                 return _error(422, f"invalid field(s): {fields}")
@@ -237,7 +237,7 @@ def harbor_router(ctx: SidecarContext) -> APIRouter:
             return _error(501, "this scanner does not produce SBOMs")
         wanted = _accepted_type(request.headers.get("accept", ""))
         if wanted is None:
-            return _error(501, f"cannot produce {request.headers.get('accept')}")
+            return _error(501, f"cannot produce {request.headers.get('accept', '')[:200]!r}")
         if job.status in ("queued", "running"):
             wait = str(ctx.settings.retry_after_s)
             return Response(status_code=302, headers={"Refresh-After": wait, "Retry-After": wait})

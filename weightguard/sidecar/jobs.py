@@ -10,6 +10,15 @@ an answer); its thread keeps its worker slot until it really ends, so a slow
 file never multiplies threads, and its late result is discarded by the
 store's conditional update. On start every job a killed process left behind
 is re-queued and run.
+
+Several sidecars may share a database (issue 16). Each claims a job under its
+own owner id and a lease of ``lease_s`` seconds, renewed every ``lease_s / 3``
+by a keeper thread; the keeper also, every ``poll_s``, takes back jobs whose
+owner's lease ran out (or whose owner process is gone), queues every job
+waiting in the database that this process does not hold (accepted by another
+instance, or dropped when a write failed), and retries results it could not
+store. A database error is remembered as ``storage_error`` (``/readyz`` answers
+503) until a heartbeat write succeeds again; jobs are never dropped for it.
 Not handled here: what a job does (the executor passed in) or HTTP.
 """
 
@@ -27,7 +36,7 @@ from typing import Literal
 
 from weightguard.errors import WeightguardError
 from weightguard.report.model import Report
-from weightguard.sidecar.jobstore import JobRecord, JobStore
+from weightguard.sidecar.jobstore import IdempotencyKey, JobRecord, JobStore, JobStoreError, make_owner
 
 _log = logging.getLogger(__name__)
 
@@ -79,9 +88,17 @@ class JobRunner:
         queue_size: int,
         timeout_s: float,
         on_finish: Callable[[Finished], None] | None = None,
+        lease_s: float = 30.0,
+        poll_s: float = 2.0,
     ) -> None:
         """Prepare the runner; nothing runs until :meth:`start`."""
         self.store = store
+        self.owner = make_owner()
+        self._lease_s = lease_s
+        self._poll_s = poll_s
+        self._known: set[str] = set()  # ids pending or running here
+        self._unsaved: list[tuple[JobRecord, float, str, str | None, str | None]] = []
+        self.storage_error: str | None = None
         self._execute = execute
         self._workers = workers
         self._queue_size = queue_size
@@ -100,12 +117,53 @@ class JobRunner:
         if recovered:
             _log.info("re-queued %d job(s) left by a previous run", len(recovered))
         with self._cond:
-            self._pending.extend(recovered)  # already accepted, so they may exceed queue_size
+            self._enqueue(recovered)  # already accepted, so they may exceed queue_size
         for index in range(self._workers):
             thread = threading.Thread(target=self._work, name=f"weightguard-worker-{index}", daemon=True)
             thread.start()
             self._threads.append(thread)
+        keeper = threading.Thread(target=self._keep, name="weightguard-job-keeper", daemon=True)
+        keeper.start()
+        self._threads.append(keeper)
         self.ready = True
+
+    def _enqueue(self, job_ids: list[str]) -> None:
+        fresh = [j for j in job_ids if j not in self._known]
+        self._known.update(fresh)
+        self._pending.extend(fresh)
+        if fresh:
+            self._cond.notify_all()
+
+    def _keep(self) -> None:
+        """Renew leases, take back expired ones, pick up waiting jobs, retry unsaved results."""
+        renewed_at = 0.0
+        while not self._stop.wait(self._poll_s):
+            try:
+                if time.monotonic() - renewed_at >= self._lease_s / 3:
+                    self.store.renew(self.owner, _now(), self._lease_s)
+                    renewed_at = time.monotonic()
+                    self.storage_error = None  # a real write went through
+                if self.store.expire_leases(MAX_ATTEMPTS, _now()):
+                    _log.info("took back job(s) whose owner stopped renewing its lease")
+                waiting = self.store.queued()
+                with self._cond:
+                    self._enqueue(waiting)
+                self._save_unsaved()
+            except WeightguardError as exc:
+                self._storage_failed(exc)
+            except Exception:  # noqa: BLE001 - the keeper must outlive anything one tick does
+                _log.exception("the job keeper failed; retrying")
+
+    def _storage_failed(self, exc: WeightguardError) -> None:
+        if self.storage_error is None:
+            _log.error("jobs database: %s", exc.message)
+        self.storage_error = exc.message
+
+    def _save_unsaved(self) -> None:
+        while self._unsaved:
+            record, started, outcome, report, error = self._unsaved[0]
+            self._finish(record, started, outcome, report, error, retry=False)
+            self._unsaved.pop(0)
 
     def stop(self, wait_s: float = 5.0) -> None:
         """Stop taking jobs; unfinished ones stay in the database for the next start."""
@@ -125,24 +183,36 @@ class JobRunner:
         """Jobs being worked on now."""
         return self._running
 
-    def submit(self, kind: str, target: str, policy: str | None, request: str, job_id: str | None = None) -> JobRecord:
-        """Persist and enqueue a job; with ``job_id`` a duplicate returns the existing job.
+    def submit(
+        self,
+        kind: str,
+        target: str,
+        policy: str | None,
+        request: str,
+        job_id: str | None = None,
+        key: IdempotencyKey | None = None,
+    ) -> JobRecord:
+        """Persist and enqueue a job; with ``job_id`` or ``key`` a duplicate returns the existing job.
 
         Raises:
             QueueFull: ``queue_size`` jobs are already waiting.
+            KeyReused: ``key`` was used for a different request.
             JobStoreError: the job could not be persisted.
         """
         with self._cond:
-            if job_id is not None:
-                existing = self.store.get(job_id)
-                if existing is not None:
-                    return existing
+            existing = self.store.get(job_id) if job_id is not None else None
+            existing = existing or (self.store.keyed(key) if key is not None else None)
+            if existing is not None:
+                return existing  # a retry: answered even when the queue is full
             if len(self._pending) >= self._queue_size:
                 raise QueueFull(f"{len(self._pending)} job(s) already waiting", hint="retry after a few seconds")
-            record, created = self.store.submit(kind, target, policy, request, job_id=job_id, now=_now())
+            try:
+                record, created = self.store.submit(kind, target, policy, request, job_id=job_id, now=_now(), key=key)
+            except JobStoreError as exc:
+                self._storage_failed(exc)
+                raise
             if created:
-                self._pending.append(record.id)
-                self._cond.notify()
+                self._enqueue([record.id])
         return record
 
     def _work(self) -> None:
@@ -156,14 +226,17 @@ class JobRunner:
                 self._running += 1
             try:
                 self._run(job_id)
+            except JobStoreError as exc:
+                self._storage_failed(exc)  # the job stays queued in the database; the keeper re-queues it
             except Exception:  # noqa: BLE001 - a worker must survive anything one job does
                 _log.exception("job %s: the runner failed", job_id)
             finally:
                 with self._cond:
                     self._running -= 1
+                    self._known.discard(job_id)
 
     def _run(self, job_id: str) -> None:
-        record = self.store.claim(job_id, _now())
+        record = self.store.claim(job_id, _now(), owner=self.owner, lease_s=self._lease_s)
         if record is None:
             return  # finished or claimed elsewhere: never run (or report) a job twice
         started = time.monotonic()
@@ -187,9 +260,27 @@ class JobRunner:
         message = f"the job ran past the {self._timeout_s:g} s limit"
         self._finish(record, started, "failed", None, error_json(message, "raise WEIGHTGUARD_JOB_TIMEOUT_S"))
 
-    def _finish(self, record: JobRecord, started: float, outcome: str, report: str | None, error: str | None) -> None:
+    def _finish(
+        self,
+        record: JobRecord,
+        started: float,
+        outcome: str,
+        report: str | None,
+        error: str | None,
+        *,
+        retry: bool = True,
+    ) -> None:
         status: Literal["done", "failed"] = "failed" if report is None else "done"
-        if self.store.finish(record.id, status, report=report, error=error, now=_now()):
+        try:
+            stored = self.store.finish(record.id, status, report=report, error=error, now=_now(), owner=self.owner)
+        except JobStoreError as exc:
+            if not retry:
+                raise
+            # Our lease is renewed while we hold the result, so nobody runs the job again meanwhile.
+            self._storage_failed(exc)
+            self._unsaved.append((record, started, outcome, report, error))
+            return
+        if stored:
             self._on_finish(Finished(record, outcome, time.monotonic() - started))
 
 

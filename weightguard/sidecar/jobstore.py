@@ -7,19 +7,33 @@ so a job's result is stored exactly once even if a timed-out run finishes
 late. After a crash, :meth:`JobStore.recover` puts interrupted ``running``
 jobs back in the queue (or fails them after too many attempts, so a file
 that kills the process cannot loop forever).
-Not handled here: running jobs (:mod:`weightguard.sidecar.jobs`). One sidecar
-process per database: ``recover`` assumes no other live process owns a
-``running`` row.
+Idempotency keys (issue 16) live in the sidecar's own ``job_keys`` table,
+created here if missing (the numbered migrations of :mod:`weightguard.verdict.store`
+belong to the rollout record): a key names one job, with a fingerprint of
+the request that created it, inserted in the same transaction as the job.
+Several sidecars may share one database (issue 16): a claim writes the
+claiming process (``owner``: host, PID namespace, PID and a random part) and a
+lease (``lease_until``, epoch seconds) that its owner renews while it works;
+a ``running`` row whose lease ran out, or whose owner is a process on this
+host that no longer exists, is taken back into the queue
+(:meth:`JobStore.expire_leases`), and a result is stored only by the job's
+current owner, so it is stored exactly once. ``owner`` and ``lease_until``
+are added to the jobs table here if missing, with the ``sidecar_instances``
+heartbeat table (a real write that shows whether the database takes writes).
+Not handled here: running jobs (:mod:`weightguard.sidecar.jobs`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import socket
 import sqlite3
 import threading
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from weightguard.errors import VerdictError
@@ -30,8 +44,61 @@ JobStatus = Literal["queued", "running", "done", "failed"]
 _COLUMNS = "id, kind, target, policy, request, status, attempts, submitted_at, started_at, finished_at, report, error"
 
 
+_SIDECAR_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS job_keys (
+        scope TEXT NOT NULL,
+        key TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        job_id TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (scope, key)
+    )""",
+    "CREATE TABLE IF NOT EXISTS sidecar_instances (owner TEXT PRIMARY KEY, heartbeat_at TEXT NOT NULL)",
+)
+_LEASE_COLUMNS = (("owner", "TEXT"), ("lease_until", "REAL"))
+
+
+def make_owner() -> str:
+    """This process's owner id: ``host/pid-namespace:pid:random``."""
+    try:
+        namespace = Path("/proc/self/ns/pid").stat().st_ino
+    except OSError:
+        namespace = 0
+    return f"{socket.gethostname()}/{namespace}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def owner_alive(owner: str | None) -> bool:
+    """False only when ``owner`` is surely gone: a process of this host and PID namespace that no longer exists."""
+    if owner is None:
+        return False  # a row claimed without an owner (an older sidecar): its lease is all there is
+    place, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if place != make_owner().partition(":")[0] or not pid_text.isdigit():
+        return True  # another host: only its lease can tell
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by another user
+    return True
+
+
 class JobStoreError(VerdictError):
     """The jobs table could not be read or written."""
+
+
+class KeyReused(VerdictError):  # noqa: N818 - a decision about the request, like QueueFull
+    """An idempotency key already names a job created by a different request."""
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyKey:
+    """A client's key for one request (``scope`` separates the API from webhooks) and the request's fingerprint."""
+
+    scope: str
+    key: str
+    fingerprint: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +161,16 @@ class JobStore:
         RolloutStore(url).close()  # runs the migrations, which create the jobs table
         self.path = sqlite_path(url)
         self._local = threading.local()
+        for statement in _SIDECAR_SCHEMA:
+            self._execute(statement)
+        present = {str(r[1]) for r in self._execute("PRAGMA table_info(jobs)").fetchall()}
+        for name, kind in _LEASE_COLUMNS:
+            if name not in present:
+                try:
+                    self._conn().execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
+                except sqlite3.OperationalError as exc:  # another sidecar added it first
+                    if "duplicate column" not in str(exc):
+                        raise JobStoreError(f"cannot add {name} to the jobs table: {exc}") from exc
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -114,73 +191,198 @@ class JobStore:
             raise JobStoreError(f"jobs database error: {exc}") from exc
 
     def submit(
-        self, kind: str, target: str, policy: str | None, request: str, *, job_id: str | None = None, now: dt.datetime
+        self,
+        kind: str,
+        target: str,
+        policy: str | None,
+        request: str,
+        *,
+        job_id: str | None = None,
+        now: dt.datetime,
+        key: IdempotencyKey | None = None,
     ) -> tuple[JobRecord, bool]:
-        """Insert a queued job (committed on return); with ``job_id`` an existing row is returned instead.
+        """Insert a queued job (committed on return); a duplicate ``job_id`` or ``key`` returns the existing job.
 
         Returns:
-            The job and whether it was created now (False: a duplicate of ``job_id``).
+            The job and whether it was created now (False: a duplicate).
+
+        Raises:
+            KeyReused: ``key`` names a job made from a request with another fingerprint.
+            JobStoreError: the database failed.
         """
         new_id = job_id or str(uuid.uuid4())
-        cursor = self._execute(
-            "INSERT OR IGNORE INTO jobs (id, kind, target, policy, request, status, attempts, submitted_at)"
-            " VALUES (?, ?, ?, ?, ?, 'queued', 0, ?)",
-            (new_id, kind, target, policy, request, now.isoformat()),
-        )
-        record = self.get(new_id)
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")  # the key and the job are written together, or neither
+            if key is not None:
+                row = conn.execute(
+                    "SELECT fingerprint, job_id FROM job_keys WHERE scope = ? AND key = ?", (key.scope, key.key)
+                ).fetchone()
+                if row is not None:
+                    conn.execute("COMMIT")
+                    if str(row[0]) != key.fingerprint:
+                        raise KeyReused(
+                            "this Idempotency-Key was already used for a different request",
+                            hint="use a new key for a new request",
+                        )
+                    new_id = str(row[1])
+                    return self._existing(new_id), False
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO jobs (id, kind, target, policy, request, status, attempts, submitted_at)"
+                " VALUES (?, ?, ?, ?, ?, 'queued', 0, ?)",
+                (new_id, kind, target, policy, request, now.isoformat()),
+            )
+            created = cursor.rowcount == 1
+            if key is not None:
+                conn.execute(
+                    "INSERT INTO job_keys (scope, key, fingerprint, job_id, created_at) VALUES (?, ?, ?, ?, ?)",
+                    (key.scope, key.key, key.fingerprint, new_id, now.isoformat()),
+                )
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise JobStoreError(f"jobs database error: {exc}") from exc
+        return self._existing(new_id), created
+
+    def _existing(self, job_id: str) -> JobRecord:
+        record = self.get(job_id)
         if record is None:
-            raise JobStoreError(f"job {new_id} vanished after insertion")
-        return record, cursor.rowcount == 1
+            raise JobStoreError(f"job {job_id} vanished after insertion")
+        return record
+
+    def keyed(self, key: IdempotencyKey) -> JobRecord | None:
+        """The job ``key`` names, or None.
+
+        Raises:
+            KeyReused: it names a job made from a request with another fingerprint.
+        """
+        row = self._execute(
+            "SELECT fingerprint, job_id FROM job_keys WHERE scope = ? AND key = ?", (key.scope, key.key)
+        ).fetchone()
+        if row is None:
+            return None
+        if str(row[0]) != key.fingerprint:
+            raise KeyReused(
+                "this Idempotency-Key was already used for a different request", hint="use a new key for a new request"
+            )
+        return self.get(str(row[1]))
 
     def get(self, job_id: str) -> JobRecord | None:
         """The job ``job_id``, or None."""
         row = self._execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()  # noqa: S608 - constant columns
         return None if row is None else _row(row)
 
-    def claim(self, job_id: str, now: dt.datetime) -> JobRecord | None:
-        """Move a queued job to running (one more attempt); None if it is not queued any more."""
+    def claim(
+        self, job_id: str, now: dt.datetime, *, owner: str | None = None, lease_s: float | None = None
+    ) -> JobRecord | None:
+        """Move a queued job to running (one more attempt) under ``owner``'s lease; None if it is not queued any more."""
+        until = now.timestamp() + lease_s if lease_s is not None else None
         cursor = self._execute(
-            "UPDATE jobs SET status = 'running', started_at = ?, attempts = attempts + 1"
+            "UPDATE jobs SET status = 'running', started_at = ?, attempts = attempts + 1, owner = ?, lease_until = ?"
             " WHERE id = ? AND status = 'queued'",
-            (now.isoformat(), job_id),
+            (now.isoformat(), owner, until, job_id),
         )
         return self.get(job_id) if cursor.rowcount == 1 else None
 
     def finish(
-        self, job_id: str, status: Literal["done", "failed"], *, report: str | None, error: str | None, now: dt.datetime
+        self,
+        job_id: str,
+        status: Literal["done", "failed"],
+        *,
+        report: str | None,
+        error: str | None,
+        now: dt.datetime,
+        owner: str | None = None,
     ) -> bool:
-        """Store a running job's result; False (nothing written) if it already has one."""
+        """Store a running job's result; False (nothing written) if it already has one or another owner took it."""
+        mine = " AND owner = ?" if owner is not None else ""
         cursor = self._execute(
-            "UPDATE jobs SET status = ?, report = ?, error = ?, finished_at = ? WHERE id = ? AND status = 'running'",
-            (status, report, error, now.isoformat(), job_id),
+            f"UPDATE jobs SET status = ?, report = ?, error = ?, finished_at = ?, lease_until = NULL"  # noqa: S608
+            f" WHERE id = ? AND status = 'running'{mine}",
+            (status, report, error, now.isoformat(), job_id, *((owner,) if owner is not None else ())),
         )
         return cursor.rowcount == 1
 
-    def recover(self, max_attempts: int, now: dt.datetime) -> list[str]:
-        """Re-queue jobs a killed process left running; return every queued job id, oldest first."""
+    def renew(self, owner: str, now: dt.datetime, lease_s: float) -> int:
+        """Extend the leases of ``owner``'s running jobs and write its heartbeat; return the jobs renewed."""
         conn = self._conn()
         try:
             conn.execute("BEGIN IMMEDIATE")
-            conn.execute(
-                "UPDATE jobs SET status = 'failed', finished_at = ?, error = ? WHERE status = 'running' AND attempts >= ?",
-                (
-                    now.isoformat(),
-                    json.dumps({"message": f"the sidecar stopped during this job {max_attempts} times; not retried"}),
-                    max_attempts,
-                ),
+            cursor = conn.execute(
+                "UPDATE jobs SET lease_until = ? WHERE owner = ? AND status = 'running'",
+                (now.timestamp() + lease_s, owner),
             )
-            conn.execute("UPDATE jobs SET status = 'queued' WHERE status = 'running'")
-            rows = conn.execute("SELECT id FROM jobs WHERE status = 'queued' ORDER BY submitted_at, id").fetchall()
+            conn.execute(
+                "INSERT OR REPLACE INTO sidecar_instances (owner, heartbeat_at) VALUES (?, ?)", (owner, now.isoformat())
+            )
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            raise JobStoreError(f"cannot recover interrupted jobs: {exc}") from exc
+            raise JobStoreError(f"cannot renew job leases: {exc}") from exc
+        return cursor.rowcount
+
+    def expire_leases(self, max_attempts: int, now: dt.datetime) -> int:
+        """Re-queue running jobs whose lease ran out or whose owner is gone; fail those out of attempts.
+
+        Each row is changed only if its owner and lease are still what was read, so a lease
+        renewed meanwhile is left alone. Returns how many rows changed.
+        """
+        rows = self._execute("SELECT id, owner, lease_until, attempts FROM jobs WHERE status = 'running'").fetchall()
+        stamp = now.timestamp()
+        stale = [r for r in rows if r[2] is None or float(r[2]) < stamp or not owner_alive(r[1])]
+        if not stale:
+            return 0
+        gave_up = json.dumps({"message": f"the sidecar stopped during this job {max_attempts} times; not retried"})
+        changed = 0
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job_id, owner, lease, attempts in stale:
+                same = "WHERE id = ? AND status = 'running' AND owner IS ? AND lease_until IS ?"
+                if int(attempts) >= max_attempts:
+                    cursor = conn.execute(
+                        f"UPDATE jobs SET status = 'failed', finished_at = ?, error = ?, lease_until = NULL {same}",  # noqa: S608
+                        (now.isoformat(), gave_up, job_id, owner, lease),
+                    )
+                else:
+                    cursor = conn.execute(
+                        f"UPDATE jobs SET status = 'queued', owner = NULL, lease_until = NULL {same}",  # noqa: S608
+                        (job_id, owner, lease),
+                    )
+                changed += cursor.rowcount
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise JobStoreError(f"cannot take back expired jobs: {exc}") from exc
+        return changed
+
+    def queued(self, limit: int = 10_000) -> list[str]:
+        """Queued job ids, oldest first."""
+        rows = self._execute(
+            "SELECT id FROM jobs WHERE status = 'queued' ORDER BY submitted_at, id LIMIT ?", (limit,)
+        ).fetchall()
         return [str(r[0]) for r in rows]
+
+    def recover(self, max_attempts: int, now: dt.datetime) -> list[str]:
+        """Take back jobs dead or expired owners left running; return every queued job id, oldest first."""
+        self.expire_leases(max_attempts, now)
+        return self.queued()
 
     def ping(self) -> None:
         """Raise :class:`JobStoreError` if the database cannot answer."""
         self._execute("SELECT 1").fetchone()
 
 
-__all__ = ["JobRecord", "JobStatus", "JobStore", "JobStoreError"]
+__all__ = [
+    "IdempotencyKey",
+    "JobRecord",
+    "JobStatus",
+    "JobStore",
+    "JobStoreError",
+    "KeyReused",
+    "make_owner",
+    "owner_alive",
+]

@@ -64,8 +64,19 @@ class SidecarSettings(BaseSettings):
     queue_size: Annotated[int, Field(ge=1, le=100_000)] = 64
     max_request_bytes: Annotated[int, Field(ge=256)] = 1024 * 1024
     job_timeout_s: Annotated[float, Field(gt=0)] = 900.0
+    job_lease_s: Annotated[float, Field(ge=3)] = Field(
+        default=30.0, description="a job whose owner has not renewed it for this long is taken over by another sidecar"
+    )
     retry_after_s: Annotated[int, Field(ge=1)] = 5
     log_level: str = "info"
+    # Slow and idle clients (see weightguard.sidecar.server).
+    header_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    body_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    keep_alive_s: Annotated[float, Field(gt=0)] = 5.0
+    header_max_bytes: Annotated[int, Field(ge=1024)] = 16 * 1024
+    max_connections: Annotated[int | None, Field(ge=1)] = Field(
+        default=None, description="open connections at most (default: the descriptor limit less a reserve)"
+    )
 
     @field_validator("model_roots", mode="before")
     @classmethod

@@ -4,7 +4,9 @@
 secret verbatim; compared in constant time), parses the payload with
 ``huggingface_hub``'s ``WebhookPayload`` and, for ``repo.content`` updates of
 model repositories, queues one verification per new revision pinned by
-commit (``hf://{repo}@{newSha}``).
+commit (``hf://{repo}@{newSha}``); a revision already queued or verified under
+the same policy is not queued again (the job id is derived from it), so a
+replayed or retried delivery answers 200 ``duplicate`` with the same job.
 ``POST /hooks/mlflow`` checks ``X-MLflow-Signature`` (HMAC-SHA256 over
 ``{delivery_id}.{timestamp}.{body}``, as ``mlflow/webhooks/delivery.py``
 signs it), refuses timestamps older than ``mlflow_max_skew_s``, de-duplicates
@@ -20,6 +22,7 @@ Not handled here: the write-back itself (:mod:`weightguard.sidecar.writeback`).
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 
@@ -35,6 +38,8 @@ from weightguard.sidecar.context import SidecarContext
 from weightguard.sidecar.schemas import HookResult
 from weightguard.sidecar.writeback import is_own_event
 
+_STAMP = re.compile(r"[0-9]{1,12}")
+_HF_NAMESPACE = uuid.UUID("3f6f2b8e-1c0d-4e51-8f7a-2d4b9c6e0a13")
 _MLFLOW_NAMESPACE = uuid.UUID("9b1c3f0e-6a57-4d2b-9a43-5f2f1f0c7e11")
 
 
@@ -56,7 +61,7 @@ def _answer(status: int, result: HookResult) -> JSONResponse:
 def _json(raw: bytes) -> object:
     try:
         return json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting deeper than the parser's stack
         raise HTTPException(status_code=400, detail="the body is not valid JSON") from exc
 
 
@@ -99,12 +104,19 @@ def webhooks_router(ctx: SidecarContext) -> APIRouter:
             return _answer(200, HookResult(ignored="no new revision"))
         policy = ctx.policy_name(settings.huggingface_policy)
         jobs = []
+        created = False
         for sha in shas:
             target = admit(ctx, f"hf://{payload.repo.name}@{sha}")
             stored = json.dumps({"repo": payload.repo.name, "sha": sha})
-            job = await run_in_threadpool(ctx.submit, "huggingface", target, policy, stored)
+            # The Hub sends no delivery id (``webhook.id`` names the webhook, not the delivery), so the
+            # revision itself is the key: a replayed or retried delivery names the same job (issue 16).
+            job_id = str(uuid.uuid5(_HF_NAMESPACE, f"{target}|{policy}"))
+            job = await run_in_threadpool(ctx.runner.store.get, job_id)
+            if job is None:
+                created = True
+                job = await run_in_threadpool(ctx.submit, "huggingface", target, policy, stored, job_id)
             jobs.append(job.id)
-        return _answer(202, HookResult(jobs=jobs))
+        return _answer(202 if created else 200, HookResult(jobs=jobs, duplicate=not created))
 
     @router.post("/mlflow")
     async def mlflow(request: Request) -> JSONResponse:
@@ -114,7 +126,8 @@ def webhooks_router(ctx: SidecarContext) -> APIRouter:
         delivery = request.headers.get("x-mlflow-delivery-id", "")
         stamp = request.headers.get("x-mlflow-timestamp", "")
         signature = request.headers.get("x-mlflow-signature", "")
-        if not (delivery and stamp.isdigit() and signature) or len(delivery) > 128:
+        # ASCII digits, bounded: str.isdigit() accepts "²" and int() refuses 5,000 digits (issue 16: 500s).
+        if not (delivery and _STAMP.fullmatch(stamp) and signature) or len(delivery) > 128:
             raise HTTPException(status_code=401, detail="missing X-MLflow-Delivery-Id, -Timestamp or -Signature")
         if abs(time.time() - int(stamp)) > settings.mlflow_max_skew_s:
             raise HTTPException(status_code=401, detail="stale X-MLflow-Timestamp")

@@ -32,10 +32,14 @@ PAGE_HEADERS = {
     # As the report's policy, except that the sign-out button may post to the sidecar itself.
     "Content-Security-Policy": CSP.replace("form-action 'none'", "form-action 'self'"),
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Not "no-referrer": with it a browser sends "Origin: null" on the sign-in/out posts, which the
+    # sidecar's cross-site check must refuse; "same-origin" keeps the Referer off every other site.
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
     "X-Frame-Options": "DENY",
 }
+CSRF_COOKIE = "wg_csrf"
+_CSRF = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
 _RUNS_SHOWN = 100  # how many of its verifications a model page lists, newest first
 
 
@@ -62,7 +66,10 @@ def dashboard_router(
     router = APIRouter(prefix=prefix, dependencies=list(dependencies), include_in_schema=False)
 
     def page(request: Request, template: str, status: int = 200, **values: Any) -> HTMLResponse:  # noqa: ANN401
-        body = env.get_template(template).render(root=str(request.url_for("dashboard_index").path), **values)
+        root = str(request.url_for("dashboard_index").path)
+        # The sign-out form carries the browser's anti-forgery cookie back (see dashboard_auth).
+        csrf = request.cookies.get(CSRF_COOKIE, "")
+        body = env.get_template(template).render(root=root, csrf=csrf if _CSRF.fullmatch(csrf) else "", **values)
         return HTMLResponse(body, status_code=status, headers=PAGE_HEADERS)
 
     def guarded(request: Request, build: Callable[[], HTMLResponse]) -> HTMLResponse:
@@ -173,4 +180,4 @@ def _columns(
     return [(stage, [(n, s) for n, s in board if s.stage == stage]) for stage in order]
 
 
-__all__ = ["DEFAULT_STAGES", "PAGE_HEADERS", "dashboard_router"]
+__all__ = ["CSRF_COOKIE", "DEFAULT_STAGES", "PAGE_HEADERS", "dashboard_router"]
