@@ -132,9 +132,9 @@ JOBLIB_FRAME = Rule(
     "WG-PKL-017",
     "joblib array inside a pickle frame",
     Severity.HIGH,
-    "A joblib array starts inside a pickle FRAME: joblib.load reads the array from the file after the frame "
-    "while the unpickler runs the frame's remaining bytes as opcodes (issue 15). joblib.dump never writes this.",
-    "Do not load the file; re-save it with joblib.dump.",
+    "A joblib array starts inside a pickle FRAME: joblib.load reads it from after the frame while the "
+    "frame's rest runs as opcodes (issue 15).",
+    "Do not load the file; re-save it with joblib.dump (which never writes an array inside a frame).",
 )
 JOBLIB_VIEWS_DIVERGE = Rule(
     "WG-PKL-018",
