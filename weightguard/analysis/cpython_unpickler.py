@@ -1,0 +1,432 @@
+"""Would CPython's ``pickle.load`` reach code on these bytes? A model of ``_pickle.c``.
+
+:func:`model_load` walks bytes the way CPython's C Unpickler reads them and answers
+where ``pickle.load`` would first hand control to something that can run code:
+``find_class`` (GLOBAL, INST after a MARK, STACK_GLOBAL on two strings), the copyreg
+extension registry (EXT1/2/4 with a code > 0), or ``persistent_load`` (PERSID with an
+ASCII line, BINPERSID) -- or that it returns a value (STOP), raises first (ERROR), or
+is still valid where a limit stops the walk (LIMIT). Format detection calls it on every
+file: "is this a pickle" is what CPython does with the bytes, never a heuristic
+(issue 15).
+
+The walk stops only where CPython certainly raises: an invalid opcode, input that ends
+(mid-opcode or before STOP), a memo miss, a stack or mark underflow with CPython's fence
+semantics (``marker()``, ``Pdata_pop``, ``load_pop``'s mark popping, ``do_append``'s
+``x <= fence``), an argument CPython's own parsers reject (see
+:mod:`weightguard.analysis.cpython_text`), an unsupported PROTO, a FRAME longer than
+the rest of the input. Anywhere the outcome depends on something not modelled it goes
+on (conservative): BUILD, hashability of keys, a ``bytearray`` extended by APPENDS,
+STRING/BINSTRING under any *encoding* (a loader may pass ``latin1`` or ``bytes``),
+``NEXT_BUFFER`` (a caller may pass buffers), memo indices too large to allocate, INST
+names in UTF-8 (3.11 decodes them as ASCII). Before the first global every value is a
+constant, so REDUCE/NEWOBJ/NEWOBJ_EX/OBJ on a constant certainly raise; the values are
+tracked by kind only (int, str, list...), never built.
+
+Where it differs from :mod:`pickletools` (each has a test in
+``tests/analysis/test_cpython_unpickler.py``): INT/LONG/GET/PUT/FLOAT arguments as in
+:mod:`~weightguard.analysis.cpython_text` (``0x``, octal, NUL-terminated, whitespace,
+underscores); STRING with non-ASCII bytes or unknown escapes; UNICODE with non-ASCII
+bytes; any opcode may come first (pickletools' callers guessed by first byte); no
+protocol gating of opcodes (``_pickle`` runs a protocol 4 opcode in a protocol 0
+stream); a stream without STOP still runs everything before its end; no 64 KiB window:
+the whole stream up to ``Limits.max_pickle_bytes``/``max_pickle_opcodes``; FRAME
+boundaries are not enforced (``_pickle`` ignores them); stack and mark checks that
+pickletools does not make (``genops`` checks none).
+
+Not handled here: what the globals are (:mod:`weightguard.analysis.pickle_analyzer`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from weightguard.analysis import cpython_text as text
+from weightguard.limits import Limits
+from weightguard.sources.interface import ByteSource
+
+# Value kinds on the modelled stack. STRB: STRING/BINSTRING (str, or bytes with encoding='bytes').
+ANY, INT, FLOAT, STR, BYTES, STRB, BYTEARRAY, NONE, TUPLE, LIST, DICT, SET, FROZENSET = range(13)
+_MAYBE_STR = frozenset({ANY, STR, STRB})
+_LIST_LIKE = frozenset({ANY, LIST, BYTEARRAY})  # has extend()/append()
+_ITEM_SETTABLE = frozenset({ANY, DICT, LIST, BYTEARRAY})
+_BUFFER = frozenset({ANY, BYTES, BYTEARRAY, STRB})
+_WINDOW = 1 << 16
+_LONG_LINE = 1 << 20  # text arguments longer than this are assumed valid (conservative)
+_BIG_TEXT = 1 << 20  # BINUNICODE constants larger than this are not UTF-8-checked (conservative)
+
+
+class Reach(StrEnum):
+    """How ``pickle.load`` ends up on the bytes."""
+
+    GLOBAL = "global"  # find_class was called
+    EXTENSION = "extension"  # the copyreg extension registry was consulted
+    PERSISTENT = "persistent-id"  # persistent_load was called
+    STOP = "stop"  # a value was returned, nothing above reached
+    ERROR = "error"  # CPython raised before any of the above
+    LIMIT = "limit"  # still valid when a limit ended the walk
+
+
+@dataclass(frozen=True, slots=True)
+class Walk:
+    """The answer of :func:`model_load`: the outcome, at which opcode, after how many."""
+
+    reach: Reach
+    offset: int
+    opcodes: int
+    detail: str
+    first_int: int | None = None  # the first value pushed, when it is an integer (torch's legacy magic)
+
+    @property
+    def runs_code(self) -> bool:
+        """True when loading hands control to find_class, the extension registry or persistent_load."""
+        return self.reach in (Reach.GLOBAL, Reach.EXTENSION, Reach.PERSISTENT)
+
+    @property
+    def is_pickle(self) -> bool:
+        """True when CPython reads these bytes as a pickle (code, a value, or valid up to a limit)."""
+        return self.reach is not Reach.ERROR
+
+
+class _Halt(Exception):  # noqa: N818 - private control flow, never escapes model_load
+    def __init__(self, reach: Reach, detail: str) -> None:
+        super().__init__(detail)
+        self.reach, self.detail = reach, detail
+
+
+def _fail(detail: str) -> _Halt:
+    return _Halt(Reach.ERROR, detail)
+
+
+def model_load(source: ByteSource, start: int, limits: Limits) -> Walk:
+    """Walk the stream at ``start`` as CPython's Unpickler would; never raises on hostile bytes."""
+    return _Model(source, start, limits).run()
+
+
+class _Model:
+    def __init__(self, source: ByteSource, start: int, limits: Limits) -> None:
+        self.src, self.size, self.limits = source, source.size, limits
+        self.end = min(self.size, start + limits.max_pickle_bytes)
+        self.pos, self.win, self.wbase = start, b"", start
+        self.stack: list[int] = []
+        self.marks: list[int] = []
+        self.memo: dict[int, int] = {}
+        self.first_int: int | None = None
+        self.pushed = False
+        self.wild = False  # a PUT stored under an index the model could not read
+        self.table = _table(self)
+
+    # ---- reading ------------------------------------------------------------------------------
+    def _limit(self, need_end: int) -> None:
+        if need_end > self.size:
+            raise _fail("pickle data was truncated")
+        raise _Halt(Reach.LIMIT, f"stream longer than max_pickle_bytes {self.limits.max_pickle_bytes}")
+
+    def read(self, n: int) -> bytes:
+        i = self.pos - self.wbase
+        if i + n > len(self.win):
+            if self.pos + n > self.end:
+                self._limit(self.pos + n)
+            self.win, self.wbase, i = self.src.read_at(self.pos, max(n, _WINDOW)), self.pos, 0
+        self.pos += n
+        return self.win[i : i + n]
+
+    def skip(self, n: int) -> None:
+        if self.pos + n > self.end:
+            self._limit(self.pos + n)
+        self.pos += n
+
+    def line(self) -> bytes | None:
+        """One line without its newline (``_Unpickler_Readline``: a line must end in ``\\n``).
+
+        None for a line longer than :data:`_LONG_LINE`: it is scanned, not held, and its
+        parser is assumed to accept it (conservative).
+        """
+        parts: list[bytes] | None = []
+        held, i = 0, self.pos - self.wbase
+        while True:
+            j = self.win.find(b"\n", i)
+            chunk = self.win[i : j if j >= 0 else len(self.win)]
+            held += len(chunk)
+            if parts is not None:
+                parts = None if held > _LONG_LINE else [*parts, chunk]
+            if j >= 0:
+                self.pos = self.wbase + j + 1
+                return None if parts is None else b"".join(parts)
+            nxt = self.wbase + len(self.win)
+            if nxt >= self.end:
+                self._limit(self.size + 1 if self.end == self.size else self.end + 1)
+            self.win, self.wbase, i = self.src.read_at(nxt, _WINDOW), nxt, 0
+
+    # ---- the stack, as Pdata ------------------------------------------------------------------
+    @property
+    def fence(self) -> int:
+        return self.marks[-1] if self.marks else 0
+
+    def push(self, kind: int, value: int | None = None) -> None:
+        if not self.pushed:
+            self.pushed, self.first_int = True, value
+        self.stack.append(kind)
+
+    def pop(self) -> int:
+        if len(self.stack) <= self.fence:
+            raise _fail("unpickling stack underflow")
+        return self.stack.pop()
+
+    def top(self) -> int:
+        if len(self.stack) <= self.fence:
+            raise _fail("unpickling stack underflow")
+        return self.stack[-1]
+
+    def marker(self) -> int:
+        if not self.marks:
+            raise _fail("could not find MARK")
+        return self.marks.pop()
+
+    def run(self) -> Walk:
+        start, count, most = self.pos, 0, self.limits.max_pickle_opcodes
+        offset = start
+        try:
+            while True:
+                offset = self.pos
+                if count >= most:
+                    raise _Halt(Reach.LIMIT, f"more than max_pickle_opcodes {most}")
+                count += 1
+                if self.pos >= self.size:
+                    raise _fail("ran out of input before STOP")
+                code = self.read(1)[0]  # past max_pickle_bytes: LIMIT
+                handler = self.table.get(code)
+                if handler is None:
+                    raise _fail(f"invalid load key 0x{code:02x}")
+                handler()
+        except _Halt as halt:
+            return Walk(halt.reach, offset, count, halt.detail, self.first_int)
+
+
+def _table(m: _Model) -> dict[int, Callable[[], None]]:  # noqa: C901, PLR0915 - one closure per opcode
+    """One small closure per opcode, following ``_pickle.c``'s ``load_*`` functions."""
+
+    def const(kind: int) -> Callable[[], None]:
+        return lambda: m.push(kind)
+
+    def fixed(n: int, kind: int, signed: bool = False) -> Callable[[], None]:
+        def load() -> None:
+            raw = m.read(n)
+            m.push(kind, int.from_bytes(raw, "little", signed=signed) if kind == INT else None)
+
+        return load
+
+    def counted(width: int, kind: int, signed: bool = False, utf8: bool = False) -> Callable[[], None]:
+        def load() -> None:
+            size = int.from_bytes(m.read(width), "little", signed=signed)
+            if size < 0 or size > (1 << 63) - 1:
+                raise _fail("negative or oversized byte count")
+            if utf8 and size <= _BIG_TEXT:
+                try:
+                    m.read(size).decode("utf-8", "surrogatepass")
+                except UnicodeDecodeError as exc:
+                    raise _fail("BINUNICODE is not UTF-8") from exc
+            elif kind == INT and size <= 64:
+                value = int.from_bytes(m.read(size), "little", signed=True)
+                m.push(kind, value)
+                return
+            else:
+                m.skip(size)
+            m.push(kind)
+
+        return load
+
+    def parsed(parse: Callable[[bytes], object], kind: int) -> Callable[[], None]:
+        def load() -> None:
+            line = m.line()
+            value = parse(line) if line is not None else _ASSUMED
+            if value is None:
+                raise _fail(f"{parse.__name__} rejects the argument")
+            m.push(kind, value if isinstance(value, int) and not isinstance(value, bool) else None)
+
+        return load
+
+    def marked(kind: int, pairs: bool = False) -> Callable[[], None]:
+        def load() -> None:
+            mark = m.marker()
+            if pairs and (len(m.stack) - mark) % 2:
+                raise _fail("odd number of items for DICT")
+            del m.stack[mark:]
+            m.push(kind)
+
+        return load
+
+    def counted_tuple(n: int) -> Callable[[], None]:
+        def load() -> None:
+            if len(m.stack) - n < m.fence:
+                raise _fail("unpickling stack underflow")
+            del m.stack[len(m.stack) - n :]
+            m.push(TUPLE)
+
+        return load
+
+    def fill(x: int, ok: frozenset[int], pairs: bool) -> None:
+        """``do_append``/``do_setitems``/``load_additems`` from stack index ``x``."""
+        if x > len(m.stack) or x <= m.fence:
+            raise _fail("unpickling stack underflow")
+        if x == len(m.stack):
+            return
+        if pairs and (len(m.stack) - x) % 2:
+            raise _fail("odd number of items for SETITEMS")
+        if m.stack[x - 1] not in ok:
+            raise _fail("the target has no extend/__setitem__/add")
+        del m.stack[x:]
+
+    def call(pops: int) -> Callable[[], None]:
+        def load() -> None:
+            if len(m.stack) - pops < m.fence:
+                raise _fail("unpickling stack underflow")
+            callee = m.stack[-pops]
+            if callee != ANY:  # every value before a global is a constant: not callable, not a type
+                raise _fail("the callable is a constant")
+            del m.stack[-pops:]
+            m.push(ANY)
+
+        return load
+
+    def op_obj() -> None:
+        mark = m.marker()
+        if len(m.stack) - mark < 1:
+            raise _fail("unpickling stack underflow")
+        if m.stack[mark] != ANY:
+            raise _fail("OBJ class is a constant")
+        del m.stack[mark:]
+        m.push(ANY)
+
+    def op_pop() -> None:
+        if m.marks and m.marks[-1] == len(m.stack):
+            m.marks.pop()
+        else:
+            m.pop()
+
+    def op_pop_mark() -> None:
+        del m.stack[m.marker() :]
+
+    def op_build() -> None:
+        if len(m.stack) - 2 < m.fence:
+            raise _fail("unpickling stack underflow")
+        m.stack.pop()  # the top keeps its identity; whether __setstate__/__dict__ accept is not modelled
+
+    def named(inst: bool) -> Callable[[], None]:
+        def load() -> None:
+            if inst:
+                m.marker()
+            if not _name_ok(m.line()) or not _name_ok(m.line()):
+                raise _fail("bad GLOBAL/INST line")
+            raise _Halt(Reach.GLOBAL, "INST" if inst else "GLOBAL")
+
+        return load
+
+    def op_stack_global() -> None:
+        name, module = m.pop(), m.pop()
+        if name not in _MAYBE_STR or module not in _MAYBE_STR:
+            raise _fail("STACK_GLOBAL requires str")
+        raise _Halt(Reach.GLOBAL, "STACK_GLOBAL")
+
+    def ext(n: int) -> Callable[[], None]:
+        def load() -> None:
+            if int.from_bytes(m.read(n), "little", signed=n == 4) <= 0:
+                raise _fail("EXT specifies code <= 0")
+            raise _Halt(Reach.EXTENSION, f"EXT{n}")
+
+        return load
+
+    def op_persid() -> None:
+        pid = m.line()
+        if pid is not None and not pid.isascii():
+            raise _fail("persistent IDs in protocol 0 must be ASCII strings")
+        raise _Halt(Reach.PERSISTENT, "PERSID")
+
+    def op_binpersid() -> None:
+        m.pop()
+        raise _Halt(Reach.PERSISTENT, "BINPERSID")
+
+    def memo_get(idx: int | None) -> None:
+        if idx == _WILD or (idx not in m.memo and m.wild):
+            m.stack.append(ANY)  # an index the model could not read, or a memo it lost track of
+            return
+        if idx is None or idx not in m.memo:
+            raise _fail("memo miss")
+        m.stack.append(m.memo[idx])
+
+    def memo_put(idx: int | None) -> None:
+        if idx == _WILD:
+            m.top()
+            m.wild = True
+            return
+        if idx is None:
+            raise _fail("bad memo index")
+        kind = m.top()
+        if idx not in m.memo and len(m.memo) >= m.limits.max_memo_entries:
+            raise _Halt(Reach.LIMIT, f"more than max_memo_entries {m.limits.max_memo_entries}")
+        m.memo[idx] = kind
+
+    def op_proto() -> None:
+        if m.read(1)[0] > 5:
+            raise _fail("unsupported pickle protocol")
+
+    def op_frame() -> None:
+        size = int.from_bytes(m.read(8), "little")
+        if m.pos + size > m.size:
+            raise _fail("FRAME runs past the end: pickle data was truncated")
+
+    def op_readonly_buffer() -> None:
+        if m.top() not in _BUFFER:
+            raise _fail("memoryview: a bytes-like object is required")
+        m.stack[-1] = ANY
+
+    def op_stop() -> None:
+        m.pop()
+        raise _Halt(Reach.STOP, "STOP")
+
+    def op_dup() -> None:
+        m.stack.append(m.top())
+
+    by_char: dict[bytes, Callable[[], None]] = {
+        b"(": lambda: m.marks.append(len(m.stack)), b".": op_stop, b"0": op_pop, b"1": op_pop_mark,
+        b"2": op_dup, b"F": parsed(text.parse_float, FLOAT), b"I": parsed(text.parse_int, INT),
+        b"J": fixed(4, INT, True), b"K": fixed(1, INT), b"L": parsed(text.parse_long, INT), b"M": fixed(2, INT),
+        b"N": const(NONE), b"P": op_persid, b"Q": op_binpersid, b"R": call(2), b"S": parsed(text.parse_string, STRB),
+        b"T": counted(4, STRB, signed=True), b"U": counted(1, STRB), b"V": parsed(text.parse_unicode, STR),
+        b"X": counted(4, STR, utf8=True), b"a": lambda: fill(len(m.stack) - 1, _LIST_LIKE, False),
+        b"b": op_build, b"c": named(False), b"d": marked(DICT, pairs=True), b"}": const(DICT),
+        b"e": lambda: fill(m.marker(), _LIST_LIKE, False), b"g": lambda: memo_get(_index(m.line())),
+        b"h": lambda: memo_get(m.read(1)[0]), b"i": named(True), b"j": lambda: memo_get(_u(m.read(4))),
+        b"l": marked(LIST), b"]": const(LIST), b"o": op_obj,
+        b"p": lambda: memo_put(_index(m.line())), b"q": lambda: memo_put(m.read(1)[0]),
+        b"r": lambda: memo_put(_u(m.read(4))), b"s": lambda: fill(len(m.stack) - 2, _ITEM_SETTABLE, True),
+        b"t": marked(TUPLE), b")": counted_tuple(0), b"u": lambda: fill(m.marker(), _ITEM_SETTABLE, True),
+        b"G": fixed(8, FLOAT), b"\x80": op_proto, b"\x81": call(2), b"\x82": ext(1), b"\x83": ext(2),
+        b"\x84": ext(4), b"\x85": counted_tuple(1), b"\x86": counted_tuple(2), b"\x87": counted_tuple(3),
+        b"\x88": const(INT), b"\x89": const(INT), b"\x8a": counted(1, INT), b"\x8b": counted(4, INT, signed=True),
+        b"B": counted(4, BYTES), b"C": counted(1, BYTES), b"\x8c": counted(1, STR, utf8=True),
+        b"\x8d": counted(8, STR, utf8=True), b"\x8e": counted(8, BYTES), b"\x8f": const(SET),
+        b"\x90": lambda: fill(m.marker(), frozenset({ANY, SET}), False), b"\x91": marked(FROZENSET),
+        b"\x92": call(3), b"\x93": op_stack_global, b"\x94": lambda: memo_put(len(m.memo)), b"\x95": op_frame,
+        b"\x96": counted(8, BYTEARRAY), b"\x97": const(ANY), b"\x98": op_readonly_buffer,
+    }  # fmt: skip
+    return {k[0]: v for k, v in by_char.items()}
+
+
+def _u(raw: bytes) -> int:
+    return int.from_bytes(raw, "little")
+
+
+_ASSUMED = object()  # the value of a text argument too long to parse (assumed valid)
+
+
+def _name_ok(line: bytes | None) -> bool:
+    return line is None or text.parse_name(line) is not None
+
+
+_WILD = -1  # a GET/PUT index too long to parse (1 MiB of leading whitespace is still valid)
+
+
+def _index(line: bytes | None) -> int | None:
+    return _WILD if line is None else text.parse_memo_index(line)
