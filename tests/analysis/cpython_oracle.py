@@ -1,7 +1,8 @@
 """Ask CPython's own ``_pickle`` whether loading bytes reaches ``find_class`` (in a subprocess).
 
-The worker subclasses :class:`pickle.Unpickler`: ``find_class`` and ``persistent_load``
-only record that they were reached and raise, so nothing is ever imported or called.
+The worker subclasses :class:`pickle.Unpickler`: ``find_class``
+only records that it was reached and raises, so nothing is ever imported or called;
+``persistent_load`` returns a harmless stand-in type (as permissive as torch's loaders).
 It runs in a separate process with an address-space limit (a hostile memo index makes
 CPython allocate gigabytes), and takes a whole batch of inputs at once (one process per
 input would cost ~30 ms each). Copyreg extension codes 1-3 are registered in the worker
@@ -24,11 +25,30 @@ for code in (1, 2, 3):
 class Reached(Exception):
     pass
 
+class Anything:
+    # What a permissive persistent_load may return: a type that accepts every use.
+    def __new__(cls, *args, **kwargs):
+        return object.__new__(cls)
+    def __init__(self, *args, **kwargs):
+        pass
+    def __call__(self, *args, **kwargs):
+        return Anything()
+    def __setstate__(self, state):
+        pass
+    def extend(self, items):
+        pass
+    def append(self, item):
+        pass
+    def add(self, item):
+        pass
+    def __setitem__(self, key, value):
+        pass
+
 class Recorder(pickle.Unpickler):
     def find_class(self, module, name):
         raise Reached("global")
     def persistent_load(self, pid):
-        raise Reached("persistent-id")
+        return Anything
 
 out = []
 batch = json.load(sys.stdin)
@@ -47,15 +67,15 @@ json.dump(out, sys.stdout)
 
 @dataclass(frozen=True, slots=True)
 class Loaded:
-    """What CPython did with one input: ``global``, ``persistent-id``, ``stop`` or ``error``."""
+    """What CPython did with one input: ``global``, ``stop`` or ``error``."""
 
     outcome: str
     detail: str
 
     @property
     def reached(self) -> bool:
-        """True when ``find_class`` or ``persistent_load`` was called."""
-        return self.outcome in ("global", "persistent-id")
+        """True when ``find_class`` was called."""
+        return self.outcome == "global"
 
 
 def cpython_load(inputs: list[bytes], encoding: str = "ASCII") -> list[Loaded]:

@@ -203,8 +203,8 @@ class Machine:
 
     def _text_int(self, pos: int) -> tuple[int | None, int]:
         line, nxt = self._line(pos)
-        if line is not None and line.strip().isdigit():
-            return int(line), nxt
+        if line is not None and (idx := oc.parse_memo_index(line)) is not None:
+            return idx, nxt
         if line is not None:
             self._anom(oc.AnomalyKind.BAD_ARGUMENT, f"bad memo index {line[:32]!r}")
         return None, nxt
@@ -251,8 +251,8 @@ class Machine:
             "BININT2": (2, lambda b: int.from_bytes(b, "little")), "BINFLOAT": (8, lambda b: oc.UNPACK_D(b)[0]),
         }  # fmt: skip
         text: dict[str, Callable[[bytes], object]] = {
-            "FLOAT": float, "INT": oc.parse_int, "LONG": lambda s: int(s[:-1] if s.endswith(b"L") else s, 0),
-            "UNICODE": lambda s: s.decode("raw-unicode-escape"), "STRING": oc.parse_string,
+            "FLOAT": oc.parse_float, "INT": oc.parse_int, "LONG": oc.parse_long,  # exactly CPython's (issue 15)
+            "UNICODE": oc.parse_unicode, "STRING": oc.parse_string,
         }  # fmt: skip
         made: dict[str, Callable[[], object]] = {
             "NONE": lambda: None, "NEWTRUE": lambda: True, "NEWFALSE": lambda: False, "EMPTY_TUPLE": tuple,

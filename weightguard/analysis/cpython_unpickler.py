@@ -1,13 +1,16 @@
 """Would CPython's ``pickle.load`` reach code on these bytes? A model of ``_pickle.c``.
 
 :func:`model_load` walks bytes the way CPython's C Unpickler reads them and answers
-where ``pickle.load`` would first hand control to something that can run code:
-``find_class`` (GLOBAL, INST after a MARK, STACK_GLOBAL on two strings), the copyreg
-extension registry (EXT1/2/4 with a code > 0), or ``persistent_load`` (PERSID with an
-ASCII line, BINPERSID) -- or that it returns a value (STOP), raises first (ERROR), or
-is still valid where a limit stops the walk (LIMIT). Format detection calls it on every
-file: "is this a pickle" is what CPython does with the bytes, never a heuristic
-(issue 15).
+where ``pickle.load`` would first hand a name to something that can run code:
+``find_class`` (GLOBAL, INST after a MARK, STACK_GLOBAL on two strings) or the copyreg
+extension registry (EXT1/2/4 with a code > 0) -- or that it returns a value (STOP),
+raises first (ERROR), or is still valid where a limit stops the walk (LIMIT). A
+persistent id (PERSID with an ASCII line, BINPERSID) is recorded and the walk goes on
+with an unknown value, as in torch's loaders whose ``persistent_load`` returns objects;
+plain ``pickle.load`` raises there, and persistent_load is the loader's own code, so it
+does not by itself make bytes a pickle (every zip whose local header happens to be
+ASCII up to a newline would be one). Format detection calls it on every file: "is this
+a pickle" is what CPython does with the bytes, never a heuristic (issue 15).
 
 The walk stops only where CPython certainly raises: an invalid opcode, input that ends
 (mid-opcode or before STOP), a memo miss, a stack or mark underflow with CPython's fence
@@ -43,6 +46,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from weightguard.analysis import cpython_text as text
+from weightguard.errors import AnalysisError
 from weightguard.limits import Limits
 from weightguard.sources.interface import ByteSource
 
@@ -52,7 +56,8 @@ _MAYBE_STR = frozenset({ANY, STR, STRB})
 _LIST_LIKE = frozenset({ANY, LIST, BYTEARRAY})  # has extend()/append()
 _ITEM_SETTABLE = frozenset({ANY, DICT, LIST, BYTEARRAY})
 _BUFFER = frozenset({ANY, BYTES, BYTEARRAY, STRB})
-_WINDOW = 1 << 16
+_WINDOW = 1 << 20  # the largest read at once; the first is small (text is decided in a few bytes)
+_FIRST_WINDOW = 4096
 _LONG_LINE = 1 << 20  # text arguments longer than this are assumed valid (conservative)
 _BIG_TEXT = 1 << 20  # BINUNICODE constants larger than this are not UTF-8-checked (conservative)
 
@@ -62,7 +67,6 @@ class Reach(StrEnum):
 
     GLOBAL = "global"  # find_class was called
     EXTENSION = "extension"  # the copyreg extension registry was consulted
-    PERSISTENT = "persistent-id"  # persistent_load was called
     STOP = "stop"  # a value was returned, nothing above reached
     ERROR = "error"  # CPython raised before any of the above
     LIMIT = "limit"  # still valid when a limit ended the walk
@@ -77,11 +81,12 @@ class Walk:
     opcodes: int
     detail: str
     first_int: int | None = None  # the first value pushed, when it is an integer (torch's legacy magic)
+    persistent_at: int | None = None  # offset of the first persistent id passed to persistent_load
 
     @property
     def runs_code(self) -> bool:
-        """True when loading hands control to find_class, the extension registry or persistent_load."""
-        return self.reach in (Reach.GLOBAL, Reach.EXTENSION, Reach.PERSISTENT)
+        """True when loading hands a name to find_class or to the extension registry."""
+        return self.reach in (Reach.GLOBAL, Reach.EXTENSION)
 
     @property
     def is_pickle(self) -> bool:
@@ -89,7 +94,7 @@ class Walk:
         return self.reach is not Reach.ERROR
 
 
-class _Halt(Exception):  # noqa: N818 - private control flow, never escapes model_load
+class _Halt(AnalysisError):  # noqa: N818 - private control flow, never escapes model_load
     def __init__(self, reach: Reach, detail: str) -> None:
         super().__init__(detail)
         self.reach, self.detail = reach, detail
@@ -99,22 +104,31 @@ def _fail(detail: str) -> _Halt:
     return _Halt(Reach.ERROR, detail)
 
 
-def model_load(source: ByteSource, start: int, limits: Limits) -> Walk:
-    """Walk the stream at ``start`` as CPython's Unpickler would; never raises on hostile bytes."""
-    return _Model(source, start, limits).run()
+def model_load(source: ByteSource, start: int, limits: Limits, head: bytes = b"") -> Walk:
+    """Walk the stream at ``start`` as CPython's Unpickler would; never raises on hostile bytes.
+
+    Args:
+        source: The bytes.
+        start: Offset of the stream's first opcode.
+        limits: ``max_pickle_bytes``, ``max_pickle_opcodes`` and ``max_memo_entries`` end the
+            walk with :attr:`Reach.LIMIT`.
+        head: Bytes from ``start`` the caller already read (saves reading them again).
+    """
+    return _Model(source, start, limits, head).run()
 
 
 class _Model:
-    def __init__(self, source: ByteSource, start: int, limits: Limits) -> None:
+    def __init__(self, source: ByteSource, start: int, limits: Limits, head: bytes) -> None:
         self.src, self.size, self.limits = source, source.size, limits
         self.end = min(self.size, start + limits.max_pickle_bytes)
-        self.pos, self.win, self.wbase = start, b"", start
+        self.pos, self.win, self.wbase, self.chunk = start, head, start, _FIRST_WINDOW
         self.stack: list[int] = []
         self.marks: list[int] = []
         self.memo: dict[int, int] = {}
         self.first_int: int | None = None
         self.pushed = False
         self.wild = False  # a PUT stored under an index the model could not read
+        self.persistent_at: int | None = None
         self.table = _table(self)
 
     # ---- reading ------------------------------------------------------------------------------
@@ -128,7 +142,7 @@ class _Model:
         if i + n > len(self.win):
             if self.pos + n > self.end:
                 self._limit(self.pos + n)
-            self.win, self.wbase, i = self.src.read_at(self.pos, max(n, _WINDOW)), self.pos, 0
+            self.win, self.wbase, i = self.src.read_at(self.pos, max(n, self._grow())), self.pos, 0
         self.pos += n
         return self.win[i : i + n]
 
@@ -157,7 +171,11 @@ class _Model:
             nxt = self.wbase + len(self.win)
             if nxt >= self.end:
                 self._limit(self.size + 1 if self.end == self.size else self.end + 1)
-            self.win, self.wbase, i = self.src.read_at(nxt, _WINDOW), nxt, 0
+            self.win, self.wbase, i = self.src.read_at(nxt, self._grow()), nxt, 0
+
+    def _grow(self) -> int:
+        self.chunk = min(self.chunk * 4, _WINDOW)
+        return self.chunk
 
     # ---- the stack, as Pdata ------------------------------------------------------------------
     @property
@@ -201,7 +219,7 @@ class _Model:
                     raise _fail(f"invalid load key 0x{code:02x}")
                 handler()
         except _Halt as halt:
-            return Walk(halt.reach, offset, count, halt.detail, self.first_int)
+            return Walk(halt.reach, offset, count, halt.detail, self.first_int, self.persistent_at)
 
 
 def _table(m: _Model) -> dict[int, Callable[[], None]]:  # noqa: C901, PLR0915 - one closure per opcode
@@ -338,14 +356,22 @@ def _table(m: _Model) -> dict[int, Callable[[], None]]:  # noqa: C901, PLR0915 -
         return load
 
     def op_persid() -> None:
+        at = m.pos - 1
         pid = m.line()
         if pid is not None and not pid.isascii():
             raise _fail("persistent IDs in protocol 0 must be ASCII strings")
-        raise _Halt(Reach.PERSISTENT, "PERSID")
+        persistent(at)
 
     def op_binpersid() -> None:
         m.pop()
-        raise _Halt(Reach.PERSISTENT, "BINPERSID")
+        persistent(m.pos - 1)
+
+    def persistent(at: int) -> None:
+        # pickle.load without persistent_load raises here; torch's loaders call theirs, which
+        # may return anything (even a callable): go on with an unknown value (conservative).
+        if m.persistent_at is None:
+            m.persistent_at = at
+        m.push(ANY)
 
     def memo_get(idx: int | None) -> None:
         if idx == _WILD or (idx not in m.memo and m.wild):
