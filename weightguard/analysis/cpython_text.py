@@ -1,10 +1,10 @@
-"""The text-argument parsers of CPython's ``_pickle.c`` Unpickler, reproduced exactly.
+r"""The text-argument parsers of CPython's ``_pickle.c`` Unpickler, reproduced exactly.
 
 Protocol 0 opcodes carry their arguments as a line of text. What CPython accepts there
 is set by C library calls, not by :mod:`pickletools` (which is stricter) nor by Python's
 ``int()``/``float()`` (which differ): a parser that rejects an argument CPython accepts
 lets a stream stop "early" in a static walk while ``pickle.load`` goes on to import and
-call (issue 15). Each function takes the line WITHOUT its ``\\n`` and returns the value,
+call (issue 15). Each function takes the line WITHOUT its ``\n`` and returns the value,
 or :data:`None` where CPython raises. Checked against CPython 3.11's ``_pickle`` by
 ``tests/analysis/test_cpython_text.py`` (a differential test in a subprocess).
 
@@ -15,10 +15,10 @@ or :data:`None` where CPython raises. Checked against CPython 3.11's ``_pickle``
 - FLOAT: ``PyOS_string_to_double``: no leading whitespace, no underscores, ``inf``/
   ``infinity``/``nan`` in any case, overflow raises, the line may end at a NUL.
 - STRING: one matching pair of outer quotes, then ``PyBytes_DecodeEscape`` (only a bad
-  ``\\x`` escape or a trailing backslash fail). Its bytes become ``str`` through the
+  ``\x`` escape or a trailing backslash fail). Its bytes become ``str`` through the
   unpickler's *encoding*; loaders use ASCII, UTF-8, latin-1 or ``bytes``, so the bytes
   are returned and no encoding is assumed to fail (conservative).
-- UNICODE: ``raw-unicode-escape`` (any byte, a bad ``\\u`` escape fails).
+- UNICODE: ``raw-unicode-escape`` (any byte, a bad ``\u`` escape fails).
 
 Hand-written because no library exposes these parsers; ``int(bytes, base)`` is exactly
 ``PyLong_FromString`` on a NUL-free string, so it does that part. Not handled here:
@@ -52,7 +52,7 @@ def pylong(text: bytes, base: int) -> int | None:
 
 
 def _strtol0(line: bytes) -> tuple[int, int, bool]:
-    """glibc ``strtol(line, &end, 0)``: (value, end index, overflowed); end 0 when nothing converts."""
+    """Glibc ``strtol(line, &end, 0)``: (value, end index, overflowed); end 0 when nothing converts."""
     i, n = 0, len(line)
     while i < n and line[i] in _C_SPACE:
         i += 1
@@ -77,6 +77,8 @@ def parse_int(line: bytes) -> int | None:
     """INT: ``load_int`` (``00``/``01`` give bools there; callers needing that use :func:`int_value`)."""
     if not line:
         return None  # bad_readline: the line holds only its newline
+    if line.isdigit() and len(line) < 19 and (line[0] != 0x30 or len(line) == 1):
+        return int(line)  # the common case: a plain decimal that fits a C long
     value, end, overflow = _strtol0(line)
     if not overflow and (end == len(line) or line[end] == 0):
         return value
@@ -145,8 +147,10 @@ def parse_unicode(line: bytes) -> str | None:
 
 
 def parse_name(line: bytes) -> str | None:
-    """A GLOBAL/INST name line: non-empty strict UTF-8 (CPython 3.11 decodes INST as ASCII,
-    a subset; accepting UTF-8 there is conservative across versions)."""
+    """A GLOBAL/INST name line: non-empty strict UTF-8.
+
+    CPython 3.11 decodes INST names as ASCII, a subset: accepting UTF-8 there is conservative.
+    """
     if not line:
         return None
     try:

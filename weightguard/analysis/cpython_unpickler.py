@@ -44,6 +44,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NoReturn
 
 from weightguard.analysis import cpython_text as text
 from weightguard.errors import AnalysisError
@@ -60,6 +61,9 @@ _WINDOW = 1 << 20  # the largest read at once; the first is small (text is decid
 _FIRST_WINDOW = 4096
 _LONG_LINE = 1 << 20  # text arguments longer than this are assumed valid (conservative)
 _BIG_TEXT = 1 << 20  # BINUNICODE constants larger than this are not UTF-8-checked (conservative)
+
+
+_Handler = Callable[["_Model"], None]
 
 
 class Reach(StrEnum):
@@ -129,7 +133,6 @@ class _Model:
         self.pushed = False
         self.wild = False  # a PUT stored under an index the model could not read
         self.persistent_at: int | None = None
-        self.table = _table(self)
 
     # ---- reading ------------------------------------------------------------------------------
     def _limit(self, need_end: int) -> None:
@@ -152,7 +155,7 @@ class _Model:
         self.pos += n
 
     def line(self) -> bytes | None:
-        """One line without its newline (``_Unpickler_Readline``: a line must end in ``\\n``).
+        """One line without its newline (``_Unpickler_Readline``: a line must end in a newline).
 
         None for a line longer than :data:`_LONG_LINE`: it is scanned, not held, and its
         parser is assumed to accept it (conservative).
@@ -203,40 +206,41 @@ class _Model:
         return self.marks.pop()
 
     def run(self) -> Walk:
-        start, count, most = self.pos, 0, self.limits.max_pickle_opcodes
-        offset = start
+        offset, count = self.pos, 0
         try:
             while True:
-                offset = self.pos
-                if count >= most:
-                    raise _Halt(Reach.LIMIT, f"more than max_pickle_opcodes {most}")
-                count += 1
-                if self.pos >= self.size:
-                    raise _fail("ran out of input before STOP")
-                code = self.read(1)[0]  # past max_pickle_bytes: LIMIT
-                handler = self.table.get(code)
-                if handler is None:
-                    raise _fail(f"invalid load key 0x{code:02x}")
-                handler()
+                offset, count = self.pos, count + 1
+                self.step(count)
         except _Halt as halt:
             return Walk(halt.reach, offset, count, halt.detail, self.first_int, self.persistent_at)
 
+    def step(self, count: int) -> None:
+        if count > self.limits.max_pickle_opcodes:
+            raise _Halt(Reach.LIMIT, f"more than max_pickle_opcodes {self.limits.max_pickle_opcodes}")
+        if self.pos >= self.size:
+            raise _fail("ran out of input before STOP")
+        code = self.read(1)[0]  # past max_pickle_bytes: LIMIT
+        handler = _TABLE.get(code)
+        if handler is None:
+            _invalid(code)
+        handler(self)
 
-def _table(m: _Model) -> dict[int, Callable[[], None]]:  # noqa: C901, PLR0915 - one closure per opcode
+
+def _table() -> dict[int, _Handler]:  # noqa: C901, PLR0915 - one closure per opcode
     """One small closure per opcode, following ``_pickle.c``'s ``load_*`` functions."""
 
-    def const(kind: int) -> Callable[[], None]:
-        return lambda: m.push(kind)
+    def const(kind: int) -> _Handler:
+        return lambda m: m.push(kind)
 
-    def fixed(n: int, kind: int, signed: bool = False) -> Callable[[], None]:
-        def load() -> None:
+    def fixed(n: int, kind: int, signed: bool = False) -> _Handler:
+        def load(m: _Model) -> None:
             raw = m.read(n)
             m.push(kind, int.from_bytes(raw, "little", signed=signed) if kind == INT else None)
 
         return load
 
-    def counted(width: int, kind: int, signed: bool = False, utf8: bool = False) -> Callable[[], None]:
-        def load() -> None:
+    def counted(width: int, kind: int, signed: bool = False, utf8: bool = False) -> _Handler:
+        def load(m: _Model) -> None:
             size = int.from_bytes(m.read(width), "little", signed=signed)
             if size < 0 or size > (1 << 63) - 1:
                 raise _fail("negative or oversized byte count")
@@ -255,8 +259,8 @@ def _table(m: _Model) -> dict[int, Callable[[], None]]:  # noqa: C901, PLR0915 -
 
         return load
 
-    def parsed(parse: Callable[[bytes], object], kind: int) -> Callable[[], None]:
-        def load() -> None:
+    def parsed(parse: Callable[[bytes], object], kind: int) -> _Handler:
+        def load(m: _Model) -> None:
             line = m.line()
             value = parse(line) if line is not None else _ASSUMED
             if value is None:
@@ -265,8 +269,8 @@ def _table(m: _Model) -> dict[int, Callable[[], None]]:  # noqa: C901, PLR0915 -
 
         return load
 
-    def marked(kind: int, pairs: bool = False) -> Callable[[], None]:
-        def load() -> None:
+    def marked(kind: int, pairs: bool = False) -> _Handler:
+        def load(m: _Model) -> None:
             mark = m.marker()
             if pairs and (len(m.stack) - mark) % 2:
                 raise _fail("odd number of items for DICT")
@@ -275,8 +279,8 @@ def _table(m: _Model) -> dict[int, Callable[[], None]]:  # noqa: C901, PLR0915 -
 
         return load
 
-    def counted_tuple(n: int) -> Callable[[], None]:
-        def load() -> None:
+    def counted_tuple(n: int) -> _Handler:
+        def load(m: _Model) -> None:
             if len(m.stack) - n < m.fence:
                 raise _fail("unpickling stack underflow")
             del m.stack[len(m.stack) - n :]
@@ -284,7 +288,7 @@ def _table(m: _Model) -> dict[int, Callable[[], None]]:  # noqa: C901, PLR0915 -
 
         return load
 
-    def fill(x: int, ok: frozenset[int], pairs: bool) -> None:
+    def fill(m: _Model, x: int, ok: frozenset[int], pairs: bool) -> None:
         """``do_append``/``do_setitems``/``load_additems`` from stack index ``x``."""
         if x > len(m.stack) or x <= m.fence:
             raise _fail("unpickling stack underflow")
@@ -296,8 +300,8 @@ def _table(m: _Model) -> dict[int, Callable[[], None]]:  # noqa: C901, PLR0915 -
             raise _fail("the target has no extend/__setitem__/add")
         del m.stack[x:]
 
-    def call(pops: int) -> Callable[[], None]:
-        def load() -> None:
+    def call(pops: int) -> _Handler:
+        def load(m: _Model) -> None:
             if len(m.stack) - pops < m.fence:
                 raise _fail("unpickling stack underflow")
             callee = m.stack[-pops]
@@ -308,7 +312,7 @@ def _table(m: _Model) -> dict[int, Callable[[], None]]:  # noqa: C901, PLR0915 -
 
         return load
 
-    def op_obj() -> None:
+    def op_obj(m: _Model) -> None:
         mark = m.marker()
         if len(m.stack) - mark < 1:
             raise _fail("unpickling stack underflow")
@@ -317,22 +321,22 @@ def _table(m: _Model) -> dict[int, Callable[[], None]]:  # noqa: C901, PLR0915 -
         del m.stack[mark:]
         m.push(ANY)
 
-    def op_pop() -> None:
+    def op_pop(m: _Model) -> None:
         if m.marks and m.marks[-1] == len(m.stack):
             m.marks.pop()
         else:
             m.pop()
 
-    def op_pop_mark() -> None:
+    def op_pop_mark(m: _Model) -> None:
         del m.stack[m.marker() :]
 
-    def op_build() -> None:
+    def op_build(m: _Model) -> None:
         if len(m.stack) - 2 < m.fence:
             raise _fail("unpickling stack underflow")
         m.stack.pop()  # the top keeps its identity; whether __setstate__/__dict__ accept is not modelled
 
-    def named(inst: bool) -> Callable[[], None]:
-        def load() -> None:
+    def named(inst: bool) -> _Handler:
+        def load(m: _Model) -> None:
             if inst:
                 m.marker()
             if not _name_ok(m.line()) or not _name_ok(m.line()):
@@ -341,39 +345,39 @@ def _table(m: _Model) -> dict[int, Callable[[], None]]:  # noqa: C901, PLR0915 -
 
         return load
 
-    def op_stack_global() -> None:
+    def op_stack_global(m: _Model) -> None:
         name, module = m.pop(), m.pop()
         if name not in _MAYBE_STR or module not in _MAYBE_STR:
             raise _fail("STACK_GLOBAL requires str")
         raise _Halt(Reach.GLOBAL, "STACK_GLOBAL")
 
-    def ext(n: int) -> Callable[[], None]:
-        def load() -> None:
+    def ext(n: int) -> _Handler:
+        def load(m: _Model) -> None:
             if int.from_bytes(m.read(n), "little", signed=n == 4) <= 0:
                 raise _fail("EXT specifies code <= 0")
             raise _Halt(Reach.EXTENSION, f"EXT{n}")
 
         return load
 
-    def op_persid() -> None:
+    def op_persid(m: _Model) -> None:
         at = m.pos - 1
         pid = m.line()
         if pid is not None and not pid.isascii():
             raise _fail("persistent IDs in protocol 0 must be ASCII strings")
-        persistent(at)
+        persistent(m, at)
 
-    def op_binpersid() -> None:
+    def op_binpersid(m: _Model) -> None:
         m.pop()
-        persistent(m.pos - 1)
+        persistent(m, m.pos - 1)
 
-    def persistent(at: int) -> None:
+    def persistent(m: _Model, at: int) -> None:
         # pickle.load without persistent_load raises here; torch's loaders call theirs, which
         # may return anything (even a callable): go on with an unknown value (conservative).
         if m.persistent_at is None:
             m.persistent_at = at
         m.push(ANY)
 
-    def memo_get(idx: int | None) -> None:
+    def memo_get(m: _Model, idx: int | None) -> None:
         if idx == _WILD or (idx not in m.memo and m.wild):
             m.stack.append(ANY)  # an index the model could not read, or a memo it lost track of
             return
@@ -381,7 +385,7 @@ def _table(m: _Model) -> dict[int, Callable[[], None]]:  # noqa: C901, PLR0915 -
             raise _fail("memo miss")
         m.stack.append(m.memo[idx])
 
-    def memo_put(idx: int | None) -> None:
+    def memo_put(m: _Model, idx: int | None) -> None:
         if idx == _WILD:
             m.top()
             m.wild = True
@@ -393,51 +397,58 @@ def _table(m: _Model) -> dict[int, Callable[[], None]]:  # noqa: C901, PLR0915 -
             raise _Halt(Reach.LIMIT, f"more than max_memo_entries {m.limits.max_memo_entries}")
         m.memo[idx] = kind
 
-    def op_proto() -> None:
+    def op_proto(m: _Model) -> None:
         if m.read(1)[0] > 5:
             raise _fail("unsupported pickle protocol")
 
-    def op_frame() -> None:
+    def op_frame(m: _Model) -> None:
         size = int.from_bytes(m.read(8), "little")
         if m.pos + size > m.size:
             raise _fail("FRAME runs past the end: pickle data was truncated")
 
-    def op_readonly_buffer() -> None:
+    def op_readonly_buffer(m: _Model) -> None:
         if m.top() not in _BUFFER:
             raise _fail("memoryview: a bytes-like object is required")
         m.stack[-1] = ANY
 
-    def op_stop() -> None:
+    def op_stop(m: _Model) -> None:
         m.pop()
         raise _Halt(Reach.STOP, "STOP")
 
-    def op_dup() -> None:
+    def op_dup(m: _Model) -> None:
         m.stack.append(m.top())
 
-    by_char: dict[bytes, Callable[[], None]] = {
-        b"(": lambda: m.marks.append(len(m.stack)), b".": op_stop, b"0": op_pop, b"1": op_pop_mark,
+    by_char: dict[bytes, _Handler] = {
+        b"(": lambda m: m.marks.append(len(m.stack)), b".": op_stop, b"0": op_pop, b"1": op_pop_mark,
         b"2": op_dup, b"F": parsed(text.parse_float, FLOAT), b"I": parsed(text.parse_int, INT),
         b"J": fixed(4, INT, True), b"K": fixed(1, INT), b"L": parsed(text.parse_long, INT), b"M": fixed(2, INT),
         b"N": const(NONE), b"P": op_persid, b"Q": op_binpersid, b"R": call(2), b"S": parsed(text.parse_string, STRB),
         b"T": counted(4, STRB, signed=True), b"U": counted(1, STRB), b"V": parsed(text.parse_unicode, STR),
-        b"X": counted(4, STR, utf8=True), b"a": lambda: fill(len(m.stack) - 1, _LIST_LIKE, False),
+        b"X": counted(4, STR, utf8=True), b"a": lambda m: fill(m, len(m.stack) - 1, _LIST_LIKE, False),
         b"b": op_build, b"c": named(False), b"d": marked(DICT, pairs=True), b"}": const(DICT),
-        b"e": lambda: fill(m.marker(), _LIST_LIKE, False), b"g": lambda: memo_get(_index(m.line())),
-        b"h": lambda: memo_get(m.read(1)[0]), b"i": named(True), b"j": lambda: memo_get(_u(m.read(4))),
+        b"e": lambda m: fill(m, m.marker(), _LIST_LIKE, False), b"g": lambda m: memo_get(m, _index(m.line())),
+        b"h": lambda m: memo_get(m, m.read(1)[0]), b"i": named(True), b"j": lambda m: memo_get(m, _u(m.read(4))),
         b"l": marked(LIST), b"]": const(LIST), b"o": op_obj,
-        b"p": lambda: memo_put(_index(m.line())), b"q": lambda: memo_put(m.read(1)[0]),
-        b"r": lambda: memo_put(_u(m.read(4))), b"s": lambda: fill(len(m.stack) - 2, _ITEM_SETTABLE, True),
-        b"t": marked(TUPLE), b")": counted_tuple(0), b"u": lambda: fill(m.marker(), _ITEM_SETTABLE, True),
+        b"p": lambda m: memo_put(m, _index(m.line())), b"q": lambda m: memo_put(m, m.read(1)[0]),
+        b"r": lambda m: memo_put(m, _u(m.read(4))), b"s": lambda m: fill(m, len(m.stack) - 2, _ITEM_SETTABLE, True),
+        b"t": marked(TUPLE), b")": counted_tuple(0), b"u": lambda m: fill(m, m.marker(), _ITEM_SETTABLE, True),
         b"G": fixed(8, FLOAT), b"\x80": op_proto, b"\x81": call(2), b"\x82": ext(1), b"\x83": ext(2),
         b"\x84": ext(4), b"\x85": counted_tuple(1), b"\x86": counted_tuple(2), b"\x87": counted_tuple(3),
         b"\x88": const(INT), b"\x89": const(INT), b"\x8a": counted(1, INT), b"\x8b": counted(4, INT, signed=True),
         b"B": counted(4, BYTES), b"C": counted(1, BYTES), b"\x8c": counted(1, STR, utf8=True),
         b"\x8d": counted(8, STR, utf8=True), b"\x8e": counted(8, BYTES), b"\x8f": const(SET),
-        b"\x90": lambda: fill(m.marker(), frozenset({ANY, SET}), False), b"\x91": marked(FROZENSET),
-        b"\x92": call(3), b"\x93": op_stack_global, b"\x94": lambda: memo_put(len(m.memo)), b"\x95": op_frame,
+        b"\x90": lambda m: fill(m, m.marker(), frozenset({ANY, SET}), False), b"\x91": marked(FROZENSET),
+        b"\x92": call(3), b"\x93": op_stack_global, b"\x94": lambda m: memo_put(m, len(m.memo)), b"\x95": op_frame,
         b"\x96": counted(8, BYTEARRAY), b"\x97": const(ANY), b"\x98": op_readonly_buffer,
     }  # fmt: skip
     return {k[0]: v for k, v in by_char.items()}
+
+
+def _invalid(code: int) -> NoReturn:
+    raise _fail(f"invalid load key 0x{code:02x}")
+
+
+_TABLE = _table()
 
 
 def _u(raw: bytes) -> int:
