@@ -50,18 +50,18 @@ class Recorder(pickle.Unpickler):
     def persistent_load(self, pid):
         return Anything
 
-out = []
-batch = json.load(sys.stdin)
-for hexdata in batch["inputs"]:
-    data = bytes.fromhex(hexdata)
+def load(data, encoding):
     try:
-        value = Recorder(io.BytesIO(data), encoding=batch["encoding"]).load()
-        out.append(["stop", type(value).__name__])
+        value = Recorder(io.BytesIO(data), encoding=encoding).load()
+        return ["stop", type(value).__name__]
     except Reached as exc:
-        out.append([str(exc), ""])
+        return [str(exc), ""]
     except BaseException as exc:
-        out.append(["error", f"{type(exc).__name__}: {str(exc)[:120]}"])
-json.dump(out, sys.stdout)
+        return ["error", f"{type(exc).__name__}: {str(exc)[:120]}"]
+
+for line in sys.stdin:  # one JSON request per line: {"inputs": [hex...], "encoding": ...}
+    batch = json.loads(line)
+    print(json.dumps([load(bytes.fromhex(h), batch["encoding"]) for h in batch["inputs"]]), flush=True)
 """
 
 
@@ -78,9 +78,31 @@ class Loaded:
         return self.outcome == "global"
 
 
+class Oracle:
+    """A persistent worker process: many small requests cost one process start."""
+
+    def __init__(self) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", _WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+
+    def load(self, inputs: list[bytes], encoding: str = "ASCII") -> list[Loaded]:
+        """Load every input with the recording unpickler and report each outcome."""
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._proc.stdin.write(json.dumps({"inputs": [d.hex() for d in inputs], "encoding": encoding}) + "\n")
+        self._proc.stdin.flush()
+        return [Loaded(outcome, detail) for outcome, detail in json.loads(self._proc.stdout.readline())]
+
+    def close(self) -> None:
+        """End the worker."""
+        assert self._proc.stdin is not None
+        self._proc.stdin.close()
+        self._proc.wait(timeout=30)
+
+
 def cpython_load(inputs: list[bytes], encoding: str = "ASCII") -> list[Loaded]:
-    """Load every input with a recording unpickler in ONE subprocess and report each outcome."""
-    request = json.dumps({"inputs": [d.hex() for d in inputs], "encoding": encoding})
+    """Load every input in ONE short-lived worker process and report each outcome."""
+    request = json.dumps({"inputs": [d.hex() for d in inputs], "encoding": encoding}) + "\n"
     done = subprocess.run(
         [sys.executable, "-c", _WORKER], input=request, capture_output=True, text=True, timeout=120, check=True
     )

@@ -141,10 +141,10 @@ class _Model:
         raise _Halt(Reach.LIMIT, f"stream longer than max_pickle_bytes {self.limits.max_pickle_bytes}")
 
     def read(self, n: int) -> bytes:
+        if self.pos + n > self.end:
+            self._limit(self.pos + n)
         i = self.pos - self.wbase
         if i + n > len(self.win):
-            if self.pos + n > self.end:
-                self._limit(self.pos + n)
             self.win, self.wbase, i = self.src.read_at(self.pos, max(n, self._grow())), self.pos, 0
         self.pos += n
         return self.win[i : i + n]
@@ -168,11 +168,11 @@ class _Model:
             held += len(chunk)
             if parts is not None:
                 parts = None if held > _LONG_LINE else [*parts, chunk]
-            if j >= 0:
+            if j >= 0 and self.wbase + j < self.end:
                 self.pos = self.wbase + j + 1
                 return None if parts is None else b"".join(parts)
             nxt = self.wbase + len(self.win)
-            if nxt >= self.end:
+            if nxt >= self.end or j >= 0:
                 self._limit(self.size + 1 if self.end == self.size else self.end + 1)
             self.win, self.wbase, i = self.src.read_at(nxt, self._grow()), nxt, 0
 
