@@ -1,6 +1,9 @@
 """Ask CPython's own ``_pickle`` whether loading bytes reaches ``find_class`` (in a subprocess).
 
-The worker subclasses :class:`pickle.Unpickler`: ``find_class``
+Each input is loaded three ways, as loaders do, because they read FRAMEs differently:
+from an ``io.BytesIO`` (no ``peek``, as torch), from a buffered reader (as ``open()``),
+and from bytes (``pickle.loads``, whose ``find_class`` is stopped at its import). The
+file readers subclass :class:`pickle.Unpickler`: ``find_class``
 only records that it was reached and raises, so nothing is ever imported or called;
 ``persistent_load`` returns a harmless stand-in type (as permissive as torch's loaders).
 It runs in a separate process with an address-space limit (a hostile memo index makes
@@ -17,7 +20,7 @@ import sys
 from dataclasses import dataclass
 
 _WORKER = r"""
-import copyreg, io, json, pickle, resource, sys
+import builtins, copyreg, io, json, pickle, resource, signal, sys
 resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
 for code in (1, 2, 3):
     copyreg.add_extension("weightguard_oracle_ext", f"name{code}", code)
@@ -50,14 +53,53 @@ class Recorder(pickle.Unpickler):
     def persistent_load(self, pid):
         return Anything
 
-def load(data, encoding):
+class Slow(BaseException):
+    pass
+
+def on_alarm(signum, frame):
+    raise Slow("timeout")
+
+signal.signal(signal.SIGALRM, on_alarm)
+
+def load_one(read, encoding):
+    signal.setitimer(signal.ITIMER_REAL, 2.0)  # a huge memo resize can take seconds: give up, say so
     try:
-        value = Recorder(io.BytesIO(data), encoding=encoding).load()
+        value = read(encoding)
         return ["stop", type(value).__name__]
     except Reached as exc:
         return [str(exc), ""]
+    except Slow:
+        return ["timeout", ""]
     except BaseException as exc:
         return ["error", f"{type(exc).__name__}: {str(exc)[:120]}"]
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+REAL_IMPORT = builtins.__import__
+
+def deny_import(*args, **kwargs):
+    raise Reached("global")  # find_class's PyImport_Import calls builtins.__import__ first
+
+def from_bytes(data, encoding):
+    builtins.__import__ = deny_import
+    try:
+        return pickle.loads(data, encoding=encoding)
+    finally:
+        builtins.__import__ = REAL_IMPORT
+
+def load(data, encoding):
+    # Three readers that treat FRAMEs differently: a file without peek (the BytesIO torch
+    # uses), a buffered file (open()), and bytes in memory. The most dangerous outcome wins.
+    outcomes = [
+        load_one(lambda enc: Recorder(io.BytesIO(data), encoding=enc).load(), encoding),
+        load_one(lambda enc: Recorder(io.BufferedReader(io.BytesIO(data)), encoding=enc).load(), encoding),
+        load_one(lambda enc: from_bytes(data, enc), encoding),
+    ]
+    for kind in ("global", "timeout", "stop"):
+        for outcome in outcomes:
+            if outcome[0] == kind:
+                return outcome
+    return outcomes[0]
 
 for line in sys.stdin:  # one JSON request per line: {"inputs": [hex...], "encoding": ...}
     batch = json.loads(line)
@@ -67,7 +109,7 @@ for line in sys.stdin:  # one JSON request per line: {"inputs": [hex...], "encod
 
 @dataclass(frozen=True, slots=True)
 class Loaded:
-    """What CPython did with one input: ``global``, ``stop`` or ``error``."""
+    """What CPython did with one input: ``global``, ``stop``, ``error`` or ``timeout`` (undecided)."""
 
     outcome: str
     detail: str
@@ -83,7 +125,11 @@ class Oracle:
 
     def __init__(self) -> None:
         self._proc = subprocess.Popen(
-            [sys.executable, "-c", _WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", _WORKER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,  # CPython prints "exported buffers" notices for some soups
+            text=True,
         )
 
     def load(self, inputs: list[bytes], encoding: str = "ASCII") -> list[Loaded]:

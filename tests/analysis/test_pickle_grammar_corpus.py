@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.corpus.build import build_corpus
-from tests.corpus.pickle_grammar_cases import BYPASSES, GRAMMAR, LOAD_ENCODING, NESTINGS
+from tests.corpus.pickle_grammar_cases import BYPASSES, GRAMMAR, LOAD_ENCODING, NESTINGS, TEXT_LIKE
 from tests.corpus.spec import Payload
 from weightguard.api import scan
 from weightguard.formats.detect import detect_bytes
@@ -72,9 +72,9 @@ def test_every_bypass_runs_its_payload_under_the_real_pickle_load(tmp_path: Path
 
 
 def test_every_bypass_looks_like_text_to_a_text_probe(tmp_path: Path) -> None:
-    # The point of each case: a detector that trusted "valid UTF-8 without control bytes" saw text.
-    for build in BYPASSES.values():
-        data = build(Payload(tmp_path / "m"))
+    # The point of these cases: a detector that trusted "valid UTF-8 without control bytes" saw text.
+    for name in TEXT_LIKE:
+        data = BYPASSES[name](Payload(tmp_path / "m"))
         data.decode("utf-8")
         assert not any(b < 0x20 and b not in b"\t\n\r" for b in data)
 

@@ -33,7 +33,12 @@ bytes; any opcode may come first (pickletools' callers guessed by first byte); n
 protocol gating of opcodes (``_pickle`` runs a protocol 4 opcode in a protocol 0
 stream); a stream without STOP still runs everything before its end; no 64 KiB window:
 the whole stream up to ``Limits.max_pickle_bytes``/``max_pickle_opcodes``; FRAME
-boundaries are not enforced (``_pickle`` ignores them); stack and mark checks that
+boundaries: ``pickle.loads`` ignores them, but ``pickle.load`` on a file object
+without ``peek`` (the ``io.BytesIO`` torch hands its unpickler) or with a FRAME of
+64 KiB or more reads a frame into its own buffer and DROPS the buffer's rest when an
+opcode straddles its end, reading that opcode from after the frame instead: the
+same bytes load two ways. The model stops there with :attr:`Reach.SPLIT`, which
+counts as reaching code (the pickle analyzer reports the split); stack and mark checks that
 pickletools does not make (``genops`` checks none).
 
 Not handled here: what the globals are (:mod:`weightguard.analysis.pickle_analyzer`).
@@ -71,6 +76,7 @@ class Reach(StrEnum):
 
     GLOBAL = "global"  # find_class was called
     EXTENSION = "extension"  # the copyreg extension registry was consulted
+    SPLIT = "frame-split"  # an opcode straddles a FRAME's end: loaders reading a file may read other bytes
     STOP = "stop"  # a value was returned, nothing above reached
     ERROR = "error"  # CPython raised before any of the above
     LIMIT = "limit"  # still valid when a limit ended the walk
@@ -89,8 +95,8 @@ class Walk:
 
     @property
     def runs_code(self) -> bool:
-        """True when loading hands a name to find_class or to the extension registry."""
-        return self.reach in (Reach.GLOBAL, Reach.EXTENSION)
+        """True when loading hands a name to find_class or the extension registry (or may: SPLIT)."""
+        return self.reach in (Reach.GLOBAL, Reach.EXTENSION, Reach.SPLIT)
 
     @property
     def is_pickle(self) -> bool:
@@ -104,8 +110,11 @@ class _Halt(AnalysisError):  # noqa: N818 - private control flow, never escapes 
         self.reach, self.detail = reach, detail
 
 
-def _fail(detail: str) -> _Halt:
-    return _Halt(Reach.ERROR, detail)
+class _Raises(_Halt):
+    """CPython raises here: the walk ends with :attr:`Reach.ERROR`."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(Reach.ERROR, detail)
 
 
 def model_load(source: ByteSource, start: int, limits: Limits, head: bytes = b"") -> Walk:
@@ -133,11 +142,12 @@ class _Model:
         self.pushed = False
         self.wild = False  # a PUT stored under an index the model could not read
         self.persistent_at: int | None = None
+        self.frame_ends: list[int] = []
 
     # ---- reading ------------------------------------------------------------------------------
     def _limit(self, need_end: int) -> None:
         if need_end > self.size:
-            raise _fail("pickle data was truncated")
+            raise _Raises("pickle data was truncated")
         raise _Halt(Reach.LIMIT, f"stream longer than max_pickle_bytes {self.limits.max_pickle_bytes}")
 
     def read(self, n: int) -> bytes:
@@ -192,17 +202,17 @@ class _Model:
 
     def pop(self) -> int:
         if len(self.stack) <= self.fence:
-            raise _fail("unpickling stack underflow")
+            raise _Raises("unpickling stack underflow")
         return self.stack.pop()
 
     def top(self) -> int:
         if len(self.stack) <= self.fence:
-            raise _fail("unpickling stack underflow")
+            raise _Raises("unpickling stack underflow")
         return self.stack[-1]
 
     def marker(self) -> int:
         if not self.marks:
-            raise _fail("could not find MARK")
+            raise _Raises("could not find MARK")
         return self.marks.pop()
 
     def run(self) -> Walk:
@@ -218,12 +228,25 @@ class _Model:
         if count > self.limits.max_pickle_opcodes:
             raise _Halt(Reach.LIMIT, f"more than max_pickle_opcodes {self.limits.max_pickle_opcodes}")
         if self.pos >= self.size:
-            raise _fail("ran out of input before STOP")
+            raise _Raises("ran out of input before STOP")
+        start = self.pos
         code = self.read(1)[0]  # past max_pickle_bytes: LIMIT
         handler = _TABLE.get(code)
         if handler is None:
             _invalid(code)
-        handler(self)
+        try:
+            handler(self)
+        except _Halt as halt:
+            if halt.reach is Reach.ERROR and self.frame_ends:
+                self.split(start)  # the bytes after the frame might have parsed
+            raise
+        if self.frame_ends:
+            self.split(start)
+            self.frame_ends = [end for end in self.frame_ends if end > self.pos]
+
+    def split(self, start: int) -> None:
+        if any(start < end < self.pos for end in self.frame_ends):
+            raise _Halt(Reach.SPLIT, "an opcode straddles the end of a FRAME")
 
 
 def _table() -> dict[int, _Handler]:  # noqa: C901, PLR0915 - one closure per opcode
@@ -243,12 +266,12 @@ def _table() -> dict[int, _Handler]:  # noqa: C901, PLR0915 - one closure per op
         def load(m: _Model) -> None:
             size = int.from_bytes(m.read(width), "little", signed=signed)
             if size < 0 or size > (1 << 63) - 1:
-                raise _fail("negative or oversized byte count")
+                raise _Raises("negative or oversized byte count")
             if utf8 and size <= _BIG_TEXT:
                 try:
                     m.read(size).decode("utf-8", "surrogatepass")
                 except UnicodeDecodeError as exc:
-                    raise _fail("BINUNICODE is not UTF-8") from exc
+                    raise _Raises("BINUNICODE is not UTF-8") from exc
             elif kind == INT and size <= 64:
                 value = int.from_bytes(m.read(size), "little", signed=True)
                 m.push(kind, value)
@@ -264,7 +287,7 @@ def _table() -> dict[int, _Handler]:  # noqa: C901, PLR0915 - one closure per op
             line = m.line()
             value = parse(line) if line is not None else _ASSUMED
             if value is None:
-                raise _fail(f"{parse.__name__} rejects the argument")
+                raise _Raises(f"{parse.__name__} rejects the argument")
             m.push(kind, value if isinstance(value, int) and not isinstance(value, bool) else None)
 
         return load
@@ -273,7 +296,7 @@ def _table() -> dict[int, _Handler]:  # noqa: C901, PLR0915 - one closure per op
         def load(m: _Model) -> None:
             mark = m.marker()
             if pairs and (len(m.stack) - mark) % 2:
-                raise _fail("odd number of items for DICT")
+                raise _Raises("odd number of items for DICT")
             del m.stack[mark:]
             m.push(kind)
 
@@ -282,7 +305,7 @@ def _table() -> dict[int, _Handler]:  # noqa: C901, PLR0915 - one closure per op
     def counted_tuple(n: int) -> _Handler:
         def load(m: _Model) -> None:
             if len(m.stack) - n < m.fence:
-                raise _fail("unpickling stack underflow")
+                raise _Raises("unpickling stack underflow")
             del m.stack[len(m.stack) - n :]
             m.push(TUPLE)
 
@@ -291,22 +314,22 @@ def _table() -> dict[int, _Handler]:  # noqa: C901, PLR0915 - one closure per op
     def fill(m: _Model, x: int, ok: frozenset[int], pairs: bool) -> None:
         """``do_append``/``do_setitems``/``load_additems`` from stack index ``x``."""
         if x > len(m.stack) or x <= m.fence:
-            raise _fail("unpickling stack underflow")
+            raise _Raises("unpickling stack underflow")
         if x == len(m.stack):
             return
         if pairs and (len(m.stack) - x) % 2:
-            raise _fail("odd number of items for SETITEMS")
+            raise _Raises("odd number of items for SETITEMS")
         if m.stack[x - 1] not in ok:
-            raise _fail("the target has no extend/__setitem__/add")
+            raise _Raises("the target has no extend/__setitem__/add")
         del m.stack[x:]
 
     def call(pops: int) -> _Handler:
         def load(m: _Model) -> None:
             if len(m.stack) - pops < m.fence:
-                raise _fail("unpickling stack underflow")
+                raise _Raises("unpickling stack underflow")
             callee = m.stack[-pops]
             if callee != ANY:  # every value before a global is a constant: not callable, not a type
-                raise _fail("the callable is a constant")
+                raise _Raises("the callable is a constant")
             del m.stack[-pops:]
             m.push(ANY)
 
@@ -315,9 +338,9 @@ def _table() -> dict[int, _Handler]:  # noqa: C901, PLR0915 - one closure per op
     def op_obj(m: _Model) -> None:
         mark = m.marker()
         if len(m.stack) - mark < 1:
-            raise _fail("unpickling stack underflow")
+            raise _Raises("unpickling stack underflow")
         if m.stack[mark] != ANY:
-            raise _fail("OBJ class is a constant")
+            raise _Raises("OBJ class is a constant")
         del m.stack[mark:]
         m.push(ANY)
 
@@ -332,7 +355,7 @@ def _table() -> dict[int, _Handler]:  # noqa: C901, PLR0915 - one closure per op
 
     def op_build(m: _Model) -> None:
         if len(m.stack) - 2 < m.fence:
-            raise _fail("unpickling stack underflow")
+            raise _Raises("unpickling stack underflow")
         m.stack.pop()  # the top keeps its identity; whether __setstate__/__dict__ accept is not modelled
 
     def named(inst: bool) -> _Handler:
@@ -340,7 +363,7 @@ def _table() -> dict[int, _Handler]:  # noqa: C901, PLR0915 - one closure per op
             if inst:
                 m.marker()
             if not _name_ok(m.line()) or not _name_ok(m.line()):
-                raise _fail("bad GLOBAL/INST line")
+                raise _Raises("bad GLOBAL/INST line")
             raise _Halt(Reach.GLOBAL, "INST" if inst else "GLOBAL")
 
         return load
@@ -348,13 +371,13 @@ def _table() -> dict[int, _Handler]:  # noqa: C901, PLR0915 - one closure per op
     def op_stack_global(m: _Model) -> None:
         name, module = m.pop(), m.pop()
         if name not in _MAYBE_STR or module not in _MAYBE_STR:
-            raise _fail("STACK_GLOBAL requires str")
+            raise _Raises("STACK_GLOBAL requires str")
         raise _Halt(Reach.GLOBAL, "STACK_GLOBAL")
 
     def ext(n: int) -> _Handler:
         def load(m: _Model) -> None:
             if int.from_bytes(m.read(n), "little", signed=n == 4) <= 0:
-                raise _fail("EXT specifies code <= 0")
+                raise _Raises("EXT specifies code <= 0")
             raise _Halt(Reach.EXTENSION, f"EXT{n}")
 
         return load
@@ -363,7 +386,7 @@ def _table() -> dict[int, _Handler]:  # noqa: C901, PLR0915 - one closure per op
         at = m.pos - 1
         pid = m.line()
         if pid is not None and not pid.isascii():
-            raise _fail("persistent IDs in protocol 0 must be ASCII strings")
+            raise _Raises("persistent IDs in protocol 0 must be ASCII strings")
         persistent(m, at)
 
     def op_binpersid(m: _Model) -> None:
@@ -382,7 +405,7 @@ def _table() -> dict[int, _Handler]:  # noqa: C901, PLR0915 - one closure per op
             m.stack.append(ANY)  # an index the model could not read, or a memo it lost track of
             return
         if idx is None or idx not in m.memo:
-            raise _fail("memo miss")
+            raise _Raises("memo miss")
         m.stack.append(m.memo[idx])
 
     def memo_put(m: _Model, idx: int | None) -> None:
@@ -391,7 +414,7 @@ def _table() -> dict[int, _Handler]:  # noqa: C901, PLR0915 - one closure per op
             m.wild = True
             return
         if idx is None:
-            raise _fail("bad memo index")
+            raise _Raises("bad memo index")
         kind = m.top()
         if idx not in m.memo and len(m.memo) >= m.limits.max_memo_entries:
             raise _Halt(Reach.LIMIT, f"more than max_memo_entries {m.limits.max_memo_entries}")
@@ -399,16 +422,17 @@ def _table() -> dict[int, _Handler]:  # noqa: C901, PLR0915 - one closure per op
 
     def op_proto(m: _Model) -> None:
         if m.read(1)[0] > 5:
-            raise _fail("unsupported pickle protocol")
+            raise _Raises("unsupported pickle protocol")
 
     def op_frame(m: _Model) -> None:
         size = int.from_bytes(m.read(8), "little")
         if m.pos + size > m.size:
-            raise _fail("FRAME runs past the end: pickle data was truncated")
+            raise _Raises("FRAME runs past the end: pickle data was truncated")
+        m.frame_ends.append(m.pos + size)
 
     def op_readonly_buffer(m: _Model) -> None:
         if m.top() not in _BUFFER:
-            raise _fail("memoryview: a bytes-like object is required")
+            raise _Raises("memoryview: a bytes-like object is required")
         m.stack[-1] = ANY
 
     def op_stop(m: _Model) -> None:
@@ -445,7 +469,7 @@ def _table() -> dict[int, _Handler]:  # noqa: C901, PLR0915 - one closure per op
 
 
 def _invalid(code: int) -> NoReturn:
-    raise _fail(f"invalid load key 0x{code:02x}")
+    raise _Raises(f"invalid load key 0x{code:02x}")
 
 
 _TABLE = _table()

@@ -81,6 +81,7 @@ class AnomalyKind(StrEnum):
     GLOBAL_MUTATION = "global-mutation"
     OUT_OF_BAND = "out-of-band-buffer"
     UNUSED_VALUES = "unused-values"
+    FRAME_SPLIT = "frame-split"
     TOO_MANY = "too-many-anomalies"
 
 

@@ -175,6 +175,7 @@ _DETECT_OPCODES = 200_000  # about 0.5-1 s of walking
 _REACHED = {
     Reach.GLOBAL: "calls find_class",
     Reach.EXTENSION: "looks up an extension code",
+    Reach.SPLIT: "reads an opcode across a FRAME's end (file readers read other bytes)",
     Reach.STOP: "returns a value",
     Reach.LIMIT: "is still valid at a limit",
 }
