@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 _WORKER = r"""
 import builtins, copyreg, io, json, pickle, resource, signal, sys
-resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
 for code in (1, 2, 3):
     copyreg.add_extension("weightguard_oracle_ext", f"name{code}", code)
 
@@ -62,18 +62,19 @@ def on_alarm(signum, frame):
 signal.signal(signal.SIGALRM, on_alarm)
 
 def load_one(read, encoding):
-    signal.setitimer(signal.ITIMER_REAL, 2.0)  # a huge memo resize can take seconds: give up, say so
     try:
-        value = read(encoding)
-        return ["stop", type(value).__name__]
-    except Reached as exc:
-        return [str(exc), ""]
-    except Slow:
+        signal.setitimer(signal.ITIMER_REAL, 2.0)  # a huge memo resize can take seconds: say so
+        try:
+            value = read(encoding)
+            return ["stop", type(value).__name__]
+        except Reached as exc:
+            return [str(exc), ""]
+        except Exception as exc:
+            return ["error", f"{type(exc).__name__}: {str(exc)[:120]}"]
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    except Slow:  # also when the alarm fires while an error is being handled
         return ["timeout", ""]
-    except BaseException as exc:
-        return ["error", f"{type(exc).__name__}: {str(exc)[:120]}"]
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
 
 REAL_IMPORT = builtins.__import__
 

@@ -434,6 +434,7 @@ class Machine:
                 if pos + skip > self.size:
                     return self._trunc(f"{skip} bytes of array data run past the end")
                 self.limit_pos += skip  # skipped array bytes are data, not pickle
+                self.frame_ends = [end for end in self.frame_ends if end > pos + skip]  # not a split: data
                 return pos + skip
         elif isinstance(target, GlobalVal):
             self._anom(oc.AnomalyKind.GLOBAL_MUTATION, f"BUILD sets attributes on the global {target.ref.name} itself")
