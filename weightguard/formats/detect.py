@@ -2,7 +2,10 @@
 
 :func:`detect` reads only magic bytes, short prefixes, the zip end record and
 central directory, tar headers and protobuf field tags (and checks the header
-of magic-less legacy ``.lzma`` streams field by field); it never reads tensor
+of magic-less legacy ``.lzma`` streams field by field), and walks a pickle
+stream as far as CPython's unpickler would before it reaches a global, returns
+or raises (a model of ``_pickle.c``, :mod:`weightguard.analysis.cpython_unpickler`;
+text fails within a few bytes, issue 15); it never reads tensor
 data and never looks at the file name (a ``.bin`` that is a zip and a
 ``.safetensors`` that is a pickle are reported as what they are). Every probe
 runs independently, so a file valid as two formats (a pickle with a zip
