@@ -25,21 +25,28 @@ names in UTF-8 (3.11 decodes them as ASCII). Before the first global every value
 constant, so REDUCE/NEWOBJ/NEWOBJ_EX/OBJ on a constant certainly raise; the values are
 tracked by kind only (int, str, list...), never built.
 
-Where it differs from :mod:`pickletools` (each has a test in
-``tests/analysis/test_cpython_unpickler.py``): INT/LONG/GET/PUT/FLOAT arguments as in
-:mod:`~weightguard.analysis.cpython_text` (``0x``, octal, NUL-terminated, whitespace,
-underscores); STRING with non-ASCII bytes or unknown escapes; UNICODE with non-ASCII
-bytes; any opcode may come first (pickletools' callers guessed by first byte); no
-protocol gating of opcodes (``_pickle`` runs a protocol 4 opcode in a protocol 0
-stream); a stream without STOP still runs everything before its end; no 64 KiB window:
-the whole stream up to ``Limits.max_pickle_bytes``/``max_pickle_opcodes``; FRAME
-boundaries: ``pickle.loads`` ignores them, but ``pickle.load`` on a file object
-without ``peek`` (the ``io.BytesIO`` torch hands its unpickler) or with a FRAME of
-64 KiB or more reads a frame into its own buffer and DROPS the buffer's rest when an
-opcode straddles its end, reading that opcode from after the frame instead: the
-same bytes load two ways. The model stops there with :attr:`Reach.SPLIT`, which
-counts as reaching code (the pickle analyzer reports the split); stack and mark checks that
-pickletools does not make (``genops`` checks none).
+Where it differs from :mod:`pickletools` (``genops``), each with a test in
+``tests/analysis/test_cpython_unpickler.py`` (``test_each_difference_from_pickletools...``):
+
+- INT/LONG/GET/PUT/FLOAT arguments are read as :mod:`~weightguard.analysis.cpython_text`
+  reads them: ``0x``/``0o`` prefixes, a leading ``0`` as octal, an embedded NUL ending
+  the argument (pickletools rejects all of these; CPython accepts them), and FLOAT with
+  leading whitespace or underscores rejected (pickletools' ``float()`` accepts them).
+- STRING: bytes that are not ASCII are accepted (loaders pass ``encoding="utf-8"``,
+  ``"latin1"``, ``"bytes"``); a lone ``'`` is rejected (pickletools accepts it).
+- A stream without STOP still runs everything before its end (genops raises at the end).
+- Stack and MARK semantics are CPython's (``marker()``, fences, ``load_pop`` popping a
+  MARK, odd SETITEMS, STACK_GLOBAL on non-strings); genops checks none of them.
+- FRAME boundaries: ``pickle.loads`` ignores them, but ``pickle.load`` on a file object
+  without ``peek`` (the ``io.BytesIO`` torch hands its unpickler), or with a FRAME of 64
+  KiB or more, reads a frame into its own buffer and DROPS the buffer's rest when an
+  opcode straddles its end, reading that opcode from after the frame instead: the same
+  bytes load two ways. The model stops there with :attr:`Reach.SPLIT`, which counts as
+  reaching code (the pickle analyzer reports the split as an anomaly).
+
+And from the prefix heuristics detection used before (issue 15): any opcode may come
+first, opcodes of any protocol may appear in a protocol 0 stream, and the walk covers
+the whole stream up to ``Limits.max_pickle_bytes``/``max_pickle_opcodes``, not 64 KiB.
 
 Not handled here: what the globals are (:mod:`weightguard.analysis.pickle_analyzer`).
 """
