@@ -31,6 +31,7 @@ from __future__ import annotations
 import codecs
 import re
 import warnings
+from collections.abc import Callable
 
 _C_SPACE = b" \t\n\v\f\r"
 _LONG_MIN, _LONG_MAX = -(1 << 63), (1 << 63) - 1  # C long on the 64-bit platforms we support
@@ -157,3 +158,17 @@ def parse_name(line: bytes) -> str | None:
         return line.decode("utf-8")
     except UnicodeDecodeError:
         return None
+
+
+def utf8_check() -> Callable[[bytes], bool]:
+    """A check for the pieces of one line, in order: False once they cannot be strict UTF-8."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+
+    def check(piece: bytes) -> bool:
+        try:
+            decoder.decode(piece)
+        except UnicodeDecodeError:
+            return False
+        return True
+
+    return check

@@ -171,11 +171,13 @@ class _Model:
             self._limit(self.pos + n)
         self.pos += n
 
-    def line(self) -> bytes | None:
+    def line(self, check: Callable[[bytes], bool] | None = None) -> bytes | None:
         """One line without its newline (``_Unpickler_Readline``: a line must end in a newline).
 
         None for a line longer than :data:`_LONG_LINE`: it is scanned, not held, and its
-        parser is assumed to accept it (conservative).
+        parser is assumed to accept it (conservative). ``check`` sees each piece as it is
+        scanned; False means CPython certainly rejects the line, so the scan stops early
+        (a zip's ``PK`` is PERSID with a binary line that may run on for megabytes).
         """
         parts: list[bytes] | None = []
         held, i = 0, self.pos - self.wbase
@@ -183,6 +185,8 @@ class _Model:
             j = self.win.find(b"\n", i)
             chunk = self.win[i : j if j >= 0 else len(self.win)]
             held += len(chunk)
+            if check is not None and not check(chunk):
+                raise _Raises("the line cannot be valid")
             if parts is not None:
                 parts = None if held > _LONG_LINE else [*parts, chunk]
             if j >= 0 and self.wbase + j < self.end:
@@ -357,9 +361,6 @@ def _table() -> dict[int, _Handler]:  # noqa: C901, PLR0915 - one closure per op
         else:
             m.pop()
 
-    def op_pop_mark(m: _Model) -> None:
-        del m.stack[m.marker() :]
-
     def op_build(m: _Model) -> None:
         if len(m.stack) - 2 < m.fence:
             raise _Raises("unpickling stack underflow")
@@ -369,7 +370,7 @@ def _table() -> dict[int, _Handler]:  # noqa: C901, PLR0915 - one closure per op
         def load(m: _Model) -> None:
             if inst:
                 m.marker()
-            if not _name_ok(m.line()) or not _name_ok(m.line()):
+            if not _name_ok(m.line(text.utf8_check())) or not _name_ok(m.line(text.utf8_check())):
                 raise _Raises("bad GLOBAL/INST line")
             raise _Halt(Reach.GLOBAL, "INST" if inst else "GLOBAL")
 
@@ -391,7 +392,7 @@ def _table() -> dict[int, _Handler]:  # noqa: C901, PLR0915 - one closure per op
 
     def op_persid(m: _Model) -> None:
         at = m.pos - 1
-        pid = m.line()
+        pid = m.line(bytes.isascii)
         if pid is not None and not pid.isascii():
             raise _Raises("persistent IDs in protocol 0 must be ASCII strings")
         persistent(m, at)
@@ -446,22 +447,20 @@ def _table() -> dict[int, _Handler]:  # noqa: C901, PLR0915 - one closure per op
         m.pop()
         raise _Halt(Reach.STOP, "STOP")
 
-    def op_dup(m: _Model) -> None:
-        m.stack.append(m.top())
-
     by_char: dict[bytes, _Handler] = {
-        b"(": lambda m: m.marks.append(len(m.stack)), b".": op_stop, b"0": op_pop, b"1": op_pop_mark,
-        b"2": op_dup, b"F": parsed(text.parse_float, FLOAT), b"I": parsed(text.parse_int, INT),
+        b"(": lambda m: m.marks.append(len(m.stack)), b".": op_stop, b"0": op_pop,
+        b"1": lambda m: m.stack.__delitem__(slice(m.marker(), None)), b"2": lambda m: m.stack.append(m.top()),
+        b"F": parsed(text.parse_float, FLOAT), b"I": parsed(text.parse_int, INT),
         b"J": fixed(4, INT, True), b"K": fixed(1, INT), b"L": parsed(text.parse_long, INT), b"M": fixed(2, INT),
         b"N": const(NONE), b"P": op_persid, b"Q": op_binpersid, b"R": call(2), b"S": parsed(text.parse_string, STRB),
         b"T": counted(4, STRB, signed=True), b"U": counted(1, STRB), b"V": parsed(text.parse_unicode, STR),
         b"X": counted(4, STR, utf8=True), b"a": lambda m: fill(m, len(m.stack) - 1, _LIST_LIKE, False),
         b"b": op_build, b"c": named(False), b"d": marked(DICT, pairs=True), b"}": const(DICT),
         b"e": lambda m: fill(m, m.marker(), _LIST_LIKE, False), b"g": lambda m: memo_get(m, _index(m.line())),
-        b"h": lambda m: memo_get(m, m.read(1)[0]), b"i": named(True), b"j": lambda m: memo_get(m, _u(m.read(4))),
+        b"h": lambda m: memo_get(m, m.read(1)[0]), b"i": named(True), b"j": lambda m: memo_get(m, int.from_bytes(m.read(4), "little")),
         b"l": marked(LIST), b"]": const(LIST), b"o": op_obj,
         b"p": lambda m: memo_put(m, _index(m.line())), b"q": lambda m: memo_put(m, m.read(1)[0]),
-        b"r": lambda m: memo_put(m, _u(m.read(4))), b"s": lambda m: fill(m, len(m.stack) - 2, _ITEM_SETTABLE, True),
+        b"r": lambda m: memo_put(m, int.from_bytes(m.read(4), "little")), b"s": lambda m: fill(m, len(m.stack) - 2, _ITEM_SETTABLE, True),
         b"t": marked(TUPLE), b")": counted_tuple(0), b"u": lambda m: fill(m, m.marker(), _ITEM_SETTABLE, True),
         b"G": fixed(8, FLOAT), b"\x80": op_proto, b"\x81": call(2), b"\x82": ext(1), b"\x83": ext(2),
         b"\x84": ext(4), b"\x85": counted_tuple(1), b"\x86": counted_tuple(2), b"\x87": counted_tuple(3),
@@ -480,10 +479,6 @@ def _invalid(code: int) -> NoReturn:
 
 
 _TABLE = _table()
-
-
-def _u(raw: bytes) -> int:
-    return int.from_bytes(raw, "little")
 
 
 _ASSUMED = object()  # the value of a text argument too long to parse (assumed valid)
