@@ -197,3 +197,37 @@ def test_a_frame_that_opcodes_respect_is_no_split() -> None:
     data = pickle.dumps({"a": [1, 2, 3], "b": "x" * 100}, protocol=4)
     assert _walk(data).reach is Reach.STOP
     assert walk_pickle(BytesSource(data), 0, make_ctx()).anomalies == ()
+
+
+class _Counting:
+    """A source that counts the bytes read from it."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.read = data, 0
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        self.read += length
+        return self.data[offset : offset + length]
+
+
+@pytest.mark.parametrize(
+    "head",
+    [b"PK\x03\x04\x14\x00\x00\x00\x08\x00\x83", b"c\xff", b"(i\xfe", b"cos\n\xc3("],
+    ids=["zip local header: PERSID with a binary line", "GLOBAL module", "INST module", "GLOBAL name"],
+)
+def test_a_line_that_cannot_be_valid_ends_the_walk_without_reading_on(head: bytes) -> None:
+    source = _Counting(head + b"\x00" * (64 << 20))  # no newline for 64 MiB
+    assert model_load(source, 0, Limits()).reach is Reach.ERROR
+    assert source.read <= 1 << 20
+
+
+def test_the_analyzer_walks_on_where_cpython_accepts_an_argument_pickletools_rejects() -> None:
+    # issue 15: the allowlist walker's text parsers are CPython's, so it never halts before the call.
+    for prefix in (b"I0x1F\n0", b"L0o17L\n0", b"F1.5\x00x\n0", b"Np 1_0\n0g10\n0", b"S'caf\xc3\xa9'\n0", b"I\x00\n0"):
+        trace = walk_pickle(BytesSource(prefix + _CALL), 0, make_ctx())
+        assert [g.name for g in trace.globals] == ["os.system"], prefix
+        assert [a.kind for a in trace.anomalies] == [], prefix
