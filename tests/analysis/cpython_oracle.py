@@ -1,9 +1,10 @@
 """Ask CPython's own ``_pickle`` whether loading bytes reaches ``find_class`` (in a subprocess).
 
-Each input is loaded three ways, as loaders do, because they read FRAMEs differently:
-from an ``io.BytesIO`` (no ``peek``, as torch), from a buffered reader (as ``open()``),
-and from bytes (``pickle.loads``, whose ``find_class`` is stopped at its import). The
-file readers subclass :class:`pickle.Unpickler`: ``find_class``
+Each input is loaded four ways, as loaders do: by the C unpickler from an ``io.BytesIO``
+(no ``peek``, as torch), from a buffered reader (as ``open()``) and from bytes
+(``pickle.loads``, whose ``find_class`` is stopped at its import) -- they read FRAMEs
+differently -- and by the pure-Python ``pickle._Unpickler`` (joblib, dill), whose
+argument parsers differ. The file readers subclass the unpicklers: ``find_class``
 only records that it was reached and raises, so nothing is ever imported or called;
 ``persistent_load`` returns a harmless stand-in type (as permissive as torch's loaders).
 It runs in a separate process with an address-space limit (a hostile memo index makes
@@ -53,6 +54,12 @@ class Recorder(pickle.Unpickler):
     def persistent_load(self, pid):
         return Anything
 
+class PyRecorder(pickle._Unpickler):  # the pure-Python unpickler joblib and dill subclass
+    def find_class(self, module, name):
+        raise Reached("global" if all(p.isidentifier() for p in module.split(".")) else "import-only")
+    def persistent_load(self, pid):
+        return Anything
+
 class Slow(BaseException):
     pass
 
@@ -89,14 +96,16 @@ def from_bytes(data, encoding):
         builtins.__import__ = REAL_IMPORT
 
 def load(data, encoding):
-    # Three readers that treat FRAMEs differently: a file without peek (the BytesIO torch
-    # uses), a buffered file (open()), and bytes in memory. The most dangerous outcome wins.
+    # Four readers: three C ones that treat FRAMEs differently (a file without peek, as torch
+    # reads; a buffered file, as open(); bytes in memory) and the pure-Python unpickler
+    # (joblib, dill), whose parsers differ. The most dangerous outcome wins.
     outcomes = [
         load_one(lambda enc: Recorder(io.BytesIO(data), encoding=enc).load(), encoding),
         load_one(lambda enc: Recorder(io.BufferedReader(io.BytesIO(data)), encoding=enc).load(), encoding),
         load_one(lambda enc: from_bytes(data, enc), encoding),
+        load_one(lambda enc: PyRecorder(io.BytesIO(data), encoding=enc).load(), encoding),
     ]
-    for kind in ("global", "timeout", "stop"):
+    for kind in ("global", "timeout", "stop", "import-only"):
         for outcome in outcomes:
             if outcome[0] == kind:
                 return outcome
@@ -110,7 +119,11 @@ for line in sys.stdin:  # one JSON request per line: {"inputs": [hex...], "encod
 
 @dataclass(frozen=True, slots=True)
 class Loaded:
-    """What CPython did with one input: ``global``, ``stop``, ``error`` or ``timeout`` (undecided)."""
+    """What CPython did with one input: ``global``, ``stop``, ``error`` or ``timeout`` (undecided).
+
+    ``import-only``: only the pure-Python unpickler called find_class, with a module name that
+    cannot be imported (it then raises before any call).
+    """
 
     outcome: str
     detail: str

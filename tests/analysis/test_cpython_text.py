@@ -3,7 +3,10 @@
 Each line is wrapped in its opcode and loaded by CPython in a worker process (the
 stream holds no global, so nothing could run even in-process, but the rules keep all
 loading out of the test process); the parser must accept it exactly when CPython does.
-STRING is loaded with ``encoding="latin1"`` so that only the parsing can fail.
+STRING is loaded with ``encoding="latin1"`` so that only the parsing can fail. The worker
+also runs the pure-Python unpickler, whose FLOAT is ``float()``: FLOAT is compared with
+:func:`~weightguard.analysis.cpython_text.parse_float_either`; the other parsers of the
+pure-Python unpickler accept a subset of the C ones.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ def oracle() -> Iterator[Oracle]:
 _WRAP: dict[str, tuple[Callable[[bytes], bytes], Callable[[bytes], object], str]] = {
     "INT": (lambda line: b"I" + line + b"\n.", text.parse_int, "ASCII"),
     "LONG": (lambda line: b"L" + line + b"\n.", text.parse_long, "ASCII"),
-    "FLOAT": (lambda line: b"F" + line + b"\n.", text.parse_float, "ASCII"),
+    "FLOAT": (lambda line: b"F" + line + b"\n.", text.parse_float_either, "ASCII"),  # C or pure-Python
     "PUT+GET": (lambda line: b"Np" + line + b"\n0g" + line + b"\n.", text.parse_memo_index, "ASCII"),
     "STRING": (lambda line: b"S" + line + b"\n.", text.parse_string, "latin1"),
     "UNICODE": (lambda line: b"V" + line + b"\n.", text.parse_unicode, "ASCII"),
@@ -67,6 +70,13 @@ def test_generated_arguments_are_accepted_exactly_when_cpython_accepts_them(orac
         differ = [(line, got.detail) for line, got in zip(lines, loaded, strict=True)
                   if (got.outcome == "stop") != (parse(line) is not None) and "MemoryError" not in got.detail]  # fmt: skip
         assert differ == []
+
+
+def test_float_in_the_c_unpickler_is_pyos_string_to_double() -> None:
+    assert text.parse_float(b"1.5\x00x") == 1.5
+    for rejected in (b" 1.5", b"1.5 ", b"1_0.5", b"1e999", b"infin", b"0x1p3", b"\x00"):
+        assert text.parse_float(rejected) is None, rejected
+        assert text.parse_float_either(rejected) is None or rejected in (b" 1.5", b"1.5 ", b"1_0.5", b"1e999")
 
 
 def test_int_follows_strtol_then_pylong_values() -> None:

@@ -62,8 +62,9 @@ _DIFFERENCES = [
     ("long ended by a NUL", b"L5\x00x\n0" + _CALL, Reach.GLOBAL, True),
     ("memo index ended by a NUL", b"Np0\x00x\n0g0\n0" + _CALL, Reach.GLOBAL, True),
     ("float ended by a NUL", b"F1.5\x00x\n0" + _CALL, Reach.GLOBAL, True),
-    ("float with leading whitespace is rejected", b"F 1.5\n0" + _CALL, Reach.ERROR, False),
-    ("float with underscores is rejected", b"F1_0.5\n0" + _CALL, Reach.ERROR, False),
+    ("float with whitespace: the pure-Python unpickler (joblib) reads it", b"F 1.5\n0" + _CALL, Reach.GLOBAL, False),
+    ("float with underscores: so does float()", b"F1_0.5\n0" + _CALL, Reach.GLOBAL, False),
+    ("float that is no number", b"F1.5x\n0" + _CALL, Reach.ERROR, True),
     ("string with UTF-8 bytes", b"S'caf\xc3\xa9'\n0" + _CALL, Reach.GLOBAL, True),
     ("string with a single quote only is rejected", b"S'\n0" + _CALL, Reach.ERROR, False),
     ("string with a bad \\x escape is rejected", b"S'\\x4'\n0" + _CALL, Reach.ERROR, True),
@@ -73,7 +74,14 @@ _DIFFERENCES = [
     ("POP removes a MARK on an empty frame", b"(0" + _CALL, Reach.GLOBAL, False),
     ("STACK_GLOBAL on two non-strings is rejected", b"NN\x93" + _CALL, Reach.ERROR, False),
     ("STACK_GLOBAL operands from the memo", b"Vos\np0\nVsystem\n\x94h\x00h\x01\x93.", Reach.GLOBAL, False),
-    ("INST needs a MARK", b"ios\nsystem\n.", Reach.ERROR, False),
+    ("INST without a MARK: the pure-Python unpickler calls find_class first", b"ios\nsystem\n.", Reach.GLOBAL, False),
+    ("GLOBAL whose last line has no newline (pure-Python readline)", b"cos\nsystem", Reach.GLOBAL, True),
+    (
+        "a FRAME past the end: the pure-Python unpickler reads a short frame",
+        b"\x95\xff\x00\x00\x00\x00\x00\x00\x00" + _CALL,
+        Reach.GLOBAL,
+        False,
+    ),
     ("EXT with code 0 is rejected", b"\x82\x00" + _CALL, Reach.ERROR, False),
     ("EXT with code 1 consults the registry", b"\x82\x01.", Reach.EXTENSION, False),
     ("a protocol 4 opcode in a protocol 0 stream", b"\x8c\x02os\x8c\x06system\x93.", Reach.GLOBAL, False),
@@ -106,6 +114,17 @@ def test_the_model_is_conservative_where_cpython_depends_on_the_loader(oracle: O
     for data in (b"(i\xc3\xa9\nb\n.", b"S'\xff'\n0" + _CALL, b"Vos\n\x97\x93."):
         assert oracle.load([data])[0].outcome == "error"
         assert _walk(data).reach in (Reach.GLOBAL, Reach.STOP)
+
+
+def test_imports_only_the_pure_python_unpickler_makes_count_when_the_module_can_be_imported(oracle: Oracle) -> None:
+    # joblib's and dill's pure-Python unpickler calls find_class for INST before it looks for a
+    # MARK, and reads a last line without newline; then it raises before any call. The import
+    # alone runs code only if the name is importable ("mport torch" is not; "antigravity" is).
+    outcomes = oracle.load([b"import torch\n", b"iantigravity\nx\n", b"cantigravity"])
+    assert [o.outcome for o in outcomes] == ["import-only", "global", "global"]
+    assert _walk(b"import torch\nimport numpy as np\n").reach is Reach.ERROR
+    assert _walk(b"iantigravity\nx\n").reach is Reach.GLOBAL
+    assert _walk(b"cantigravity").reach is Reach.GLOBAL
 
 
 def test_limits_end_the_walk_as_a_pickle_not_as_an_error() -> None:
@@ -178,7 +197,7 @@ def test_the_model_reaches_code_whenever_cpython_reaches_find_class(
     assert missed == []
     # and where the model calls it an error, CPython raised too (it never returned a value)
     wrong = [(data, got) for data, got in zip(inputs, loaded, strict=True)
-             if _walk(data).reach is Reach.ERROR and got.outcome not in ("error", "timeout")]  # fmt: skip
+             if _walk(data).reach is Reach.ERROR and got.outcome not in ("error", "timeout", "import-only")]  # fmt: skip
     assert wrong == []
 
 

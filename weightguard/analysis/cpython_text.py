@@ -12,6 +12,8 @@ or :data:`None` where CPython raises. Checked against CPython 3.11's ``_pickle``
   and the line may end at an embedded NUL), falling back to ``PyLong_FromString(s, 0)``.
 - LONG: a trailing ``L`` is cut, then ``PyLong_FromString(s, 0)`` up to the first NUL.
 - GET/PUT: ``PyLong_FromString(s, 10)`` (whitespace, sign, underscores, NUL ends it).
+- FLOAT for the pure-Python unpickler (joblib, dill): ``float(line)``, see
+  :func:`parse_float_either`; its other parsers accept a subset of the C ones.
 - FLOAT: ``PyOS_string_to_double``: no leading whitespace, no underscores, ``inf``/
   ``infinity``/``nan`` in any case, overflow raises, the line may end at a NUL.
 - STRING: one matching pair of outer quotes, then ``PyBytes_DecodeEscape`` (only a bad
@@ -104,11 +106,15 @@ def parse_long(line: bytes) -> int | None:
 
 
 def parse_memo_index(line: bytes) -> int | None:
-    """GET/PUT index: base 10; a negative or out-of-``Py_ssize_t`` index also fails (None)."""
+    """GET/PUT index: base 10; a negative index fails (None).
+
+    An index past ``Py_ssize_t`` fails in the C unpickler but not in the pure-Python one
+    (its memo is a dict), so it is accepted.
+    """
     if not line:
         return None
     value = pylong(line + b"\n", 10)
-    return value if value is not None and 0 <= value <= _LONG_MAX else None
+    return value if value is not None and value >= 0 else None
 
 
 def parse_float(line: bytes) -> float | None:
@@ -122,6 +128,21 @@ def parse_float(line: bytes) -> float | None:
     if value in (float("inf"), float("-inf")) and b"n" not in match.group().lower():
         return None  # overflow: OverflowError "value too large to convert to float"
     return value
+
+
+def parse_float_either(line: bytes) -> float | None:
+    """FLOAT as the C unpickler OR the pure-Python one (``float(line)``, used by joblib and dill) reads it.
+
+    The pure-Python unpickler accepts whitespace, underscores and overflow (``inf``) that
+    ``PyOS_string_to_double`` rejects, so a loader-independent walk accepts either.
+    """
+    value = parse_float(line)
+    if value is not None:
+        return value
+    try:
+        return float(line)
+    except ValueError:
+        return None
 
 
 def parse_string(line: bytes) -> bytes | None:
@@ -158,6 +179,12 @@ def parse_name(line: bytes) -> str | None:
         return line.decode("utf-8")
     except UnicodeDecodeError:
         return None
+
+
+def importable(module: bytes) -> bool:
+    """True when a module line names something ``import`` could find (dotted identifiers)."""
+    name = parse_name(module)
+    return name is not None and all(part.isidentifier() for part in name.split("."))
 
 
 def utf8_check() -> Callable[[bytes], bool]:

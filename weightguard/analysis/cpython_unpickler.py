@@ -1,52 +1,48 @@
-"""Would CPython's ``pickle.load`` reach code on these bytes? A model of ``_pickle.c``.
+"""Would ``pickle.load`` reach code on these bytes? A model of CPython's unpicklers.
 
-:func:`model_load` walks bytes the way CPython's C Unpickler reads them and answers
-where ``pickle.load`` would first hand a name to something that can run code:
-``find_class`` (GLOBAL, INST after a MARK, STACK_GLOBAL on two strings) or the copyreg
-extension registry (EXT1/2/4 with a code > 0) -- or that it returns a value (STOP),
-raises first (ERROR), or is still valid where a limit stops the walk (LIMIT). A
-persistent id (PERSID with an ASCII line, BINPERSID) is recorded and the walk goes on
-with an unknown value, as in torch's loaders whose ``persistent_load`` returns objects;
-plain ``pickle.load`` raises there, and persistent_load is the loader's own code, so it
-does not by itself make bytes a pickle (every zip whose local header happens to be
-ASCII up to a newline would be one). Format detection calls it on every file: "is this
-a pickle" is what CPython does with the bytes, never a heuristic (issue 15).
+:func:`model_load` walks bytes the way CPython's C Unpickler (``_pickle.c``) and its
+pure-Python one (``pickle._Unpickler``, which joblib and dill subclass) read them, and
+answers where loading would first hand a name to something that can run code:
+``find_class`` (GLOBAL, INST, STACK_GLOBAL on two strings) or the copyreg extension
+registry (EXT1/2/4, code > 0) -- or that it returns a value (STOP), raises first
+(ERROR), or is still valid where a limit stops the walk (LIMIT). Where the two
+unpicklers differ the walk takes the more permissive reading: FLOAT is C's or
+``float()``'s, memo indices past ``Py_ssize_t`` are kept, a FRAME past the end is a
+short frame; INST without a MARK, a last line without newline and empty names reach
+``find_class`` in Python only, which imports and then raises before any call, so they
+count when the module name is importable. A persistent id is recorded and the walk goes
+on with an unknown value, as torch's ``persistent_load`` returns objects (alone it makes
+no pickle: zips start with PERSID ``PK``). Detection calls this on every file (issue 15).
 
-The walk stops only where CPython certainly raises: an invalid opcode, input that ends
-(mid-opcode or before STOP), a memo miss, a stack or mark underflow with CPython's fence
-semantics (``marker()``, ``Pdata_pop``, ``load_pop``'s mark popping, ``do_append``'s
-``x <= fence``), an argument CPython's own parsers reject (see
-:mod:`weightguard.analysis.cpython_text`), an unsupported PROTO, a FRAME longer than
-the rest of the input. Anywhere the outcome depends on something not modelled it goes
-on (conservative): BUILD, hashability of keys, a ``bytearray`` extended by APPENDS,
-STRING/BINSTRING under any *encoding* (a loader may pass ``latin1`` or ``bytes``),
-``NEXT_BUFFER`` (a caller may pass buffers), memo indices too large to allocate, INST
-names in UTF-8 (3.11 decodes them as ASCII). Before the first global every value is a
-constant, so REDUCE/NEWOBJ/NEWOBJ_EX/OBJ on a constant certainly raise; the values are
-tracked by kind only (int, str, list...), never built.
+The walk stops only where CPython certainly raises: an invalid opcode, input that ends,
+a memo miss, a stack or mark underflow with CPython's fence semantics (``marker()``,
+``Pdata_pop``, ``load_pop`` popping a MARK, ``do_append``'s ``x <= fence``), an argument
+the parsers reject (:mod:`weightguard.analysis.cpython_text`), an unsupported PROTO.
+Where the outcome depends on what is not modelled it goes on (conservative): BUILD,
+hashability, a ``bytearray`` extended by APPENDS, STRING/BINSTRING under any *encoding*,
+``NEXT_BUFFER`` (a caller may pass buffers), huge memo indices, INST names in UTF-8.
+Before the first global every value is a constant, so REDUCE/NEWOBJ/NEWOBJ_EX/OBJ on a
+constant certainly raise; values are tracked by kind only (int, str, list...).
 
 Where it differs from :mod:`pickletools` (``genops``), each with a test in
 ``tests/analysis/test_cpython_unpickler.py`` (``test_each_difference_from_pickletools...``):
 
-- INT/LONG/GET/PUT/FLOAT arguments are read as :mod:`~weightguard.analysis.cpython_text`
-  reads them: ``0x``/``0o`` prefixes, a leading ``0`` as octal, an embedded NUL ending
-  the argument (pickletools rejects all of these; CPython accepts them), and FLOAT with
-  leading whitespace or underscores rejected (pickletools' ``float()`` accepts them).
-- STRING: bytes that are not ASCII are accepted (loaders pass ``encoding="utf-8"``,
-  ``"latin1"``, ``"bytes"``); a lone ``'`` is rejected (pickletools accepts it).
+- INT/LONG/GET/PUT/FLOAT arguments as :mod:`~weightguard.analysis.cpython_text` reads
+  them: ``0x``/``0o`` prefixes, a leading ``0`` as octal, an embedded NUL ending the
+  argument (pickletools rejects these; CPython accepts them).
+- STRING: non-ASCII bytes are accepted (loaders pass ``encoding="utf-8"``, ``"latin1"``,
+  ``"bytes"``); a lone ``'`` is rejected (pickletools accepts it).
 - A stream without STOP still runs everything before its end (genops raises at the end).
-- Stack and MARK semantics are CPython's (``marker()``, fences, ``load_pop`` popping a
-  MARK, odd SETITEMS, STACK_GLOBAL on non-strings); genops checks none of them.
-- FRAME boundaries: ``pickle.loads`` ignores them, but ``pickle.load`` on a file object
-  without ``peek`` (the ``io.BytesIO`` torch hands its unpickler), or with a FRAME of 64
-  KiB or more, reads a frame into its own buffer and DROPS the buffer's rest when an
-  opcode straddles its end, reading that opcode from after the frame instead: the same
-  bytes load two ways. The model stops there with :attr:`Reach.SPLIT`, which counts as
-  reaching code (the pickle analyzer reports the split as an anomaly).
+- Stack and MARK semantics are CPython's; genops checks none of them.
+- FRAME boundaries: ``pickle.loads`` ignores them, but ``pickle.load`` on a file without
+  ``peek`` (the ``io.BytesIO`` torch hands its unpickler), or with a FRAME of 64 KiB or
+  more, reads a frame into its own buffer and DROPS the buffer's rest when an opcode
+  straddles its end, reading that opcode from after the frame: the same bytes load two
+  ways. The walk stops there with :attr:`Reach.SPLIT`, which counts as reaching code
+  (the pickle analyzer reports the split as an anomaly).
 
-And from the prefix heuristics detection used before (issue 15): any opcode may come
-first, opcodes of any protocol may appear in a protocol 0 stream, and the walk covers
-the whole stream up to ``Limits.max_pickle_bytes``/``max_pickle_opcodes``, not 64 KiB.
+Unlike the prefix heuristics detection used before: any opcode may come first, of any
+protocol, and the walk covers the whole stream up to the ``Limits``, not 64 KiB.
 
 Not handled here: what the globals are (:mod:`weightguard.analysis.pickle_analyzer`).
 """
@@ -91,10 +87,10 @@ class Reach(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Walk:
-    """The answer of :func:`model_load`: the outcome, at which opcode, after how many."""
+    """The answer of :func:`model_load`: the outcome, where, after how many opcodes."""
 
     reach: Reach
-    offset: int
+    offset: int  # of the opcode that decided
     opcodes: int
     detail: str
     first_int: int | None = None  # the first value pushed, when it is an integer (torch's legacy magic)
@@ -117,9 +113,7 @@ class _Halt(AnalysisError):  # noqa: N818 - private control flow, never escapes 
         self.reach, self.detail = reach, detail
 
 
-class _Raises(_Halt):
-    """CPython raises here: the walk ends with :attr:`Reach.ERROR`."""
-
+class _Raises(_Halt):  # CPython raises here: the walk ends with Reach.ERROR
     def __init__(self, detail: str) -> None:
         super().__init__(Reach.ERROR, detail)
 
@@ -150,6 +144,7 @@ class _Model:
         self.wild = False  # a PUT stored under an index the model could not read
         self.persistent_at: int | None = None
         self.frame_ends: list[int] = []
+        self.eof_line = False  # the last lenient line() ended at the end of input, not at a newline
 
     # ---- reading ------------------------------------------------------------------------------
     def _limit(self, need_end: int) -> None:
@@ -171,13 +166,15 @@ class _Model:
             self._limit(self.pos + n)
         self.pos += n
 
-    def line(self, check: Callable[[bytes], bool] | None = None) -> bytes | None:
+    def line(self, check: Callable[[bytes], bool] | None = None, *, lenient: bool = False) -> bytes | None:
         """One line without its newline (``_Unpickler_Readline``: a line must end in a newline).
 
         None for a line longer than :data:`_LONG_LINE`: it is scanned, not held, and its
         parser is assumed to accept it (conservative). ``check`` sees each piece as it is
         scanned; False means CPython certainly rejects the line, so the scan stops early
         (a zip's ``PK`` is PERSID with a binary line that may run on for megabytes).
+        ``lenient``: the pure-Python unpickler's ``readline()[:-1]``, where a last line
+        without a newline loses its last byte instead of failing (GLOBAL/INST names).
         """
         parts: list[bytes] | None = []
         held, i = 0, self.pos - self.wbase
@@ -185,7 +182,8 @@ class _Model:
             j = self.win.find(b"\n", i)
             chunk = self.win[i : j if j >= 0 else len(self.win)]
             held += len(chunk)
-            if check is not None and not check(chunk):
+            at_eof = j < 0 and self.wbase + len(self.win) >= self.size
+            if check is not None and not check(chunk[:-1] if lenient and at_eof else chunk):
                 raise _Raises("the line cannot be valid")
             if parts is not None:
                 parts = None if held > _LONG_LINE else [*parts, chunk]
@@ -193,6 +191,9 @@ class _Model:
                 self.pos = self.wbase + j + 1
                 return None if parts is None else b"".join(parts)
             nxt = self.wbase + len(self.win)
+            if lenient and at_eof and self.end == self.size:
+                self.pos, self.eof_line = self.size, True
+                return None if parts is None else b"".join(parts)[:-1]
             if nxt >= self.end or j >= 0:
                 self._limit(self.size + 1 if self.end == self.size else self.end + 1)
             self.win, self.wbase, i = self.src.read_at(nxt, self._grow()), nxt, 0
@@ -368,11 +369,18 @@ def _table() -> dict[int, _Handler]:  # noqa: C901, PLR0915 - one closure per op
 
     def named(inst: bool) -> _Handler:
         def load(m: _Model) -> None:
-            if inst:
-                m.marker()
-            if not _name_ok(m.line(text.utf8_check())) or not _name_ok(m.line(text.utf8_check())):
-                raise _Raises("bad GLOBAL/INST line")
-            raise _Halt(Reach.GLOBAL, "INST" if inst else "GLOBAL")
+            marked, m.eof_line = bool(m.marks) or not inst, False
+            module = m.line(text.utf8_check(), lenient=True)
+            name = m.line(text.utf8_check(), lenient=True)
+            c_reads = (
+                marked and not m.eof_line and all(line is None or text.parse_name(line) for line in (module, name))
+            )
+            # The pure-Python unpickler (joblib, dill) also imports a module for INST without a MARK,
+            # a last line without newline and empty names, then raises before any call: that
+            # import runs code only when the module name can be imported at all.
+            if c_reads or module is None or text.importable(module):
+                raise _Halt(Reach.GLOBAL, "INST" if inst else "GLOBAL")
+            raise _Raises("bad GLOBAL/INST line")
 
         return load
 
@@ -434,9 +442,10 @@ def _table() -> dict[int, _Handler]:  # noqa: C901, PLR0915 - one closure per op
 
     def op_frame(m: _Model) -> None:
         size = int.from_bytes(m.read(8), "little")
-        if m.pos + size > m.size:
-            raise _Raises("FRAME runs past the end: pickle data was truncated")
-        m.frame_ends.append(m.pos + size)
+        if size > (1 << 63) - 1:
+            raise _Raises("FRAME length exceeds the system's maximum")
+        if m.pos + size <= m.size:  # past the end, C raises; the pure-Python unpickler reads a short frame
+            m.frame_ends.append(m.pos + size)
 
     def op_readonly_buffer(m: _Model) -> None:
         if m.top() not in _BUFFER:
@@ -450,7 +459,7 @@ def _table() -> dict[int, _Handler]:  # noqa: C901, PLR0915 - one closure per op
     by_char: dict[bytes, _Handler] = {
         b"(": lambda m: m.marks.append(len(m.stack)), b".": op_stop, b"0": op_pop,
         b"1": lambda m: m.stack.__delitem__(slice(m.marker(), None)), b"2": lambda m: m.stack.append(m.top()),
-        b"F": parsed(text.parse_float, FLOAT), b"I": parsed(text.parse_int, INT),
+        b"F": parsed(text.parse_float_either, FLOAT), b"I": parsed(text.parse_int, INT),
         b"J": fixed(4, INT, True), b"K": fixed(1, INT), b"L": parsed(text.parse_long, INT), b"M": fixed(2, INT),
         b"N": const(NONE), b"P": op_persid, b"Q": op_binpersid, b"R": call(2), b"S": parsed(text.parse_string, STRB),
         b"T": counted(4, STRB, signed=True), b"U": counted(1, STRB), b"V": parsed(text.parse_unicode, STR),
@@ -482,10 +491,6 @@ _TABLE = _table()
 
 
 _ASSUMED = object()  # the value of a text argument too long to parse (assumed valid)
-
-
-def _name_ok(line: bytes | None) -> bool:
-    return line is None or text.parse_name(line) is not None
 
 
 _WILD = -1  # a GET/PUT index too long to parse (1 MiB of leading whitespace is still valid)

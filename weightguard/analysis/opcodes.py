@@ -333,8 +333,8 @@ def parse_long(line: bytes) -> object:
 
 
 def parse_float(line: bytes) -> object:
-    """Protocol-0 FLOAT exactly as CPython's ``load_float`` (``PyOS_string_to_double``)."""
-    value = cpython_text.parse_float(line)
+    """Protocol-0 FLOAT as CPython's C or pure-Python unpickler reads it (either may load the stream)."""
+    value = cpython_text.parse_float_either(line)
     return BAD_TEXT if value is None else value
 
 
