@@ -1,7 +1,8 @@
 """Issue 15: every pickle-grammar bypass really runs under ``pickle.load``, and weightguard blocks it.
 
 The proof runs the real loader in ONE subprocess (each case has its own marker file,
-so each case's payload is attributed): raw files with ``pickle.load``, nested ones
+so each case's payload is attributed): raw files with ``pickle.load`` (the pure-Python
+``pickle._Unpickler`` for the joblib case), nested ones
 after the standard library unpacks them (``zipfile``, ``lzma``, ``tarfile``), a model
 folder's ``pytorch_model.bin`` as a file. Nothing is loaded in this process.
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.corpus.build import build_corpus
-from tests.corpus.pickle_grammar_cases import BYPASSES, GRAMMAR, LOAD_ENCODING, NESTINGS, TEXT_LIKE
+from tests.corpus.pickle_grammar_cases import BYPASSES, GRAMMAR, LOAD_ENCODING, NESTINGS, PURE_PYTHON, TEXT_LIKE
 from tests.corpus.spec import Payload
 from weightguard.api import scan
 from weightguard.formats.detect import detect_bytes
@@ -37,14 +38,15 @@ for job in json.loads(sys.argv[1]):
         data = (path / "pytorch_model.bin").read_bytes()
     else:
         data = path.read_bytes()
+    unpickler = pickle._Unpickler if job["pure_python"] else pickle.Unpickler
     try:
-        pickle.load(io.BytesIO(data), encoding=job["encoding"])
+        unpickler(io.BytesIO(data), encoding=job["encoding"]).load()
     except Exception:
         pass  # several streams are deliberately broken after the payload
 """
 
 
-def _build(root: Path) -> list[dict[str, str]]:
+def _build(root: Path) -> list[dict[str, object]]:
     jobs = []
     for name, build in BYPASSES.items():
         for nesting, (pattern, wrap) in NESTINGS.items():
@@ -58,7 +60,8 @@ def _build(root: Path) -> list[dict[str, str]]:
                 out.parent.mkdir(parents=True, exist_ok=True)
                 out.write_bytes(data)
             encoding = LOAD_ENCODING.get(name, "ASCII")
-            jobs.append({"path": str(target), "nesting": nesting, "marker": str(marker), "encoding": encoding})
+            job = {"path": str(target), "nesting": nesting, "marker": str(marker), "encoding": encoding}
+            jobs.append({**job, "pure_python": name in PURE_PYTHON})
     (root / "markers").mkdir()
     return jobs
 
@@ -66,7 +69,7 @@ def _build(root: Path) -> list[dict[str, str]]:
 def test_every_bypass_runs_its_payload_under_the_real_pickle_load(tmp_path: Path) -> None:
     jobs = _build(tmp_path)
     subprocess.run([sys.executable, "-c", _LOADER, json.dumps(jobs)], cwd=tmp_path, timeout=60, check=True)
-    silent = [job["path"] for job in jobs if not Path(job["marker"]).exists()]
+    silent = [job["path"] for job in jobs if not Path(str(job["marker"])).exists()]
     assert silent == []
     assert len(jobs) == len(BYPASSES) * len(NESTINGS) == len(GRAMMAR)
 

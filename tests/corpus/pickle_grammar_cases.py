@@ -14,8 +14,9 @@ than the old 64 KiB window, an unexpected first opcode (SHORT_BINBYTES), a STRIN
 non-UTF-8-decodable-by-pickletools bytes (loaded with ``encoding="utf-8"``, as torch
 does), a STACK_GLOBAL that is the last byte of a UTF-8 character, and a stream without
 STOP (the payload runs before the end). One more is binary: an opcode straddling a FRAME's
-end, which file readers and byte-exact readers read differently. Each of the 40 files was
-approved before the fix.
+end, which file readers and byte-exact readers read differently. Each of these 40 files
+was approved before the fix; ``float_whitespace`` (for joblib's pure-Python unpickler) guards
+the model against parsing FLOAT like the C unpickler only.
 """
 
 from __future__ import annotations
@@ -72,6 +73,12 @@ def no_stop(p: Payload) -> bytes:
     return b"I0x1\n0" + _system(p, stop=False)
 
 
+def float_whitespace(p: Payload) -> bytes:
+    """FLOAT `` 1_0.5``: the C unpickler rejects it, joblib's pure-Python unpickler (``float()``) reads it
+    and runs the call (a model of the C parsers alone would have called this file text)."""
+    return b"F 1_0.5\n0" + _system(p)
+
+
 def frame_split(p: Payload) -> bytes:
     """A BININT straddles the end of a FRAME: ``pickle.load`` on an ``io.BytesIO`` (as torch reads
     ``data.pkl``) drops the frame's last byte and reads one byte later than ``pickle.loads`` and a
@@ -93,11 +100,13 @@ BYPASSES: dict[str, Callable[[Payload], bytes]] = {
         non_ascii_string,
         stack_global_in_utf8_char,
         no_stop,
+        float_whitespace,
         frame_split,
     )
 }
 TEXT_LIKE = frozenset(BYPASSES) - {"frame_split"}
 LOAD_ENCODING = {"non_ascii_string": "utf-8"}  # what the proof loads with (torch.load's default)
+PURE_PYTHON = frozenset({"float_whitespace"})  # proven with pickle._Unpickler, as joblib.load reads
 
 
 def _tar(name: str, data: bytes) -> bytes:
