@@ -7,10 +7,10 @@ differently -- and by the pure-Python ``pickle._Unpickler`` (joblib, dill), whos
 argument parsers differ. The file readers subclass the unpicklers: ``find_class``
 only records that it was reached and raises, so nothing is ever imported or called;
 ``persistent_load`` returns a harmless stand-in type (as permissive as torch's loaders).
-It runs in a separate process with an address-space limit (a hostile memo index makes
-CPython allocate gigabytes), and takes a whole batch of inputs at once (one process per
-input would cost ~30 ms each). Copyreg extension codes 1-3 are registered in the worker
-so that EXT opcodes reach ``find_class`` too.
+:class:`Oracle` is one persistent worker process with an address-space limit (a hostile
+memo index makes CPython allocate gigabytes) and a 2 s alarm per load; it takes batches
+of inputs (a process per input would cost ~30 ms each). Copyreg extension codes 1-3 are
+registered in the worker so that EXT opcodes reach ``find_class`` too.
 """
 
 from __future__ import annotations
@@ -158,12 +158,3 @@ class Oracle:
         assert self._proc.stdin is not None
         self._proc.stdin.close()
         self._proc.wait(timeout=30)
-
-
-def cpython_load(inputs: list[bytes], encoding: str = "ASCII") -> list[Loaded]:
-    """Load every input in ONE short-lived worker process and report each outcome."""
-    request = json.dumps({"inputs": [d.hex() for d in inputs], "encoding": encoding}) + "\n"
-    done = subprocess.run(
-        [sys.executable, "-c", _WORKER], input=request, capture_output=True, text=True, timeout=120, check=True
-    )
-    return [Loaded(outcome, detail) for outcome, detail in json.loads(done.stdout)]
