@@ -25,6 +25,7 @@ from tests.corpus.container_loader_cases import LOADER_BENIGN, LOADER_CASES
 from tests.corpus.joblib_numpy_cases import JOBLIB_APPROVED, JOBLIB_BLOCKED
 from tests.corpus.malicious import PICKLES
 from tests.corpus.malicious_containers import CONTAINERS
+from tests.corpus.pickle_grammar_cases import GRAMMAR
 from tests.corpus.spec import CaseSpec, Expected, Payload
 from tests.corpus.template_keras_cases import TEMPLATE_APPROVED, TEMPLATE_BLOCKED
 
@@ -66,6 +67,7 @@ def all_specs() -> tuple[CaseSpec, ...]:
         *PICKLES,
         *CONTAINERS,
         *LOADER_CASES,
+        *GRAMMAR,
         *JOBLIB_BLOCKED,
         *TEMPLATE_BLOCKED,
         *BENIGN,

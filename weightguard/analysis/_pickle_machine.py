@@ -44,6 +44,7 @@ class Machine:
         self.proto, self.maxproto, self.off, self.code = -1, 0, start, 0
         self.limit_pos = start + ctx.limits.max_pickle_bytes
         self.table = self._table()
+        self.frame_ends: list[int] = []
 
     def _bytes(self, pos: int, n: int) -> bytes | None:
         i = pos - self.wbase
@@ -105,6 +106,10 @@ class Machine:
             if self.code >= 0x80 or self.code in oc.PROTO1_OPCODES:
                 self.maxproto = max(self.maxproto, 2 if self.code >= 0x80 else 1)
             pos = handler(pos + 1)
+            if self.frame_ends and pos >= 0 and any(self.off < end < pos for end in self.frame_ends):
+                # pickle.load on a file drops the rest of a FRAME's buffer when an opcode straddles
+                # its end: the bytes load differently than this walk reads them (issue 15).
+                self._anom(oc.AnomalyKind.FRAME_SPLIT, "an opcode straddles the end of a FRAME")
             if pos < 0 or len(self.anomalies) > _MAX_ANOMALIES:
                 complete = pos == _STOP
                 if len(self.anomalies) > _MAX_ANOMALIES:
@@ -203,8 +208,8 @@ class Machine:
 
     def _text_int(self, pos: int) -> tuple[int | None, int]:
         line, nxt = self._line(pos)
-        if line is not None and line.strip().isdigit():
-            return int(line), nxt
+        if line is not None and (idx := oc.parse_memo_index(line)) is not None:
+            return idx, nxt
         if line is not None:
             self._anom(oc.AnomalyKind.BAD_ARGUMENT, f"bad memo index {line[:32]!r}")
         return None, nxt
@@ -251,8 +256,8 @@ class Machine:
             "BININT2": (2, lambda b: int.from_bytes(b, "little")), "BINFLOAT": (8, lambda b: oc.UNPACK_D(b)[0]),
         }  # fmt: skip
         text: dict[str, Callable[[bytes], object]] = {
-            "FLOAT": float, "INT": oc.parse_int, "LONG": lambda s: int(s[:-1] if s.endswith(b"L") else s, 0),
-            "UNICODE": lambda s: s.decode("raw-unicode-escape"), "STRING": oc.parse_string,
+            "FLOAT": oc.parse_float, "INT": oc.parse_int, "LONG": oc.parse_long,  # exactly CPython's (issue 15)
+            "UNICODE": oc.parse_unicode, "STRING": oc.parse_string,
         }  # fmt: skip
         made: dict[str, Callable[[], object]] = {
             "NONE": lambda: None, "NEWTRUE": lambda: True, "NEWFALSE": lambda: False, "EMPTY_TUPLE": tuple,
@@ -271,7 +276,10 @@ class Machine:
             "LONG_BINPUT": partial(self._memo_bin, 4, False), "REDUCE": partial(self._call_op, "REDUCE"),
             "NEWOBJ": partial(self._call_op, "NEWOBJ"), "GLOBAL": partial(self._named, False),
             "INST": partial(self._named, True), "GET": partial(self._memo_text, True),
-            "POP_MARK": lambda pos: (self._pop_mark(), pos)[1], "READONLY_BUFFER": lambda pos: (self._top(), pos)[1],
+            "POP_MARK": partial(self._do, self._pop_mark), "READONLY_BUFFER": partial(self._do, self._top),
+            "MARK": partial(self._do, lambda: self.marks.append(len(self.stack))),
+            "DUP": partial(self._do, lambda: self._push(self._top())), "MEMOIZE": lambda p: self._memo_put(len(self.memo), p),
+            "BINPERSID": partial(self._do, lambda: self._persistent(self._pop())),
             "PUT": partial(self._memo_text, False), "LONG1": partial(self._long, 1), "LONG4": partial(self._long, 4),
         }  # fmt: skip
         by_name.update({k: partial(self._sized, *v) for k, v in sized.items()})
@@ -336,10 +344,6 @@ class Machine:
             return pos + n
         return self._fixed(n, lambda b: int.from_bytes(b, "little", signed=True), pos)
 
-    def _op_mark(self, pos: int) -> int:
-        self.marks.append(len(self.stack))
-        return pos
-
     def _op_stop(self, pos: int) -> int:
         self._pop()
         if self.stack or self.marks:
@@ -356,10 +360,6 @@ class Machine:
             self._anom(oc.AnomalyKind.STACK_UNDERFLOW, "pop from an empty stack")
         return pos
 
-    def _op_dup(self, pos: int) -> int:
-        self._push(self._top())
-        return pos
-
     def _persistent(self, pid: object) -> None:
         self.pids.append(tuple(oc.describe(v) for v in pid) if isinstance(pid, tuple) else (oc.describe(pid),))
         self._push(Opaque("persistent object"))
@@ -370,10 +370,6 @@ class Machine:
             return _HALT if line is None else self._bad("PERSID argument is not ASCII")
         self._persistent(line.decode("ascii"))
         return nxt
-
-    def _op_binpersid(self, pos: int) -> int:
-        self._persistent(self._pop())
-        return pos
 
     def _call_op(self, opcode: str, pos: int) -> int:
         args = self._pop()
@@ -438,6 +434,7 @@ class Machine:
                 if pos + skip > self.size:
                     return self._trunc(f"{skip} bytes of array data run past the end")
                 self.limit_pos += skip  # skipped array bytes are data, not pickle
+                self.frame_ends = [end for end in self.frame_ends if end > pos + skip]  # not a split: data
                 return pos + skip
         elif isinstance(target, GlobalVal):
             self._anom(oc.AnomalyKind.GLOBAL_MUTATION, f"BUILD sets attributes on the global {target.ref.name} itself")
@@ -468,9 +465,6 @@ class Machine:
         idx = self._uint(pos, width)
         return self._memo_get(idx, pos + width) if get else self._memo_put(idx, pos + width)
 
-    def _op_memoize(self, pos: int) -> int:
-        return self._memo_put(len(self.memo), pos)
-
     def _op_proto(self, pos: int) -> int:
         version = self._uint(pos, 1)
         if version is None:
@@ -488,7 +482,12 @@ class Machine:
             return _HALT
         if pos + 8 + oc.UNPACK_Q(raw)[0] > self.size:
             return self._trunc(f"FRAME of {oc.UNPACK_Q(raw)[0]} bytes runs past the end")
+        self.frame_ends = [end for end in self.frame_ends if end > pos] + [pos + 8 + oc.UNPACK_Q(raw)[0]]
         return pos + 8
+
+    def _do(self, action: Callable[[], object], pos: int) -> int:
+        action()
+        return pos
 
     def _op_next_buffer(self, pos: int) -> int:
         self._anom(oc.AnomalyKind.OUT_OF_BAND, "NEXT_BUFFER needs out-of-band buffers a file cannot carry")

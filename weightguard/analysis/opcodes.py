@@ -28,12 +28,12 @@ few thousand opcodes. Not handled here: deciding what is allowed (see
 from __future__ import annotations
 
 import _compat_pickle
-import codecs
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from weightguard.analysis import cpython_text
 from weightguard.analysis.interface import ScanContext
 from weightguard.sources.interface import ByteSource
 
@@ -81,6 +81,7 @@ class AnomalyKind(StrEnum):
     GLOBAL_MUTATION = "global-mutation"
     OUT_OF_BAND = "out-of-band-buffer"
     UNUSED_VALUES = "unused-values"
+    FRAME_SPLIT = "frame-split"
     TOO_MANY = "too-many-anomalies"
 
 
@@ -294,12 +295,6 @@ def looks_nested(head: bytes, tail: bytes) -> tuple[bool, bool]:
     return any(head.startswith(m) for m in _NESTED_MAGIC), False
 
 
-def escape_decode(data: bytes) -> bytes:
-    """Decode a protocol-0 STRING argument like ``pickle`` does (raises ValueError on bad escapes)."""
-    decoded: bytes = codecs.escape_decode(data)[0]
-    return decoded
-
-
 _NAMES = {
     b"(": "MARK", b".": "STOP", b"0": "POP", b"1": "POP_MARK", b"2": "DUP", b"F": "FLOAT", b"I": "INT",
     b"J": "BININT", b"K": "BININT1", b"L": "LONG", b"M": "BININT2", b"N": "NONE", b"P": "PERSID",
@@ -319,22 +314,40 @@ OPCODE_NAMES: dict[int, str] = {k[0]: v for k, v in _NAMES.items()}
 PROTO1_OPCODES = frozenset(b"JKMGQUThjqr]})BC")  # binary opcodes of protocol 1 (and 3 for bytes)
 
 
-def parse_int(line: bytes) -> object:
-    """Protocol-0 INT: ``00``/``01`` are the booleans, anything else an int literal."""
-    if line in (b"00", b"01"):
-        return line == b"01"
-    return int(line, 0)
-
-
 BAD_TEXT = object()
 """Returned by a text-argument parser for an argument the unpickler would reject."""
+parse_memo_index = cpython_text.parse_memo_index
+"""GET/PUT index exactly as CPython reads it (base 10, whitespace, underscores); None when rejected."""
+
+
+def parse_int(line: bytes) -> object:
+    """Protocol-0 INT exactly as CPython's ``load_int`` (``strtol`` base 0, then ``PyLong_FromString``)."""
+    value = cpython_text.int_value(line)
+    return BAD_TEXT if value is None else value
+
+
+def parse_long(line: bytes) -> object:
+    """Protocol-0 LONG exactly as CPython's ``load_long``."""
+    value = cpython_text.parse_long(line)
+    return BAD_TEXT if value is None else value
+
+
+def parse_float(line: bytes) -> object:
+    """Protocol-0 FLOAT as CPython's C or pure-Python unpickler reads it (either may load the stream)."""
+    value = cpython_text.parse_float_either(line)
+    return BAD_TEXT if value is None else value
+
+
+def parse_unicode(line: bytes) -> object:
+    """Protocol-0 UNICODE (``raw-unicode-escape``)."""
+    value = cpython_text.parse_unicode(line)
+    return BAD_TEXT if value is None else value
 
 
 def parse_string(line: bytes) -> object:
-    """Protocol-0 STRING: a quoted, escaped literal (decoded to str as the default unpickler does)."""
-    if len(line) < 2 or line[0] != line[-1] or line[:1] not in (b"'", b'"'):
-        return BAD_TEXT  # "the STRING opcode argument must be quoted"
-    return escape_decode(line[1:-1]).decode("latin-1")
+    """Protocol-0 STRING: a quoted, escaped literal, as str (latin-1 keeps every byte, as loaders may)."""
+    raw = cpython_text.parse_string(line)
+    return BAD_TEXT if raw is None else raw.decode("latin-1")
 
 
 def embedded_blob(value: object, head: bytes, tail: bytes, pos: int, opcode: str) -> EmbeddedBlob | None:

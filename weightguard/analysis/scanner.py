@@ -38,6 +38,12 @@ def _no_detection_findings(_detection: Detection, _path: str, _member: str) -> l
 
 # Formats that need no analyzer: nothing in them is loaded as code. UNKNOWN is reported by the
 # detection rules (a SKIPPED finding), so it is not reported twice here.
+# Default deny (issue 15): TEXT is inert only because detection gives every file that another
+# loader would read as something else its own strong candidate next to TEXT (a polyglot, then
+# analysed as that format). For pickle that is decided by a model of CPython's unpickler over
+# the whole file (weightguard.analysis.cpython_unpickler): text on which pickle.load would reach
+# find_class or return a value is a PICKLE candidate, so TEXT alone means pickle.load raises
+# before any global. Other loaders' readings of text are their own probes' business.
 _INERT = frozenset({FileFormat.EMPTY, FileFormat.TEXT})
 
 

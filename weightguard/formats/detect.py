@@ -2,7 +2,10 @@
 
 :func:`detect` reads only magic bytes, short prefixes, the zip end record and
 central directory, tar headers and protobuf field tags (and checks the header
-of magic-less legacy ``.lzma`` streams field by field); it never reads tensor
+of magic-less legacy ``.lzma`` streams field by field), and walks a pickle
+stream as far as CPython's unpickler would before it reaches a global, returns
+or raises (a model of ``_pickle.c``, :mod:`weightguard.analysis.cpython_unpickler`;
+text fails within a few bytes, issue 15); it never reads tensor
 data and never looks at the file name (a ``.bin`` that is a zip and a
 ``.safetensors`` that is a pickle are reported as what they are). Every probe
 runs independently, so a file valid as two formats (a pickle with a zip
@@ -20,14 +23,14 @@ analyzers do that) and any policy decision.
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import json
 import lzma
-import pickletools
 import re
 import struct
 import zlib
-from io import BytesIO
 
+from weightguard.analysis.cpython_unpickler import Reach, Walk, model_load
 from weightguard.errors import FormatError, LimitExceeded, WeightguardError
 from weightguard.findings import Finding
 from weightguard.formats import codes
@@ -52,11 +55,9 @@ NUMPY_MAGIC = b"\x93NUMPY"
 SEVEN_ZIP_SIG = b"7z\xbc\xaf\x27\x1c"
 XZ_SIG = b"\xfd7zXZ\x00"
 _BZIP2_BLOCKS = (b"\x31\x41\x59\x26\x53\x59", b"\x17\x72\x45\x38\x50\x90")  # block or end-of-stream magic
-PICKLE_PREFIX = 64 * 1024
+PICKLE_PREFIX = 64 * 1024  # bytes read up front for the magic-number probes (the pickle model reads on)
 JSON_MAX = 16 * MiB
 _RANK = {Confidence.CERTAIN: 0, Confidence.LIKELY: 1, Confidence.POSSIBLE: 2}
-# Opcodes a protocol 0/1 pickle can plausibly start with (MARK, containers, GLOBAL, scalars).
-_PICKLE_V0_FIRST = frozenset(b"(]})cNIJKLMSVXFGTUi\x88\x89")
 _JOBLIB_MODULES = (b"joblib.numpy_pickle", b"sklearn.externals.joblib.numpy_pickle")
 _ONNX_FIELDS = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 14, 20, 25})
 
@@ -171,67 +172,45 @@ def _npy_member(source: ByteSource, member: ZipMember) -> bool:
 
 
 # --- pickle family ---------------------------------------------------------------------------
-# A GLOBAL/INST argument that names a module attribute ("os system"): ordinary text rarely has one.
 _CONTROL = re.compile(rb"[\x00-\x08\x0e-\x1a\x1c-\x1f]")  # text has tabs, newlines, ESC; not these
-_GLOBAL_ARG = re.compile(r"[A-Za-z_][\w.]* [A-Za-z_][\w.]*")
+# Detection stops the model here and calls the stream a pickle (LIMIT): no text stays a valid
+# pickle that long, and the pickle analyzer walks it again under the real limits.
+_DETECT_OPCODES = 200_000  # about 0.5-1 s of walking
+_REACHED = {
+    Reach.GLOBAL: "calls find_class",
+    Reach.EXTENSION: "looks up an extension code",
+    Reach.SPLIT: "reads an opcode across a FRAME's end (file readers read other bytes)",
+    Reach.STOP: "returns a value",
+    Reach.LIMIT: "is still valid at a limit",
+}
 
 
-def _walk_prefix(head: bytes) -> tuple[int, str, list[tuple[str, object]], bool]:
-    """Walk a prefix with pickletools (which never executes anything).
-
-    Returns:
-        (opcodes parsed, how the walk ended: ``stop``, ``cut`` when the prefix ended
-        inside an opcode, ``invalid`` otherwise, the first 64 opcodes and arguments,
-        whether any opcode names or calls a callable).
-    """
-    stream = BytesIO(head)
-    count = 0
-    calls = False
-    first: list[tuple[str, object]] = []
-    try:
-        for op, arg, _pos in pickletools.genops(stream):
-            count += 1
-            calls = calls or (op.name in ("GLOBAL", "INST") and _GLOBAL_ARG.fullmatch(str(arg)) is not None)
-            if len(first) < 64:
-                first.append((op.name, arg))
-            if op.name == "STOP":
-                return count, "stop", first, calls
-    except ValueError:
-        # genops reads arguments from the stream: a cut argument leaves it at the end.
-        return count, "cut" if stream.tell() >= len(head) else "invalid", first, calls
-    return count, "cut", first, calls
+def cpython_walk(source: ByteSource, offset: int, limits: Limits, head: bytes = b"") -> Walk:
+    """What CPython's ``pickle.load`` does with the bytes at ``offset`` (bounded for detection)."""
+    bounded = dataclasses.replace(limits, max_pickle_opcodes=min(limits.max_pickle_opcodes, _DETECT_OPCODES))
+    return model_load(source, offset, bounded, head)
 
 
 def _pickle_family(source: ByteSource, head: bytes, limits: Limits, found: _Found) -> None:
-    del limits
-    if not head:
+    # "Is this a pickle" is decided by a model of CPython's unpickler, whatever else the file is
+    # (issue 15): one that reaches find_class or the extension registry, that returns a value,
+    # or that is still valid at a limit is a PICKLE candidate. Text CPython
+    # rejects before any of that is no pickle (and stays TEXT, which the scanner treats as inert).
+    walk = cpython_walk(source, 0, limits, head)
+    if not walk.is_pickle:
         return
-    protocol = head[1] if head[0] == 0x80 and len(head) > 1 else None
-    if protocol is not None and not 2 <= protocol <= 5:
-        return
-    if protocol is None and head[0] not in _PICKLE_V0_FIRST:
-        return
-    count, ended, first, calls = _walk_prefix(head)
-    if ended == "cut" and len(head) >= source.size:
-        ended = "invalid"  # the whole file was read: it really ends mid-opcode
-    values = [arg for name, arg in first if name not in ("PROTO", "FRAME")]
-    if ended == "stop" and values and values[0] == LEGACY_TORCH_MAGIC:
+    evidence = (
+        f"CPython's unpickler {_REACHED[walk.reach]} ({walk.detail} at offset {walk.offset}, {walk.opcodes} opcodes)"
+    )
+    if walk.reach is Reach.STOP and walk.first_int == LEGACY_TORCH_MAGIC:
         found.add(0, FileFormat.PYTORCH_LEGACY, Confidence.LIKELY, "pickle whose first value is torch's legacy magic")
         found.add(0, FileFormat.PICKLE, Confidence.POSSIBLE, "legacy torch files are stacked pickles")
         return
-    if count >= 2 and any(module in head for module in _JOBLIB_MODULES):
+    if any(module in head for module in _JOBLIB_MODULES):
         found.add(0, FileFormat.JOBLIB, Confidence.LIKELY, "pickle naming joblib.numpy_pickle")
         found.add(0, FileFormat.PICKLE, Confidence.POSSIBLE, "joblib files are pickles")
         return
-    evidence = f"{count} valid opcodes, walk ended: {ended}"
-    if protocol is not None and count >= 2:
-        # A broken stream after a valid start is still a pickle: loaders run the start (nullifAI).
-        found.add(0, FileFormat.PICKLE, Confidence.LIKELY, f"PROTO {protocol}; {evidence}")
-    elif protocol is None and (ended == "stop" and count >= 2 or count >= 16):
-        # Text rarely parses as 16 opcodes in a row; a broken stream still ran its start.
-        found.add(0, FileFormat.PICKLE, Confidence.LIKELY, f"protocol 0/1 pickle; {evidence}")
-    elif protocol is None and count >= 3 and calls:
-        found.add(0, FileFormat.PICKLE, Confidence.LIKELY, f"protocol 0/1 opcodes naming a callable; {evidence}")
+    found.add(0, FileFormat.PICKLE, Confidence.LIKELY, evidence)
 
 
 # --- magic numbers ---------------------------------------------------------------------------
@@ -369,15 +348,16 @@ def _safetensors(source: ByteSource, head: bytes, limits: Limits, found: _Found)
 
 
 def pickle_stream_at(source: ByteSource, offset: int) -> bool:
-    """True when a protocol 2-5 pickle stream that reaches STOP within 64 KiB starts at ``offset``.
+    """True when a protocol 2-5 pickle stream that CPython would load starts at ``offset``.
 
     Used for bytes inside another format (a safetensors data region), where random
-    data must not pass: PROTO first, at least three opcodes, and a clean STOP.
+    data must not pass: PROTO 2-5 first, then the unpickler model must reach code,
+    or a STOP after at least three opcodes, or a limit while still valid.
     """
     if source.read_at(offset, 2) not in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05"):
         return False  # two bytes decide for almost every tensor region
-    count, ended, _, _ = _walk_prefix(source.read_at(offset, PICKLE_PREFIX))
-    return ended == "stop" and count >= 3
+    walk = cpython_walk(source, offset, Limits())
+    return walk.runs_code or walk.reach is Reach.LIMIT or (walk.reach is Reach.STOP and walk.opcodes >= 3)
 
 
 def _plausible_json_start(prefix: bytes) -> bool:
