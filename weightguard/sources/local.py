@@ -18,6 +18,8 @@ import contextlib
 import errno
 import os
 import stat
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +57,9 @@ def open_regular(path: Path | str) -> tuple[int, os.stat_result]:
     return fd, st
 
 
+# The most descriptors FileSources hold at once: the least recently used idle ones beyond it are
+# closed (and opened again, checked, on their next read).
+MAX_OPEN_FILES = 128
 # Flags of every open of a model file: never follow a final link, never block on a FIFO.
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 # Flags of every folder on the way from the root to a file: a folder swapped for a link is refused.
@@ -127,8 +132,8 @@ class FileSource:
     when the file's work is done, so a run holds a bounded number of descriptors, not
     one per file. Every (re)open checks the file's identity (device, inode, size,
     mtime, ctime) against the one taken when it was listed: a file replaced or
-    rewritten since is :attr:`changed`, and its reads return nothing. Not thread-safe:
-    one reader at a time (the scan, then one hashing thread).
+    rewritten since is :attr:`changed`, and its reads return nothing. At most
+    :data:`MAX_OPEN_FILES` descriptors are held by all sources together.
     """
 
     def __init__(self, path: Path | str, *, root: RootDir | None = None, relpath: str = "") -> None:
@@ -142,6 +147,7 @@ class FileSource:
         self._root = root
         self._relpath = relpath
         self._fd: int | None = None
+        self._busy = 0
         fd, st = self._open_checked()
         os.close(fd)  # reopened lazily: listing 100,000 files must not hold 100,000 descriptors
         self.identity = identity_of(st)
@@ -168,7 +174,9 @@ class FileSource:
         return self._size
 
     def _descriptor(self) -> int | None:
+        """The open descriptor, opened (and checked) if need be; call with :data:`_OPEN_LOCK` held."""
         if self._fd is not None:
+            _OPEN.move_to_end(self)
             return self._fd
         if self.changed:
             return None
@@ -182,14 +190,27 @@ class FileSource:
             self.changed = "replaced or rewritten since it was listed"
             return None
         self._fd = fd
+        _OPEN[self] = None
+        _evict(keep=self)
         return fd
+
+    def _acquire(self) -> int | None:
+        with _OPEN_LOCK:
+            fd = self._descriptor()
+            if fd is not None:
+                self._busy += 1  # never evicted while a read uses it (its number could be reused)
+            return fd
+
+    def _release(self) -> None:
+        with _OPEN_LOCK:
+            self._busy -= 1
 
     def read_at(self, offset: int, length: int) -> bytes:
         """Return up to ``length`` bytes from ``offset`` (fewer at the end, or when the file shrank)."""
         if offset < 0 or length <= 0 or offset >= self._size:
             return b""
         length = min(length, self._size - offset)
-        fd = self._descriptor()
+        fd = self._acquire()
         if fd is None:
             return b""
         try:
@@ -197,6 +218,8 @@ class FileSource:
         except OSError as exc:
             self.changed = f"read failed at byte {offset}: {exc.strerror or exc}"
             return b""
+        finally:
+            self._release()
         if len(data) < length:  # pread returns less only at the end of file: the file shrank
             self.changed = f"short read at byte {offset + len(data)} of {self._size}"
         return data
@@ -206,7 +229,7 @@ class FileSource:
         want = min(len(buffer), max(0, self._size - offset))
         if want == 0:
             return 0
-        fd = self._descriptor()
+        fd = self._acquire()
         if fd is None:
             return 0
         try:
@@ -214,32 +237,59 @@ class FileSource:
         except OSError as exc:
             self.changed = f"read failed at byte {offset}: {exc.strerror or exc}"
             return 0
+        finally:
+            self._release()
         if got < want:
             self.changed = f"short read at byte {offset + got} of {self._size}"
         return got
 
     def check_unchanged(self) -> str:
-        """Why the file is not the listed one now (its open descriptor's fstat), or "" when it is."""
-        if self.changed:
+        """Why the file is not the listed one now (``fstat`` of its descriptor), or "" when it is."""
+        fd = self._acquire()
+        if fd is None:
             return self.changed
-        if self._fd is not None:
-            try:
-                now = identity_of(os.fstat(self._fd))
-            except OSError as exc:
-                return f"cannot stat: {exc.strerror or exc}"
+        try:
+            now = identity_of(os.fstat(fd))
+        except OSError as exc:
+            self.changed = f"cannot stat: {exc.strerror or exc}"
+        else:
             if now != self.identity:
                 self.changed = "rewritten while it was verified"
+        finally:
+            self._release()
         return self.changed
 
     def close(self) -> None:
         """Release the descriptor; a later read opens (and checks) the file again."""
+        with _OPEN_LOCK:
+            self._close_locked()
+
+    def _close_locked(self) -> None:
         fd, self._fd = self._fd, None
+        _OPEN.pop(self, None)
         if fd is not None:
             os.close(fd)
 
     def __del__(self) -> None:
         with contextlib.suppress(OSError, AttributeError):
             self.close()
+
+
+# Every FileSource holding a descriptor, least recently used first. Callers close a file when its
+# work is done; this bound holds whatever they forget (a scan of 100,000 files through the API).
+_OPEN: OrderedDict[FileSource, None] = OrderedDict()
+_OPEN_LOCK = threading.RLock()
+
+
+def _evict(keep: FileSource) -> None:
+    """Close the least recently used idle descriptors beyond :data:`MAX_OPEN_FILES` (lock held)."""
+    if len(_OPEN) <= MAX_OPEN_FILES:
+        return
+    for source in list(_OPEN):
+        if len(_OPEN) <= MAX_OPEN_FILES:
+            return
+        if source is not keep and not source._busy:  # noqa: SLF001 - the registry is this module's
+            source._close_locked()  # noqa: SLF001
 
 
 # The name earlier releases used; the file is no longer mapped.
