@@ -89,7 +89,7 @@ class Writer(threading.Thread):
             tmp = self.path.with_name(f".tmp-{self.rng.random()}")
             tmp.write_bytes(data)
             self.keep(data)
-            os.replace(tmp, self.path)
+            tmp.replace(self.path)
             return
         fd = os.open(self.path, os.O_WRONLY)
         try:
