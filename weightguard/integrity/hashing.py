@@ -243,8 +243,9 @@ class _Stream:
             self._file.close()
             raise
         if not data:
+            reason = unchanged(self._file.inner) or f"short read at byte {self.offset} of {self.size}"
             self._file.close()
-            raise ChangedWhileHashedError(self.relpath, f"short read at byte {self.offset} of {self.size}")
+            raise ChangedWhileHashedError(self.relpath, reason)
         for hasher in self._whole.values():
             hasher.update(data)
         for hasher in self._in_shard.values():
@@ -389,8 +390,9 @@ def _hash_small(artifact: ArtifactFile, request: HashRequest) -> FileHashes:
         file.close()
         raise
     if len(data) != size:
+        reason = unchanged(file.inner) or f"short read: {len(data)} of {size} bytes"
         file.close()
-        raise ChangedWhileHashedError(artifact.relpath, f"short read: {len(data)} of {size} bytes")
+        raise ChangedWhileHashedError(artifact.relpath, reason)
     digests = hex_digests(data, request)
     file.done()
     return FileHashes(artifact.relpath, size, MappingProxyType(digests))

@@ -245,6 +245,8 @@ class FileSource:
 
     def check_unchanged(self) -> str:
         """Why the file is not the listed one now (``fstat`` of its descriptor), or "" when it is."""
+        if self.changed:
+            return self.changed  # the first thing that went wrong says the most
         fd = self._acquire()
         if fd is None:
             return self.changed
