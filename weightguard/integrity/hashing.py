@@ -242,11 +242,14 @@ class _Stream:
         shard_end = min(self.size, shard_start + self._step)
         if self.offset == shard_start:
             self._in_shard = {name: self._factories[name]() for name in self._shard_names}
+        data: bytes | memoryview = b""
+        read = False
         try:
             data = self._file.read(self.offset, min(CHUNK_BYTES, shard_end - self.offset))
-        except BaseException:
-            self._file.close()
-            raise
+            read = True
+        finally:
+            if not read:
+                self._file.close()
         if not data:
             reason = unchanged(self._file.inner) or f"short read at byte {self.offset} of {self.size}"
             self._file.close()
@@ -389,11 +392,14 @@ def hash_files(
 def _hash_small(artifact: ArtifactFile, request: HashRequest) -> FileHashes:
     size = artifact.source.size
     file = _File(artifact)
+    data: bytes | memoryview = b""
+    read = False
     try:
         data = file.read(0, size) if size else b""
-    except BaseException:
-        file.close()
-        raise
+        read = True
+    finally:
+        if not read:
+            file.close()
     if len(data) != size:
         reason = unchanged(file.inner) or f"short read: {len(data)} of {size} bytes"
         file.close()

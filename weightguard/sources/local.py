@@ -93,9 +93,10 @@ class RootDir:
 
         Raises:
             OSError: a component is missing, is a link (``ELOOP``) or is not a folder (``ENOTDIR``).
+            SourceError: the root was closed.
         """
         if self.fd is None:
-            raise OSError(errno.EBADF, "the model root was closed")
+            raise SourceError(f"{self.path}: the model root's descriptor was closed")
         *folders, name = relpath.split("/")
         here = self.fd
         try:
