@@ -30,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -179,7 +180,7 @@ def run_race(iterations: int, *, seed: int = 16, cli_every: int = 50, deadline_s
                     continue
                 except Exception as exc:  # noqa: BLE001 - a crash is what this counts
                     tally.crashes += 1
-                    tally.notes.append(f"crash: {exc!r}")
+                    tally.notes.append(f"crash: {exc!r}\n{traceback.format_exc()}")
                     continue
                 if any(f.code == "WG-SRC-005" for f in report.findings):
                     tally.changed_findings += 1

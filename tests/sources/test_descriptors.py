@@ -70,7 +70,7 @@ def test_a_folder_swapped_for_a_link_after_listing_is_refused_at_any_level(tmp_p
     [artifact] = LocalSource(model).collect().files
     # Followed, the link would lead to elsewhere/deep/w.pkl: the malicious pickle.
     _swap_for_link(model / level, elsewhere if level == "sub" else elsewhere / "deep")
-    assert artifact.source.read_at(0, 100) == b""  # not the link's target
+    assert artifact.source.read_at(0, 100) == bytes(5)  # zeros, never the link's target
     assert artifact.source.changed  # type: ignore[attr-defined]
 
 
@@ -111,3 +111,14 @@ def test_listing_a_folder_swapped_for_a_link_between_walk_and_open_is_a_finding(
     listing = LocalSource(model).collect()
     assert listing.files == ()
     assert [f.code for f in listing.findings] == ["WG-SRC-005"]
+
+
+def test_a_file_that_shrinks_under_a_reader_reads_as_zeros_and_is_marked_changed(tmp_path: Path) -> None:
+    """Issue 15: a mapped file truncated under the reader was SIGBUS; analysers rely on a source's length."""
+    path = tmp_path / "w.bin"
+    path.write_bytes(b"x" * 10_000)
+    [artifact] = LocalSource(path).collect().files
+    assert artifact.source.read_at(0, 4) == b"xxxx"
+    path.write_bytes(b"y" * 100)  # truncated and rewritten through another descriptor
+    assert artifact.source.read_at(50, 100) == b"y" * 50 + bytes(50)
+    assert "short read" in artifact.source.changed  # type: ignore[attr-defined]

@@ -126,14 +126,15 @@ class FileSource:
 
     No memory map: a mapped file that shrinks under the reader kills the process with
     SIGBUS, while ``pread`` just returns fewer bytes. A short read or a read error is
-    recorded in :attr:`changed` and the read returns what it got (the scan then finds a
-    truncated file, the hashing refuses it); it never raises and never crashes.
+    recorded in :attr:`changed` and :meth:`read_at` fills the rest with zeros, as a map
+    of a shrunk file's last page did (analysers may rely on a source being as long as
+    it says); the hashing refuses a changed file. It never raises and never crashes.
 
     The descriptor is opened lazily, on the first read, and :meth:`close` releases it
     when the file's work is done, so a run holds a bounded number of descriptors, not
     one per file. Every (re)open checks the file's identity (device, inode, size,
     mtime, ctime) against the one taken when it was listed: a file replaced or
-    rewritten since is :attr:`changed`, and its reads return nothing. At most
+    rewritten since is :attr:`changed`, and its reads return zeros. At most
     :data:`MAX_OPEN_FILES` descriptors are held by all sources together.
     """
 
@@ -207,22 +208,25 @@ class FileSource:
             self._busy -= 1
 
     def read_at(self, offset: int, length: int) -> bytes:
-        """Return up to ``length`` bytes from ``offset`` (fewer at the end, or when the file shrank)."""
+        """Return up to ``length`` bytes from ``offset`` (fewer only at the end; zeros once it changed)."""
         if offset < 0 or length <= 0 or offset >= self._size:
             return b""
         length = min(length, self._size - offset)
         fd = self._acquire()
         if fd is None:
-            return b""
+            return bytes(length)
         try:
             data = os.pread(fd, length, offset)
         except OSError as exc:
             self.changed = f"read failed at byte {offset}: {exc.strerror or exc}"
-            return b""
+            return bytes(length)
         finally:
             self._release()
         if len(data) < length:  # pread returns less only at the end of file: the file shrank
             self.changed = f"short read at byte {offset + len(data)} of {self._size}"
+            # Analysers trust a source to be as long as it says (as a map was); zeros keep them on
+            # their feet, and the file is already refused: hashing never accepts a changed source.
+            data += bytes(length - len(data))
         return data
 
     def readinto_at(self, offset: int, buffer: memoryview) -> int:
@@ -282,6 +286,15 @@ class FileSource:
 # work is done; this bound holds whatever they forget (a scan of 100,000 files through the API).
 _OPEN: OrderedDict[FileSource, None] = OrderedDict()
 _OPEN_LOCK = threading.RLock()
+
+
+def _after_fork_in_child() -> None:
+    # A lock held by another thread at fork time would never be released in the child.
+    global _OPEN_LOCK  # noqa: PLW0603 - the registry's lock is module state by design
+    _OPEN_LOCK = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _evict(keep: FileSource) -> None:
