@@ -28,7 +28,13 @@ from weightguard.convert.interface import ConversionProof
 from weightguard.errors import IntegrityError, SignatureError, WeightguardError
 from weightguard.findings import Finding, Outcome, RuleKind
 from weightguard.fsutil import write_atomic
-from weightguard.integrity.binding import ChangedWhileHashedError, changed_finding, scan_recorded
+from weightguard.integrity.binding import (
+    CHANGED_WHILE_VERIFIED,
+    ChangedWhileHashedError,
+    changed_finding,
+    changed_findings,
+    scan_recorded,
+)
 from weightguard.integrity.hashing import FileHashes, HashRequest, hash_files
 from weightguard.integrity.hub import HubListing
 from weightguard.integrity.manifest import Manifest
@@ -241,6 +247,10 @@ def verify(
             started,
             [ANALYSIS_FAILED.at(resolved.name, f"integrity stage could not finish: {exc.message}")],
         )
+
+    # A file seen to change by its scan alone (one that was not hashed here) is refused all the same.
+    flagged = {f.path for f in run.findings if f.code == CHANGED_WHILE_VERIFIED.code}
+    run.findings.extend(f for f in changed_findings(files) if f.path not in flagged)
 
     judged = target
     conversion: ConversionProof | None = None

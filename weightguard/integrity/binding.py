@@ -36,7 +36,7 @@ themselves (:mod:`weightguard.integrity.hashing`).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -179,6 +179,18 @@ def changed_finding(exc: ChangedWhileHashedError) -> Finding:
     return CHANGED_WHILE_VERIFIED.at(exc.relpath, f"the file changed while it was verified: {exc.reason}")
 
 
+def changed_findings(files: Sequence[ArtifactFile]) -> list[Finding]:
+    """A finding for each file whose source already knows it changed (no system call: nothing is opened)."""
+    out = []
+    for artifact in files:
+        source = artifact.source
+        inner = source.inner if isinstance(source, RecordingSource) else source
+        reason = getattr(inner, "changed", "")
+        if isinstance(reason, str) and reason:
+            out.append(changed_finding(ChangedWhileHashedError(artifact.relpath, reason)))
+    return out
+
+
 def unchanged(source: object) -> str:
     """Why ``source`` (a file source, possibly recorded) is not its listed file now; "" when it is."""
     inner = source.inner if isinstance(source, RecordingSource) else source
@@ -195,7 +207,9 @@ __all__ = [
     "ReadLog",
     "ReadRange",
     "RecordingSource",
+    "CHANGED_WHILE_VERIFIED",
     "changed_finding",
+    "changed_findings",
     "scan_recorded",
     "unchanged",
 ]
