@@ -60,6 +60,21 @@ def weightguard_scan(path: Path) -> None:
         raise SystemExit(f"benchmark checkpoint was not approved: {report.reasons}")
 
 
+def weightguard_recorded(path: Path) -> None:
+    """The scan as verify runs it: through a recording source, so that hashing can check its reads."""
+    from weightguard.api import file_blocking, make_scanner
+    from weightguard.integrity.binding import scan_recorded
+    from weightguard.policy.load import load_builtin
+    from weightguard.sources.local import LocalSource
+
+    loaded = load_builtin("default")
+    scanner = make_scanner(loaded)
+    for artifact in LocalSource(path).collect().files:
+        scan, _ = scan_recorded(scanner.scan, artifact)
+        if file_blocking(scan, loaded):
+            raise SystemExit("benchmark checkpoint was not approved (recorded scan)")
+
+
 def weightguard_cli(path: Path) -> None:
     exe = shutil.which("weightguard") or str(Path(sys.executable).with_name("weightguard"))
     done = subprocess.run([exe, "scan", str(path), "--format", "json"], capture_output=True, check=False)
@@ -91,7 +106,11 @@ def main() -> None:
         baseline = time_it(lambda: read_once(path), args.repeat)
         print(f"checkpoint: {size / 2**20:.0f} MiB, {path.name}")
         print(f"read once (baseline):   {baseline * 1000:8.1f} ms  ({size / baseline / 2**30:.2f} GiB/s)")
-        tools = [("weightguard scan (API)", weightguard_scan), ("weightguard (CLI)", weightguard_cli)]
+        tools = [
+            ("weightguard scan (API)", weightguard_scan),
+            ("weightguard recorded", weightguard_recorded),
+            ("weightguard (CLI)", weightguard_cli),
+        ]
         try:
             import picklescan  # noqa: F401
 

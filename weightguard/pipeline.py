@@ -3,7 +3,10 @@
 source -> format detection and static analysis -> integrity and signatures ->
 conversion (if the policy asks) -> trigger probes (if the policy asks) -> verdict
 (and, when asked, a signed approval attestation). A stage that cannot finish
-makes the verdict ``incomplete`` (fail closed). Each stage's logic lives in
+makes the verdict ``incomplete`` (fail closed). Every file is scanned through a
+recording source and the hashing checks that it hashes the bytes the scan read
+(:mod:`weightguard.integrity.binding`): a file that changed in between is the
+blocking finding ``changed while verified``. Each stage's logic lives in
 its package; this module only sequences them, times them and assembles the
 report.
 """
@@ -25,6 +28,13 @@ from weightguard.convert.interface import ConversionProof
 from weightguard.errors import IntegrityError, SignatureError, WeightguardError
 from weightguard.findings import Finding, Outcome, RuleKind
 from weightguard.fsutil import write_atomic
+from weightguard.integrity.binding import (
+    CHANGED_WHILE_VERIFIED,
+    ChangedWhileHashedError,
+    changed_finding,
+    changed_findings,
+    scan_recorded,
+)
 from weightguard.integrity.hashing import FileHashes, HashRequest, hash_files
 from weightguard.integrity.hub import HubListing
 from weightguard.integrity.manifest import Manifest
@@ -37,7 +47,7 @@ from weightguard.report.model import AttestationRef, Report, StageModel, StageNa
 from weightguard.scan_codes import ANALYSIS_FAILED
 from weightguard.signing.keys import load_private_key
 from weightguard.sources.hf_snapshot import HfSnapshotSource
-from weightguard.sources.interface import SourceListing
+from weightguard.sources.interface import ArtifactFile, SourceListing
 from weightguard.sources.local import LocalSource
 from weightguard.verdict.attestation import AttestationInput, build_statement, sign_statement
 
@@ -190,10 +200,17 @@ def verify(
 
     scanner = make_scanner(loaded)
     done = prepared.scans if prepared is not None else {}
+    files: list[ArtifactFile] = []
     for artifact in resolved.listing.files:
         say(f"analysing {artifact.relpath}")
         known = done.get(artifact.relpath)
-        run.scans.append(known if known is not None and known.size == artifact.size else scanner.scan(artifact))
+        if known is not None and known.size == artifact.size:
+            run.scans.append(known)
+            files.append(artifact)
+        else:
+            scan, recorded = scan_recorded(scanner.scan, artifact)
+            run.scans.append(scan)
+            files.append(recorded)
     scan_findings = [f for s in run.scans for f in (*s.outcome.findings, *s.outcome.errors, *s.outcome.skipped)]
     run.stages.append(
         StageModel(
@@ -214,7 +231,7 @@ def verify(
     try:
         integrity = run_integrity(
             resolved.root,
-            resolved.listing.files,
+            files,
             policy,
             policy_dir(loaded),
             hub=resolved.hub,
@@ -222,12 +239,18 @@ def verify(
             known=prepared.hashes if prepared is not None else None,
         )
         run.stage("integrity", started, integrity.findings, f"root digest {integrity.root_digest[:16]}…")
+    except ChangedWhileHashedError as exc:
+        run.stage("integrity", started, [changed_finding(exc)], "changed while verified")
     except (IntegrityError, SignatureError) as exc:
         run.stage(
             "integrity",
             started,
             [ANALYSIS_FAILED.at(resolved.name, f"integrity stage could not finish: {exc.message}")],
         )
+
+    # A file seen to change by its scan alone (one that was not hashed here) is refused all the same.
+    flagged = {f.path for f in run.findings if f.code == CHANGED_WHILE_VERIFIED.code}
+    run.findings.extend(f for f in changed_findings(files) if f.path not in flagged)
 
     judged = target
     conversion: ConversionProof | None = None
@@ -241,11 +264,15 @@ def verify(
             # From here on the verdict covers the converted model: that is what gets approved and rolled out.
             say(f"verifying the converted model in {out_dir}")
             resolved = resolve_target(str(out_dir), loaded, options)
-            run.scans = [scanner.scan(a) for a in resolved.listing.files]
+            pairs = [scan_recorded(scanner.scan, a) for a in resolved.listing.files]
+            run.scans = [scan for scan, _ in pairs]
             run.findings.extend(resolved.listing.findings)
             try:
-                integrity = run_integrity(resolved.root, resolved.listing.files, policy, policy_dir(loaded))
+                integrity = run_integrity(resolved.root, [a for _, a in pairs], policy, policy_dir(loaded))
                 run.findings.extend(integrity.findings)
+            except ChangedWhileHashedError as exc:
+                integrity = None
+                run.findings.append(changed_finding(exc))
             except (IntegrityError, SignatureError) as exc:
                 integrity = None
                 run.findings.append(

@@ -45,8 +45,9 @@ from weightguard.policy.load import LoadedPolicy
 from weightguard.sources.interface import ArtifactFile
 from weightguard.sources.local import plain_files
 
-# Models listed and hashed together: a bounded group keeps the number of open file mappings
-# bounded on catalogues of thousands of models, and progress moves once per chunk.
+# Models listed and hashed together: a bounded group keeps the listings held in memory bounded
+# on catalogues of thousands of models (a listed file holds no descriptor until it is read, and
+# hashing holds at most OPEN_STREAMS), and progress moves once per chunk.
 CHUNK_MODELS = 64
 
 

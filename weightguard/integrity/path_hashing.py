@@ -2,13 +2,11 @@
 
 verify-many looks a catalogue's models up by their listing and their files'
 digests (:mod:`weightguard.catalogue.prepare`). Those files are mostly small
-(configs, tokenizers), so the cost is per file, not per byte: mapping each
-one, as :func:`~weightguard.integrity.hashing.hash_files` does for its
-sources, costs more than reading it, and the page faults and unmappings of
-many small maps serialise the threads. Here each file is opened, read whole
-and closed by the calling thread; files over
-:data:`~weightguard.integrity.hashing.CHUNK_BYTES` still go to
-:func:`~weightguard.integrity.hashing.hash_files`, mapped and streamed.
+(configs, tokenizers), so the cost is per file, not per byte. Here each file
+is opened, read whole and closed by the calling thread (one descriptor open at
+a time); files over :data:`~weightguard.integrity.hashing.CHUNK_BYTES` still
+go to :func:`~weightguard.integrity.hashing.hash_files`, streamed with at most
+:data:`~weightguard.integrity.hashing.OPEN_STREAMS` descriptors open.
 
 Why one reader and separate hashers: opening and reading small files holds
 the GIL between system calls, so two threads doing both mostly wait for each
@@ -48,7 +46,7 @@ from types import MappingProxyType
 from weightguard.errors import IntegrityError, SourceError
 from weightguard.integrity.hashing import CHUNK_BYTES, FileHashes, HashRequest, hash_files, hex_digests
 from weightguard.sources.interface import ArtifactFile
-from weightguard.sources.local import MappedFile, open_regular
+from weightguard.sources.local import FileSource, open_regular
 
 # Files at least this big are compared with a kept file, and hashed by a hasher thread; below
 # it, hashing in the reader costs about what a comparison or a hand-over does.
@@ -171,15 +169,15 @@ class PathHashing:
                 self._errors.append(exc)
 
     def _hash_large(self) -> dict[str, FileHashes]:
-        mapped: list[ArtifactFile] = []
+        large: list[ArtifactFile] = []
         for path in sorted(self._large):
             try:
-                source = MappedFile(path)
+                source = FileSource(path)  # checked and closed; opened again when its stream starts
             except (OSError, SourceError):
                 continue
-            mapped.append(ArtifactFile(path, source.size, source))
-        with contextlib.suppress(IntegrityError):  # one shrank while it was read: the full listing says so
-            return hash_files(mapped, self.request, workers=self._max_hashers + 1)
+            large.append(ArtifactFile(path, source.size, source))
+        with contextlib.suppress(IntegrityError):  # one changed while it was read: the full listing says so
+            return hash_files(large, self.request, workers=self._max_hashers + 1)
         return {}
 
 

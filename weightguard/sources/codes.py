@@ -33,4 +33,13 @@ UNREADABLE = Rule(
     RuleKind.ERROR,
 )
 
-RULES = (SYMLINK_REFUSED, SYMLINK_ESCAPES, SPECIAL_FILE, UNREADABLE)
+CHANGED_WHILE_VERIFIED = Rule(
+    "WG-SRC-005",
+    "changed while verified",
+    Severity.CRITICAL,
+    "A file (or a folder on its path) was rewritten, truncated, replaced or swapped for a link during "
+    "the run, so the bytes hashed are not provably the bytes analysed.",
+    "Verify a copy nothing else writes to; never approve bytes that moved under the verifier.",
+)
+
+RULES = (SYMLINK_REFUSED, SYMLINK_ESCAPES, SPECIAL_FILE, UNREADABLE, CHANGED_WHILE_VERIFIED)

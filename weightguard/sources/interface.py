@@ -1,10 +1,11 @@
 """Where bytes come from: the source stage's records and protocols.
 
 Analysis code never opens files itself. It receives a :class:`ByteSource`
-(random access to an immutable byte range) so that the very bytes that were
-scanned are the ones that are hashed and, later, loaded (no re-open by path:
-see the TOCTOU note in fickling's loader). Not handled here: format detection
-and everything after it.
+(random access to a byte range). A file on disk can still change under it;
+verify therefore records what its scan read and checks, while hashing, that
+the digests are of those bytes (:mod:`weightguard.integrity.binding`), and a
+file source re-checks the file's identity whenever it opens it again. Not
+handled here: format detection and everything after it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from weightguard.findings import Finding
 
 
 class ByteSource(Protocol):
-    """Random read access to an immutable run of bytes."""
+    """Random read access to a run of bytes (a file source reads short, never raises, if the file shrinks)."""
 
     @property
     def size(self) -> int:

@@ -1,7 +1,12 @@
 """Local files and directories as a :class:`ModelSource`.
 
-Files are mapped read-only (``mmap``) so that a 100 GB checkpoint costs no
-memory until a page is touched, and analysis reads only the pages it needs.
+Files are read with ``pread`` through a descriptor (:class:`FileSource`), never
+memory-mapped: a mapped file truncated under the reader kills the process with
+SIGBUS, a descriptor just reads short. Analysis reads only the ranges it needs;
+descriptors are opened lazily and closed when a file's work is done. Files of a
+folder are opened relative to a descriptor of the root, without following a link
+at any component (:class:`RootDir`), so a folder swapped for a link mid-run is
+refused, not followed.
 Symbolic links are refused by default; with ``allow_symlinks`` a link is
 followed only if it stays inside the root. Special files are never opened.
 Not handled here: anything about the content of the files.
@@ -9,10 +14,12 @@ Not handled here: anything about the content of the files.
 
 from __future__ import annotations
 
+import contextlib
 import errno
-import mmap
 import os
 import stat
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +27,7 @@ from pathlib import Path
 from weightguard.errors import SourceError
 from weightguard.findings import Finding
 from weightguard.sources import codes
-from weightguard.sources.interface import ArtifactFile, ByteSource, ModelSource, SourceListing
+from weightguard.sources.interface import ArtifactFile, ModelSource, SourceListing
 
 
 class NotRegularFileError(SourceError):
@@ -50,46 +57,265 @@ def open_regular(path: Path | str) -> tuple[int, os.stat_result]:
     return fd, st
 
 
-class MappedFile:
-    """A read-only memory map of a file, as a :class:`ByteSource`."""
+# The most descriptors FileSources hold at once: the least recently used idle ones beyond it are
+# closed (and opened again, checked, on their next read).
+MAX_OPEN_FILES = 128
+# Flags of every open of a model file: never follow a final link, never block on a FIFO.
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+# Flags of every folder on the way from the root to a file: a folder swapped for a link is refused.
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def identity_of(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    """What says "the same file, unchanged": device, inode, size, mtime and ctime (ns)."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class RootDir:
+    """A descriptor of a model's root folder; files under it are opened relative to it.
+
+    Every folder between the root and a file is opened with ``O_NOFOLLOW``, one component
+    at a time, so a folder swapped for a symlink at any level during the run is refused
+    (``ELOOP``/``ENOTDIR``), never followed. One descriptor per target, closed with it.
+    """
 
     def __init__(self, path: Path | str) -> None:
-        """Open (see :func:`open_regular`) and map the regular file ``path``.
+        """Open the folder ``path`` (a link naming the target itself is followed, as the user named it).
 
         Raises:
-            OSError: it cannot be opened or mapped.
+            OSError: it cannot be opened as a folder.
+        """
+        self.path = str(path)
+        self.fd: int | None = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def open_file(self, relpath: str) -> int:
+        """Open ``relpath`` (POSIX, relative) without following a link at any component.
+
+        Raises:
+            OSError: a component is missing, is a link (``ELOOP``) or is not a folder (``ENOTDIR``).
+            SourceError: the root was closed.
+        """
+        if self.fd is None:
+            raise SourceError(f"{self.path}: the model root's descriptor was closed")
+        *folders, name = relpath.split("/")
+        here = self.fd
+        try:
+            for folder in folders:
+                nxt = os.open(folder, _DIR_FLAGS, dir_fd=here)
+                if here != self.fd:
+                    os.close(here)
+                here = nxt
+            return os.open(name, _FILE_FLAGS, dir_fd=here)
+        finally:
+            if here != self.fd:
+                os.close(here)
+
+    def close(self) -> None:
+        """Close the root's descriptor (files opened later fail with ``EBADF``)."""
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(OSError):
+            self.close()
+
+
+class FileSource:
+    """A regular file read through a descriptor with ``pread``, as a :class:`ByteSource`.
+
+    No memory map: a mapped file that shrinks under the reader kills the process with
+    SIGBUS, while ``pread`` just returns fewer bytes. A short read or a read error is
+    recorded in :attr:`changed` and :meth:`read_at` fills the rest with zeros, as a map
+    of a shrunk file's last page did (analysers may rely on a source being as long as
+    it says); the hashing refuses a changed file. It never raises and never crashes.
+
+    The descriptor is opened lazily, on the first read, and :meth:`close` releases it
+    when the file's work is done, so a run holds a bounded number of descriptors, not
+    one per file. Every (re)open checks the file's identity (device, inode, size,
+    mtime, ctime) against the one taken when it was listed: a file replaced or
+    rewritten since is :attr:`changed`, and its reads return zeros. At most
+    :data:`MAX_OPEN_FILES` descriptors are held by all sources together.
+    """
+
+    def __init__(self, path: Path | str, *, root: RootDir | None = None, relpath: str = "") -> None:
+        """Check that ``path`` (or ``relpath`` under ``root``) is a regular file and take its identity.
+
+        Raises:
+            OSError: it cannot be opened.
             NotRegularFileError: it is not a regular file.
         """
-        fd, st = open_regular(path)
+        self.path = str(path)
+        self._root = root
+        self._relpath = relpath
+        self._fd: int | None = None
+        self._busy = 0
+        fd, st = self._open_checked()
+        os.close(fd)  # reopened lazily: listing 100,000 files must not hold 100,000 descriptors
+        self.identity = identity_of(st)
+        self._size = st.st_size
+        self.changed = ""  # why the bytes are not the listed file's, once they are not
+
+    def _open_checked(self) -> tuple[int, os.stat_result]:
+        if self._root is None:
+            return open_regular(self.path)
+        fd = self._root.open_file(self._relpath)
         try:
-            size = st.st_size
-            self._map: mmap.mmap | None = mmap.mmap(fd, 0, access=mmap.ACCESS_READ) if size else None
-        finally:
+            st = os.fstat(fd)
+        except BaseException:  # noqa: BLE001 - close the descriptor on anything, then re-raise
             os.close(fd)
-        self._size = size
+            raise
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise NotRegularFileError(f"{self.path} is not a regular file")
+        return fd, st
 
     @property
     def size(self) -> int:
-        """Total number of bytes."""
+        """Total number of bytes (when listed)."""
         return self._size
 
+    def _descriptor(self) -> int | None:
+        """The open descriptor, opened (and checked) if need be; call with :data:`_OPEN_LOCK` held."""
+        if self._fd is not None:
+            _OPEN.move_to_end(self)
+            return self._fd
+        if self.changed:
+            return None
+        try:
+            fd, st = self._open_checked()
+        except (OSError, SourceError) as exc:
+            self.changed = f"cannot open it again: {getattr(exc, 'strerror', None) or exc}"
+            return None
+        if identity_of(st) != self.identity:
+            os.close(fd)
+            self.changed = "replaced or rewritten since it was listed"
+            return None
+        self._fd = fd
+        _OPEN[self] = None
+        _evict(keep=self)
+        return fd
+
+    def _acquire(self) -> int | None:
+        with _OPEN_LOCK:
+            fd = self._descriptor()
+            if fd is not None:
+                self._busy += 1  # never evicted while a read uses it (its number could be reused)
+            return fd
+
+    def _release(self) -> None:
+        with _OPEN_LOCK:
+            self._busy -= 1
+
     def read_at(self, offset: int, length: int) -> bytes:
-        """Return up to ``length`` bytes from ``offset``."""
-        if self._map is None or offset < 0 or length <= 0 or offset >= self._size:
+        """Return up to ``length`` bytes from ``offset`` (fewer only at the end; zeros once it changed)."""
+        if offset < 0 or length <= 0 or offset >= self._size:
             return b""
-        return self._map[offset : offset + length]
+        length = min(length, self._size - offset)
+        fd = self._acquire()
+        if fd is None:
+            return bytes(length)
+        try:
+            data = os.pread(fd, length, offset)
+        except OSError as exc:
+            self.changed = f"read failed at byte {offset}: {exc.strerror or exc}"
+            return bytes(length)
+        finally:
+            self._release()
+        if len(data) < length:  # pread returns less only at the end of file: the file shrank
+            self.changed = f"short read at byte {offset + len(data)} of {self._size}"
+            # Analysers trust a source to be as long as it says (as a map was); zeros keep them on
+            # their feet, and the file is already refused: hashing never accepts a changed source.
+            data += bytes(length - len(data))
+        return data
 
-    def view(self) -> memoryview:
-        """Return a zero-copy view of the whole file (for hashing)."""
-        if self._map is None:
-            return memoryview(b"")
-        return memoryview(self._map)
+    def readinto_at(self, offset: int, buffer: memoryview) -> int:
+        """Fill ``buffer`` from ``offset``; returns the byte count (short only when the file shrank)."""
+        want = min(len(buffer), max(0, self._size - offset))
+        if want == 0:
+            return 0
+        fd = self._acquire()
+        if fd is None:
+            return 0
+        try:
+            got = os.preadv(fd, [buffer[:want]], offset)
+        except OSError as exc:
+            self.changed = f"read failed at byte {offset}: {exc.strerror or exc}"
+            return 0
+        finally:
+            self._release()
+        if got < want:
+            self.changed = f"short read at byte {offset + got} of {self._size}"
+        return got
+
+    def check_unchanged(self) -> str:
+        """Why the file is not the listed one now (``fstat`` of its descriptor), or "" when it is."""
+        if self.changed:
+            return self.changed  # the first thing that went wrong says the most
+        fd = self._acquire()
+        if fd is None:
+            return self.changed
+        try:
+            now = identity_of(os.fstat(fd))
+        except OSError as exc:
+            self.changed = f"cannot stat: {exc.strerror or exc}"
+        else:
+            if now != self.identity:
+                self.changed = "rewritten while it was verified"
+        finally:
+            self._release()
+        return self.changed
+
+    def close(self) -> None:
+        """Release the descriptor; a later read opens (and checks) the file again."""
+        with _OPEN_LOCK:
+            self._close_locked()
+
+    def _close_locked(self) -> None:
+        fd, self._fd = self._fd, None
+        _OPEN.pop(self, None)
+        if fd is not None:
+            os.close(fd)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            self.close()
 
 
-def open_source(path: Path) -> ByteSource:
-    """Map ``path`` for reading; an empty file gives an empty source."""
+# Every FileSource holding a descriptor, least recently used first. Callers close a file when its
+# work is done; this bound holds whatever they forget (a scan of 100,000 files through the API).
+_OPEN: OrderedDict[FileSource, None] = OrderedDict()
+_OPEN_LOCK = threading.RLock()
+
+
+def _after_fork_in_child() -> None:
+    # A lock held by another thread at fork time would never be released in the child.
+    global _OPEN_LOCK  # noqa: PLW0603 - the registry's lock is module state by design
+    _OPEN_LOCK = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _evict(keep: FileSource) -> None:
+    """Close the least recently used idle descriptors beyond :data:`MAX_OPEN_FILES` (lock held)."""
+    if len(_OPEN) <= MAX_OPEN_FILES:
+        return
+    for source in list(_OPEN):
+        if len(_OPEN) <= MAX_OPEN_FILES:
+            return
+        if source is not keep and not source._busy:  # noqa: SLF001 - the registry is this module's
+            source._close_locked()  # noqa: SLF001
+
+
+# The name earlier releases used; the file is no longer mapped.
+MappedFile = FileSource
+
+
+def open_source(path: Path) -> FileSource:
+    """Open ``path`` for reading (see :class:`FileSource`); an empty file gives an empty source."""
     try:
-        return MappedFile(path)
+        return FileSource(path)
     except OSError as exc:
         raise SourceError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
@@ -186,6 +412,10 @@ class LocalSource(ModelSource):
             raise SourceError(f"cannot read {target}: {exc.strerror or exc}") from exc
         if not stat.S_ISDIR(st.st_mode):
             raise SourceError(f"not a regular file or directory: {target}")
+        try:
+            anchor = RootDir(target)
+        except OSError as exc:
+            raise SourceError(f"cannot read {target}: {exc.strerror or exc}") from exc
         files: list[ArtifactFile] = []
         findings: list[Finding] = []
         root: Path | None = None  # resolved only when a link needs it: realpath costs a stat per component
@@ -195,16 +425,16 @@ class LocalSource(ModelSource):
                 continue
             # The common case, a regular file, needs no stat of its own: the open checks it.
             if _is_plain_file(entry):
-                item = self._listed(entry.path, rel, findings)
+                item = self._listed(entry.path, rel, findings, anchor)
             else:
                 root = root or target.resolve()
-                item = self._entry(Path(entry.path), rel, root, findings)
+                item = self._entry(Path(entry.path), rel, root, findings, anchor)
             if item is not None:
                 files.append(item)
         files.sort(key=lambda f: f.relpath.split("/"))
         return SourceListing(root=str(target), files=tuple(files), findings=tuple(findings))
 
-    def _entry(self, full: Path, rel: str, root: Path, findings: list[Finding]) -> ArtifactFile | None:
+    def _entry(self, full: Path, rel: str, root: Path, findings: list[Finding], anchor: RootDir) -> ArtifactFile | None:
         try:
             st = os.lstat(full)
         except OSError as exc:
@@ -226,17 +456,22 @@ class LocalSource(ModelSource):
         if not stat.S_ISREG(st.st_mode):
             findings.append(codes.SPECIAL_FILE.at(rel, "not a regular file"))
             return None
-        return self._listed(full, rel, findings)
+        return self._listed(full, rel, findings, anchor)
 
     @staticmethod
-    def _listed(full: Path | str, rel: str, findings: list[Finding]) -> ArtifactFile | None:
+    def _listed(
+        full: Path | str, rel: str, findings: list[Finding], anchor: RootDir | None = None
+    ) -> ArtifactFile | None:
         try:
-            src = MappedFile(full)
+            src = FileSource(full, root=anchor, relpath=rel) if anchor is not None else FileSource(full)
         except NotRegularFileError:
             findings.append(codes.SPECIAL_FILE.at(rel, "not a regular file when opened (changed while listed)"))
             return None
         except OSError as exc:
-            if exc.errno in (errno.ELOOP, errno.ENXIO):
+            if anchor is not None and exc.errno == errno.ENOTDIR:
+                # A folder on the way was swapped for a link or a file after it was listed.
+                findings.append(codes.CHANGED_WHILE_VERIFIED.at(rel, "a folder on its path is no longer a folder"))
+            elif exc.errno in (errno.ELOOP, errno.ENXIO):
                 # Listed as a regular file, now a link or a socket: never followed or opened.
                 findings.append(codes.SPECIAL_FILE.at(rel, "not a regular file when opened (changed while listed)"))
             else:
