@@ -169,7 +169,8 @@ class RegistryClient:
         scope = f"repository:{repository}:pull"
         auth_tries = retries = 0
         while True:
-            headers = {"Accept": accept} if accept else {}
+            # identity only: a decoded Content-Encoding could expand without bound before any cap applies
+            headers = {"Accept": accept, "Accept-Encoding": "identity"} if accept else {"Accept-Encoding": "identity"}
             header = self._tokens.get(scope) or self._authorization
             if header:
                 headers["Authorization"] = header
@@ -205,6 +206,8 @@ class RegistryClient:
     def _check_status(self, response: httpx.Response, method: str, path: str) -> None:
         status = response.status_code
         if status == 200:
+            if response.headers.get("content-encoding", "identity").lower() not in ("identity", ""):
+                raise FetchError(f"the registry {self.base} sent {path} with a Content-Encoding it was not asked for")
             return
         if status in (401, 403):
             raise FetchError(
@@ -224,6 +227,10 @@ class RegistryClient:
 
     def _answer(self, challenge: str, scope: str) -> None:
         scheme, params = parse_challenge(challenge)
+        if self._credentials is None and (self._authorization or "").lower().startswith("bearer "):
+            raise FetchError(
+                f"the registry {self.base} refused the Bearer token it was given: the credentials are wrong or expired"
+            )
         if scheme == "basic":
             if self._credentials is None:
                 raise FetchError(f"the registry {self.base} needs credentials (HTTP Basic) and none were given")

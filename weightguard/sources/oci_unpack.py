@@ -6,7 +6,9 @@ folder: only regular files and folders are written (links, devices and FIFOs
 are skipped and listed), names with ``..`` or absolute paths stop the fetch,
 whiteouts delete what lower layers wrote, and member count and total bytes are
 capped. ModelPack ``.raw`` weight layers are written to their
-``org.cncf.model.filepath``. Used by the local OCI layout fetcher
+``org.cncf.model.filepath`` (ModelPack spec: weight, weight.config, doc,
+code and dataset layers; ``+zstd`` layers are refused, the standard library
+cannot read them before Python 3.14). Used by the local OCI layout fetcher
 (:mod:`weightguard.sidecar.fetch`) and the registry client
 (:mod:`weightguard.sources.oci_registry`).
 Not handled here: finding or downloading blobs, or deciding anything about the files.
@@ -37,6 +39,10 @@ TAR_TYPES = frozenset(
     {
         "application/vnd.oci.image.layer.v1.tar",
         "application/vnd.cncf.model.weight.v1.tar",
+        "application/vnd.cncf.model.weight.config.v1.tar",
+        "application/vnd.cncf.model.doc.v1.tar",
+        "application/vnd.cncf.model.code.v1.tar",
+        "application/vnd.cncf.model.dataset.v1.tar",
         "application/vnd.kitops.modelkit.model.v1.tar",
     }
 )
@@ -45,6 +51,10 @@ GZIP_TYPES = frozenset(
         "application/vnd.oci.image.layer.v1.tar+gzip",
         "application/vnd.docker.image.rootfs.diff.tar.gzip",
         "application/vnd.cncf.model.weight.v1.tar+gzip",
+        "application/vnd.cncf.model.weight.config.v1.tar+gzip",
+        "application/vnd.cncf.model.doc.v1.tar+gzip",
+        "application/vnd.cncf.model.code.v1.tar+gzip",
+        "application/vnd.cncf.model.dataset.v1.tar+gzip",
         "application/vnd.kitops.modelkit.model.v1.tar+gzip",
     }
 )
