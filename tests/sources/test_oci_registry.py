@@ -11,9 +11,11 @@ import base64
 import datetime as dt
 import hashlib
 import io
+import ipaddress
 import json
 import shutil
 import socket
+import ssl
 import subprocess
 import tarfile
 import threading
@@ -50,6 +52,46 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+def tls_files(folder: Path) -> tuple[Path, Path, Path]:
+    """A test CA and a server certificate for 127.0.0.1 signed by it: (CA bundle, certificate, key)."""
+    now = dt.datetime.now(dt.UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "weightguard test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = folder / "ca.pem", folder / "server.pem", folder / "server.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return paths
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -61,19 +103,23 @@ class Registry:
     host: str
     root: Path
     push_auth: str  # an Authorization header value allowed to push
+    scheme: str = "http"
+    verify: ssl.SSLContext | bool = True  # for pushing over TLS
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}"
+        return f"{self.scheme}://{self.host}"
 
 
-def start_registry(tmp: Path, auth_yaml: str) -> Iterator[Registry]:
+def start_registry(tmp: Path, auth_yaml: str, tls: tuple[Path, Path] | None = None) -> Iterator[Registry]:
     port = free_port()
     root = tmp / "storage"
     config = tmp / "config.yml"
     config.write_text(
         "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: "
-        f"{root}\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: weightguard-test\n{auth_yaml}"
+        f"{root}\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: weightguard-test\n"
+        + (f"  tls:\n    certificate: {tls[0]}\n    key: {tls[1]}\n" if tls else "")
+        + auth_yaml
     )
     process = subprocess.Popen(
         [str(REGISTRY_BIN), "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -82,7 +128,10 @@ def start_registry(tmp: Path, auth_yaml: str) -> Iterator[Registry]:
         deadline = time.monotonic() + 20
         while True:
             try:
-                httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=1)
+                if tls:  # any TLS answer means it is up (the test CA is not trusted here)
+                    httpx.get(f"https://127.0.0.1:{port}/v2/", timeout=1, verify=False)
+                else:
+                    httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=1)
                 break
             except httpx.TransportError:
                 if process.poll() is not None or time.monotonic() > deadline:
@@ -209,11 +258,12 @@ def token_registry(tmp_path: Path) -> Iterator[tuple[Registry, TokenIssuer]]:
 def push_blob(registry: Registry, repository: str, data: bytes) -> str:
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     headers = {"Authorization": registry.push_auth}
-    started = httpx.post(f"{registry.url}/v2/{repository}/blobs/uploads/", headers=headers)
+    started = httpx.post(f"{registry.url}/v2/{repository}/blobs/uploads/", headers=headers, verify=registry.verify)
     assert started.status_code == 202, started.text
     location = httpx.URL(registry.url).join(started.headers["location"])
     done = httpx.put(
         location.copy_merge_params({"digest": digest}),
+        verify=registry.verify,
         content=data,
         headers={**headers, "Content-Type": "application/octet-stream"},
     )
@@ -274,6 +324,7 @@ def push_model(registry: Registry, repository: str, model: Path) -> str:
     digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
     answer = httpx.put(
         f"{registry.url}/v2/{repository}/manifests/v1",
+        verify=registry.verify,
         content=manifest,
         headers={"Authorization": registry.push_auth, "Content-Type": OCI_MANIFEST},
     )
@@ -430,3 +481,23 @@ def test_the_harbor_fetcher_uses_the_ready_authorization_value(
         fetcher.fetch(
             ArtifactRef(registry.url, "team/model", digest, authorization="Bearer not-a-token"), tmp_path / "c"
         )
+
+
+def test_tls_with_a_custom_ca_bundle_is_verified(tmp_path: Path) -> None:
+    ca, cert, key = tls_files(tmp_path)
+    htpasswd = tmp_path / "htpasswd"
+    line = subprocess.run(["htpasswd", "-Bbn", USER, PASSWORD], capture_output=True, check=True, text=True).stdout
+    htpasswd.write_text(line.strip() + "\n")
+    auth = f"auth:\n  htpasswd:\n    realm: weightguard-test\n    path: {htpasswd}\n"
+    for registry in start_registry(tmp_path, auth, tls=(cert, key)):
+        pusher = Registry(
+            registry.host, registry.root, basic(USER, PASSWORD), "https", ssl.create_default_context(cafile=str(ca))
+        )
+        digest = push_model(pusher, "team/model", SAMPLES / "approved")
+        uri = f"oci://{registry.host}/team/model@{digest}"
+        folder, pulled = resolve_oci_target(
+            uri, tmp_path / "pulled", auth_file=auth_file(tmp_path, registry.host), ca_bundle=ca
+        )
+        assert pulled == digest and verify(str(folder), load_builtin("default")).verdict == "approved"
+        with pytest.raises(FetchError, match="cannot reach the registry .*CERTIFICATE_VERIFY_FAILED"):
+            resolve_oci_target(uri, tmp_path / "untrusted", auth_file=auth_file(tmp_path, registry.host))
