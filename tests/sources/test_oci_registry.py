@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
+from weightguard.api import scan
 from weightguard.errors import SourceError
 from weightguard.pipeline import model_digest, verify
 from weightguard.policy.load import load_builtin
@@ -357,6 +358,7 @@ def test_an_approved_model_pulled_by_digest_gets_the_same_verdict_and_oms_digest
     assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in (SAMPLES / "approved").iterdir())
     policy = load_builtin("default")
     assert verify(str(folder), policy).verdict == "approved"
+    assert scan([folder], policy).verdict == scan([SAMPLES / "approved"], policy).verdict == "approved"
     assert model_digest(str(folder), policy)[1] == model_digest(str(SAMPLES / "approved"), policy)[1]
 
 
@@ -370,7 +372,7 @@ def test_a_blocked_model_pulled_from_the_registry_is_rejected(htpasswd_registry:
         insecure_registries=[registry.host],
     )
     report = verify(str(folder), load_builtin("default"))
-    assert report.verdict == "rejected"
+    assert report.verdict == "rejected" and scan([folder], load_builtin("default")).verdict == "rejected"
     assert any(f.code == "WG-PKL-001" and f.blocking for f in report.findings)
 
 
@@ -408,6 +410,28 @@ def test_a_blob_tampered_in_the_registry_storage_is_refused(htpasswd_registry: R
             auth_file=auth_file(tmp_path, registry.host),
             insecure_registries=[registry.host],
         )
+
+
+def test_a_failed_pull_into_a_folder_it_made_leaves_nothing_behind(
+    htpasswd_registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = htpasswd_registry
+    digest = push_model(registry, "team/model", SAMPLES / "approved")
+    weights = (SAMPLES / "approved" / "model.safetensors").read_bytes()
+    hexdigest = hashlib.sha256(weights).hexdigest()
+    (registry.root / "docker/registry/v2/blobs/sha256" / hexdigest[:2] / hexdigest / "data").write_bytes(
+        b"x" * len(weights)
+    )
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr("tempfile.tempdir", None)
+    with pytest.raises(FetchError, match="does not match its digest"):
+        resolve_oci_target(
+            f"oci://{registry.host}/team/model@{digest}",
+            auth_file=auth_file(tmp_path, registry.host),
+            insecure_registries=[registry.host],
+        )
+    assert list((tmp_path / "tmp").iterdir()) == []
 
 
 def test_a_tag_is_refused_unless_asked_for_and_then_resolved_to_its_digest(

@@ -189,3 +189,28 @@ def test_challenges_are_parsed_with_quoted_commas() -> None:
         "bearer",
         {"realm": "https://a/t", "service": "r", "scope": "repository:x:pull,push"},
     )
+
+
+def test_layers_from_a_registry_follow_the_same_unpacking_rules_as_a_local_layout(tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as archive:
+        link = tarfile.TarInfo("weights/link.bin")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        archive.addfile(link)
+        evil = tarfile.TarInfo("../escape.bin")
+        evil.size = 1
+        archive.addfile(evil, io.BytesIO(b"x"))
+    layer = out.getvalue()
+    descriptor = {
+        "mediaType": "application/vnd.cncf.model.weight.v1.tar",
+        "digest": digest_of(layer),
+        "size": len(layer),
+    }
+    manifest = json.dumps({"schemaVersion": 2, "layers": [descriptor]}).encode()
+    made, _ = client(serving({digest_of(manifest): manifest}, blob=layer))
+    with pytest.raises(FetchError, match="unsafe member name '../escape.bin'"):
+        made.pull("team/m", digest_of(manifest), tmp_path / "out")
+    assert not (tmp_path / "escape.bin").exists() and not (tmp_path / "out/weights/link.bin").exists()

@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import ssl
 import tempfile
 import time
@@ -233,7 +234,11 @@ class RegistryClient:
             )
         if scheme == "basic":
             if self._credentials is None:
-                raise FetchError(f"the registry {self.base} needs credentials (HTTP Basic) and none were given")
+                given = "refused the credentials it was given" if self._authorization else "needs credentials"
+                raise FetchError(
+                    f"the registry {self.base} {given} (HTTP Basic)",
+                    hint="check --registry-auth-file or the Docker config (auths) for this registry",
+                )
             self._authorization = self._credentials.basic()
         elif scheme == "bearer" and params.get("realm"):
             self._tokens[scope] = "Bearer " + self._token(params, scope)
@@ -409,18 +414,24 @@ def resolve_oci_target(
     ref = parse_oci_uri(uri)
     insecure = ref.host in {h.lower() for h in insecure_registries}
     credentials = load_credentials(ref.host, auth_file)
+    if ref.digest is None and not allow_tag:
+        raise FetchError(f"{uri} is not pinned to a digest", hint="use oci://HOST/REPO@sha256:… (tags can move)")
     folder = dest if dest is not None else Path(tempfile.mkdtemp(prefix="weightguard-oci-"))
-    with RegistryClient(
-        ref.host, credentials=credentials, insecure=insecure, ca_bundle=ca_bundle, limits=limits, transport=transport
-    ) as client:
-        digest = ref.digest
-        if digest is None:
-            if not allow_tag or ref.tag is None:
-                raise FetchError(
-                    f"{uri} is not pinned to a digest", hint="use oci://HOST/REPO@sha256:… (tags can move)"
-                )
-            digest = client.resolve_tag(ref.repository, ref.tag)
-        fetched = client.pull(ref.repository, digest, folder)
+    try:
+        with RegistryClient(
+            ref.host,
+            credentials=credentials,
+            insecure=insecure,
+            ca_bundle=ca_bundle,
+            limits=limits,
+            transport=transport,
+        ) as client:
+            digest = ref.digest or client.resolve_tag(ref.repository, str(ref.tag))
+            fetched = client.pull(ref.repository, digest, folder)
+    except BaseException:
+        if dest is None:  # a folder this call made is not left behind half-written
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     return folder, fetched.manifest_digest
 
 
