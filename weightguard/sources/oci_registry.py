@@ -417,6 +417,7 @@ def resolve_oci_target(
     if ref.digest is None and not allow_tag:
         raise FetchError(f"{uri} is not pinned to a digest", hint="use oci://HOST/REPO@sha256:… (tags can move)")
     folder = dest if dest is not None else Path(tempfile.mkdtemp(prefix="weightguard-oci-"))
+    pulled = False
     try:
         with RegistryClient(
             ref.host,
@@ -428,10 +429,10 @@ def resolve_oci_target(
         ) as client:
             digest = ref.digest or client.resolve_tag(ref.repository, str(ref.tag))
             fetched = client.pull(ref.repository, digest, folder)
-    except BaseException:
-        if dest is None:  # a folder this call made is not left behind half-written
+            pulled = True
+    finally:
+        if not pulled and dest is None:  # a folder this call made is not left behind half-written
             shutil.rmtree(folder, ignore_errors=True)
-        raise
     return folder, fetched.manifest_digest
 
 
