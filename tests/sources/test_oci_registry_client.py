@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -214,3 +214,22 @@ def test_layers_from_a_registry_follow_the_same_unpacking_rules_as_a_local_layou
     with pytest.raises(FetchError, match="unsafe member name '../escape.bin'"):
         made.pull("team/m", digest_of(manifest), tmp_path / "out")
     assert not (tmp_path / "escape.bin").exists() and not (tmp_path / "out/weights/link.bin").exists()
+
+
+class BrokenStream(httpx.SyncByteStream):
+    def __iter__(self) -> Iterator[bytes]:
+        yield b"partial"
+        raise httpx.ReadError("connection reset")
+
+
+def test_a_body_that_breaks_off_while_streaming_is_a_fetch_error(tmp_path: Path) -> None:
+    manifest = manifest_bytes()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if "/blobs/" in request.url.path:
+            return httpx.Response(200, stream=BrokenStream())
+        return ok(manifest)
+
+    made, _ = client(handler)
+    with pytest.raises(FetchError, match="broke off: connection reset"):
+        made.pull("team/m", digest_of(manifest), tmp_path / "out")

@@ -200,6 +200,8 @@ class RegistryClient:
             try:
                 self._check_status(response, method, path)
                 yield response
+            except httpx.HTTPError as exc:  # the body broke off while it streamed
+                raise FetchError(f"{method} {url} broke off: {exc}") from exc
             finally:
                 response.close()
             return
