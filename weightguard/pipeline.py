@@ -45,11 +45,10 @@ from weightguard.probes.report import ProbeReport
 from weightguard.report.build import build_report
 from weightguard.report.model import AttestationRef, Report, StageModel, StageName, StageStatus, SubjectModel
 from weightguard.scan_codes import ANALYSIS_FAILED
-from weightguard.signing.keys import load_private_key
 from weightguard.sources.hf_snapshot import HfSnapshotSource
 from weightguard.sources.interface import ArtifactFile, SourceListing
 from weightguard.sources.local import LocalSource
-from weightguard.verdict.attestation import AttestationInput, build_statement, sign_statement
+from weightguard.verdict.attestation import AttestationInput, build_statement, load_attestation_key, sign_statement
 
 Progress = Callable[[str], None]
 
@@ -63,6 +62,10 @@ class VerifyOptions:
     attest_failed: bool = False
     hub_listing: Path | None = None
     convert_dir: Path | None = None
+    registry_auth_file: Path | None = None
+    insecure_registries: tuple[str, ...] = ()
+    registry_ca_bundle: Path | None = None
+    oci_dir: Path | None = None  # where an oci:// target is unpacked (None: a new temporary folder)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +149,22 @@ def resolve_target(target: str, loaded: LoadedPolicy, options: VerifyOptions = V
             snapshot.listing,
             snapshot.hub,
             snapshot.hub_findings,
+        )
+    if target.startswith("oci://"):
+        from weightguard.sources.oci_registry import parse_oci_uri, resolve_oci_target  # noqa: PLC0415 - httpx only here
+
+        folder, digest = resolve_oci_target(
+            target,
+            options.oci_dir,
+            auth_file=options.registry_auth_file,
+            insecure_registries=options.insecure_registries,
+            ca_bundle=options.registry_ca_bundle,
+            allow_tag=not spec.require_pinned_revision,
+        )
+        ref = parse_oci_uri(target)
+        listing = LocalSource(folder, allow_symlinks=False).collect()
+        return ResolvedTarget(
+            f"oci://{ref.host}/{ref.repository}@{digest}", ref.repository.rsplit("/", 1)[-1], folder, listing
         )
     path = Path(target)
     listing = LocalSource(path, allow_symlinks=spec.allow_symlinks_inside).collect()
@@ -399,10 +418,7 @@ def _attest(report: Report, loaded: LoadedPolicy, options: VerifyOptions, now: d
     subject = report.subject
     if subject is None or subject.root_digest is None or options.attest_key is None:
         return report
-    try:
-        key = load_private_key(options.attest_key.read_bytes())
-    except OSError as exc:
-        raise SignatureError(f"cannot read the attestation key {options.attest_key}: {exc.strerror or exc}") from exc
+    key = load_attestation_key(options.attest_key)  # exit 2 if it vanished since the CLI checked it
     checks = _checks(report)
     statement = build_statement(
         AttestationInput(

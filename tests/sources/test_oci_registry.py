@@ -17,6 +17,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -525,3 +526,38 @@ def test_tls_with_a_custom_ca_bundle_is_verified(tmp_path: Path) -> None:
         assert pulled == digest and verify(str(folder), load_builtin("default")).verdict == "approved"
         with pytest.raises(FetchError, match="cannot reach the registry .*CERTIFICATE_VERIFY_FAILED"):
             resolve_oci_target(uri, tmp_path / "untrusted", auth_file=auth_file(tmp_path, registry.host))
+
+
+# issue 17: the CLI wiring (pipeline.resolve_target + verify options)
+
+
+def verify_cli(uri: str, *options: str, tmp: Path) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "weightguard", "verify", uri, "--format", "json", *options]
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=120, env={"TMPDIR": str(tmp), "PATH": "/usr/bin:/bin"}
+    )
+
+
+def test_verify_oci_pulls_by_digest_judges_like_on_disk_and_leaves_no_files(
+    htpasswd_registry: Registry, tmp_path: Path
+) -> None:
+    registry = htpasswd_registry
+    work = tmp_path / "work"
+    work.mkdir()
+    creds = ["--registry-auth-file", str(auth_file(tmp_path, registry.host)), "--insecure-registry", registry.host]
+    digest = push_model(registry, "team/approved", SAMPLES / "approved")
+    approved = verify_cli(f"oci://{registry.host}/team/approved@{digest}", *creds, tmp=work)
+    assert approved.returncode == 0, approved.stderr
+    report = json.loads(approved.stdout)
+    assert report["subject"]["root_digest"] == model_digest(str(SAMPLES / "approved"), load_builtin("default"))[1]
+    blocked = push_model(registry, "team/blocked", SAMPLES / "blocked")
+    assert verify_cli(f"oci://{registry.host}/team/blocked@{blocked}", *creds, tmp=work).returncode == 1
+    wrong = [
+        "--registry-auth-file",
+        str(auth_file(tmp_path, registry.host, password="no")),
+        "--insecure-registry",
+        registry.host,
+    ]
+    refused = verify_cli(f"oci://{registry.host}/team/approved@{digest}", *wrong, tmp=work)
+    assert refused.returncode == 2 and "credentials are wrong" in refused.stderr
+    assert list(work.iterdir()) == []

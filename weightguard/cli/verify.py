@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +26,15 @@ def verify_command(
     convert_to: Path | None = typer.Option(
         None, "--convert-to", help="Where converted safetensors go when the policy's conversion mode asks for it."
     ),
+    registry_auth_file: Path | None = typer.Option(
+        None, "--registry-auth-file", help="Docker-style config.json (auths) for oci:// targets."
+    ),
+    insecure_registry: list[str] = typer.Option(
+        [], "--insecure-registry", help="HOST:PORT an oci:// target may reach over plain HTTP (repeatable)."
+    ),
+    registry_ca_bundle: Path | None = typer.Option(
+        None, "--registry-ca-bundle", help="PEM CA bundle for oci:// registries."
+    ),
 ) -> None:
     """Verify a model under the policy; exit 0 approved, 1 rejected, 2 incomplete."""
     from weightguard.convert.interrupt import stop_cleanly_on_signals
@@ -41,6 +52,9 @@ def verify_command(
             attestation_path=attestation or (Path(spec.location) if spec.location else None),
             attest_failed=attest_failed,
             convert_dir=convert_to,
+            registry_auth_file=registry_auth_file,
+            insecure_registries=tuple(insecure_registry),
+            registry_ca_bundle=registry_ca_bundle,
         )
         if options.attest_key is not None:
             # Checked before any work: a missing or unusable key is "could not complete" (exit 2),
@@ -48,7 +62,10 @@ def verify_command(
             load_attestation_key(options.attest_key)
         # With --convert-to, SIGTERM/SIGINT exit 143/130 through the conversion's clean-up (issue 16).
         stopping = stop_cleanly_on_signals() if convert_to is not None else contextlib.nullcontext()
-        with stopping:
+        with stopping, contextlib.ExitStack() as stack:
+            if target.startswith("oci://"):  # the pulled files live only as long as this run
+                work = stack.enter_context(tempfile.TemporaryDirectory(prefix="weightguard-oci-"))
+                options = dataclasses.replace(options, oci_dir=Path(work) / "model")
             report = verify(target, loaded, options, progress=progress)
         emit_report(report, fmt, output)
     except WeightguardError as exc:
