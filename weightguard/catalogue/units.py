@@ -1,8 +1,8 @@
 """Running one work unit, in whatever worker an engine chose: the only code engines ship.
 
-A file unit maps the file, checks that its bytes still hash to the unit's
-key, and scans exactly those bytes under the placeholder path (see
-:mod:`.codec`). A model unit decodes its files' scans and judges the model
+A file unit scans the file under the placeholder path (see :mod:`.codec`)
+through a recording source, then hashes it, checking every range the scan read
+and that the bytes still hash to the unit's key. A model unit decodes its files' scans and judges the model
 (:mod:`.judge`). Either way the result is JSON text, ready for the cache.
 A unit that cannot finish returns a :class:`UnitResult` with an ``error``
 instead of raising, so that one bad unit never stops a catalogue; only a
@@ -20,6 +20,7 @@ from weightguard.catalogue.codec import UNIT_PATH, decode_scan, encode_scan
 from weightguard.catalogue.interface import FileUnit, ModelUnit, UnitResult, WorkUnit
 from weightguard.catalogue.judge import judge_model
 from weightguard.errors import AnalysisError, WeightguardError
+from weightguard.integrity.binding import ChangedWhileHashedError, scan_recorded
 from weightguard.integrity.hashing import HashRequest, hash_files
 from weightguard.policy.load import LoadedPolicy
 from weightguard.sources.interface import ArtifactFile
@@ -36,11 +37,19 @@ def scan_file(unit: FileUnit, loaded: LoadedPolicy) -> str:
     # The path may be a Hub snapshot's link into its blobs: follow it; the digest check below
     # makes sure the bytes are the ones the unit is about, wherever the link led.
     source = open_source(Path(unit.path).resolve())
-    # The scan reads the same mapping that was just hashed: the result is about these bytes.
-    artifact = ArtifactFile(UNIT_PATH, source.size, source)
-    if source.size != unit.size or hash_files([artifact], HashRequest())[UNIT_PATH].digests["sha256"] != unit.sha256:
+    if source.size != unit.size:
         raise AnalysisError(f"{unit.path} changed after it was hashed", hint="run verify-many again")
-    scan = make_scanner(loaded).scan(artifact)
+    # Scan first through a recording source, then hash: the hashing checks every range the scan
+    # read, so the cached scan is about exactly the bytes whose sha256 keys it (issue 16).
+    scan, recorded = scan_recorded(make_scanner(loaded).scan, ArtifactFile(UNIT_PATH, source.size, source))
+    try:
+        digest = hash_files([recorded], HashRequest())[UNIT_PATH].digests["sha256"]
+    except ChangedWhileHashedError as exc:
+        raise AnalysisError(
+            f"{unit.path} changed while it was scanned: {exc.reason}", hint="run verify-many again"
+        ) from exc
+    if digest != unit.sha256:
+        raise AnalysisError(f"{unit.path} changed after it was hashed", hint="run verify-many again")
     return encode_scan(scan)
 
 
