@@ -83,11 +83,41 @@ def frame_split_torch_zip() -> bytes:
     return out.getvalue()
 
 
+def joblib_member_of_a_torch_zip() -> bytes:
+    """A joblib file whose array bytes hide a pickle program, stored as ``./data.pkl`` in a zip.
+
+    The zip's layout makes it a torch checkpoint to the detector, and torch's plain-pickle reading of
+    ``data.pkl`` sees only a BINBYTES constant; ``joblib.load`` of the extracted member skips the
+    wrapper's array bytes and runs them as opcodes (``os.system``). Found by campaign seed 101 index
+    3205 (``rename_member('model.joblib'->'./data.pkl')`` of the corpus case
+    ``joblib_desync/reconstructor_wrapper.zip``); a pickle member is now also analysed as whatever
+    else detection finds it to be.
+    """
+    from tests.corpus.joblib_numpy_cases import JOBLIB_BLOCKED
+    from tests.corpus.spec import Payload
+
+    spec = next(s for s in JOBLIB_BLOCKED if s.relpath.endswith("reconstructor_wrapper.zip"))
+    built = spec.build(Payload(Path("PWNED_MARKER")))
+    assert isinstance(built, bytes)
+    with zipfile.ZipFile(io.BytesIO(built)) as inner:
+        member = inner.read(inner.namelist()[0])
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr(zipfile.ZipInfo("./data.pkl", date_time=(2024, 1, 1, 0, 0, 0)), member)
+    return out.getvalue()
+
+
 FIXTURES = (
     Fixture("truncated_text_pickle.txt", "1 (text-looking pickles)", "seed 15 index 502", truncated_text_pickle),
     Fixture("newline_less_global.pkl", "1 (text-looking pickles; joblib)", "seed 15 index 7011", newline_less_global),
     Fixture("frame_split_global.pkl", "7 (opcode argument crossing a FRAME end)", "seed 7", frame_split_global),
     Fixture("frame_split_torch_zip.pt", "7 (opcode argument crossing a FRAME end)", "seed 7", frame_split_torch_zip),
+    Fixture(
+        "joblib_member_of_torch_zip.zip",
+        "3 (joblib view of a torch zip member)",
+        "seed 101 index 3205",
+        joblib_member_of_a_torch_zip,
+    ),
 )
 
 

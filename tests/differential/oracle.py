@@ -9,6 +9,11 @@ file's remaining loaders continue in the new one) and in memory (``RLIMIT_AS``).
 
 The verdict :attr:`OracleResult.contradicts` is what an approval must never meet: a global off
 weightguard's allowlist was reached, an audit event fired, a marker or scratch file was created.
+A ``find_class`` call whose module name is not a dotted Python identifier (``" tiny model"``,
+``"64"``: what joblib's pure-Python unpickler makes of a mangled text file) does not count as
+reaching a global: its first step, ``__import__``, can only fail for such a name, unless a file of
+exactly that name was planted on ``sys.path`` (which already is code execution). Every other
+name, importable or not here, counts.
 A crash or timeout of a loader alone is not a contradiction (it is reported in ``runs``).
 
 Import from tests (``from tests.differential.oracle import Oracle``) or, from a benchmark, after
@@ -36,6 +41,11 @@ REPO = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("_worker.py")
 LOADERS = ("pickle", "torch", "joblib", "numpy", "archive")
 _START_TIMEOUT = 120.0
+
+
+def _importable_name(module: str) -> bool:
+    """True when ``__import__(module)`` could find a module by the normal rules (a dotted identifier)."""
+    return all(part.isidentifier() for part in module.split("."))
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +77,11 @@ class OracleResult:
     @property
     def denied(self) -> frozenset[tuple[str, str]]:
         """Reached globals that are not on weightguard's allowlist."""
-        return frozenset(g for g in self.reached if g not in ALLOWLIST and not g[0].startswith("<missing>"))
+        return frozenset(
+            g
+            for g in self.reached
+            if g not in ALLOWLIST and not g[0].startswith("<missing>") and _importable_name(g[0])
+        )
 
     @property
     def events(self) -> tuple[str, ...]:

@@ -4,8 +4,8 @@ Each test mutates seeds of one format family (``seeds.py``, ``mutate.py``) under
 ``derandomize=True`` (the same examples every run), scans every file with the public API and the
 default policy, and sends only the *approved* ones to the oracle (``oracle.py``: the real
 ``pickle``/``torch``/``joblib``/``numpy`` loaders and the standard library's archive readers in a
-sandboxed worker that resolves only allowlisted globals). Generators that hit contradictions other
-helpers are fixing today are marked ``xfail(strict=False)`` with their root cause. The oracle's own
+sandboxed worker that resolves only allowlisted globals). Every contradiction a campaign
+found is a fixture in ``fixtures.py`` and must not be approved. The oracle's own
 sanity (it does see real gadgets, it is quiet on benign checkpoints) is tested first, so a passing
 run cannot come from a blind oracle.
 """
@@ -38,14 +38,6 @@ _FUZZ = settings(
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
-)
-
-
-_ROOT_CAUSE_1 = pytest.mark.xfail(
-    strict=False, reason="issue 15 root cause 1 (text-looking pickles: a STOP-less protocol-0 stream), being fixed"
-)
-_ROOT_CAUSE_7 = pytest.mark.xfail(
-    strict=False, reason="issue 15 root cause 7 (an opcode argument crossing a FRAME end), found here, not yet fixed"
 )
 
 
@@ -172,7 +164,6 @@ def test_approved_mutations_of_safetensors_gguf_onnx_and_hdf5_reach_nothing(rnd,
     _check(rnd, by_family("other"), workdir, policy, oracle)
 
 
-@_ROOT_CAUSE_1
 @_FUZZ
 @given(rnd=st.randoms(use_true_random=False))
 def test_approved_mutations_of_text_files_reach_nothing(rnd, workdir, policy, oracle) -> None:
@@ -205,7 +196,6 @@ def test_gadgets_inserted_at_opcode_boundaries_are_never_approved(rnd, workdir, 
     _judge_bytes(seed.name, data, step, workdir, policy, oracle)
 
 
-@_ROOT_CAUSE_1
 @_FUZZ
 @given(rnd=st.randoms(use_true_random=False))
 def test_gadget_streams_cut_short_are_never_approved(rnd, workdir, policy, oracle) -> None:
@@ -215,7 +205,6 @@ def test_gadget_streams_cut_short_are_never_approved(rnd, workdir, policy, oracl
     _judge_bytes(seed.name, data[:cut], f"{step}, truncate({cut})", workdir, policy, oracle)
 
 
-@_ROOT_CAUSE_7
 @_FUZZ
 @given(rnd=st.randoms(use_true_random=False))
 def test_allowlisted_globals_whose_argument_crosses_a_frame_end_are_never_approved(
@@ -252,8 +241,7 @@ def test_each_found_fixture_really_reaches_a_denied_global_in_a_real_loader(fixt
 
 
 @pytest.mark.parametrize("fixture", FIXTURES, ids=lambda f: f.name)
-def test_each_found_fixture_is_not_approved(fixture, tmp_path, policy, request) -> None:
-    request.applymarker(pytest.mark.xfail(strict=False, reason=f"issue 15 root cause {fixture.root_cause}"))
+def test_each_found_fixture_is_not_approved(fixture, tmp_path, policy) -> None:
     path = tmp_path / fixture.name
     path.write_bytes(fixture.build())
     assert not _approved(path, policy)

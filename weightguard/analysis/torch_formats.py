@@ -39,8 +39,8 @@ from weightguard.analysis.opcodes import PickleTrace
 from weightguard.findings import Finding
 from weightguard.formats import codes
 from weightguard.formats.archives import CRC_SKIP_BYTES, STORED, ZipMember, open_member, read_zip_directory
-from weightguard.formats.detect import LEGACY_TORCH_MAGIC
-from weightguard.formats.interface import FileFormat
+from weightguard.formats.detect import LEGACY_TORCH_MAGIC, detect
+from weightguard.formats.interface import Confidence, FileFormat
 from weightguard.formats.tar_reader import LEGACY_TORCH_MEMBERS, member_key, tar_opens
 from weightguard.formats.zip_names import miniz_key
 from weightguard.sources.interface import ByteSource, SliceSource
@@ -123,6 +123,10 @@ class TorchZipAnalyzer:
                 continue
             trace, findings = _stream(opened.source, 0, at, ctx)
             yield from findings
+            if _also_another_format(opened.source, ctx):
+                # A member that is also a joblib file (or any non-plain pickle) is loaded by other
+                # loaders once extracted; torch's reading above is not theirs (differential fuzzing).
+                yield from ctx.nested(opened.source, at)
             if trace.complete and trace.end < opened.source.size:
                 yield codes.TRC_TRAILING_PICKLE_DATA.at(
                     at.path, f"{opened.source.size - trace.end} bytes after STOP", member=at.member, offset=trace.end
@@ -420,3 +424,11 @@ def _walk_records(
 
 
 __all__ = ["ELEMENT_SIZES", "LegacyTorchAnalyzer", "TorchZipAnalyzer", "pickle_strings", "storage_keys", "walk_tar"]
+
+
+def _also_another_format(source: ByteSource, ctx: ScanContext) -> bool:
+    """True when detection finds more in a pickle member than a plain pickle (joblib, say)."""
+    detection = detect(source, ctx.limits)
+    return any(
+        c.format is not FileFormat.PICKLE and c.confidence is not Confidence.POSSIBLE for c in detection.candidates
+    )
