@@ -146,7 +146,8 @@ class SeverityGate:
             exemption = self._matching_exemption(f, today)
             if exemption is not None:
                 exempted.append((f, exemption))
-            elif f.kind is not RuleKind.FINDING:
+                continue
+            if f.kind is not RuleKind.FINDING:
                 blocking.append(f)
                 continue
             ignore = self._matching_ignore(f, today)
@@ -167,7 +168,7 @@ class SeverityGate:
                 continue
             if ex.format is not None and ex.format.value != fmt:
                 continue
-            if ex.path is not None and not (fnmatchcase(f.path, ex.path) or fnmatchcase(f.location, ex.path)):
+            if ex.path is not None and not _tail_matches(f.location, ex.path):
                 continue
             return ex
         return None
@@ -193,3 +194,13 @@ def _exemption_target(ex: FormatExemption) -> str:
 def exemption_note(ex: FormatExemption) -> str:
     """How an exempted finding is shown in reports: what matched, until when, and why."""
     return f"format exemption ({_exemption_target(ex)}) until {ex.expires.isoformat()}: {ex.reason}"
+
+
+def _tail_matches(location: str, glob: str) -> bool:
+    """True when ``glob`` matches ``location`` or a tail of it that starts after a ``/``.
+
+    Reports show paths as the user named the target (``/srv/models/llama/vendor/x.bin``),
+    so a glob written relative to the model folder (``vendor/*.bin``) matches its tail.
+    """
+    parts = location.split("/")
+    return any(fnmatchcase("/".join(parts[i:]), glob) for i in range(len(parts)))

@@ -25,7 +25,7 @@ class FormatExemption(StrictModel):
     and is itself a finding (WG-POL-004).
     """
 
-    path: Annotated[str | None, Field(description="glob over the file's relative path (or path:member)")] = None
+    path: Annotated[str | None, Field(description="glob over the path relative to the model folder")] = None
     format: Annotated[FileFormat | None, Field(description="detected format; 'unknown' for unrecognised bytes")] = None
     reason: Annotated[str, Field(min_length=3)]
     expires: dt.date
