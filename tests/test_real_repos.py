@@ -59,7 +59,7 @@ def test_a_hugging_face_style_repository_is_approved_by_the_default_policy(tmp_p
         assert formats["flax_model.msgpack"] == "flax-msgpack"
 
 
-@pytest.mark.parametrize("style", ("llama", "t5"))
+@pytest.mark.parametrize("style", ["llama", "t5"])
 def test_a_pickle_named_tokenizer_model_is_blocked(tmp_path: Path, style: str) -> None:
     repo = hf_repo(tmp_path / style, style)
     (repo / "tokenizer.model").write_bytes(EVIL_PICKLE)
@@ -68,7 +68,7 @@ def test_a_pickle_named_tokenizer_model_is_blocked(tmp_path: Path, style: str) -
     assert _formats(report)["tokenizer.model"] == "pickle"
 
 
-@pytest.mark.parametrize("style", ("bert", "gpt2"))
+@pytest.mark.parametrize("style", ["bert", "gpt2"])
 def test_a_pickle_hidden_as_an_image_is_blocked(tmp_path: Path, style: str) -> None:
     repo = hf_repo(tmp_path / style, style)
     (repo / "image.png").write_bytes(EVIL_PICKLE)
