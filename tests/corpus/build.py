@@ -23,6 +23,7 @@ from pathlib import Path
 from tests.corpus.benign import BENIGN
 from tests.corpus.malicious import PICKLES
 from tests.corpus.malicious_containers import CONTAINERS
+from tests.corpus.realrepo_cases import REAL_REPO_APPROVED, REAL_REPO_BLOCKED
 from tests.corpus.spec import CaseSpec, Expected, Payload
 
 MARKER_NAME = "PWNED_MARKER"
@@ -59,7 +60,7 @@ class Corpus:
 
 def all_specs() -> tuple[CaseSpec, ...]:
     """Every case recipe, malicious first."""
-    return (*PICKLES, *CONTAINERS, *BENIGN)
+    return (*PICKLES, *CONTAINERS, *REAL_REPO_BLOCKED, *BENIGN, *REAL_REPO_APPROVED)
 
 
 def _available(spec: CaseSpec) -> bool:
