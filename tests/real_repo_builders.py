@@ -47,6 +47,7 @@ def sentencepiece_model(pieces: int = 300) -> bytes:
         body = field(1, piece.encode()) + field(2, struct.pack("<f", -float(i)), wire=5) + field(3, kind, wire=0)
         out.append(field(1, body))
     trainer = field(1, b"corpus.txt") + field(2, b"m") + field(3, 2, wire=0) + field(4, len(out), wire=0)
+    trainer += field(35, 1, wire=0)  # byte_fallback, as Llama sets it
     trainer += field(40, 0, wire=0) + field(41, 1, wire=0) + field(42, 2, wire=0) + field(43, (1 << 64) - 1, wire=0)
     normalizer = field(1, b"identity") + field(3, 1, wire=0) + field(4, 0, wire=0)
     tests = field(1, field(1, b"hello") + field(2, "\u2581hello".encode()))

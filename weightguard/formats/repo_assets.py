@@ -34,12 +34,11 @@ Probe = Callable[[ByteSource, bytes, Limits, _Sink], None]
 
 def sentencepiece_probe(source: ByteSource, head: bytes, limits: Limits, found: _Sink) -> None:
     """A whole, strictly walked ``ModelProto`` (or a well-formed first piece of one too large to walk)."""
-    if head[:1] != b"\x0a":
-        return
+    if head[:1] != b"\x0a" or not sentencepiece.first_piece_ok(head):
+        return  # cheap gate first: text starting with a newline is not read whole
     if source.size > limits.max_header_bytes:
-        if sentencepiece.first_piece_ok(head):
-            evidence = f"first SentencePiece piece well formed; {source.size} bytes over max_header_bytes"
-            found.add(0, FileFormat.SENTENCEPIECE, Confidence.LIKELY, evidence)
+        evidence = f"first SentencePiece piece well formed; {source.size} bytes over max_header_bytes"
+        found.add(0, FileFormat.SENTENCEPIECE, Confidence.LIKELY, evidence)
         return
     data = head if len(head) >= source.size else source.read_at(0, source.size)
     try:
