@@ -26,6 +26,7 @@ from tests.corpus.joblib_numpy_cases import JOBLIB_APPROVED, JOBLIB_BLOCKED
 from tests.corpus.malicious import PICKLES
 from tests.corpus.malicious_containers import CONTAINERS
 from tests.corpus.pickle_grammar_cases import GRAMMAR
+from tests.corpus.realrepo_cases import REAL_REPO_APPROVED, REAL_REPO_BLOCKED
 from tests.corpus.spec import CaseSpec, Expected, Payload
 from tests.corpus.template_keras_cases import TEMPLATE_APPROVED, TEMPLATE_BLOCKED
 
@@ -70,10 +71,12 @@ def all_specs() -> tuple[CaseSpec, ...]:
         *GRAMMAR,
         *JOBLIB_BLOCKED,
         *TEMPLATE_BLOCKED,
+        *REAL_REPO_BLOCKED,
         *BENIGN,
         *LOADER_BENIGN,
         *JOBLIB_APPROVED,
         *TEMPLATE_APPROVED,
+        *REAL_REPO_APPROVED,
     )
 
 

@@ -13,12 +13,16 @@ from weightguard.analysis.joblib_format import JoblibAnalyzer
 from weightguard.analysis.numpy_formats import NumpyAnalyzer
 from weightguard.analysis.pickle_analyzer import PickleAnalyzer
 from weightguard.analysis.torch_formats import LegacyTorchAnalyzer, TorchZipAnalyzer
+from weightguard.formats.flax_msgpack import FlaxMsgpackAnalyzer
 from weightguard.formats.gguf import GgufAnalyzer
 from weightguard.formats.hdf5 import HDF5Analyzer
+from weightguard.formats.images import ImageAnalyzer
 from weightguard.formats.interface import FileFormat
 from weightguard.formats.json_text import JsonAnalyzer
 from weightguard.formats.onnx import OnnxAnalyzer
 from weightguard.formats.safetensors import SafetensorsAnalyzer
+from weightguard.formats.sentencepiece import SentencePieceAnalyzer
+from weightguard.formats.tflite import TfliteAnalyzer
 
 
 def analyzers() -> tuple[Analyzer, ...]:
@@ -38,6 +42,10 @@ def analyzers() -> tuple[Analyzer, ...]:
         OnnxAnalyzer(),
         HDF5Analyzer(),
         JsonAnalyzer(),
+        SentencePieceAnalyzer(),
+        FlaxMsgpackAnalyzer(),
+        TfliteAnalyzer(),
+        ImageAnalyzer(),
     )
 
 

@@ -44,6 +44,7 @@ from weightguard.formats.archives import (
     read_zip_directory,
 )
 from weightguard.formats.interface import Candidate, Confidence, Detection, FileFormat
+from weightguard.formats.repo_assets import ASSET_PROBES as _ASSET_PROBES
 from weightguard.formats.tar_reader import LEGACY_TORCH_MEMBERS, tar_names, tar_opens
 from weightguard.formats.zip_names import miniz_key
 from weightguard.limits import Limits, MiB
@@ -84,7 +85,7 @@ def detect(source: ByteSource, limits: Limits) -> Detection:
         return Detection((Candidate(FileFormat.EMPTY, Confidence.CERTAIN, "zero bytes"),))
     head = source.read_at(0, PICKLE_PREFIX)
     found = _Found()
-    for probe in (_zip, _pickle_family, _magic, _tar, _safetensors, _hdf5, _onnx, _text):
+    for probe in (_zip, _pickle_family, _magic, _tar, _safetensors, _hdf5, _onnx, _text, *_ASSET_PROBES):
         try:
             probe(source, head, limits, found)
         except (WeightguardError, ValueError, struct.error, UnicodeError, RecursionError) as exc:

@@ -23,5 +23,12 @@ IGNORE_EXPIRED = Rule(
     "An ignore entry in spec.severity.ignores is past its expiry date and no longer applies.",
     "Fix the underlying finding, or renew the ignore with a new date and reason.",
 )
+EXEMPTION_EXPIRED = Rule(
+    "WG-POL-004",
+    "expired format exemption",
+    Severity.MEDIUM,
+    "An entry in spec.formats.exempt is past its expiry date; the files it named are judged as usual again.",
+    "Convert or remove the files, or renew the exemption with a new date and reason.",
+)
 
-RULES = (FORMAT_REFUSED, FORMAT_NOT_ALLOWED, IGNORE_EXPIRED)
+RULES = (FORMAT_REFUSED, FORMAT_NOT_ALLOWED, IGNORE_EXPIRED, EXEMPTION_EXPIRED)

@@ -3,6 +3,7 @@
 Pure logic: no files, no clock (today's date is passed in).
 :class:`FormatGate` decides which detected formats are findings;
 :class:`SeverityGate` applies ignores (an expired ignore is itself a finding)
+and format exemptions (which lift only "not analysed" findings, issue 18)
 and decides which findings block. Not handled here: integrity and signature
 rules, which live with their stages.
 """
@@ -15,11 +16,16 @@ from fnmatch import fnmatchcase
 
 from weightguard.analysis.interface import PickleSettings
 from weightguard.findings import Finding, RuleKind, Severity
+from weightguard.formats import codes as format_codes
 from weightguard.formats.interface import FileFormat
 from weightguard.limits import Limits
 from weightguard.policy import codes
 from weightguard.policy.schema import Policy
-from weightguard.policy.sections.scan import IgnoreRule
+from weightguard.policy.sections.scan import FormatExemption, IgnoreRule
+from weightguard.scan_codes import NO_ANALYZER
+
+# The only findings an exemption lifts: "this was not analysed", never a statement about content.
+EXEMPTABLE = frozenset({format_codes.UNKNOWN_FORMAT.code, NO_ANALYZER.code})
 
 
 def compile_limits(policy: Policy) -> Limits:
@@ -87,6 +93,7 @@ class Judged:
     blocking: tuple[Finding, ...]
     advisory: tuple[Finding, ...]
     suppressed: tuple[tuple[Finding, IgnoreRule], ...]
+    exempted: tuple[tuple[Finding, FormatExemption], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,11 +102,13 @@ class SeverityGate:
 
     fail_on: Severity
     ignores: tuple[IgnoreRule, ...]
+    exemptions: tuple[FormatExemption, ...] = ()
 
     @classmethod
     def from_policy(cls, policy: Policy) -> SeverityGate:
-        """Build the gate from ``spec.severity``."""
-        return cls(policy.spec.severity.fail_on, tuple(policy.spec.severity.ignores))
+        """Build the gate from ``spec.severity`` and ``spec.formats.exempt``."""
+        spec = policy.spec
+        return cls(spec.severity.fail_on, tuple(spec.severity.ignores), tuple(spec.formats.exempt))
 
     def expired(self, today: dt.date, origin: str) -> list[Finding]:
         """Return one finding per ignore that is past its expiry date."""
@@ -113,17 +122,32 @@ class SeverityGate:
             )
             for ig in self.ignores
             if ig.expires < today
+        ] + [
+            codes.EXEMPTION_EXPIRED.at(
+                origin,
+                f"format exemption for {_exemption_target(ex)} expired on {ex.expires.isoformat()}",
+                reason=ex.reason,
+                expires=ex.expires.isoformat(),
+            )
+            for ex in self.exemptions
+            if ex.expires < today
         ]
 
     def judge(self, findings: list[Finding] | tuple[Finding, ...], today: dt.date) -> Judged:
         """Split findings into blocking, advisory and suppressed.
 
-        Errors and skips always block (fail closed) and cannot be ignored.
+        Errors and skips always block (fail closed) and cannot be ignored; only a
+        live format exemption lifts the "not analysed" ones (:data:`EXEMPTABLE`).
         """
         blocking: list[Finding] = []
         advisory: list[Finding] = []
         suppressed: list[tuple[Finding, IgnoreRule]] = []
+        exempted: list[tuple[Finding, FormatExemption]] = []
         for f in findings:
+            exemption = self._matching_exemption(f, today)
+            if exemption is not None:
+                exempted.append((f, exemption))
+                continue
             if f.kind is not RuleKind.FINDING:
                 blocking.append(f)
                 continue
@@ -134,7 +158,21 @@ class SeverityGate:
                 blocking.append(f)
             else:
                 advisory.append(f)
-        return Judged(tuple(blocking), tuple(advisory), tuple(suppressed))
+        return Judged(tuple(blocking), tuple(advisory), tuple(suppressed), tuple(exempted))
+
+    def _matching_exemption(self, f: Finding, today: dt.date) -> FormatExemption | None:
+        if f.code not in EXEMPTABLE:
+            return None
+        fmt = f.evidence.get("format", FileFormat.UNKNOWN.value)
+        for ex in self.exemptions:
+            if ex.expires < today:
+                continue
+            if ex.format is not None and ex.format.value != fmt:
+                continue
+            if ex.path is not None and not _tail_matches(f.location, ex.path):
+                continue
+            return ex
+        return None
 
     def _matching_ignore(self, f: Finding, today: dt.date) -> IgnoreRule | None:
         for ig in self.ignores:
@@ -145,3 +183,25 @@ class SeverityGate:
             ):
                 return ig
         return None
+
+
+def _exemption_target(ex: FormatExemption) -> str:
+    parts = ([f"path {ex.path!r}"] if ex.path is not None else []) + (
+        [f"format {ex.format.value}"] if ex.format is not None else []
+    )
+    return " and ".join(parts)
+
+
+def exemption_note(ex: FormatExemption) -> str:
+    """How an exempted finding is shown in reports: what matched, until when, and why."""
+    return f"format exemption ({_exemption_target(ex)}) until {ex.expires.isoformat()}: {ex.reason}"
+
+
+def _tail_matches(location: str, glob: str) -> bool:
+    """True when ``glob`` matches ``location`` or a tail of it that starts after a ``/``.
+
+    Reports show paths as the user named the target (``/srv/models/llama/vendor/x.bin``),
+    so a glob written relative to the model folder (``vendor/*.bin``) matches its tail.
+    """
+    parts = location.split("/")
+    return any(fnmatchcase("/".join(parts[i:]), glob) for i in range(len(parts)))

@@ -18,7 +18,7 @@ from weightguard.errors import EXIT_BLOCKED, EXIT_INCOMPLETE, EXIT_OK
 from weightguard.findings import Finding, RuleKind
 from weightguard.formats.interface import Confidence
 from weightguard.policy.load import LoadedPolicy
-from weightguard.policy.rules import Judged, SeverityGate
+from weightguard.policy.rules import Judged, SeverityGate, exemption_note
 from weightguard.report.model import FileReport, FindingModel, PartModel, PolicyRef, Report, Summary, ToolInfo, Verdict
 
 
@@ -98,6 +98,8 @@ def build_report(
     models = [finding_model(f, blocking=True) for f in judged.blocking]
     models += [finding_model(f, blocking=False) for f in judged.advisory]
     models += [finding_model(f, blocking=False, suppressed_by=ig.reason) for f, ig in judged.suppressed]
+    # Exempted files are always listed, with the exemption's reason and expiry (issue 18).
+    models += [finding_model(f, blocking=False, suppressed_by=exemption_note(ex)) for f, ex in judged.exempted]
     reasons = [f"{f.code} {f.location}: {f.message}" for f in judged.blocking]
     summary = Summary(
         files=len(scans),
@@ -105,7 +107,7 @@ def build_report(
         blocking=len(judged.blocking),
         errors=sum(1 for f in everything if f.kind is RuleKind.ERROR),
         skipped=sum(1 for f in everything if f.kind is RuleKind.SKIPPED),
-        suppressed=len(judged.suppressed),
+        suppressed=len(judged.suppressed) + len(judged.exempted),
         by_severity=dict(Counter(f.severity.value for f in everything)),
     )
     return Report(

@@ -6,7 +6,7 @@ import datetime as dt
 import re
 from typing import Annotated, Literal
 
-from pydantic import ByteSize, Field, PositiveFloat, PositiveInt, field_validator
+from pydantic import ByteSize, Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
 from weightguard.findings import Severity
 from weightguard.formats.interface import FileFormat
@@ -15,15 +15,39 @@ from weightguard.policy.base import StrictModel
 _QUALNAME = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*\.[A-Za-z_][\w]*$")
 
 
+class FormatExemption(StrictModel):
+    """Let a file weightguard cannot analyse pass, by path glob and/or format, for a reason, until a date.
+
+    Only "not analysed" findings (an unknown binary format, a format without an
+    analyzer) are lifted, and every exempted file is listed in the report with
+    this reason and date; a finding about the content (a pickle global, a
+    polyglot, a template) is never lifted. An expired exemption lifts nothing
+    and is itself a finding (WG-POL-004).
+    """
+
+    path: Annotated[str | None, Field(description="glob over the path relative to the model folder")] = None
+    format: Annotated[FileFormat | None, Field(description="detected format; 'unknown' for unrecognised bytes")] = None
+    reason: Annotated[str, Field(min_length=3)]
+    expires: dt.date
+
+    @model_validator(mode="after")
+    def _names_something(self) -> FormatExemption:
+        if self.path is None and self.format is None:
+            raise ValueError("an exemption needs a path glob, a format, or both")
+        return self
+
+
 class FormatsSpec(StrictModel):
     """Which formats may appear in a model.
 
     A format in ``refused`` is a blocking finding. A format that is in neither
     list is allowed only when ``allowed`` is empty (no allowlist given).
+    ``exempt`` lets named files that cannot be analysed pass (see :class:`FormatExemption`).
     """
 
     allowed: list[FileFormat] = Field(default_factory=list)
     refused: list[FileFormat] = Field(default_factory=list)
+    exempt: list[FormatExemption] = Field(default_factory=list)
 
 
 class AllowedGlobal(StrictModel):
