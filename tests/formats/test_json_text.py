@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -108,3 +109,18 @@ def test_a_keras_config_inside_an_archive_is_left_to_the_container_analyzer() ->
     inside = Location("model.keras", ("config.json",))
     ctx.parts.extend([DetectedPart(Location("model.keras"), keras), DetectedPart(inside, detect_bytes(data))])
     assert list(JsonAnalyzer().analyze(BytesSource(data), inside, ctx)) == []
+
+
+def test_a_bert_vocab_starting_with_a_bracketed_token_is_text_not_malformed_json(tmp_path: Path) -> None:
+    # issue 18: "[PAD]" opened a would-be JSON array, so vocab.txt got WG-CFG-001 and the strict
+    # policy rejected every BERT folder.
+    from weightguard.api import scan
+    from weightguard.policy.load import load_policy
+
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("[PAD]\n[unused0]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\n")
+    report = scan([vocab], load_policy("builtin:strict"))
+    assert report.verdict == "approved" and not report.findings
+    broken = tmp_path / "config.json"
+    broken.write_text("[1, 2,")
+    assert [f.code for f in scan([broken]).findings] == ["WG-CFG-001"]

@@ -41,6 +41,17 @@ _TEMPLATE_KEY = "chat_template"
 _TEMPLATE_EXTENSION = "jinja"  # transformers' CHAT_TEMPLATE_FILE and additional_chat_templates/*.jinja
 
 
+def _json_shaped(head: bytes) -> bool:
+    """True when ``head`` opens a JSON object, or an array whose first item looks like a JSON value.
+
+    A BERT ``vocab.txt`` starts with ``[PAD]``: text, not a malformed JSON array (issue 18).
+    """
+    text = head.lstrip()
+    if text[:1] == b"{":
+        return True
+    return text[:1] == b"[" and text[1:].lstrip()[:1] in (b"", *(bytes([c]) for c in b'"{[]-0123456789tfnNI'))
+
+
 class JsonAnalyzer:
     """Analyzer for JSON configs (and plain text, which needs no findings)."""
 
@@ -53,7 +64,7 @@ class JsonAnalyzer:
         name = where.members[-1] if where.members else where.path
         # The loader picks these by name (as numpy picks npz members): the name is what makes it code.
         is_template = name.rpartition("/")[2].rpartition(".")[2] == _TEMPLATE_EXTENSION
-        if not is_template and source.read_at(0, 4096).lstrip()[:1] not in (b"{", b"["):
+        if not is_template and not _json_shaped(source.read_at(0, 4096)):
             return  # plain text: nothing in it is loaded as code
         if source.size > ctx.limits.max_header_bytes:
             limit = ctx.limits.max_header_bytes
