@@ -58,6 +58,30 @@ def _save(out: Path, kind: str, index: int, name: str, data: bytes, record: dict
     (folder / f"{stem}.json").write_text(json.dumps(record, indent=1, default=str))
 
 
+def _generate(
+    seed_value: int, index: int, benign: list[Any], blocked: list[Any], mutate: Any
+) -> tuple[Any, bytes, str, list[str]]:
+    """The file of campaign ``seed_value`` at ``index``: the same bytes in a worker and in the parent."""
+    rng = random.Random(f"{seed_value}:{index}")
+    # Two thirds benign seeds (approvals are what the oracle checks), one third threat corpus.
+    seed = rng.choice(benign if rng.random() < 0.67 else blocked)
+    data, name, steps = mutate(rng, seed.data, seed.name)
+    return seed, data, name, steps
+
+
+def _save_killer(args: argparse.Namespace, index: int) -> None:
+    """Regenerate and keep the file that killed a scan worker (a crash of the scanner itself)."""
+    from tests.differential.mutate import mutate
+    from tests.differential.seeds import all_seeds
+
+    seeds = all_seeds()
+    benign = [s for s in seeds if s.family != "corpus-blocked"]
+    blocked = [s for s in seeds if s.family == "corpus-blocked"]
+    seed, data, name, steps = _generate(args.seed, index, benign, blocked, mutate)
+    record = {"seed": args.seed, "index": index, "seed_file": seed.name, "steps": steps, "name": name}
+    _save(Path(args.out), "crashes", index, name, data, record)
+
+
 def run_worker(args: argparse.Namespace) -> None:
     """Scan files ``start, start+stride, ...`` and print one JSON line per file."""
     from tests.differential.mutate import mutate
@@ -76,10 +100,7 @@ def run_worker(args: argparse.Namespace) -> None:
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with Oracle([marker_path()], timeout=args.timeout) as oracle, tempfile.TemporaryDirectory() as tmp:
         for index in range(args.start, args.files, args.stride):
-            rng = random.Random(f"{args.seed}:{index}")
-            # Two thirds benign seeds (approvals are what the oracle checks), one third threat corpus.
-            seed = rng.choice(benign if rng.random() < 0.67 else blocked)
-            data, name, steps = mutate(rng, seed.data, seed.name)
+            seed, data, name, steps = _generate(args.seed, index, benign, blocked, mutate)
             folder = Path(tmp) / str(index)
             folder.mkdir()
             path = folder / name
@@ -184,6 +205,7 @@ def run_campaign(args: argparse.Namespace) -> int:
                 if code != _EXIT_RSS:  # the file after the last one reported killed the worker
                     crashed.append(done + args.jobs)
                     done += args.jobs
+                    _save_killer(args, done)
                 print(f"worker exited {code} after index {done}", file=sys.stderr)
                 if done + args.jobs < args.files:
                     new = _spawn(args, done + args.jobs)

@@ -25,8 +25,9 @@ from weightguard import __version__
 from weightguard.analysis.scanner import FileScan, Scanner
 from weightguard.api import make_scanner
 from weightguard.convert.interface import ConversionProof
+from weightguard.display_paths import display_paths, shown_scan
 from weightguard.errors import IntegrityError, SignatureError, WeightguardError
-from weightguard.findings import Finding, Outcome, RuleKind
+from weightguard.findings import Finding, RuleKind
 from weightguard.fsutil import write_atomic
 from weightguard.integrity.binding import (
     CHANGED_WHILE_VERIFIED,
@@ -460,26 +461,6 @@ def _checks(report: Report) -> dict[str, str]:
     else:
         checks["signature"] = "SKIPPED"
     return checks
-
-
-def shown_scan(scan: FileScan, shown: Callable[[str], str]) -> FileScan:
-    """The scan with every path rewritten by ``shown`` (for display)."""
-
-    def move(findings: tuple[Finding, ...]) -> tuple[Finding, ...]:
-        return tuple(dataclasses.replace(f, path=shown(f.path)) for f in findings)
-
-    outcome = Outcome(move(scan.outcome.findings), move(scan.outcome.errors), move(scan.outcome.skipped))
-    return dataclasses.replace(scan, relpath=shown(scan.relpath), outcome=outcome)
-
-
-def display_paths(target: str, resolved: ResolvedTarget) -> Callable[[str], str]:
-    """Paths in findings are shown as the user named them (repo-relative in CI, for SARIF)."""
-    if target.startswith("hf://"):
-        return lambda rel: rel
-    base = Path(target) if Path(target).is_dir() else Path(target).parent
-    if str(base) in ("", "."):
-        return lambda rel: rel
-    return lambda rel: base.as_posix() if rel in ("", ".") else (base / rel).as_posix()
 
 
 def policy_dir(loaded: LoadedPolicy) -> Path:

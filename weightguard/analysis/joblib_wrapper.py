@@ -137,10 +137,79 @@ def numpy_dtype(value: object, depth: int = 0) -> np.dtype[np.generic] | None:
     try:
         dtype: np.dtype[np.generic] = np.dtype(*args)
         if state is not None:
+            if not _state_as_numpy_writes(dtype, state):
+                return None  # not understood: the wrapper's size is unknown, which blocks
             dtype.__setstate__(state)  # type: ignore[attr-defined]  # numpy stubs omit it; unpickling calls it
     except DTYPE_ERRORS:
         return None
     return dtype
+
+
+_ALIGNMENTS = frozenset({-1, 1, 2, 4, 8, 16})
+
+
+def _state_as_numpy_writes(dtype: np.dtype[np.generic], state: object) -> bool:
+    """True when ``state`` has exactly the shape ``numpy.dtype.__reduce__`` writes for ``dtype``'s kind.
+
+    ``dtype.__setstate__`` is numpy C code that trusts its argument: a hostile state (a subarray
+    descriptor that is an int, six fields for an object dtype) crashed the scanner with SIGSEGV
+    (differential campaign seed 101, indexes 18010 and 42273). Only numpy's own shapes reach it:
+    the protocol-3 8-tuple (plain, flexible and structured types, with the flags numpy computes
+    for a plain type) and the protocol-4 9-tuple of datetimes with its unit metadata.
+    """
+    if not isinstance(state, tuple) or len(state) not in (8, 9):
+        return False
+    version, byteorder, subdescr, names, fields, elsize, alignment, flags = state[:8]
+    if (version, len(state)) not in ((3, 8), (4, 9)) or byteorder not in ("<", ">", "|", "="):
+        return False
+    if not all(type(v) is int for v in (elsize, alignment, flags)):
+        return False
+    if subdescr is not None and not _subarray_fits(subdescr, elsize, dtype):
+        return False
+    if alignment not in _ALIGNMENTS or not 0 <= flags <= 0xFF:
+        return False
+    if len(state) == 9 and not (dtype.kind in "mM" and _datetime_metadata(state[8])):
+        return False
+    if names is None and fields is None:
+        return bool(flags == dtype.flags) and elsize in (-1, dtype.itemsize)
+    if not isinstance(names, tuple) or not isinstance(fields, dict) or set(names) != set(fields):
+        return False
+    if not all(type(n) is str for n in names) or elsize != dtype.itemsize:
+        return False
+    return all(_field_fits(field, elsize) for field in fields.values())
+
+
+def _subarray_fits(subdescr: object, elsize: int, dtype: np.dtype[np.generic]) -> bool:
+    """A subarray descriptor as numpy writes it: ``(base dtype, shape)`` filling the whole item."""
+    if not isinstance(subdescr, tuple) or len(subdescr) != 2 or not isinstance(subdescr[0], np.dtype):
+        return False
+    shape = subdescr[1]
+    if not isinstance(shape, tuple) or len(shape) > 32 or not all(type(n) is int and n >= 0 for n in shape):
+        return False
+    return subdescr[0].itemsize * math.prod(shape) == elsize == dtype.itemsize
+
+
+def _field_fits(field: object, elsize: int) -> bool:
+    if not isinstance(field, tuple) or len(field) not in (2, 3) or not isinstance(field[0], np.dtype):
+        return False
+    offset = field[1]
+    return type(offset) is int and offset >= 0 and offset + field[0].itemsize <= elsize
+
+
+_DATETIME_UNITS = frozenset(b"Y M W D h m s ms us ns ps fs as generic".split())
+
+
+def _datetime_metadata(metadata: object) -> bool:
+    """The metadata numpy writes, ``(None, (unit, num, den, events))``, for a datetime64/timedelta64 dtype."""
+    if not isinstance(metadata, tuple) or len(metadata) != 2 or metadata[0] is not None:
+        return False
+    unit = metadata[1]
+    return (
+        isinstance(unit, tuple)
+        and len(unit) == 4
+        and unit[0] in _DATETIME_UNITS
+        and all(type(v) is int and 0 < v < 2**31 for v in unit[1:])
+    )
 
 
 class ArrayHook:
