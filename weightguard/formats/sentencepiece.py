@@ -149,8 +149,12 @@ def check_model_proto(data: bytes) -> str:
             _self_test(data, value, value + length)
         else:
             _plain(data, value, value + length)
-    extras = ", ".join(name for n, name in ((2, "trainer_spec"), (3, "normalizer_spec")) if n in seen)
-    return f"SentencePiece ModelProto, {pieces} pieces" + (f", {extras}" if extras else "")
+    # Every trainer writes both specs after the pieces: without them the file is a cut-off prefix
+    # (a protobuf has no end marker, so a truncation at a field boundary still parses).
+    missing = [name for n, name in ((2, "trainer_spec"), (3, "normalizer_spec")) if n not in seen]
+    if missing:
+        raise SentencePieceError(f"no {' or '.join(missing)} after {pieces} pieces (a truncated model?)")
+    return f"SentencePiece ModelProto, {pieces} pieces, trainer_spec, normalizer_spec"
 
 
 def first_piece_ok(head: bytes) -> bool:
