@@ -33,7 +33,10 @@ def write_policy(tmp_path: Path):
 
     def _write(spec: str = "", name: str = "test") -> Path:
         body = "\n".join("  " + line for line in spec.strip("\n").splitlines()) if spec.strip() else "  {}"
-        text = f"apiVersion: weightguard/v1alpha1\nkind: VerificationPolicy\nmetadata:\n  name: {name}\nspec:\n{body}\n"
+        text = (
+            "apiVersion: weightguard/v1alpha1\nkind: VerificationPolicy\n"
+            f"metadata:\n  name: {name}\nspec:\n{body}\n"
+        )
         path = tmp_path / f"{name}.yaml"
         path.write_text(text)
         return path

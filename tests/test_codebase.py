@@ -48,10 +48,7 @@ def _is_validator(func: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
 def _package_error_classes() -> set[str]:
     # Any class in the package derived (transitively) from weightguard's errors is a weightguard error too.
     classes = [
-        node
-        for path in SOURCES
-        for node in ast.walk(ast.parse(path.read_text(), str(path)))
-        if isinstance(node, ast.ClassDef)
+        node for path in SOURCES for node in ast.walk(ast.parse(path.read_text(), str(path))) if isinstance(node, ast.ClassDef)
     ]
     known = set(_ERROR_NAMES)
     changed = True
@@ -69,9 +66,7 @@ def test_every_raise_in_the_package_raises_a_weightguard_error() -> None:
     allowed = _package_error_classes()
     for path in SOURCES:
         tree = ast.parse(path.read_text(), str(path))
-        validators = [
-            n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and _is_validator(n)
-        ]
+        validators = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and _is_validator(n)]
         in_validator = {id(r) for v in validators for r in ast.walk(v) if isinstance(r, ast.Raise)}
         for node in ast.walk(tree):
             if not isinstance(node, ast.Raise) or node.exc is None or id(node) in in_validator:

@@ -89,26 +89,11 @@ def test_the_core_install_steps_of_the_image_work_in_a_fresh_venv(tmp_path: Path
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    pip = subprocess.run(
-        [str(venv / "bin" / "pip"), "install", "-q", str(REPO)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    pip = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(REPO)], capture_output=True, text=True, timeout=900, check=False)
     assert pip.returncode == 0, pip.stderr[-2000:]
-    check = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", "import importlib.util as u; print(u.find_spec('torch') is None)"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    check = subprocess.run([str(venv / "bin" / "python"), "-c", "import importlib.util as u; print(u.find_spec('torch') is None)"],
+                           capture_output=True, text=True, check=True)
     assert check.stdout.strip() == "True", "the core install must not pull torch"
-    entry = subprocess.run(
-        [str(venv / "bin" / "weightguard"), "verify", str(REPO / "sample_models" / "blocked")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    entry = subprocess.run([str(venv / "bin" / "weightguard"), "verify", str(REPO / "sample_models" / "blocked")],
+                           capture_output=True, text=True, timeout=120, check=False)
     assert entry.returncode == 1 and "WG-PKL-001" in entry.stderr

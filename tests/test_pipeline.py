@@ -48,27 +48,19 @@ def keys(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_a_clean_safetensors_model_is_approved_and_attested(clean_model: Path, keys, tmp_path: Path) -> None:
     attestation = tmp_path / "clean.att.json"
-    report = verify(
-        str(clean_model), load_builtin("default"), VerifyOptions(attest_key=keys[0], attestation_path=attestation)
-    )
+    report = verify(str(clean_model), load_builtin("default"), VerifyOptions(attest_key=keys[0], attestation_path=attestation))
     assert (report.verdict, report.exit_code) == ("approved", 0)
     assert [s.name for s in report.stages] == ["source", "analysis", "integrity", "verdict"]
     assert report.subject is not None and report.subject.root_digest
     assert report.attestation is not None and report.attestation.verification_result == "PASSED"
-    result = run_cli(
-        "attestation", "verify", str(clean_model), "--attestation", str(attestation), "--public-key", str(keys[1])
-    )
+    result = run_cli("attestation", "verify", str(clean_model), "--attestation", str(attestation), "--public-key", str(keys[1]))
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["digest"] == report.subject.root_digest
 
 
 def test_a_malicious_pickle_is_rejected_and_not_attested(keys, tmp_path: Path) -> None:
     attestation = tmp_path / "blocked.att.json"
-    report = verify(
-        str(SAMPLES / "blocked"),
-        load_builtin("default"),
-        VerifyOptions(attest_key=keys[0], attestation_path=attestation),
-    )
+    report = verify(str(SAMPLES / "blocked"), load_builtin("default"), VerifyOptions(attest_key=keys[0], attestation_path=attestation))
     assert (report.verdict, report.exit_code) == ("rejected", 1)
     assert any(f.code == "WG-PKL-001" and f.blocking for f in report.findings)
     assert report.attestation is None and not attestation.exists()
@@ -77,8 +69,7 @@ def test_a_malicious_pickle_is_rejected_and_not_attested(keys, tmp_path: Path) -
 def test_a_rejected_run_can_be_attested_as_failed_on_request(keys, tmp_path: Path) -> None:
     attestation = tmp_path / "failed.att.json"
     report = verify(
-        str(SAMPLES / "blocked"),
-        load_builtin("default"),
+        str(SAMPLES / "blocked"), load_builtin("default"),
         VerifyOptions(attest_key=keys[0], attestation_path=attestation, attest_failed=True),
     )
     assert report.attestation is not None and report.attestation.verification_result == "FAILED"
@@ -140,18 +131,8 @@ def test_revoke_sends_a_model_back_to_quarantine(clean_model: Path, keys, tmp_pa
     attestation = tmp_path / "att.json"
     db = f"sqlite:///{tmp_path}/rollout.db"
     verify(str(clean_model), load_builtin("default"), VerifyOptions(attest_key=keys[0], attestation_path=attestation))
-    run_cli(
-        "promote",
-        str(clean_model),
-        "--to",
-        "staging",
-        "--attestation",
-        str(attestation),
-        "--public-key",
-        str(keys[1]),
-        "--database",
-        db,
-    )
+    run_cli("promote", str(clean_model), "--to", "staging", "--attestation", str(attestation),
+            "--public-key", str(keys[1]), "--database", db)
     revoked = run_cli("revoke", str(clean_model), "--reason", "signer key revoked", "--database", db)
     assert revoked.returncode == 0, revoked.stderr
     assert json.loads(run_cli("status", str(clean_model), "--database", db).stdout)["stage"] == "quarantine"
@@ -172,9 +153,7 @@ def test_the_policy_can_name_the_signing_key_and_the_trusted_keys(clean_model: P
     )
     made = run_cli("verify", str(clean_model), "--policy", str(policy))
     assert made.returncode == 0 and attestation.exists(), made.stderr
-    promoted = run_cli(
-        "promote", str(clean_model), "--to", "staging", "--attestation", str(attestation), "--policy", str(policy)
-    )
+    promoted = run_cli("promote", str(clean_model), "--to", "staging", "--attestation", str(attestation), "--policy", str(policy))
     assert promoted.returncode == 0, promoted.stderr
 
 
@@ -196,11 +175,7 @@ def test_a_policy_requiring_conversion_approves_the_converted_safetensors(tmp_pa
 
 def test_a_blocked_pickle_is_never_converted(tmp_path: Path, write_policy) -> None:
     out = tmp_path / "converted"
-    report = verify(
-        str(SAMPLES / "blocked"),
-        load_policy(write_policy("conversion:\n  mode: required")),
-        VerifyOptions(convert_dir=out),
-    )
+    report = verify(str(SAMPLES / "blocked"), load_policy(write_policy("conversion:\n  mode: required")), VerifyOptions(convert_dir=out))
     assert report.verdict == "rejected"
     assert any(f.code == "WG-CNV-001" for f in report.findings)
     assert not (out / "model.safetensors").exists()

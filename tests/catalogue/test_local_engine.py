@@ -30,11 +30,7 @@ def test_a_unit_whose_worker_dies_once_is_retried_and_the_verdicts_stand(tmp_pat
     loaded = load_builtin("default")
     engine = LocalEngine(2, max_retries=2, execute=CrashOnceExecute(victim, str(marker)))
     try:
-        units = [
-            FileUnit(
-                victim, (models / "a" / "model.safetensors").stat().st_size, str(models / "a" / "model.safetensors")
-            )
-        ]
+        units = [FileUnit(victim, (models / "a" / "model.safetensors").stat().st_size, str(models / "a" / "model.safetensors"))]
         (result,) = list(engine.run(units, loaded))
         assert marker.exists() and result.ok and result.attempts == 2
     finally:
@@ -107,10 +103,4 @@ def test_forked_workers_give_the_same_verdicts_and_survive_a_crash(tmp_path: Pat
         [sys.executable, "-c", FORKED_RUN, str(tests), str(tmp_path)], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == [
-        "clean-0=approved",
-        "clean-1=approved",
-        "clean-2=approved",
-        "evil=rejected",
-        "odd=incomplete",
-    ]
+    assert done.stdout.split() == ["clean-0=approved", "clean-1=approved", "clean-2=approved", "evil=rejected", "odd=incomplete"]

@@ -32,12 +32,7 @@ def test_probe_units_alone_ask_ray_for_a_gpu() -> None:
     scan = FileUnit("0" * 64, 1, "f")
     assert task_options(probe, max_retries=2)["num_gpus"] == 1
     assert task_options(plain, max_retries=2)["num_gpus"] == 0
-    assert task_options(scan, max_retries=2) == {
-        "num_cpus": 1,
-        "num_gpus": 0,
-        "max_retries": 2,
-        "retry_exceptions": False,
-    }
+    assert task_options(scan, max_retries=2) == {"num_cpus": 1, "num_gpus": 0, "max_retries": 2, "retry_exceptions": False}
 
 
 def test_without_ray_the_ray_engine_names_the_cluster_extra(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -85,9 +80,4 @@ def test_ray_reruns_a_unit_whose_worker_was_killed(tmp_path: Path, ray_cluster: 
     engine = RayEngine(max_retries=2, execute=CrashOnceExecute(victim, str(marker)))
     summary = run_catalogue(read_catalogue(models), loaded, engine, cache)
     assert marker.exists()  # the worker did die...
-    assert [m.verdict for m in summary.models] == [
-        "approved",
-        "approved",
-        "rejected",
-        "incomplete",
-    ]  # ...and it ran again
+    assert [m.verdict for m in summary.models] == ["approved", "approved", "rejected", "incomplete"]  # ...and it ran again

@@ -64,11 +64,7 @@ def test_verdicts_are_identical_to_verify_on_every_model(tmp_path: Path, loaded,
     summary = run_catalogue(entries, loaded, engine, open_cache(tmp_path, loaded))
     verdicts = {Path(m.entry.target).name: m.verdict for m in summary.models}
     assert verdicts == {
-        "clean-0": "approved",
-        "clean-1": "approved",
-        "clean-2": "approved",
-        "evil": "rejected",
-        "odd": "incomplete",
+        "clean-0": "approved", "clean-1": "approved", "clean-2": "approved", "evil": "rejected", "odd": "incomplete"
     }
     for outcome in summary.models:
         assert outcome.report is not None

@@ -157,9 +157,7 @@ def test_a_folder_with_a_link_is_resolved_in_full_and_its_verdict_still_reused(t
 @pytest.mark.parametrize(
     "damage",
     [
-        pytest.param(
-            """UPDATE unit_results SET result = '{"verdict": "approved"}' WHERE kind = 'model'""", id="report"
-        ),
+        pytest.param("""UPDATE unit_results SET result = '{"verdict": "approved"}' WHERE kind = 'model'""", id="report"),
         pytest.param("""UPDATE unit_summaries SET summary = '{"verdict": "approved"}'""", id="summary"),
         pytest.param("UPDATE unit_results SET result = CAST(result AS BLOB) WHERE kind = 'model'", id="not-text"),
         # Every report replaced by another model's, valid (as an older weightguard sharing the database could).
@@ -225,9 +223,7 @@ def test_an_older_weightguard_sharing_the_database_can_still_write_its_rows(tmp_
     entries = read_catalogue(catalogue_dir(tmp_path / "models"))
     run_catalogue(entries, loaded, engine, open_cache(tmp_path, loaded))
     with sqlite3.connect(tmp_path / "results.db") as db:  # the insert of the release before migration 5
-        db.execute(
-            "INSERT OR REPLACE INTO unit_results VALUES (?, ?, ?, ?, ?, ?, ?)", ("k", 1, "p", "v", "scan", "{}", "t")
-        )
+        db.execute("INSERT OR REPLACE INTO unit_results VALUES (?, ?, ?, ?, ?, ?, ?)", ("k", 1, "p", "v", "scan", "{}", "t"))
         assert db.execute("SELECT COUNT(*) FROM unit_results WHERE sha256 = 'k'").fetchone() == (1,)
 
 

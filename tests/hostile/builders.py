@@ -344,9 +344,7 @@ def over_header_bytes() -> bytes:
     return data
 
 
-@hostile(
-    "limits/max_header_values", "STYLE 8; issue 15 (a 99 MB header took 1.2 GB)", limits={"max_header_values": 100}
-)
+@hostile("limits/max_header_values", "STYLE 8; issue 15 (a 99 MB header took 1.2 GB)", limits={"max_header_values": 100})
 def over_header_values() -> bytes:
     """A valid safetensors file whose header holds just over 100 JSON values (12 tensors of 9 values each)."""
     import numpy as np

@@ -293,7 +293,9 @@ def test_conversion_proof_is_tabulated_once_the_report_carries_it() -> None:
 @needs_matplotlib
 def test_only_the_first_suspects_are_plotted_blocking_first_and_the_rest_are_tables() -> None:
     p1 = _suspect("P1")
-    many = [p1.model_copy(update={"trigger": f"t{i}", "level": "review" if i < 15 else "block"}) for i in range(20)]
+    many = [
+        p1.model_copy(update={"trigger": f"t{i}", "level": "review" if i < 15 else "block"}) for i in range(20)
+    ]
     root = _parse(render_html(_with_suspects(*many), plots=True))
     articles = [a for a in root.iter("article") if str(a.get("id", "")).startswith("p-s")]
     plotted = [a for a in articles if list(_svgs(a))]
@@ -307,9 +309,7 @@ def test_only_the_first_suspects_are_plotted_blocking_first_and_the_rest_are_tab
 def test_only_ids_inside_tags_are_namespaced_never_label_text() -> None:
     from weightguard.report import html_plots
 
-    svg = (
-        '<svg><g id="figure_1" clip-path="url(#p1)"><text>cf" id="figure_1 url(#p1)</text></g><clipPath id="p1"/></svg>'
-    )
+    svg = '<svg><g id="figure_1" clip-path="url(#p1)"><text>cf" id="figure_1 url(#p1)</text></g><clipPath id="p1"/></svg>'
     out = html_plots._namespaced(svg, "k")
     assert out == (
         '<svg><g id="k-figure_1" clip-path="url(#k-p1)"><text>cf" id="figure_1 url(#p1)</text></g>'

@@ -43,9 +43,7 @@ def test_production_needs_two_approvals_and_a_day_of_canary_soak() -> None:
 
 
 def test_an_invalid_attestation_refuses_any_promotion() -> None:
-    evidence = PromotionEvidence(
-        ALL_CHECKS, frozenset(), attestation_problem="subject digest differs from the model on disk"
-    )
+    evidence = PromotionEvidence(ALL_CHECKS, frozenset(), attestation_problem="subject digest differs from the model on disk")
     [problem] = promotion_problems(SPEC, state("quarantine"), "staging", evidence, NOW)
     assert "subject digest differs" in problem
 

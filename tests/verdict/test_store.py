@@ -33,12 +33,7 @@ def test_promotion_records_an_event_and_the_new_stage(store: RolloutStore) -> No
     store.promote("d1", "staging", actor="ci", now=NOW, check=lambda s: [], attestation_sha256="aa")
     assert store.state("d1").stage == "staging"
     last = store.history("d1")[-1]
-    assert (last.action, last.from_stage, last.to_stage, last.attestation_sha256) == (
-        "promote",
-        "quarantine",
-        "staging",
-        "aa",
-    )
+    assert (last.action, last.from_stage, last.to_stage, last.attestation_sha256) == ("promote", "quarantine", "staging", "aa")
 
 
 def test_a_refused_promotion_changes_nothing(store: RolloutStore) -> None:
@@ -143,10 +138,7 @@ def _promote_many(url: str, worker: int, count: int) -> None:
         store.register(digest, "m", f"w{worker}", NOW)
         with contextlib.suppress(VerdictError):  # the other process got there first: exactly one promotion wins
             store.promote(
-                digest,
-                "staging",
-                actor=f"w{worker}",
-                now=NOW,
+                digest, "staging", actor=f"w{worker}", now=NOW,
                 check=lambda s: [] if s.stage == "quarantine" else [f"already in {s.stage}"],
             )
 
