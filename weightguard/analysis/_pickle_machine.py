@@ -42,6 +42,7 @@ class Machine:
         self.embedded: list[oc.EmbeddedBlob] = []
         self.first: object = _UNSET
         self.proto, self.maxproto, self.off, self.code = -1, 0, start, 0
+        self.current_proto = 0  # the last PROTO's version, as the unpicklers keep it (decides remapping)
         self.limit_pos = start + ctx.limits.max_pickle_bytes
         self.table = self._table()
         self.frame_ends: list[int] = []
@@ -59,6 +60,7 @@ class Machine:
         return self.win[i : i + n]
 
     def _line(self, pos: int) -> tuple[bytes | None, int]:
+        got = -1
         while True:
             i = pos - self.wbase
             have = len(self.win) - i if 0 <= i <= len(self.win) else 0
@@ -66,12 +68,12 @@ class Machine:
                 j = self.win.find(b"\n", i)
                 if j >= 0:
                     return self.win[i:j], self.wbase + j + 1
-            if pos + have >= self.size:
+            if pos + have >= self.size or have <= got:  # the end, or a short read (a file that shrank)
                 self._trunc("line without newline")
                 return None, pos
             if pos + have > self.limit_pos:
                 raise LimitExceeded("max_pickle_bytes", self.ctx.limits.max_pickle_bytes, pos + have - self.start)
-            self.win, self.wbase = self.src.read_at(pos, max(_WINDOW, 2 * have)), pos
+            self.win, self.wbase, got = self.src.read_at(pos, max(_WINDOW, 2 * have)), pos, have
 
     def _trunc(self, detail: str) -> int:
         self._anom(oc.AnomalyKind.TRUNCATED, detail)
@@ -88,11 +90,12 @@ class Machine:
                 ctx.check_time()
             i = pos - self.wbase
             if not 0 <= i < len(self.win):
-                if pos >= self.size:
-                    self.off, self.code = pos, 0x2E
-                    self._anom(oc.AnomalyKind.MISSING_STOP, "stream ended without STOP")
+                self.win, self.wbase, i = self.src.read_at(pos, _WINDOW) if pos < self.size else b"", pos, 0
+                if not self.win:  # the end, or a source shorter than its size (a file that shrank): truncated
+                    self.off, self.code, short = pos, 0x2E, pos < self.size
+                    kind = oc.AnomalyKind.TRUNCATED if short else oc.AnomalyKind.MISSING_STOP
+                    self._anom(kind, f"short read at {pos} of {self.size}" if short else "stream ended without STOP")
                     break
-                self.win, self.wbase, i = self.src.read_at(pos, _WINDOW), pos, 0
             self.off, self.code = pos, self.win[i]
             count += 1
             if count > max_ops:
@@ -154,17 +157,17 @@ class Machine:
         self.stack.append(value)
 
     def _global(self, module: str, name: str, opcode: str) -> GlobalVal:
-        module, name = oc.remap(module, name)
-        ref = GlobalRef(module, name, self.off, opcode)
-        self.globals.append(ref)
-        return GlobalVal(ref)
+        # Every name some loader resolves is recorded; the first is what CPython's unpicklers resolve.
+        names = oc.resolved_names(module, name, opcode, self.current_proto)
+        self.globals.extend(refs := [GlobalRef(m, n, self.off, opcode) for m, n in names])
+        return GlobalVal(refs[0])
 
     def _call(self, func: object, args: object, opcode: str) -> object:
         if isinstance(func, GlobalVal):
             self.calls.append(CallRef(func.ref, opcode, self.off))
             if (problem := oc.factory_problem(func.ref, args, opcode)) is not None:
                 self._anom(oc.AnomalyKind.INDIRECT_CALL, problem)
-            return Made(func.ref, args)
+            return Made(func.ref, args, opcode)
         if not (isinstance(func, Opaque) and func.what.startswith(_FLAGGED)):
             self._anom(oc.AnomalyKind.INDIRECT_CALL, f"{opcode} calls {oc.describe(func)}, which is not a named global")
         return Opaque(_FLAGGED + "call result")
@@ -246,11 +249,6 @@ class Machine:
     # ---- opcode handlers: each takes the offset after the opcode byte ------------------------
     def _table(self) -> dict[int, Callable[[int], int]]:
         """Map opcode bytes to handlers; similar opcodes share one parametrised handler."""
-        sized = {"BINSTRING": (4, "latin1", True), "SHORT_BINSTRING": (1, "latin1", False),
-                 "BINUNICODE": (4, "utf8", False), "SHORT_BINUNICODE": (1, "utf8", False),
-                 "BINUNICODE8": (8, "utf8", False), "BINBYTES": (4, "bytes", False),
-                 "SHORT_BINBYTES": (1, "bytes", False), "BINBYTES8": (8, "bytes", False),
-                 "BYTEARRAY8": (8, "bytes", False)}  # fmt: skip
         fixed: dict[str, tuple[int, Callable[[bytes], object]]] = {
             "BININT": (4, lambda b: oc.UNPACK_I(b)[0]), "BININT1": (1, lambda b: b[0]),
             "BININT2": (2, lambda b: int.from_bytes(b, "little")), "BINFLOAT": (8, lambda b: oc.UNPACK_D(b)[0]),
@@ -266,8 +264,6 @@ class Machine:
         grouped: dict[str, Callable[[list[object]], object]] = {
             "LIST": SymList, "FROZENSET": SymList, "TUPLE": tuple, "DICT": SymDict.of,
         }  # fmt: skip
-        mutators = {"APPEND": (False, SymList), "APPENDS": (True, SymList), "ADDITEMS": (True, SymList),
-                    "SETITEM": (False, SymDict), "SETITEMS": (True, SymDict)}  # fmt: skip
         by_name: dict[str, Callable[[int], int]] = {
             "TUPLE1": partial(self._tuple_n, 1), "TUPLE2": partial(self._tuple_n, 2),
             "TUPLE3": partial(self._tuple_n, 3), "EXT1": partial(self._ext, 1), "EXT2": partial(self._ext, 2),
@@ -282,12 +278,12 @@ class Machine:
             "BINPERSID": partial(self._do, lambda: self._persistent(self._pop())),
             "PUT": partial(self._memo_text, False), "LONG1": partial(self._long, 1), "LONG4": partial(self._long, 4),
         }  # fmt: skip
-        by_name.update({k: partial(self._sized, *v) for k, v in sized.items()})
+        by_name.update({k: partial(self._sized, *v) for k, v in oc.SIZED_OPCODES.items()})
         by_name.update({k: partial(self._fixed, *v) for k, v in fixed.items()})
         by_name.update({k: partial(self._parsed, v) for k, v in text.items()})
         by_name.update({k: partial(self._const, v) for k, v in made.items()})
         by_name.update({k: partial(self._grouped, v) for k, v in grouped.items()})
-        by_name.update({k: partial(self._mutate, k, *v) for k, v in mutators.items()})
+        by_name.update({k: partial(self._mutate, k, *v) for k, v in oc.MUTATORS.items()})
         table: dict[int, Callable[[int], int]] = {}
         for code, name in oc.OPCODE_NAMES.items():
             table[code] = by_name.get(name) or getattr(self, "_op_" + name.lower())
@@ -474,6 +470,7 @@ class Machine:
             return _HALT
         if self.proto < 0:
             self.proto = version
+        self.current_proto = version  # load_proto: every PROTO sets it
         return pos + 1
 
     def _op_frame(self, pos: int) -> int:

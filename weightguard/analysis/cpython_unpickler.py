@@ -158,6 +158,8 @@ class _Model:
         i = self.pos - self.wbase
         if i + n > len(self.win):
             self.win, self.wbase, i = self.src.read_at(self.pos, max(n, self._grow())), self.pos, 0
+            if len(self.win) < n:  # a source shorter than its size (a file that shrank): truncated
+                raise _Raises("pickle data was truncated (short read)")
         self.pos += n
         return self.win[i : i + n]
 
@@ -197,6 +199,8 @@ class _Model:
             if nxt >= self.end or j >= 0:
                 self._limit(self.size + 1 if self.end == self.size else self.end + 1)
             self.win, self.wbase, i = self.src.read_at(nxt, self._grow()), nxt, 0
+            if not self.win:  # short read: the line can never end
+                raise _Raises("pickle data was truncated (short read)")
 
     def _grow(self) -> int:
         self.chunk = min(self.chunk * 4, _WINDOW)
@@ -488,11 +492,7 @@ def _invalid(code: int) -> NoReturn:
 
 
 _TABLE = _table()
-
-
 _ASSUMED = object()  # the value of a text argument too long to parse (assumed valid)
-
-
 _WILD = -1  # a GET/PUT index too long to parse (1 MiB of leading whitespace is still valid)
 
 

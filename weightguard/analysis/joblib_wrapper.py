@@ -9,8 +9,13 @@ walker how many bytes joblib reads there, following joblib's code:
 
 * attributes are what the pure-Python ``load_build`` leaves in ``__dict__``:
   every BUILD on the same object updates it (``state``, then ``slotstate``),
-  the LAST value of a duplicated key wins, and a wrapper made with
-  constructor arguments (REDUCE/INST/OBJ run ``__init__``) is not modelled;
+  the LAST value of a duplicated key wins; before the first BUILD it is empty
+  when the wrapper was made by ``__new__`` alone (NEWOBJ/NEWOBJ_EX with any
+  arguments, INST/OBJ without, ``copyreg._reconstructor``) and holds what
+  ``__init__(subclass, shape, order, dtype, allow_mmap=False,
+  numpy_array_alignment_bytes=16)`` stores when REDUCE/INST/OBJ pass
+  arguments (issue 15, :attr:`Made.opcode`); that default alignment is 16
+  since joblib 1.2 and absent before, so a wrapper relying on it is refused;
 * one padding-length byte and that many padding bytes are read when
   ``getattr(w, "numpy_array_alignment_bytes", None) is not None`` (0 and
   False included);
@@ -45,6 +50,11 @@ from weightguard.sources.interface import ByteSource
 WRAPPERS = frozenset(
     {"joblib.numpy_pickle.NumpyArrayWrapper", "sklearn.externals.joblib.numpy_pickle.NumpyArrayWrapper"}
 )
+_INIT_PARAMS = ("subclass", "shape", "order", "dtype", "allow_mmap", "numpy_array_alignment_bytes")
+_MIN_INIT_ARGS = 4
+_ALIGN = "numpy_array_alignment_bytes"
+# __init__'s default alignment is 16 since joblib 1.2 and absent before: which one loads decides the bytes read.
+_VERSION_DEFAULT = Opaque("alignment default of the installed joblib")
 _RECONSTRUCTOR = "copyreg._reconstructor"  # protocol 0/1: _reconstructor(cls, object, None)
 _MAX_DTYPE_DEPTH = 8
 _NOT_PLAIN = object()
@@ -57,21 +67,33 @@ DTYPE_ERRORS: tuple[type[BaseException], ...] = (
 )  # fmt: skip
 
 
-def _wrapper_problem(made: Made) -> str | None | bool:
-    """True when ``made`` is a bare wrapper instance, a problem text when it is one we cannot model, else None."""
+def _initial_attrs(made: Made) -> dict[str, object] | str | None:
+    """The wrapper's ``__dict__`` before any BUILD; a problem text when it cannot be modelled; None if not a wrapper."""
     name = made.callee.name
     if name in WRAPPERS:
-        # NEWOBJ/INST/OBJ without arguments only call __new__; with arguments REDUCE/INST/OBJ run __init__.
-        return True if made.args == () else "wrapper created with constructor arguments"
+        # NumpyArrayWrapper defines __init__ but not __new__: object.__new__ ignores NEWOBJ/NEWOBJ_EX
+        # arguments, and INST/OBJ without arguments call __new__ only (pickle._Unpickler._instantiate).
+        if made.opcode in ("NEWOBJ", "NEWOBJ_EX") or made.args == ():
+            return {}  # REDUCE with no arguments raises TypeError in __init__: nothing after it loads
+        return _init_attrs(made.args)
     if name == _RECONSTRUCTOR and isinstance(made.args, tuple) and made.args:
         cls = made.args[0]
         if not (isinstance(cls, GlobalVal) and cls.ref.name in WRAPPERS):
             return None
         base = made.args[1] if len(made.args) == 3 else None
         if isinstance(base, GlobalVal) and base.ref.name == "builtins.object":
-            return True
+            return {}
         return "wrapper rebuilt by copyreg._reconstructor with a base other than object"
     return None
+
+
+def _init_attrs(args: object) -> dict[str, object] | str:
+    """What ``NumpyArrayWrapper.__init__(*args)`` stores (REDUCE, or INST/OBJ with arguments)."""
+    if not isinstance(args, tuple) or not _MIN_INIT_ARGS <= len(args) <= len(_INIT_PARAMS):
+        return "wrapper created with constructor arguments __init__ does not take"
+    attrs: dict[str, object] = {"allow_mmap": False, _ALIGN: _VERSION_DEFAULT}
+    attrs.update(zip(_INIT_PARAMS, args, strict=False))
+    return attrs
 
 
 def _falsy(value: object) -> bool:
@@ -224,13 +246,13 @@ class ArrayHook:
 
     def __call__(self, made: Made, pos: int) -> int:
         """Return the bytes joblib reads from the file after this BUILD (0 for anything but a wrapper)."""
-        kind = _wrapper_problem(made)
-        if kind is None:
+        initial = _initial_attrs(made)
+        if initial is None:
             return 0
-        if isinstance(kind, str):
-            return self._unknown(pos, kind)
+        if isinstance(initial, str):
+            return self._unknown(pos, initial)
         kept = self._attrs.get(id(made))
-        attrs = dict(kept[1]) if kept is not None else {}
+        attrs = dict(kept[1]) if kept is not None else initial
         problem = apply_state(attrs, made.state)
         self._attrs[id(made)] = (made, attrs)  # the Made is kept so its id is never reused
         if problem is not None:
@@ -256,6 +278,8 @@ class ArrayHook:
         skip = 0
         if "numpy_array_alignment_bytes" in attrs:
             align = attrs["numpy_array_alignment_bytes"]
+            if align is _VERSION_DEFAULT:
+                return self._unknown(pos, "__init__'s default alignment differs across joblib versions")
             if isinstance(align, Opaque):
                 return self._unknown(pos, "alignment is a value only known when loaded")
             if align is not None:  # joblib tests `is not None`: 0 and False still read the padding byte

@@ -7,7 +7,7 @@ is known exactly: ``STACK_GLOBAL`` operands fetched back from the memo by
 ``BINGET`` resolve to their real strings (the memo-desync bypass, THREATS 4),
 and every callable reached by ``REDUCE``/``BUILD``/``INST``/``OBJ``/``NEWOBJ``/
 ``NEWOBJ_EX`` is recorded with its opcode and byte offset. Names are remapped
-with :mod:`_compat_pickle` first, as Python's and torch's unpicklers do.
+with :mod:`_compat_pickle` exactly when a loader remaps them (:func:`resolved_names`).
 
 Why a hand-written decoder instead of :func:`pickletools.genops`: genops reads
 every argument into memory (a 2 GiB ``BINBYTES8`` would be materialised),
@@ -43,7 +43,7 @@ _NESTED_MAGIC = (b"PK\x03\x04", b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"7z\xbc\x
 
 @dataclass(frozen=True, slots=True)
 class GlobalRef:
-    """One global the stream names (after ``_compat_pickle`` remapping)."""
+    """One global the stream names, as a loader resolves it (see :func:`resolved_names`)."""
 
     module: str
     qualname: str
@@ -140,13 +140,19 @@ class GlobalVal:
 
 
 class Made:
-    """The result of calling a global; ``state`` is what BUILD passed to it last."""
+    """The result of calling a global; ``state`` is what BUILD passed to it last.
 
-    __slots__ = ("args", "callee", "state")
+    ``opcode`` is the opcode that created it: REDUCE calls the global (a class runs ``__init__``
+    with ``args``); NEWOBJ/NEWOBJ_EX call ``cls.__new__`` only; INST/OBJ call the class when there
+    are arguments and only ``__new__`` without (``pickle._Unpickler._instantiate``).
+    """
 
-    def __init__(self, callee: GlobalRef, args: object) -> None:
+    __slots__ = ("args", "callee", "opcode", "state")
+
+    def __init__(self, callee: GlobalRef, args: object, opcode: str = "REDUCE") -> None:
         self.callee = callee
         self.args = args
+        self.opcode = opcode
         self.state: object = None
 
 
@@ -244,10 +250,28 @@ BuildHook = Callable[[Made, int], int]
 
 
 def remap(module: str, name: str) -> tuple[str, str]:
-    """Apply Python 2 -> 3 name remapping exactly as ``Unpickler.find_class`` (and torch) do."""
+    """Apply ``_compat_pickle``'s Python 2 -> 3 name remapping (unconditionally; see :func:`resolved_names`)."""
     if (module, name) in _compat_pickle.NAME_MAPPING:
         return _compat_pickle.NAME_MAPPING[(module, name)]
     return _compat_pickle.IMPORT_MAPPING.get(module, module), name
+
+
+def resolved_names(module: str, name: str, opcode: str, proto: int) -> list[tuple[str, str]]:
+    """Every ``(module, name)`` a loader resolves for a global; CPython's resolution comes first.
+
+    CPython's ``_pickle`` (``Unpickler_find_class``: ``if (self->proto < 3 && self->fix_imports)``)
+    and ``pickle._Unpickler.find_class`` (``if self.proto < 3 and self.fix_imports``) remap only
+    while the last PROTO seen (0 before any) is below 3, ``fix_imports`` being on by default.
+    torch's ``weights_only`` unpickler remaps every GLOBAL opcode whatever the protocol (and
+    reads no INST or STACK_GLOBAL). Where they differ, both names are judged (issue 15): a name
+    that only one loader's mapping makes dangerous still blocks.
+    """
+    mapped = remap(module, name)
+    if proto < 3:
+        return [mapped]
+    if opcode == "GLOBAL" and mapped != (module, name):
+        return [(module, name), mapped]
+    return [(module, name)]
 
 
 def walk_pickle(source: ByteSource, start: int, ctx: ScanContext, *, on_build: BuildHook | None = None) -> PickleTrace:
@@ -311,6 +335,17 @@ _NAMES = {
     b"\x97": "NEXT_BUFFER", b"\x98": "READONLY_BUFFER",
 }  # fmt: skip
 OPCODE_NAMES: dict[int, str] = {k[0]: v for k, v in _NAMES.items()}
+SIZED_OPCODES: dict[str, tuple[int, str, bool]] = {
+    "BINSTRING": (4, "latin1", True), "SHORT_BINSTRING": (1, "latin1", False), "BINUNICODE": (4, "utf8", False),
+    "SHORT_BINUNICODE": (1, "utf8", False), "BINUNICODE8": (8, "utf8", False), "BINBYTES": (4, "bytes", False),
+    "SHORT_BINBYTES": (1, "bytes", False), "BINBYTES8": (8, "bytes", False), "BYTEARRAY8": (8, "bytes", False),
+}  # fmt: skip
+"""Length-prefixed constants: (prefix width, decoding, signed prefix)."""
+MUTATORS: dict[str, tuple[bool, type]] = {
+    "APPEND": (False, SymList), "APPENDS": (True, SymList), "ADDITEMS": (True, SymList),
+    "SETITEM": (False, SymDict), "SETITEMS": (True, SymDict),
+}  # fmt: skip
+"""Container opcodes: (takes the items since MARK, container kind)."""
 PROTO1_OPCODES = frozenset(b"JKMGQUThjqr]})BC")  # binary opcodes of protocol 1 (and 3 for bytes)
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from weightguard.analysis import codes
 from weightguard.analysis.allowlist import Danger, classify, is_allowed
+from weightguard.analysis.cpython_unpickler import Reach, model_load
 from weightguard.analysis.interface import Location, ScanContext
 from weightguard.analysis.opcodes import OPCODE_NAMES, AnomalyKind, CallRef, GlobalRef, PickleTrace, walk_pickle
 from weightguard.errors import LimitExceeded
@@ -39,6 +40,12 @@ _FICKLING_MAX_OPCODES = 100_000  # fickling interprets about 3 us per opcode: 10
 _FICKLING_MAX_NODES = 20_000  # fickling's AST shares memo nodes; unparsing a DAG can explode
 _DECOMPILED_CHARS = 2000
 _MAX_STREAMS = 64  # stacked streams analysed in one raw pickle file before the rest counts as trailing data
+
+# Anomalies that only say the bytes do not parse: alone they do not make a constant a pickle.
+_PARSE_ERRORS = frozenset({
+    AnomalyKind.INVALID_OPCODE, AnomalyKind.TRUNCATED, AnomalyKind.MISSING_STOP, AnomalyKind.STACK_UNDERFLOW,
+    AnomalyKind.MEMO_MISS, AnomalyKind.BAD_ARGUMENT, AnomalyKind.UNKNOWN_PROTOCOL, AnomalyKind.TOO_MANY,
+})  # fmt: skip
 
 _ANOMALY_RULES: dict[AnomalyKind, Rule] = {
     AnomalyKind.NONCONST_GLOBAL: codes.INDIRECT_GLOBAL,
@@ -156,10 +163,31 @@ def _nested_findings(trace: PickleTrace, source: ByteSource, where: Location, ct
             yield from ctx.nested(nested, inner)
             continue
         inner_trace, inner_findings = analyze_stream(nested, 0, inner, ctx)
-        # Random tensor bytes can start like a pickle; only a stream that parses or names globals is one.
-        if inner_trace.globals or inner_trace.stopped:
-            yield _at(codes.NESTED_CONTENT, where, f"constant at offset {blob.offset} holds a pickle", **evidence)
-            yield from inner_findings
+        if not _is_nested_pickle(inner_trace, nested, ctx):
+            continue
+        yield _at(codes.NESTED_CONTENT, where, f"constant at offset {blob.offset} holds a pickle", **evidence)
+        yield from inner_findings
+        if not any(_blocking(f) for f in inner_findings):
+            walk = model_load(nested, 0, ctx.limits)
+            if walk.runs_code or walk.reach is Reach.LIMIT:  # fail closed: the walk saw less than a loader
+                message = f"nested pickle at offset {blob.offset}: CPython's unpickler reaches {walk.reach.value}"
+                yield _at(codes.MALFORMED_STREAM, inner, message, offset=walk.offset, reach=walk.reach.value)
+
+
+def _is_nested_pickle(trace: PickleTrace, nested: ByteSource, ctx: ScanContext) -> bool:
+    """Whether a pickle-looking constant is a pickle a loader would act on (issue 15).
+
+    Random tensor bytes and sentences ("(see below).") can start like a pickle, so a parse
+    error alone does not make one. It is one when the walk names a global or reaches STOP,
+    when it records an anomaly that is not a parse error (a frame split, an indirect call,
+    an extension code...), or when CPython's unpickler, modelled by :func:`model_load`, does
+    not certainly raise before any code: it reaches a global, the extension registry, a
+    frame split, a STOP, or a limit. A parse anomaly the model agrees with is an error that
+    every loader raises before resolving any name: the bytes are inert.
+    """
+    if trace.globals or trace.stopped or any(a.kind not in _PARSE_ERRORS for a in trace.anomalies):
+        return True
+    return model_load(nested, 0, ctx.limits).reach is not Reach.ERROR
 
 
 def _with_decompiled(findings: list[Finding], trace: PickleTrace, source: ByteSource) -> list[Finding]:
