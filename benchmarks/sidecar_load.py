@@ -92,7 +92,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--idle", type=int, default=0, help="half-sent connections held during the run")
     parser.add_argument("--nofile", type=int, default=0, help="the server's descriptor limit (0: inherited)")
+    parser.add_argument("--replicas", type=int, default=1, help="sidecars sharing one database (issue 16)")
+    parser.add_argument("--kill-one", action="store_true", help="with --replicas: kill -9 one mid-run, restart it")
     args = parser.parse_args()
+    if args.replicas > 1:
+        from sidecar_replicas import run_replicas
+
+        with tempfile.TemporaryDirectory() as tmp:
+            raise SystemExit(run_replicas(args, Path(tmp)))
 
     def limit() -> None:
         if args.nofile:
