@@ -256,11 +256,19 @@ def _report(phase: Phase, database: Path) -> None:
             f"SELECT COUNT(*) FROM jobs WHERE attempts > 1 AND id IN ({','.join('?' * len(ids))})", ids
         ).fetchone()  # noqa: S608
     )
+    owners = conn.execute(
+        f"SELECT owner, COUNT(*) FROM jobs WHERE id IN ({','.join('?' * len(ids))}) GROUP BY owner ORDER BY owner",  # noqa: S608
+        ids,
+    ).fetchall()
     conn.close()
     print(
         f"{phase.name}: {len(lat)} jobs in {phase.wall:.1f} s = {len(lat) / phase.wall:.1f} jobs/s;"
         f" latency p50 {statistics.median(lat) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms;"
         f" client fail-overs {phase.failovers}; jobs taken over (attempts > 1) {retried}"
+    )
+    print(
+        "  jobs finished per sidecar process (owner pid): "
+        + ", ".join(f"{str(o).split(':')[1]}={n}" for o, n in owners)
     )
 
 
@@ -292,6 +300,7 @@ def run_replicas(args: object, tmp: Path) -> int:
             "WEIGHTGUARD_JOB_LEASE_S": "6",
             "WG_TEST_VERIFIER": "fake",
             "WG_TEST_LOG": str(verified_log),
+            "WG_TEST_DELAY": str(args.job_delay),  # type: ignore[attr-defined]
             "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
             "PYTHONUNBUFFERED": "1",
         }
