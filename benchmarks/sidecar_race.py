@@ -132,7 +132,9 @@ def race(iterations: int, tmp: Path, max_delay_ms: float = 30.0, seed: int = 16)
                     if body["status"] == "failed":
                         counts["failed"] += 1
                         counts["crashed"] += "internal error" in text
-                        swap_seen = "while it was verified" in text or "symbolic link" in text
+                        # Replaced during the job, a link met when the job pinned it, or caught between
+                        # the swapper's rename and its symlink (the folder really was absent then).
+                        swap_seen = any(m in text for m in ("while it was verified", "symbolic link", "does not exist"))
                         counts["failed: swap detected" if swap_seen else "failed: other"] += 1
                         if not swap_seen:
                             counts[f"other: {str(body.get('error'))[:200].replace(str(tmp), 'TMP')}"] += 1
