@@ -67,9 +67,9 @@ class Finished:
 Execute = Callable[[JobRecord], JobResult]
 
 
-def error_json(message: str, hint: str | None = None) -> str:
-    """The stored form of a job error."""
-    return json.dumps({"message": message, "hint": hint})
+def error_json(message: str, hint: str | None = None, kind: str | None = None) -> str:
+    """The stored form of a job error; ``kind`` names the error's class (the Harbor adapter maps pull failures)."""
+    return json.dumps({"message": message, "hint": hint} | ({"kind": kind} if kind else {}))
 
 
 def _now() -> dt.datetime:
@@ -246,7 +246,7 @@ class JobRunner:
         try:
             result = self._execute(record)
         except WeightguardError as exc:
-            self._finish(record, started, "failed", None, error_json(exc.message, exc.hint))
+            self._finish(record, started, "failed", None, error_json(exc.message, exc.hint, type(exc).__name__))
         except Exception as exc:  # noqa: BLE001 - foreign errors become a failed job, never a dead worker
             _log.exception("job %s: unexpected error", job_id)
             self._finish(record, started, "failed", None, error_json(f"internal error: {type(exc).__name__}"))
