@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from functools import partial
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Request
@@ -224,9 +225,15 @@ def harbor_router(ctx: SidecarContext) -> APIRouter:
         stored |= {"tag": artifact.tag or "", "mime_type": artifact.mime_type or ""}
         from starlette.concurrency import run_in_threadpool  # noqa: PLC0415 - the DB write must not block the loop
 
-        job = await run_in_threadpool(ctx.submit, "harbor", shown, "default", json.dumps(stored))
-        if parsed.registry.authorization:
-            ctx.credentials[job.id] = parsed.registry.authorization
+        # The credential is kept before the job is queued (a worker may start it at once), and the job
+        # is reserved for this process: another sidecar on the database has no credential (issue 17).
+        job = await run_in_threadpool(
+            partial(ctx.submit, credential=parsed.registry.authorization or None),
+            "harbor",
+            shown,
+            "default",
+            json.dumps(stored),
+        )
         return Response(json.dumps({"id": job.id}), status_code=202, media_type=SCAN_RESPONSE_TYPE)
 
     @router.get("/scan/{scan_request_id}/report")

@@ -113,7 +113,7 @@ class JobRunner:
 
     def start(self) -> None:
         """Re-queue what a previous process left behind, then start the workers."""
-        recovered = self.store.recover(MAX_ATTEMPTS, _now())
+        recovered = self.store.recover(MAX_ATTEMPTS, _now(), self.owner)
         if recovered:
             _log.info("re-queued %d job(s) left by a previous run", len(recovered))
         with self._cond:
@@ -145,7 +145,7 @@ class JobRunner:
                     self.storage_error = None  # a real write went through
                 if self.store.expire_leases(MAX_ATTEMPTS, _now()):
                     _log.info("took back job(s) whose owner stopped renewing its lease")
-                waiting = self.store.queued()
+                waiting = self.store.queued(owner=self.owner, now=_now())
                 with self._cond:
                     self._enqueue(waiting)
                 self._save_unsaved()
@@ -191,8 +191,12 @@ class JobRunner:
         request: str,
         job_id: str | None = None,
         key: IdempotencyKey | None = None,
+        *,
+        reserve: bool = False,
     ) -> JobRecord:
         """Persist and enqueue a job; with ``job_id`` or ``key`` a duplicate returns the existing job.
+
+        With ``reserve`` the job is held for this process (see :meth:`JobStore.submit`).
 
         Raises:
             QueueFull: ``queue_size`` jobs are already waiting.
@@ -207,7 +211,10 @@ class JobRunner:
             if len(self._pending) >= self._queue_size:
                 raise QueueFull(f"{len(self._pending)} job(s) already waiting", hint="retry after a few seconds")
             try:
-                record, created = self.store.submit(kind, target, policy, request, job_id=job_id, now=_now(), key=key)
+                held = (self.owner, self._lease_s) if reserve else None
+                record, created = self.store.submit(
+                    kind, target, policy, request, job_id=job_id, now=_now(), key=key, reserve=held
+                )
             except JobStoreError as exc:
                 self._storage_failed(exc)
                 raise
