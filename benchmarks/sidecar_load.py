@@ -15,6 +15,19 @@ the run then also prints how many idle connections the server cut and how many
 bytes it logged.
 
     .venv/bin/python benchmarks/sidecar_load.py --requests 20 --clients 4 --idle 1200 --nofile 1024
+
+With ``--replicas N`` (issue 16) it starts N sidecars on one SQLite database and
+one model root instead, spreads the clients over them (each request fails over
+to the next replica with the same Idempotency-Key when its replica is down),
+holds ``--idle`` half-sent connections spread over the replicas for the whole
+run (reopening those the servers cut), and runs a healthy phase, then with
+``--kill-one`` a faulted phase in which one replica is ``kill -9``ed a third of
+the way through and restarted. Every job is then audited in the jobs table and
+the replicas' log of completed verifications (see ``sidecar_replicas.py``):
+right verdict, done, verified once (twice only if taken over). ``--job-delay``
+makes each job sleep first, so the kill catches jobs mid-run.
+
+    .venv/bin/python benchmarks/sidecar_load.py --replicas 3 --requests 1000 --clients 32 --kill-one --idle 1000
 """
 
 from __future__ import annotations
@@ -92,7 +105,15 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--idle", type=int, default=0, help="half-sent connections held during the run")
     parser.add_argument("--nofile", type=int, default=0, help="the server's descriptor limit (0: inherited)")
+    parser.add_argument("--replicas", type=int, default=1, help="sidecars sharing one database (issue 16)")
+    parser.add_argument("--kill-one", action="store_true", help="with --replicas: kill -9 one mid-run, restart it")
+    parser.add_argument("--job-delay", type=float, default=0.0, help="with --replicas: seconds each job sleeps first")
     args = parser.parse_args()
+    if args.replicas > 1:
+        from sidecar_replicas import run_replicas
+
+        with tempfile.TemporaryDirectory() as tmp:
+            raise SystemExit(run_replicas(args, Path(tmp)))
 
     def limit() -> None:
         if args.nofile:

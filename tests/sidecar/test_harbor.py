@@ -107,10 +107,11 @@ def test_clean_model_image_reports_no_blocking_vulnerability(real_server: Sideca
     assert report["severity"] not in ("High", "Critical")
 
 
-def test_scan_of_a_missing_artifact_fails_with_500_error_body(real_server: Sidecar, oci_root: Path) -> None:
+def test_scan_of_a_missing_artifact_fails_with_a_422_error_body(real_server: Sidecar, oci_root: Path) -> None:
+    # issue 17: an artifact that cannot be pulled is the request's fault, never the adapter's 500.
     with real_server.client() as client:
         response = poll_report(client, submit(client, "models/absent", "sha256:" + "0" * 64))
-    assert response.status_code == 500 and response.headers["content-type"] == ERROR_TYPE
+    assert response.status_code == 422 and response.headers["content-type"] == ERROR_TYPE
     assert response.json()["error"]["message"]
 
 

@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from weightguard import __version__
-from weightguard.errors import WeightguardError
+from weightguard.errors import UsageError, WeightguardError
 from weightguard.sidecar.api import api_router
 from weightguard.sidecar.auth import BearerAuth
 from weightguard.sidecar.context import SidecarContext
@@ -40,6 +40,7 @@ from weightguard.sidecar.webhooks import webhooks_router
 from weightguard.sidecar.writeback import MlflowWriteback, RegistryWriteback
 from weightguard.sidecar_dashboard.dashboard import dashboard_router
 from weightguard.sidecar_dashboard.jobs_table import JobsTableVerifications
+from weightguard.sources.oci_registry import RegistryFetcher
 from weightguard.verdict.store import RolloutStore
 
 _log = logging.getLogger(__name__)
@@ -128,6 +129,26 @@ def _handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": "internal error"}, status_code=500)
 
 
+def _fetcher(settings: SidecarSettings) -> ArtifactFetcher | None:
+    """The Harbor adapter's fetcher: a live registry (issue 17), a local OCI layout root, or none.
+
+    Raises:
+        UsageError: both are configured (which one Harbor's scans read would be ambiguous).
+    """
+    limits = FetchLimits(settings.oci_max_bytes, settings.oci_max_members)
+    if settings.oci_pull_from_registry:
+        if settings.oci_layout_root is not None:
+            raise UsageError(
+                "oci_pull_from_registry and oci_layout_root are both set", hint="configure one source for Harbor scans"
+            )
+        return RegistryFetcher(
+            limits, insecure_registries=settings.oci_insecure_registries, ca_bundle=settings.oci_ca_bundle
+        )
+    if settings.oci_layout_root is not None:
+        return LocalOciLayoutFetcher(settings.oci_layout_root, limits)
+    return None
+
+
 def create_app(
     settings: SidecarSettings,
     verifier: Verifier | None = None,
@@ -151,10 +172,8 @@ def create_app(
     rollout = policies["default"].policy.spec.rollout
     database = settings.database or rollout.database
     store = JobStore(database)
-    if fetcher is None and settings.oci_layout_root is not None:
-        fetcher = LocalOciLayoutFetcher(
-            settings.oci_layout_root, FetchLimits(settings.oci_max_bytes, settings.oci_max_members)
-        )
+    if fetcher is None:
+        fetcher = _fetcher(settings)
     if writeback is None and settings.mlflow_tracking_uri:
         writeback = MlflowWriteback(settings.mlflow_tracking_uri, settings.mlflow_alias)
     credentials: dict[str, str] = {}

@@ -7,7 +7,9 @@ a job (202 ``{"id"}``); ``GET /api/v1/scan/{id}/report`` answers 302 with
 ``HarborVulnerabilityReport`` whose items are weightguard findings (rule id
 as ``id``, file inside the image as ``package``, the file's sha256 as
 ``version``), or weightguard's own Report as the ``raw`` type. A job that
-could not be done answers 500, which Harbor records as a failed scan.
+could not be done answers 500, one whose artifact could not be pulled (a
+wrong pull credential, a missing manifest) 422, both in the spec's
+``ErrorResponse`` shape; Harbor records either as a failed scan.
 Severity: weightguard's levels map one to one (info -> Negligible); a
 blocking finding is raised to at least High and a report that is not
 approved is at least High overall, so a project set to prevent pulls at High
@@ -21,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from functools import partial
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Request
@@ -222,9 +225,15 @@ def harbor_router(ctx: SidecarContext) -> APIRouter:
         stored |= {"tag": artifact.tag or "", "mime_type": artifact.mime_type or ""}
         from starlette.concurrency import run_in_threadpool  # noqa: PLC0415 - the DB write must not block the loop
 
-        job = await run_in_threadpool(ctx.submit, "harbor", shown, "default", json.dumps(stored))
-        if parsed.registry.authorization:
-            ctx.credentials[job.id] = parsed.registry.authorization
+        # The credential is kept before the job is queued (a worker may start it at once), and the job
+        # is reserved for this process: another sidecar on the database has no credential (issue 17).
+        job = await run_in_threadpool(
+            partial(ctx.submit, credential=parsed.registry.authorization or None),
+            "harbor",
+            shown,
+            "default",
+            json.dumps(stored),
+        )
         return Response(json.dumps({"id": job.id}), status_code=202, media_type=SCAN_RESPONSE_TYPE)
 
     @router.get("/scan/{scan_request_id}/report")
@@ -242,8 +251,11 @@ def harbor_router(ctx: SidecarContext) -> APIRouter:
             wait = str(ctx.settings.retry_after_s)
             return Response(status_code=302, headers={"Refresh-After": wait, "Retry-After": wait})
         if job.status == "failed" or job.report is None:
-            message = json.loads(job.error)["message"] if job.error else "the scan failed"
-            return _error(500, message)
+            error = json.loads(job.error) if job.error else {}
+            # The artifact could not be pulled (a wrong or expired credential, say): the request's
+            # fault, not the adapter's, so 422 rather than 500; either way Harbor records a failed scan.
+            status = 422 if error.get("kind") == "FetchError" else 500
+            return _error(status, str(error.get("message", "the scan failed")))
         return _render(job, wanted)
 
     return router

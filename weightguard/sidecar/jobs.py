@@ -67,9 +67,9 @@ class Finished:
 Execute = Callable[[JobRecord], JobResult]
 
 
-def error_json(message: str, hint: str | None = None) -> str:
-    """The stored form of a job error."""
-    return json.dumps({"message": message, "hint": hint})
+def error_json(message: str, hint: str | None = None, kind: str | None = None) -> str:
+    """The stored form of a job error; ``kind`` names the error's class (the Harbor adapter maps pull failures)."""
+    return json.dumps({"message": message, "hint": hint} | ({"kind": kind} if kind else {}))
 
 
 def _now() -> dt.datetime:
@@ -113,7 +113,7 @@ class JobRunner:
 
     def start(self) -> None:
         """Re-queue what a previous process left behind, then start the workers."""
-        recovered = self.store.recover(MAX_ATTEMPTS, _now())
+        recovered = self.store.recover(MAX_ATTEMPTS, _now(), self.owner)
         if recovered:
             _log.info("re-queued %d job(s) left by a previous run", len(recovered))
         with self._cond:
@@ -145,7 +145,7 @@ class JobRunner:
                     self.storage_error = None  # a real write went through
                 if self.store.expire_leases(MAX_ATTEMPTS, _now()):
                     _log.info("took back job(s) whose owner stopped renewing its lease")
-                waiting = self.store.queued()
+                waiting = self.store.queued(owner=self.owner, now=_now())
                 with self._cond:
                     self._enqueue(waiting)
                 self._save_unsaved()
@@ -191,8 +191,12 @@ class JobRunner:
         request: str,
         job_id: str | None = None,
         key: IdempotencyKey | None = None,
+        *,
+        reserve: bool = False,
     ) -> JobRecord:
         """Persist and enqueue a job; with ``job_id`` or ``key`` a duplicate returns the existing job.
+
+        With ``reserve`` the job is held for this process (see :meth:`JobStore.submit`).
 
         Raises:
             QueueFull: ``queue_size`` jobs are already waiting.
@@ -207,7 +211,10 @@ class JobRunner:
             if len(self._pending) >= self._queue_size:
                 raise QueueFull(f"{len(self._pending)} job(s) already waiting", hint="retry after a few seconds")
             try:
-                record, created = self.store.submit(kind, target, policy, request, job_id=job_id, now=_now(), key=key)
+                held = (self.owner, self._lease_s) if reserve else None
+                record, created = self.store.submit(
+                    kind, target, policy, request, job_id=job_id, now=_now(), key=key, reserve=held
+                )
             except JobStoreError as exc:
                 self._storage_failed(exc)
                 raise
@@ -246,7 +253,7 @@ class JobRunner:
         try:
             result = self._execute(record)
         except WeightguardError as exc:
-            self._finish(record, started, "failed", None, error_json(exc.message, exc.hint))
+            self._finish(record, started, "failed", None, error_json(exc.message, exc.hint, type(exc).__name__))
         except Exception as exc:  # noqa: BLE001 - foreign errors become a failed job, never a dead worker
             _log.exception("job %s: unexpected error", job_id)
             self._finish(record, started, "failed", None, error_json(f"internal error: {type(exc).__name__}"))

@@ -20,6 +20,9 @@ host that no longer exists, is taken back into the queue
 current owner, so it is stored exactly once. ``owner`` and ``lease_until``
 are added to the jobs table here if missing, with the ``sidecar_instances``
 heartbeat table (a real write that shows whether the database takes writes).
+A queued job whose pull credential only its accepting process holds (a Harbor
+scan, issue 17) is *reserved* for that owner under the same lease: the other
+sidecars leave it alone until the lease runs out or the owner is gone.
 Not handled here: running jobs (:mod:`weightguard.sidecar.jobs`).
 """
 
@@ -200,8 +203,12 @@ class JobStore:
         job_id: str | None = None,
         now: dt.datetime,
         key: IdempotencyKey | None = None,
+        reserve: tuple[str, float] | None = None,
     ) -> tuple[JobRecord, bool]:
         """Insert a queued job (committed on return); a duplicate ``job_id`` or ``key`` returns the existing job.
+
+        With ``reserve`` (owner, lease seconds) the queued job is held for that owner (it alone has
+        the job's in-memory pull credential) until the lease, renewed by the owner, runs out.
 
         Returns:
             The job and whether it was created now (False: a duplicate).
@@ -228,9 +235,17 @@ class JobStore:
                     new_id = str(row[1])
                     return self._existing(new_id), False
             cursor = conn.execute(
-                "INSERT OR IGNORE INTO jobs (id, kind, target, policy, request, status, attempts, submitted_at)"
-                " VALUES (?, ?, ?, ?, ?, 'queued', 0, ?)",
-                (new_id, kind, target, policy, request, now.isoformat()),
+                "INSERT OR IGNORE INTO jobs (id, kind, target, policy, request, status, attempts, submitted_at,"
+                " owner, lease_until) VALUES (?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?)",
+                (
+                    new_id,
+                    kind,
+                    target,
+                    policy,
+                    request,
+                    now.isoformat(),
+                    *((reserve[0], now.timestamp() + reserve[1]) if reserve else (None, None)),
+                ),
             )
             created = cursor.rowcount == 1
             if key is not None:
@@ -310,7 +325,7 @@ class JobStore:
         try:
             conn.execute("BEGIN IMMEDIATE")
             cursor = conn.execute(
-                "UPDATE jobs SET lease_until = ? WHERE owner = ? AND status = 'running'",
+                "UPDATE jobs SET lease_until = ? WHERE owner = ? AND status IN ('running', 'queued')",
                 (now.timestamp() + lease_s, owner),
             )
             conn.execute(
@@ -359,17 +374,25 @@ class JobStore:
             raise JobStoreError(f"cannot take back expired jobs: {exc}") from exc
         return changed
 
-    def queued(self, limit: int = 10_000) -> list[str]:
-        """Queued job ids, oldest first."""
+    def queued(self, limit: int = 10_000, *, owner: str | None = None, now: dt.datetime | None = None) -> list[str]:
+        """Queued job ids, oldest first; with ``owner``, less those held for another live owner whose lease runs."""
         rows = self._execute(
-            "SELECT id FROM jobs WHERE status = 'queued' ORDER BY submitted_at, id LIMIT ?", (limit,)
+            "SELECT id, owner, lease_until FROM jobs WHERE status = 'queued' ORDER BY submitted_at, id LIMIT ?",
+            (limit,),
         ).fetchall()
-        return [str(r[0]) for r in rows]
+        stamp = (now or dt.datetime.now(dt.UTC)).timestamp()
 
-    def recover(self, max_attempts: int, now: dt.datetime) -> list[str]:
-        """Take back jobs dead or expired owners left running; return every queued job id, oldest first."""
+        def free(held_by: object, lease: object) -> bool:
+            if owner is None or held_by is None or held_by == owner:
+                return True
+            return lease is None or float(str(lease)) < stamp or not owner_alive(str(held_by))
+
+        return [str(r[0]) for r in rows if free(r[1], r[2])]
+
+    def recover(self, max_attempts: int, now: dt.datetime, owner: str | None = None) -> list[str]:
+        """Take back jobs dead or expired owners left running; return the queued job ids ``owner`` may run."""
         self.expire_leases(max_attempts, now)
-        return self.queued()
+        return self.queued(owner=owner, now=now)
 
     def ping(self) -> None:
         """Raise :class:`JobStoreError` if the database cannot answer."""

@@ -69,7 +69,9 @@ class VerificationStatus(StrictModel):
     def of(cls, job: JobRecord) -> VerificationStatus:
         """Render a stored job."""
         report = Report.model_validate_json(job.report) if job.report else None
-        error = JobError.model_validate(json.loads(job.error)) if job.error else None
+        stored = json.loads(job.error) if job.error else None
+        # Only the message and hint are shown; the stored ``kind`` is for the Harbor adapter's status code.
+        error = JobError(message=stored["message"], hint=stored.get("hint")) if stored else None
         return cls(
             id=job.id,
             kind=job.kind,

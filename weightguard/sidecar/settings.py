@@ -58,6 +58,13 @@ class SidecarSettings(BaseSettings):
         default=None, description="Harbor adapter: directory of OCI image layouts, one per repository"
     )
     oci_model_subdir: str = Field(default="", description="Harbor adapter: verify only this folder of the image")
+    oci_pull_from_registry: bool = Field(
+        default=False, description="Harbor adapter: pull from the registry named in the scan request (issue 17)"
+    )
+    oci_insecure_registries: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Harbor adapter: registries (host:port) that may be pulled over plain HTTP"
+    )
+    oci_ca_bundle: Path | None = Field(default=None, description="Harbor adapter: CA bundle for registry TLS")
     oci_max_bytes: Annotated[int, Field(ge=1)] = 8 * 1024**3
     oci_max_members: Annotated[int, Field(ge=1)] = 100_000
     workers: Annotated[int, Field(ge=1, le=64)] = 2
@@ -85,6 +92,14 @@ class SidecarSettings(BaseSettings):
         if isinstance(value, str):
             parts = value.replace(",", os.pathsep).split(os.pathsep)
             return [p for p in (s.strip() for s in parts) if p]
+        return value
+
+    @field_validator("oci_insecure_registries", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        # The environment gives one string: a comma-separated list of host[:port].
+        if isinstance(value, str):
+            return [p for p in (s.strip() for s in value.split(",")) if p]
         return value
 
     @classmethod
