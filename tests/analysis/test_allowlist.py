@@ -82,8 +82,9 @@ def test_weights_checkpoint_globals_are_allowed() -> None:
 
 
 def test_compat_remapping_never_turns_a_python3_module_into_an_allowed_one() -> None:
-    # Unpicklers remap only protocol < 3; the walker always remaps. That is sound only if no Python 3
-    # importable name is remapped onto an allowlisted global.
+    # CPython's unpicklers remap only below protocol 3; torch's weights_only unpickler remaps GLOBAL at
+    # every protocol, so the walker judges both names from protocol 3 on. Either way, no Python 3
+    # importable name may be remapped onto an allowlisted global.
     for (module, name), target in _compat_pickle.NAME_MAPPING.items():
         if importlib.util.find_spec(module.split(".")[0]) is not None:
             assert target not in ALLOWLIST, (module, name)
