@@ -133,6 +133,7 @@ def run_worker(args: argparse.Namespace) -> None:
                     _save(out, "contradictions", index, name, data, record)
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             record["rss_kb"], record["oracle_rss_kb"] = rss, oracle.stats.max_rss_kb
+            record["rss_base_kb"] = baseline
             for bulky in ("traceback", "oracle"):
                 record.pop(bulky, None)
             print(json.dumps(record), flush=True)
@@ -157,6 +158,9 @@ def _count(
     if record["scan_s"] + record.get("oracle_s", 0) > args.timeout or record["verdict"] == "timeout":
         slow.append(record["index"])
     totals["max_rss_kb"] = max(totals["max_rss_kb"], record["rss_kb"], record.get("oracle_rss_kb", 0))
+    totals["scan_rss_kb"] = max(totals["scan_rss_kb"], record["rss_kb"])
+    totals["scan_growth_kb"] = max(totals["scan_growth_kb"], record["rss_kb"] - record.get("rss_base_kb", 0))
+    totals["oracle_rss_kb"] = max(totals["oracle_rss_kb"], record.get("oracle_rss_kb", 0))
 
 
 def _spawn(args: argparse.Namespace, start: int) -> subprocess.Popen[bytes]:
@@ -219,6 +223,10 @@ def run_campaign(args: argparse.Namespace) -> int:
         "uncaught exceptions in weightguard": totals["verdict:exception"],
         "files over the time limit": len(slow),
         "max RSS (MiB)": max_rss // 1024,
+        # The scan worker holds torch and the seeds (its start); its growth is what scanning cost.
+        "scan worker peak RSS (MiB)": totals["scan_rss_kb"] // 1024,
+        "scan worker growth over its start (MiB)": totals["scan_growth_kb"] // 1024,
+        "oracle worker peak RSS (MiB)": totals["oracle_rss_kb"] // 1024,
         "worker restarts": totals["worker_restarts"],
         "files that killed a worker": crashed,
         "verdicts": {k.split(":", 1)[1]: v for k, v in totals.items() if k.startswith("verdict:")},
