@@ -89,8 +89,12 @@ class JobExecutor:
             pinned.check_unchanged()
             shown = target if pinned.name is None else str(Path(target).parent)
             report = relocate(report, pinned.base, shown, absolute=True)
+            # Names the pipeline took from the /proc/self/fd path ("7") become the target's own again;
+            # a name the verifier chose otherwise (a model's declared name) is kept.
+            proc_names = {Path(pinned.path).name, Path(pinned.path).parent.name}
         if report.subject is not None:
-            subject = report.subject.model_copy(update={"name": Path(target).name, "uri": target})
+            name = Path(target).name if report.subject.name in proc_names else report.subject.name
+            subject = report.subject.model_copy(update={"name": name, "uri": target})
             report = report.model_copy(update={"subject": subject})
         return report.model_copy(update={"targets": [target]})
 
