@@ -16,6 +16,7 @@ from weightguard.analysis.registry import default_analyzers
 from weightguard.analysis.scanner import FileScan, Scanner, ScanSettings
 from weightguard.findings import Finding
 from weightguard.formats.detect import detect, detection_findings
+from weightguard.integrity.binding import ChangedWhileHashedError, changed_finding, unchanged
 from weightguard.policy.load import LoadedPolicy, load_policy
 from weightguard.policy.rules import SeverityGate
 from weightguard.report.build import build_report
@@ -47,6 +48,13 @@ def scan(paths: Sequence[Path], policy: LoadedPolicy | None = None, *, command: 
         for artifact in listing.files:
             shown = dataclasses.replace(artifact, relpath=_display(prefix, artifact.relpath))
             scans.append(scanner.scan(shown))
+            # scan does not hash, but a file rewritten or cut while it was read (its reads then
+            # came back as zeros) must not pass: fstat of the same descriptor says so.
+            if reason := unchanged(artifact.source):
+                extra.append(changed_finding(ChangedWhileHashedError(shown.relpath, reason)))
+            close = getattr(artifact.source, "close", None)
+            if callable(close):
+                close()
     return build_report(
         command=command,
         targets=[str(p) for p in paths],
