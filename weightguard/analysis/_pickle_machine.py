@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
+from weightguard.analysis import cpython_text
 from weightguard.analysis import opcodes as oc
 from weightguard.analysis.interface import ScanContext
 from weightguard.analysis.opcodes import CallRef, GlobalRef, GlobalVal, Made, Opaque, SymDict, SymList
@@ -253,9 +254,12 @@ class Machine:
             "BININT": (4, lambda b: oc.UNPACK_I(b)[0]), "BININT1": (1, lambda b: b[0]),
             "BININT2": (2, lambda b: int.from_bytes(b, "little")), "BINFLOAT": (8, lambda b: oc.UNPACK_D(b)[0]),
         }  # fmt: skip
+        # Exactly CPython's parsers (issue 15); None means the unpickler rejects the argument. FLOAT as
+        # either unpickler reads it; STRING as str (latin-1 keeps every byte, as loaders may).
         text: dict[str, Callable[[bytes], object]] = {
-            "FLOAT": oc.parse_float, "INT": oc.parse_int, "LONG": oc.parse_long,  # exactly CPython's (issue 15)
-            "UNICODE": oc.parse_unicode, "STRING": oc.parse_string,
+            "FLOAT": cpython_text.parse_float_either, "INT": cpython_text.int_value,
+            "LONG": cpython_text.parse_long, "UNICODE": cpython_text.parse_unicode,
+            "STRING": lambda line: None if (raw := cpython_text.parse_string(line)) is None else raw.decode("latin-1"),
         }  # fmt: skip
         made: dict[str, Callable[[], object]] = {
             "NONE": lambda: None, "NEWTRUE": lambda: True, "NEWFALSE": lambda: False, "EMPTY_TUPLE": tuple,
@@ -309,8 +313,8 @@ class Machine:
         try:
             value = parse(line)
         except (ValueError, UnicodeDecodeError):
-            value = oc.BAD_TEXT
-        if value is oc.BAD_TEXT:
+            value = None
+        if value is None:
             return self._bad(f"bad text argument {line[:32]!r}")
         self._push(value)
         return nxt

@@ -349,40 +349,8 @@ MUTATORS: dict[str, tuple[bool, type]] = {
 PROTO1_OPCODES = frozenset(b"JKMGQUThjqr]})BC")  # binary opcodes of protocol 1 (and 3 for bytes)
 
 
-BAD_TEXT = object()
-"""Returned by a text-argument parser for an argument the unpickler would reject."""
 parse_memo_index = cpython_text.parse_memo_index
 """GET/PUT index exactly as CPython reads it (base 10, whitespace, underscores); None when rejected."""
-
-
-def parse_int(line: bytes) -> object:
-    """Protocol-0 INT exactly as CPython's ``load_int`` (``strtol`` base 0, then ``PyLong_FromString``)."""
-    value = cpython_text.int_value(line)
-    return BAD_TEXT if value is None else value
-
-
-def parse_long(line: bytes) -> object:
-    """Protocol-0 LONG exactly as CPython's ``load_long``."""
-    value = cpython_text.parse_long(line)
-    return BAD_TEXT if value is None else value
-
-
-def parse_float(line: bytes) -> object:
-    """Protocol-0 FLOAT as CPython's C or pure-Python unpickler reads it (either may load the stream)."""
-    value = cpython_text.parse_float_either(line)
-    return BAD_TEXT if value is None else value
-
-
-def parse_unicode(line: bytes) -> object:
-    """Protocol-0 UNICODE (``raw-unicode-escape``)."""
-    value = cpython_text.parse_unicode(line)
-    return BAD_TEXT if value is None else value
-
-
-def parse_string(line: bytes) -> object:
-    """Protocol-0 STRING: a quoted, escaped literal, as str (latin-1 keeps every byte, as loaders may)."""
-    raw = cpython_text.parse_string(line)
-    return BAD_TEXT if raw is None else raw.decode("latin-1")
 
 
 def embedded_blob(value: object, head: bytes, tail: bytes, pos: int, opcode: str) -> EmbeddedBlob | None:

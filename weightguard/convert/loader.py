@@ -46,7 +46,7 @@ from weightguard.errors import ConversionError
 from weightguard.findings import Finding
 from weightguard.formats.interface import FileFormat
 from weightguard.policy.load import LoadedPolicy
-from weightguard.sources.interface import ArtifactFile, ByteSource
+from weightguard.sources.interface import ArtifactFile, ByteSource, FdSource
 
 CHUNK = 8 * 2**20  # a multiple of every page size, so madvise ranges stay aligned
 _SEALS = ("F_SEAL_WRITE", "F_SEAL_SHRINK", "F_SEAL_GROW", "F_SEAL_SEAL")
@@ -73,26 +73,6 @@ class ScanApprover:
         from weightguard.api import file_blocking  # api imports the report stage; only needed here
 
         return file_blocking(self._scanner.scan(ArtifactFile(relpath, source.size, source)), self._loaded)
-
-
-class FdSource:
-    """A :class:`ByteSource` over an open file descriptor, read with ``pread`` (never mapped)."""
-
-    def __init__(self, fd: int, size: int) -> None:
-        """Read ``size`` bytes of ``fd``; the caller keeps the descriptor open."""
-        self._fd = fd
-        self._size = size
-
-    @property
-    def size(self) -> int:
-        """Total number of bytes."""
-        return self._size
-
-    def read_at(self, offset: int, length: int) -> bytes:
-        """Return up to ``length`` bytes from ``offset``."""
-        if offset < 0 or length <= 0 or offset >= self._size:
-            return b""
-        return os.pread(self._fd, min(length, self._size - offset), offset)
 
 
 HASH_BUFFER = 2**20

@@ -16,40 +16,21 @@ the per-file budget and check the ratio) and what the bytes contain.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from typing import IO
 
 from weightguard.errors import SourceError
-from weightguard.sources.interface import ByteSource, BytesSource
+from weightguard.sources.interface import ByteSource, BytesSource, FdSource
 
 
-class SpooledSource:
-    """A :class:`ByteSource` over a finished spool file (kept open by this object)."""
+class SpooledSource(FdSource):
+    """A :class:`ByteSource` over a finished spool file, which this object keeps open."""
 
-    __slots__ = ("_file", "_size")
+    __slots__ = ("_file",)
 
     def __init__(self, file: IO[bytes], size: int) -> None:
+        super().__init__(file.fileno(), size)
         self._file = file
-        self._size = size
-
-    @property
-    def size(self) -> int:
-        """Total number of bytes."""
-        return self._size
-
-    def read_at(self, offset: int, length: int) -> bytes:
-        """Return up to ``length`` bytes from ``offset`` (fewer only at the end)."""
-        if offset < 0 or length <= 0 or offset >= self._size:
-            return b""
-        length = min(length, self._size - offset)
-        out = bytearray()
-        while len(out) < length:
-            piece = os.pread(self._file.fileno(), length - len(out), offset + len(out))
-            if not piece:
-                break
-            out += piece
-        return bytes(out)
 
 
 class Spool:

@@ -11,6 +11,7 @@ handled here: format detection and everything after it.
 from __future__ import annotations
 
 import io
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Protocol
@@ -48,6 +49,38 @@ class BytesSource:
         if offset < 0 or length < 0:
             return b""
         return bytes(self.data[offset : offset + length])
+
+
+class FdSource:
+    """A :class:`ByteSource` over an open file descriptor, read with ``pread`` (never mapped).
+
+    The caller keeps the descriptor open (and the file object that owns it, if any) while the
+    source is used. A read stops short only at the end of the file.
+    """
+
+    __slots__ = ("_fd", "_size")
+
+    def __init__(self, fd: int, size: int) -> None:
+        self._fd = fd
+        self._size = size
+
+    @property
+    def size(self) -> int:
+        """Total number of bytes."""
+        return self._size
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        """Return up to ``length`` bytes from ``offset``."""
+        if offset < 0 or length <= 0 or offset >= self._size:
+            return b""
+        length = min(length, self._size - offset)
+        out = os.pread(self._fd, length, offset)
+        while 0 < len(out) < length:  # pread may return less than asked before the end
+            piece = os.pread(self._fd, length - len(out), offset + len(out))
+            if not piece:
+                break
+            out += piece
+        return out
 
 
 @dataclass(frozen=True, slots=True)
