@@ -377,7 +377,7 @@ class JobStore:
     def queued(self, limit: int = 10_000, *, owner: str | None = None, now: dt.datetime | None = None) -> list[str]:
         """Queued job ids, oldest first; with ``owner``, less those held for another live owner whose lease runs."""
         rows = self._execute(
-            "SELECT id, owner, lease_until FROM jobs WHERE status = 'queued' ORDER BY submitted_at, id LIMIT ?",
+            "SELECT id, owner, lease_until FROM jobs WHERE status = 'queued' ORDER BY submitted_at, rowid LIMIT ?",
             (limit,),
         ).fetchall()
         stamp = (now or dt.datetime.now(dt.UTC)).timestamp()
