@@ -93,9 +93,36 @@ def test_limits_on_bytes_and_members_are_enforced(tmp_path: Path) -> None:
 
 
 def test_unknown_layer_types_fail_closed(tmp_path: Path) -> None:
-    digest = build_oci_layout(tmp_path, "r", [b"zstd-bytes"], media_type="application/vnd.oci.image.layer.v1.tar+zstd")
+    digest = build_oci_layout(tmp_path, "r", [b"lz4-bytes"], media_type="application/vnd.oci.image.layer.v1.tar+lz4")
     with pytest.raises(FetchError, match="cannot unpack"):
         LocalOciLayoutFetcher(tmp_path).fetch(ref("r", digest), tmp_path / "out")
+
+
+ZSTD_WEIGHTS = "application/vnd.cncf.model.weight.v1.tar+zstd"
+
+
+def test_zstd_layers_are_unpacked_like_gzip_ones(tmp_path: Path) -> None:
+    zstandard = pytest.importorskip("zstandard", reason="the 'zstd' extra (zstandard) is part of the test install")
+    layer = zstandard.ZstdCompressor().compress(tar_layer([("models/w.bin", b"W" * 5000)], gzipped=False))
+    digest = build_oci_layout(tmp_path, "r", [(ZSTD_WEIGHTS, layer)])
+    dest = tmp_path / "out"
+    LocalOciLayoutFetcher(tmp_path).fetch(ref("r", digest), dest)
+    assert (dest / "models/w.bin").read_bytes() == b"W" * 5000
+
+
+def test_zstd_layers_that_are_corrupt_or_ask_for_a_huge_window_are_refused(tmp_path: Path) -> None:
+    zstandard = pytest.importorskip("zstandard", reason="the 'zstd' extra (zstandard) is part of the test install")
+    corrupt = build_oci_layout(tmp_path, "r", [(ZSTD_WEIGHTS, b"\x28\xb5\x2f\xfd" + b"\xff" * 64)])
+    with pytest.raises(FetchError, match="not a readable"):
+        LocalOciLayoutFetcher(tmp_path).fetch(ref("r", corrupt), tmp_path / "o1")
+    # A frame whose window is 2 GiB: the decoder would have to reserve that much memory.
+    params = zstandard.ZstdCompressionParameters.from_level(3, window_log=31, write_content_size=False)
+    stream = zstandard.ZstdCompressor(compression_params=params).compressobj()  # size unknown: the window stays
+    huge = stream.compress(tar_layer([("m", b"x")], gzipped=False)) + stream.flush()
+    digest = build_oci_layout(tmp_path, "r", [(ZSTD_WEIGHTS, huge)])
+    with pytest.raises(FetchError, match="not a readable"):
+        LocalOciLayoutFetcher(tmp_path).fetch(ref("r", digest), tmp_path / "o2")
+    assert not any((tmp_path / "o2").rglob("*"))  # nothing written from a refused layer
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,10 @@ are skipped and listed), names with ``..`` or absolute paths stop the fetch,
 whiteouts delete what lower layers wrote, and member count and total bytes are
 capped. ModelPack ``.raw`` weight layers are written to their
 ``org.cncf.model.filepath`` (ModelPack spec: weight, weight.config, doc,
-code and dataset layers; ``+zstd`` layers are refused, the standard library
-cannot read them before Python 3.14). Used by the local OCI layout fetcher
+code and dataset layers). ``+zstd`` layers are read with the ``zstandard``
+library (the ``zstd`` extra; the standard library has no zstd before Python
+3.14), with the decoder's window capped so a hostile frame cannot ask for
+gigabytes; without the extra they are refused, never skipped. Used by the local OCI layout fetcher
 (:mod:`weightguard.sidecar.fetch`) and the registry client
 (:mod:`weightguard.sources.oci_registry`).
 Not handled here: finding or downloading blobs, or deciding anything about the files.
@@ -25,7 +27,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, Any
 
 from weightguard.errors import SourceError
 
@@ -58,6 +60,10 @@ GZIP_TYPES = frozenset(
         "application/vnd.kitops.modelkit.model.v1.tar+gzip",
     }
 )
+# The same layer kinds compressed with zstd (OCI image spec 1.1, ModelPack, KitOps).
+ZSTD_TYPES = frozenset(t.replace("+gzip", "+zstd") for t in GZIP_TYPES if t.endswith("+gzip"))
+# zstd's own default decoder limit (ZSTD_WINDOWLOG_LIMIT_DEFAULT = 27): frames asking more are refused.
+ZSTD_MAX_WINDOW = 2**27
 FILEPATH_ANNOTATION = "org.cncf.model.filepath"
 DIGEST = re.compile(r"^sha256:([a-f0-9]{64})$")
 CHUNK = 1024 * 1024
@@ -150,17 +156,31 @@ def _layer(open_blob: BlobOpener, layer: dict[str, object], state: Unpack) -> No
         with open_blob(digest) as reader:
             state.write(str(annotations[FILEPATH_ANNOTATION]), reader)
         return
-    if media_type not in TAR_TYPES | GZIP_TYPES:
+    if media_type not in TAR_TYPES | GZIP_TYPES | ZSTD_TYPES:
         # Fail closed: an unread layer could hold the weights that matter.
         raise FetchError(f"layer {digest} has media type {media_type!r}, which this fetcher cannot unpack")
+    decoder, errors = _zstd(digest) if media_type in ZSTD_TYPES else (None, ())
     mode = "r|gz" if media_type in GZIP_TYPES else "r|"
+    unreadable: tuple[type[BaseException], ...] = (tarfile.TarError, EOFError, zlib.error, OSError, *errors)
     with open_blob(digest) as reader:
         try:
-            with tarfile.open(fileobj=reader, mode=mode) as archive:  # type: ignore[call-overload]
+            stream = decoder.stream_reader(reader, read_across_frames=True) if decoder is not None else reader
+            with tarfile.open(fileobj=stream, mode=mode) as archive:  # type: ignore[call-overload]
                 for member in archive:
                     state.member(archive, member)
-        except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        except unreadable as exc:
             raise FetchError(f"layer {digest} is not a readable tar archive: {exc}") from exc
+
+
+def _zstd(digest: str) -> tuple[Any, tuple[type[Exception], ...]]:
+    """A zstd decoder with a capped window and its error type; a :class:`FetchError` without the extra."""
+    try:
+        import zstandard
+    except ImportError as exc:
+        raise FetchError(
+            f"layer {digest} is zstd-compressed; install weightguard's 'zstd' extra (the zstandard library) to read it"
+        ) from exc
+    return zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW), (zstandard.ZstdError,)
 
 
 class Unpack:
@@ -234,6 +254,7 @@ __all__ = [
     "FILEPATH_ANNOTATION",
     "INDEX_TYPES",
     "MANIFEST_TYPES",
+    "ZSTD_TYPES",
     "ArtifactRef",
     "BlobOpener",
     "FetchError",
