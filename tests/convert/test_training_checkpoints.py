@@ -304,3 +304,28 @@ def test_a_refused_training_checkpoint_names_its_keys_and_the_option_to_rerun_wi
     assert "holds keys model, ema, optimizer, epoch" in result.stderr
     assert "hint: rerun with --key model or --key ema" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_sharded_checkpoint_with_a_refused_shard_gets_no_index_pointing_at_it(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    torch.save({"a": torch.ones(2)}, src / "pytorch_model-00001-of-00002.bin")
+    torch.save(
+        {"b": torch.zeros(3), "x": _Payload(tmp_path / "PWNED")},
+        src / "pytorch_model-00002-of-00002.bin",
+        pickle_module=pickle,
+    )
+    index = {"weight_map": {"a": "pytorch_model-00001-of-00002.bin", "b": "pytorch_model-00002-of-00002.bin"}}
+    (src / "pytorch_model.bin.index.json").write_text(json.dumps(index))
+    result = _convert(src, tmp_path / "out")
+    assert result.written and not result.converted
+    assert sorted(r.path for r in result.proof.refused) == [
+        "pytorch_model-00002-of-00002.bin",
+        "pytorch_model.bin.index.json",
+    ]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["model-00001-of-00002.safetensors", PROOF_NAME]
+    written = json.loads((tmp_path / "out" / PROOF_NAME).read_text())
+    assert [r["path"] for r in written["refused"]] == [
+        r.path for r in result.proof.refused
+    ]  # the output says what is missing
+    assert not (tmp_path / "PWNED").exists()
