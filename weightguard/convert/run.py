@@ -8,7 +8,15 @@ output is reloaded with the ``safetensors`` library and every source name is
 compared bit for bit (``proof.py``); then the shard is released before the
 next one, so about one shard is in memory at a time.
 
-Outputs go to a staging folder and are published only after every file
+Each file is converted or refused on its own, and every refusal is recorded
+with its reason and a hint (``ConversionProof.refused``); a refused file
+leaves nothing behind. All or nothing (the default, what ``verify`` needs),
+the first refusal ends the work and nothing is published; with ``partial``
+(``weightguard convert``) the files that converted are published and the
+proof written beside them names what is missing. Training checkpoints give
+up only their weights entry (``layouts.py``); the training state is listed.
+
+Outputs go to a staging folder and are published only after every kept file
 converted and proved: a new (or empty) output directory appears with one
 atomic rename, signature and proof included; into a directory that already
 holds other files, each file is renamed in whole. Any failure (or an

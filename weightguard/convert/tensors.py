@@ -3,7 +3,9 @@
 Shared storage is handled as Hugging Face's converter does: one *complete*
 name is kept per storage and the removed aliases are recorded as
 ``{removed: kept}`` (see ``shared.py``). Entries that are not tensors are never dropped
-silently: they are returned so the policy can decide.
+silently: they are returned so the policy can decide. Which entry of a
+training checkpoint holds the weights is decided in ``layouts.py``; the
+training state beside it is returned as ``left_out``, never converted.
 Not handled here: reading or writing files.
 """
 
