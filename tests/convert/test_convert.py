@@ -136,22 +136,32 @@ def test_the_legacy_format_converts(tmp_path: Path) -> None:
     assert torch.equal(load_file(tmp_path / "out" / "model.safetensors")["w"], torch.arange(6.0))
 
 
-def test_a_state_dict_wrapper_is_unwrapped_and_other_entries_refused_unless_allowed(
-    tmp_path: Path, write_policy
-) -> None:
+def test_a_state_dict_wrapper_is_converted_and_the_training_state_beside_it_left_out(tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.mkdir()
     torch.save({"state_dict": {"w": torch.ones(2)}, "epoch": 7, "optimizer_step": 100}, src / "ckpt.pt")
+    result = convert(src, tmp_path / "out")
+    assert result.converted, result.findings
+    [converted] = result.proof.files
+    assert converted.unwrapped == "state_dict" and converted.left_out == ["epoch", "optimizer_step"]
+    assert converted.dropped == []
+    [note] = [f for f in result.findings if f.code == "WG-CNV-006"]
+    assert "left out, not converted: epoch, optimizer_step" in note.message
+
+
+def test_non_tensor_entries_inside_the_weights_are_still_refused_unless_allowed(tmp_path: Path, write_policy) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    torch.save({"state_dict": {"w": torch.ones(2), "version": 3}, "epoch": 7}, src / "ckpt.pt")
     refused = convert(src, tmp_path / "out1")
     assert not refused.converted
     assert [f.code for f in refused.findings] == ["WG-CNV-002"]
-    assert "epoch" in refused.findings[0].message
+    assert "version" in refused.findings[0].message
     assert digest_tree(tmp_path / "out1") == {}
     allowed = load_policy(write_policy("conversion:\n  allow_dropping_non_tensor: true"))
     ok = convert(src, tmp_path / "out2", allowed)
     assert ok.converted
-    assert ok.proof.files[0].unwrapped == "state_dict"
-    assert sorted(ok.proof.files[0].dropped) == ["epoch", "optimizer_step"]
+    assert ok.proof.files[0].dropped == ["version"] and ok.proof.files[0].left_out == ["epoch"]
 
 
 class _Payload:

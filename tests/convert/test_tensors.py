@@ -39,7 +39,8 @@ def test_each_dtype_round_trips_bit_for_bit_through_the_writer(dtype: torch.dtyp
 
 def test_a_state_dict_wrapper_is_unwrapped_and_its_siblings_listed() -> None:
     ex = extract({"state_dict": {"w": torch.ones(1)}, "epoch": 3}, unwrap_state_dict=True)
-    assert ex.unwrapped == "state_dict" and set(ex.tensors) == {"w"} and ex.dropped == ["epoch"]
+    assert ex.unwrapped == "state_dict" and set(ex.tensors) == {"w"}
+    assert ex.left_out == ["epoch"] and ex.dropped == []  # training state is left out, not dropped
 
 
 def test_nested_non_tensor_values_are_listed_as_dropped() -> None:

@@ -40,9 +40,10 @@ PROOF_FAILED = Rule(
 )
 STATE_DICT_UNWRAPPED = Rule(
     "WG-CNV-006",
-    "state_dict unwrapped",
+    "weights taken from a checkpoint entry",
     Severity.INFO,
-    "The tensors were taken from the checkpoint's state_dict entry.",
+    "The tensors were taken from one entry of a training checkpoint; the entries beside it were left out.",
+    "Check that the entry named is the model's weights; name another with --key or spec.conversion.weight_keys.",
 )
 
 UNCONVERTIBLE_FILE = Rule(
@@ -53,6 +54,15 @@ UNCONVERTIBLE_FILE = Rule(
     "Remove the file from the model, or export its tensors to a state dict first, then convert.",
 )
 
+WEIGHTS_NOT_IDENTIFIED = Rule(
+    "WG-CNV-008",
+    "weights not identified in the checkpoint",
+    Severity.HIGH,
+    "The checkpoint holds no tensors at its top level and no single entry weightguard knows holds the weights.",
+    "Name the entry holding the weights: convert --key model (dotted for nested: model.state_dict), "
+    "or list it in spec.conversion.weight_keys.",
+)
+
 RULES = (
     SCAN_BLOCKED,
     NON_TENSOR_DROPPED,
@@ -61,4 +71,5 @@ RULES = (
     PROOF_FAILED,
     STATE_DICT_UNWRAPPED,
     UNCONVERTIBLE_FILE,
+    WEIGHTS_NOT_IDENTIFIED,
 )

@@ -44,7 +44,20 @@ class ConvertedFile(StrictModel):
     compared: int = Field(default=0, description="tensors reloaded and compared bit for bit")
     aliases: dict[str, str] = Field(default_factory=dict, description="removed name -> kept name")
     dropped: list[str] = Field(default_factory=list, description="non-tensor entries not carried over")
-    unwrapped: str | None = None
+    unwrapped: str | None = Field(default=None, description="dotted path of the entry holding the weights")
+    layout: str = Field(default="plain", description="plain | key | lightning | deepspeed | wrapped")
+    left_out: list[str] = Field(
+        default_factory=list, description="entries beside the weights (training state), not converted"
+    )
+
+
+class RefusedFile(StrictModel):
+    """A file of the model that was not converted or copied, and why."""
+
+    path: str
+    code: str
+    reason: str
+    hint: str = ""
 
 
 class ConversionProof(StrictModel):
@@ -53,10 +66,11 @@ class ConversionProof(StrictModel):
     output_dir: str
     files: list[ConvertedFile] = Field(default_factory=list)
     copied: list[str] = Field(default_factory=list)
+    refused: list[RefusedFile] = Field(default_factory=list, description="files not written, with the reason")
     index: str | None = None
     manifest: dict[str, str] = Field(default_factory=dict, description="sha256 of every file written, by relpath")
     manifest_root_digest: str = ""
     signature: str | None = None
 
 
-__all__ = ["ConversionError", "ConversionPlan", "ConversionProof", "ConvertedFile", "PlannedFile"]
+__all__ = ["ConversionError", "ConversionPlan", "ConversionProof", "ConvertedFile", "PlannedFile", "RefusedFile"]

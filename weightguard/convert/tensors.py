@@ -3,18 +3,20 @@
 Shared storage is handled as Hugging Face's converter does: one *complete*
 name is kept per storage and the removed aliases are recorded as
 ``{removed: kept}`` (see ``shared.py``). Entries that are not tensors are never dropped
-silently: they are returned so the policy can decide.
+silently: they are returned so the policy can decide. Which entry of a
+training checkpoint holds the weights is decided in ``layouts.py``; the
+training state beside it is returned as ``left_out``, never converted.
 Not handled here: reading or writing files.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 
+from weightguard.convert.layouts import select_weights
 from weightguard.convert.shared import dedupe_shared
 from weightguard.errors import ConversionError
 
@@ -55,29 +57,34 @@ class Extracted:
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
     source: dict[str, torch.Tensor] = field(default_factory=dict)  # every tensor name before dedupe, for the proof
     aliases: dict[str, str] = field(default_factory=dict)
-    dropped: list[str] = field(default_factory=list)
-    unwrapped: str | None = None
+    dropped: list[str] = field(default_factory=list)  # non-tensor entries inside the weights (the policy decides)
+    unwrapped: str | None = None  # the dotted path of the weights entry; None: the top level
+    left_out: list[str] = field(default_factory=list)  # training state beside the weights, never converted
+    layout: str = "plain"
 
 
-def _unwrap(obj: object, unwrap_state_dict: bool) -> tuple[Mapping[str, Any], str | None, list[str]]:
-    if not isinstance(obj, Mapping):
-        raise ConversionError(f"the checkpoint's top level is a {type(obj).__name__}, not a dict of tensors")
-    if unwrap_state_dict and isinstance(obj.get("state_dict"), Mapping):
-        others = [str(k) for k in obj if k != "state_dict"]
-        return obj["state_dict"], "state_dict", others
-    return obj, None, []
+def _is_tensor(value: object) -> bool:
+    return isinstance(value, torch.Tensor)
 
 
-def extract(obj: object, *, unwrap_state_dict: bool) -> Extracted:
-    """Pick the tensors out of a loaded checkpoint.
+def extract(obj: object, *, unwrap_state_dict: bool, keys: Sequence[str] = ()) -> Extracted:
+    """Pick the tensors out of a loaded checkpoint (the weights entry is chosen by ``layouts.py``).
+
+    Args:
+        obj: the loaded checkpoint.
+        unwrap_state_dict: whether the well-known weight entries of training checkpoints are recognised.
+        keys: the entries the user named as the weights, in order of preference.
 
     Raises:
-        ConversionError: the checkpoint is not a dict, or holds a tensor safetensors cannot represent.
+        ConversionError: the checkpoint is not a dict, its weights cannot be told apart from the rest,
+            or it holds a tensor safetensors cannot represent.
     """
-    mapping, unwrapped, dropped = _unwrap(obj, unwrap_state_dict)
-    out = Extracted(unwrapped=unwrapped, dropped=dropped)
+    if not isinstance(obj, Mapping):
+        raise ConversionError(f"the checkpoint's top level is a {type(obj).__name__}, not a dict of tensors")
+    chosen = select_weights(obj, keys=keys, recognise_layouts=unwrap_state_dict, is_tensor=_is_tensor)
+    out = Extracted(unwrapped=chosen.path, left_out=list(chosen.left_out), layout=chosen.layout)
     tensors: dict[str, torch.Tensor] = {}
-    for key, value in mapping.items():
+    for key, value in chosen.weights.items():
         name = str(key)
         if isinstance(value, torch.Tensor):
             if value.layout is not torch.strided or value.is_quantized or value.dtype not in DTYPES:

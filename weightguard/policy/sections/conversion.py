@@ -19,7 +19,14 @@ class ConversionSpec(StrictModel):
 
     mode: Literal["off", "allowed", "required"] = "off"
     unwrap_state_dict: bool = Field(
-        default=True, description="convert checkpoint['state_dict'] when it is a dict of tensors"
+        default=True,
+        description="recognise training checkpoints: take the weights from the one entry named state_dict, "
+        "model_state_dict, model or module (Lightning, DeepSpeed) and leave the training state out (listed)",
+    )
+    weight_keys: list[str] = Field(
+        default_factory=list,
+        description="entries holding the weights, in order of preference (dotted for nested dicts, "
+        "e.g. model.state_dict); the first one a checkpoint holds is converted, the rest left out (listed)",
     )
     allow_dropping_non_tensor: bool = Field(
         default=False, description="tolerate entries that are not tensors (step counters, configs); they are listed"
