@@ -64,7 +64,7 @@ def _render_json(result: ConversionResult) -> str:
 def convert_command(
     target: str = typer.Argument(..., help="Model directory or file."),
     output: Path = typer.Option(..., "--output", "-o", help="Output directory (must not hold the converted names)."),  # noqa: B008
-    policy: Path | None = POLICY_OPTION,
+    policy: list[Path] = POLICY_OPTION,
     sign: Path | None = typer.Option(None, "--sign", help="PEM private key: sign the output as an OMS signature."),
     fmt: ConvertFormat = typer.Option(
         ConvertFormat.TEXT, "--format", "-f", help="Output format (json goes to stdout)."
