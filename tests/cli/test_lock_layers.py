@@ -161,3 +161,39 @@ def test_policy_check_shows_the_merged_policy(tmp_path: Path) -> None:
     assert shown["spec"]["severity"]["fail_on"] == "low"
     assert shown["spec"]["pickle"]["mode"] == "refuse"
     assert f"layer {overlay} (sha256 {hashlib.sha256(overlay.read_bytes()).hexdigest()})" in stderr
+
+
+def test_an_attestation_records_the_layers_and_holds_only_under_the_same_merged_policy(
+    model: Path, tmp_path: Path
+) -> None:
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    private, public = tmp_path / "approver.pem", tmp_path / "approver.pub.pem"
+    private.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    pins = tmp_path / "pins.yaml"
+    _lock(model, pins, "--overlay")
+    layers = ["-p", "builtin:strict", "-p", str(pins)]
+    bundle = tmp_path / "model.att.json"
+    code, _, stderr = _run("verify", str(model), *layers, "--attest", str(private), "--attestation", str(bundle))
+    assert code == 0, stderr
+
+    statement = json.loads(base64.b64decode(json.loads(bundle.read_text())["dsseEnvelope"]["payload"]))
+    predicate = statement["predicate"]
+    assert predicate["policy"]["digest"]["sha256"] == load_policy([Path("builtin:strict"), pins]).sha256
+    assert [layer["uri"] for layer in predicate["weightguard"]["policyLayers"]] == ["builtin:strict", str(pins)]
+
+    check = ["attestation", "verify", str(model), "--attestation", str(bundle), "--public-key", str(public)]
+    code, _, stderr = _run(*check, *layers)
+    assert code == 0, stderr
+    code, _, stderr = _run(*check, "-p", "builtin:strict")  # the base alone is another policy
+    assert code == 1
+    assert "attested under policy" in stderr
