@@ -38,6 +38,7 @@ POLICY_OPTION = typer.Option(
     [],
     "--policy",
     "-p",
+    metavar="<path|builtin:NAME>",
     help="Policy file (YAML) or builtin:NAME; repeat to layer overlays in order (later ones override scalars, "
     "extend lists, merge mappings; null resets a key). Default: builtin:default.",
     exists=False,
