@@ -97,6 +97,18 @@ def test_lock_into_replaces_the_pins_and_keeps_every_other_setting(model: Path, 
     assert code == 0, stderr
 
 
+def test_lock_into_an_overlay_keeps_it_an_overlay(model: Path, tmp_path: Path) -> None:
+    overlay = tmp_path / "project.yaml"
+    overlay.write_text("spec:\n  severity:\n    fail_on: low\n  integrity:\n")
+    _lock(model, overlay, "--into", str(overlay))
+    document = yaml.safe_load(overlay.read_text())
+    assert "apiVersion" not in document
+    assert document["spec"]["severity"] == {"fail_on": "low"}
+    assert set(document["spec"]["integrity"]["pinned"]) == {"config.json", "model.safetensors"}
+    code, _, stderr = _run("verify", str(model), "-p", "builtin:default", "-p", str(overlay))
+    assert code == 0, stderr
+
+
 def test_lock_into_a_policy_that_does_not_load_writes_nothing(model: Path, tmp_path: Path) -> None:
     policy = tmp_path / "broken.yaml"
     policy.write_text("spec: [not, a, mapping]\n")

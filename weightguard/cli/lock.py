@@ -79,10 +79,14 @@ def merge_into(text: str, origin: str, hashed: HashedTarget, algorithm: str) -> 
 
     layer = read_layer(text.encode(), origin)
     document = layer.raw
-    spec = document.setdefault("spec", {})
-    integrity = spec.setdefault("integrity", {}) if isinstance(spec, dict) else None
+    if document.get("spec") is None:  # absent, or an empty `spec:`
+        document["spec"] = {}
+    spec = document["spec"]
+    if isinstance(spec, dict) and spec.get("integrity") is None:
+        spec["integrity"] = {}
+    integrity = spec.get("integrity") if isinstance(spec, dict) else None
     if not isinstance(integrity, dict):
-        raise PolicyError(f"{origin}: spec.integrity is not a mapping; cannot add pins to it")
+        raise PolicyError(f"{origin}: spec or spec.integrity is not a mapping; cannot add pins to it")
     integrity["algorithm"] = algorithm
     integrity["pinned"] = pins_of(hashed, algorithm)  # replaced, not merged: a removed file loses its pin
     leading = "".join(line for line in _leading_comments(text))
