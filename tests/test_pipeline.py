@@ -78,9 +78,7 @@ def test_a_rejected_run_can_be_attested_as_failed_on_request(keys, tmp_path: Pat
 def test_a_file_tampered_after_pinning_is_rejected(clean_model: Path, tmp_path: Path) -> None:
     lock = run_cli("lock", str(clean_model), "-o", str(tmp_path / "pins.yaml"))
     assert lock.returncode == 0, lock.stderr
-    pins = (tmp_path / "pins.yaml").read_text()
-    policy = tmp_path / "policy.yaml"
-    policy.write_text("apiVersion: weightguard/v1alpha1\nkind: VerificationPolicy\nmetadata: {name: pinned}\n" + pins)
+    policy = tmp_path / "pins.yaml"  # a complete policy (issue 18)
     assert verify(str(clean_model), load_policy(policy)).verdict == "approved"
     data = bytearray((clean_model / "model.safetensors").read_bytes())
     data[-1] ^= 0xFF

@@ -64,9 +64,11 @@ class PolicyLimits:
         max_nodes: Most YAML nodes after expanding every alias (each alias counts the whole node it names).
         max_depth: Deepest nesting of mappings and sequences, aliases expanded.
         max_aliases: Most alias references (``*name``) in one file.
+        max_layers: Most ``--policy`` layers composed into one policy (each one read within the bounds above).
     """
 
     max_bytes: int = 1 * MiB
     max_nodes: int = 200_000
     max_depth: int = 64
     max_aliases: int = 1_000
+    max_layers: int = 16

@@ -429,6 +429,7 @@ def _attest(report: Report, loaded: LoadedPolicy, options: VerifyOptions, now: d
             resource_uri=subject.uri,
             policy_uri=loaded.origin,
             policy_sha256=loaded.sha256,
+            policy_layers=tuple((layer.origin, layer.sha256) for layer in loaded.layers),
             verdict=report.verdict,
             checks=checks,
             time_verified=now,
@@ -465,7 +466,7 @@ def _checks(report: Report) -> dict[str, str]:
 
 def policy_dir(loaded: LoadedPolicy) -> Path:
     """The folder relative paths in the policy are taken from (the working directory for built-ins)."""
-    return Path(loaded.origin).parent if not loaded.origin.startswith("builtin:") else Path.cwd()
+    return loaded.base_dir
 
 
 def _inside(path: Path | None, root: Path) -> str | None:

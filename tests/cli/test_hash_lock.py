@@ -86,18 +86,16 @@ def test_hash_of_a_missing_target_exits_2_with_a_message(app: typer.Typer, runne
     assert "no such file" in result.stderr
 
 
-def test_lock_writes_a_policy_fragment_that_a_policy_accepts(
+def test_lock_writes_a_complete_policy_pinning_every_file_in_oms_order(
     app: typer.Typer, runner: CliRunner, model: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "lock.yaml"
     result = runner.invoke(app, ["lock", str(model), "-o", str(out)])
     assert result.exit_code == 0, result.output
-    fragment = yaml.safe_load(out.read_text())
-    pinned = fragment["spec"]["integrity"]["pinned"]
+    pinned = yaml.safe_load(out.read_text())["spec"]["integrity"]["pinned"]
     assert list(pinned) == ["W.bin", "w/part.bin", "w-2.bin", "w.json"]
     assert pinned["w.json"] == "sha256:" + hashlib.sha256(b"w.json" * 3).hexdigest()
-    policy = {"apiVersion": "weightguard/v1alpha1", "kind": "VerificationPolicy", "metadata": {"name": "t"}, **fragment}
-    spec = parse_policy(yaml.safe_dump(policy).encode(), "lock.yaml").policy.spec.integrity
+    spec = parse_policy(out.read_bytes(), "lock.yaml").policy.spec.integrity
     assert spec.pinned == pinned
 
 

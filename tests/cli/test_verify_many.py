@@ -28,8 +28,16 @@ def _app() -> typer.Typer:
 def test_an_all_clean_catalogue_exits_0_and_a_second_run_reuses_everything(tmp_path: Path) -> None:
     for i in range(2):
         safetensors_model(tmp_path / "models" / f"m{i}", i)
-    args = ["verify-many", str(tmp_path / "models"), "--database", f"sqlite:///{tmp_path}/r.db", "--workers", "2",
-            "--format", "json"]
+    args = [
+        "verify-many",
+        str(tmp_path / "models"),
+        "--database",
+        f"sqlite:///{tmp_path}/r.db",
+        "--workers",
+        "2",
+        "--format",
+        "json",
+    ]
     first = CliRunner().invoke(_app(), args)
     assert first.exit_code == 0, first.output
     second = CliRunner().invoke(_app(), [*args, "--output", str(tmp_path / "out.json")])
@@ -42,8 +50,16 @@ def test_a_catalogue_with_a_rejected_model_exits_1_with_sarif(tmp_path: Path) ->
     catalogue_dir(tmp_path / "models", clean=1)
     result = CliRunner().invoke(
         _app(),
-        ["verify-many", str(tmp_path / "models"), "--database", f"sqlite:///{tmp_path}/r.db", "-f", "sarif",
-         "-o", str(tmp_path / "out.sarif")],
+        [
+            "verify-many",
+            str(tmp_path / "models"),
+            "--database",
+            f"sqlite:///{tmp_path}/r.db",
+            "-f",
+            "sarif",
+            "-o",
+            str(tmp_path / "out.sarif"),
+        ],
     )
     assert result.exit_code == 1
     assert json.loads((tmp_path / "out.sarif").read_text())["version"] == "2.1.0"
@@ -59,8 +75,18 @@ def test_format_html_writes_one_self_contained_page_with_every_model(tmp_path: P
     out = tmp_path / "catalogue.html"
     result = CliRunner().invoke(
         _app(),
-        ["verify-many", str(tmp_path / "models"), "--database", f"sqlite:///{tmp_path}/r.db", "-f", "html",
-         "-o", str(out), "--workers", "1"],
+        [
+            "verify-many",
+            str(tmp_path / "models"),
+            "--database",
+            f"sqlite:///{tmp_path}/r.db",
+            "-f",
+            "html",
+            "-o",
+            str(out),
+            "--workers",
+            "1",
+        ],
     )
     assert result.exit_code == 1, result.output
     page = out.read_text()

@@ -36,7 +36,9 @@ def test_fail_on_decides_which_findings_block() -> None:
 
 def test_errors_block_whatever_their_severity_and_cannot_be_ignored(write_policy) -> None:
     loaded = load_policy(
-        write_policy("severity:\n  fail_on: critical\n  ignores:\n    - {rule: WG-TST-003, reason: noise, expires: 2030-01-01}")
+        write_policy(
+            "severity:\n  fail_on: critical\n  ignores:\n    - {rule: WG-TST-003, reason: noise, expires: 2030-01-01}"
+        )
     )
     judged = SeverityGate.from_policy(loaded.policy).judge([ERR.at("a", "x")], TODAY)
     assert len(judged.blocking) == 1

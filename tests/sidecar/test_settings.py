@@ -47,3 +47,20 @@ def test_a_token_is_required_unless_auth_is_disabled_by_name(
     with caplog.at_level(logging.WARNING):
         assert load_settings(None, unsafe_no_auth=True).tokens() == ()
     assert "unsafe_no_auth" in caplog.text
+
+
+def test_a_policy_may_be_a_list_of_layers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from weightguard.sidecar.verifier import load_policies
+
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text("spec:\n  severity:\n    fail_on: low\n")
+    monkeypatch.setenv("WEIGHTGUARD_POLICY", "builtin:strict")  # one path stays a plain string
+    assert load_settings(None).policy == "builtin:strict"
+    monkeypatch.setenv("WEIGHTGUARD_POLICY", f'["builtin:strict", "{overlay}"]')
+    monkeypatch.setenv("WEIGHTGUARD_POLICIES", f'{{"lenient": ["builtin:default", "{overlay}"]}}')
+    monkeypatch.setenv("WEIGHTGUARD_UNSAFE_NO_AUTH", "true")
+    policies = load_policies(load_settings(None))
+    assert [layer.origin for layer in policies["default"].layers] == ["builtin:strict", str(overlay)]
+    assert policies["default"].policy.spec.severity.fail_on.value == "low"
+    assert policies["default"].policy.spec.pickle.mode == "refuse"
+    assert policies["lenient"].policy.spec.pickle.mode == "analyze"

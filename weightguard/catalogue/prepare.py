@@ -100,7 +100,7 @@ class Settings:
 
 def _trust_digests(loaded: LoadedPolicy) -> dict[str, str]:
     """Digests of the trust material the policy names by path (it is not part of the policy's digest)."""
-    base = Path(loaded.origin).parent if not loaded.origin.startswith("builtin:") else Path.cwd()
+    base = loaded.base_dir
     out: dict[str, str] = {}
     for signer in loaded.policy.spec.signatures.trusted_signers:
         for name in ("public_key", "root", "trusted_root"):

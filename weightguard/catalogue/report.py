@@ -25,6 +25,7 @@ from weightguard.finding_model import FindingFields
 from weightguard.findings import RuleKind
 from weightguard.policy.base import StrictModel
 from weightguard.policy.load import LoadedPolicy
+from weightguard.report.build import policy_ref
 from weightguard.report.model import PolicyRef, ToolInfo, Verdict
 from weightguard.report.sarif import render_sarif_dict, sarif_log
 
@@ -130,7 +131,7 @@ def catalogue_report(summary: CatalogueSummary, loaded: LoadedPolicy, version: s
     return CatalogueReport(
         tool=ToolInfo(version=version),
         generated_at=summary.generated_at,
-        policy=PolicyRef(name=loaded.name, origin=loaded.origin, sha256=loaded.sha256),
+        policy=policy_ref(loaded),
         exit_code=exit_code_of(counts),
         counts=counts,
         stats=RunStats(

@@ -35,7 +35,13 @@ class OutputFormat(str, Enum):
 FORMAT_OPTION = typer.Option(OutputFormat.TEXT, "--format", "-f", help="Output format.", case_sensitive=False)
 OUTPUT_OPTION = typer.Option(None, "--output", "-o", help="Write the output to this file instead of stdout.")
 POLICY_OPTION = typer.Option(
-    None, "--policy", "-p", help="Policy file (YAML). Default: the built-in default policy.", exists=False
+    [],
+    "--policy",
+    "-p",
+    metavar="<path|builtin:NAME>",
+    help="Policy file (YAML) or builtin:NAME; repeat to layer overlays in order (later ones override scalars, "
+    "extend lists, merge mappings; null resets a key). Default: builtin:default.",
+    exists=False,
 )
 
 

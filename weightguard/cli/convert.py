@@ -106,7 +106,7 @@ def _render_text(result: ConversionResult, output: Path) -> None:
 def convert_command(
     target: str = typer.Argument(..., help="Model directory or file."),
     output: Path = typer.Option(..., "--output", "-o", help="Output directory (must not hold the converted names)."),  # noqa: B008
-    policy: Path | None = POLICY_OPTION,
+    policy: list[Path] = POLICY_OPTION,
     key: list[str] | None = typer.Option(  # noqa: B008
         None,
         "--key",

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import typer
 
@@ -25,6 +26,7 @@ from weightguard.integrity.hub import check_hub_hashes, hub_request
 from weightguard.integrity.manifest import Manifest, path_findings
 from weightguard.policy.sections.integrity import IntegritySpec
 from weightguard.sources.hf_snapshot import HF_SCHEME, HfSnapshotSource
+from weightguard.sources.interface import ArtifactFile
 from weightguard.sources.local import LocalSource
 
 
@@ -66,8 +68,12 @@ class HashedTarget:
         return EXIT_OK
 
 
-def hash_target(target: str, spec: IntegritySpec, algorithm: str, listing: Path | None = None) -> HashedTarget:
+def hash_target(
+    target: str, spec: IntegritySpec, algorithm: str, listing: Path | None = None, *, exclude: Sequence[str] = ()
+) -> HashedTarget:
     """Collect ``target`` and hash every file once (adding the Hub check for hf:// targets).
+
+    Files at or under an ``exclude`` path (relative, POSIX) are left out before hashing.
 
     Raises:
         WeightguardError: the target cannot be read or hashed.
@@ -82,15 +88,20 @@ def hash_target(target: str, spec: IntegritySpec, algorithm: str, listing: Path 
             listing_path=listing,
         )
         snapshot = source.resolve()
-        hashes = hash_files(snapshot.listing.files, hub_request(request))
+        hashes = hash_files(_kept(snapshot.listing.files, exclude), hub_request(request))
         found = [*snapshot.listing.findings, *snapshot.hub_findings]
         if snapshot.hub is not None:
             found += check_hub_hashes(snapshot.hub, hashes)
         found += path_findings(hashes)
         return HashedTarget(target, Manifest.of(hashes), tuple(found), snapshot.commit or None)
     collected = LocalSource(Path(target), allow_symlinks=spec.allow_symlinks_inside).collect()
-    hashes = hash_files(collected.files, request)
+    hashes = hash_files(_kept(collected.files, exclude), request)
     return HashedTarget(target, Manifest.of(hashes), (*collected.findings, *path_findings(hashes)))
+
+
+def _kept(files: Sequence[ArtifactFile], exclude: Sequence[str]) -> list[ArtifactFile]:
+    cut = [PurePosixPath(p).parts for p in exclude]
+    return [f for f in files if not any(PurePosixPath(f.relpath).parts[: len(c)] == c for c in cut)]
 
 
 def report_findings(findings: tuple[Finding, ...]) -> None:
@@ -120,7 +131,7 @@ def render_manifest(hashed: HashedTarget, algorithm: str, fmt: ManifestFormat) -
     return "\n".join(lines) + "\n"
 
 
-def load_spec(policy: Path | None) -> IntegritySpec:
+def load_spec(policy: list[Path]) -> IntegritySpec:
     """The integrity section of the policy (the built-in default when none is given)."""
     from weightguard.policy.load import load_policy  # noqa: PLC0415 - keep `--help` fast
 
@@ -131,7 +142,7 @@ def hash_command(
     target: str = typer.Argument(..., help="Local file or directory, or hf://org/name@REVISION."),
     algorithm: Algorithm | None = ALGORITHM_OPTION,
     fmt: ManifestFormat = _FORMAT_OPTION,
-    policy: Path | None = POLICY_OPTION,
+    policy: list[Path] = POLICY_OPTION,
     listing: Path | None = LISTING_OPTION,
 ) -> None:
     """Print every file's digest in OMS order and the OMS root digest."""

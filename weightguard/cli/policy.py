@@ -15,15 +15,25 @@ policy_app = typer.Typer(help="Validate policies and print the policy schema.", 
 
 
 @policy_app.command("check")
-def check_command(path: Path = typer.Argument(..., help="Policy file to validate.")) -> None:  # noqa: B008
-    """Validate a policy file; exit 0 when valid, 2 with file:line: field: problem otherwise."""
+def check_command(
+    paths: list[Path] = typer.Argument(..., help="Policy file(s); several are layered in order, as --policy does."),  # noqa: B008
+    show: bool = typer.Option(False, "--show", help="Print the (merged) policy as YAML on stdout, defaults left out."),
+) -> None:
+    """Validate a policy, or the composition of several layers; exit 0 when valid, 2 with file:line: field: problem."""
     from weightguard.policy.load import load_policy
 
     try:
-        loaded = load_policy(path)
+        loaded = load_policy(paths)
     except WeightguardError as exc:
         raise fail(exc) from exc
-    err(f"{path}: valid policy {loaded.name!r} (sha256 {loaded.sha256})")
+    for layer in loaded.layers if len(loaded.layers) > 1 else ():
+        err(f"  layer {layer.origin} (sha256 {layer.sha256})")
+    err(f"{loaded.origin}: valid policy {loaded.name!r} (sha256 {loaded.sha256})")
+    if show:
+        import yaml
+
+        document = loaded.policy.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+        sys.stdout.write(yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
 
 
 @policy_app.command("schema")

@@ -32,7 +32,7 @@ def probe_command(
     device: DeviceChoice | None = typer.Option(None, "--device", help="auto (default from policy), cuda or cpu."),  # noqa: B008
     budget: float | None = typer.Option(None, "--budget", min=1.0, help="Time budget in seconds (default: policy)."),
     fmt: ProbeFormat = typer.Option(ProbeFormat.TEXT, "--format", "-f", case_sensitive=False, help="Output format."),  # noqa: B008
-    policy: Path | None = POLICY_OPTION,
+    policy: list[Path] = POLICY_OPTION,
     output: Path | None = OUTPUT_OPTION,
 ) -> None:
     """Probe a model for backdoor triggers; exit 0 pass, 1 review or block, 2 not probed."""

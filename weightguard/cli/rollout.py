@@ -28,12 +28,11 @@ PUBLIC_KEY_OPTION = typer.Option(
 )
 
 
-def _trusted_keys(loaded, policy: Path | None, given: Path | None) -> list[Path]:  # type: ignore[no-untyped-def]
+def _trusted_keys(loaded, given: Path | None) -> list[Path]:  # type: ignore[no-untyped-def]
     """The keys an attestation may be signed with: the one given, else the policy's trusted keys."""
     if given is not None:
         return [given]
-    base = policy.parent if policy is not None and not str(policy).startswith("builtin:") else Path()
-    keys = [base / k for k in loaded.policy.spec.rollout.attestation.trusted_keys]
+    keys = [loaded.base_dir / k for k in loaded.policy.spec.rollout.attestation.trusted_keys]
     if not keys:
         raise UsageError(
             "no public key to check the attestation with",
@@ -98,14 +97,14 @@ def attestation_verify_command(
     target: str = typer.Argument(..., help="The model the attestation should be about."),
     attestation: Path = typer.Option(..., "--attestation", help="The attestation bundle."),  # noqa: B008
     public_key: Path | None = PUBLIC_KEY_OPTION,
-    policy: Path | None = POLICY_OPTION,
+    policy: list[Path] = POLICY_OPTION,
 ) -> None:
     """Check an attestation: right signer, the model on disk now, the expected policy. Exit 0 / 1 / 2."""
     from weightguard.policy.load import load_policy
 
     try:
         loaded = load_policy(policy)
-        keys = _trusted_keys(loaded, policy, public_key)
+        keys = _trusted_keys(loaded, public_key)
         _, digest, checked = _check_with_any(target, loaded, attestation, keys, _excluded(target, attestation))
     except SignatureError as exc:
         err(f"weightguard: attestation does not hold: {exc.diagnostics()}")
@@ -133,7 +132,7 @@ def promote_command(
     to: str = typer.Option(..., "--to", help="The stage to promote into."),
     attestation: Path = typer.Option(..., "--attestation", help="The approval attestation for this model."),  # noqa: B008
     public_key: Path | None = PUBLIC_KEY_OPTION,
-    policy: Path | None = POLICY_OPTION,
+    policy: list[Path] = POLICY_OPTION,
     database: str | None = DATABASE_OPTION,
     actor: str | None = ACTOR_OPTION,
     mlflow_uri: str | None = typer.Option(
@@ -158,7 +157,7 @@ def promote_command(
         bundle = _read(attestation, "attestation")
         problem: str | None = "no trusted key verified the attestation"
         passed: frozenset[str] = frozenset()
-        for key_path in _trusted_keys(loaded, policy, public_key):
+        for key_path in _trusted_keys(loaded, public_key):
             key = load_public_key(_read(key_path, "public key"))
             try:
                 checked = verify_attestation(
@@ -203,7 +202,7 @@ def promote_command(
 def approve_command(
     target: str = typer.Argument(..., help="The model to approve."),
     stage: str = typer.Option(..., "--stage", help="The stage the approval is for."),
-    policy: Path | None = POLICY_OPTION,
+    policy: list[Path] = POLICY_OPTION,
     database: str | None = DATABASE_OPTION,
     actor: str | None = ACTOR_OPTION,
 ) -> None:
@@ -222,7 +221,7 @@ def approve_command(
 
 def status_command(
     target: str = typer.Argument(..., help="The model."),
-    policy: Path | None = POLICY_OPTION,
+    policy: list[Path] = POLICY_OPTION,
     database: str | None = DATABASE_OPTION,
 ) -> None:
     """Print the model's current stage as JSON (exit 1 if it was never recorded)."""
@@ -247,7 +246,7 @@ def status_command(
 
 def history_command(
     target: str = typer.Argument(..., help="The model."),
-    policy: Path | None = POLICY_OPTION,
+    policy: list[Path] = POLICY_OPTION,
     database: str | None = DATABASE_OPTION,
 ) -> None:
     """Print the model's rollout history as JSON."""
@@ -279,7 +278,7 @@ def revoke_command(
     target: str = typer.Argument(..., help="The model (or a sha256 digest with --digest)."),
     reason: str = typer.Option(..., "--reason", help="Why: a new finding, a revoked signer, ..."),
     digest_given: bool = typer.Option(False, "--digest", help="TARGET is a root digest, not a path."),
-    policy: Path | None = POLICY_OPTION,
+    policy: list[Path] = POLICY_OPTION,
     database: str | None = DATABASE_OPTION,
     actor: str | None = ACTOR_OPTION,
 ) -> None:

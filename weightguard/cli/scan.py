@@ -14,7 +14,7 @@ def scan_command(
     paths: list[Path] = typer.Argument(..., help="Files or directories (scanned recursively)."),  # noqa: B008
     fmt: OutputFormat = FORMAT_OPTION,
     output: Path | None = OUTPUT_OPTION,
-    policy: Path | None = POLICY_OPTION,
+    policy: list[Path] = POLICY_OPTION,
 ) -> None:
     """Scan model files; exit 0 nothing blocking, 1 blocking findings, 2 could not complete."""
     from weightguard.api import scan

@@ -19,7 +19,9 @@ from weightguard.errors import MissingExtraError, WeightguardError
 def serve_command(
     host: str | None = typer.Option(None, "--host", help="Address to listen on (default 127.0.0.1)."),
     port: int | None = typer.Option(None, "--port", help="Port to listen on (default 8080)."),
-    policy: str | None = typer.Option(None, "--policy", "-p", help="Default policy: a YAML file or builtin:NAME."),
+    policy: list[str] = typer.Option(  # noqa: B008
+        [], "--policy", "-p", help="Default policy: a YAML file or builtin:NAME; repeat to layer overlays in order."
+    ),
     model_root: list[Path] | None = typer.Option(
         None, "--model-root", help="Directory local targets must be inside (repeatable)."
     ),
@@ -40,7 +42,7 @@ def serve_command(
             config,
             host=host,
             port=port,
-            policy=policy,
+            policy=(policy[0] if len(policy) == 1 else policy) if policy else None,
             model_roots=model_root or None,
             database=database,
             workers=workers,

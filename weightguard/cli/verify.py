@@ -19,7 +19,7 @@ def verify_command(
     target: str = typer.Argument(..., help="Model directory or file, or hf://org/name@REVISION."),
     fmt: OutputFormat = FORMAT_OPTION,
     output: Path | None = OUTPUT_OPTION,
-    policy: Path | None = POLICY_OPTION,
+    policy: list[Path] = POLICY_OPTION,
     attest: Path | None = typer.Option(None, "--attest", help="PEM private key: sign an approval attestation."),
     attestation: Path | None = typer.Option(None, "--attestation", help="Where to write the attestation bundle."),
     attest_failed: bool = typer.Option(False, "--attest-failed", help="Also attest rejected/incomplete runs (FAILED)."),
@@ -46,7 +46,7 @@ def verify_command(
     try:
         loaded = load_policy(policy)
         spec = loaded.policy.spec.rollout.attestation
-        base = policy.parent if policy is not None and not str(policy).startswith("builtin:") else Path()
+        base = loaded.base_dir
         options = VerifyOptions(
             attest_key=attest or (base / spec.signing_key if spec.signing_key else None),
             attestation_path=attestation or (Path(spec.location) if spec.location else None),

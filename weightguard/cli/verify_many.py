@@ -57,7 +57,7 @@ def _progress_bar(enabled: bool) -> Iterator[Callable[[str, int, int], None] | N
 
 def verify_many_command(
     catalog: Path = typer.Argument(..., help="A file listing targets (one per line) or a directory of models."),
-    policy: Path | None = POLICY_OPTION,
+    policy: list[Path] = POLICY_OPTION,
     engine: EngineChoice = typer.Option(EngineChoice.LOCAL, "--engine", help="Where work units run."),
     ray_address: str | None = typer.Option(None, "--ray-address", help="Ray cluster address (ray.init(address=...))."),
     workers: int | None = typer.Option(None, "--workers", min=1, help="Local worker processes (default: CPUs)."),

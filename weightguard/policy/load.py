@@ -19,6 +19,7 @@ Not handled here: what the policy means (:mod:`weightguard.policy.rules`).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -29,56 +30,122 @@ from pydantic import ValidationError
 
 from weightguard.errors import PolicyError
 from weightguard.limits import PolicyLimits
-from weightguard.policy.schema import Policy
+from weightguard.policy.layers import Loc, RawLayer, digest, locate, merge, rebase
+from weightguard.policy.schema import API_VERSION, KIND, Policy
 
 BUILTIN_POLICIES = ("default", "strict")
+_MOST_PROBLEMS = 20  # a policy with thousands of bad entries is reported by its first few
 
-_Path = tuple[str | int, ...]
+
+@dataclass(frozen=True, slots=True)
+class PolicyLayer:
+    """One file (or built-in) a policy was composed from."""
+
+    origin: str
+    sha256: str
 
 
 @dataclass(frozen=True, slots=True)
 class LoadedPolicy:
-    """A validated policy and where it came from."""
+    """A validated policy, where it came from, and the layers it was composed from.
+
+    ``sha256`` is the file's for a one-file policy and the merged document's for
+    several layers (:func:`weightguard.policy.layers.digest`); ``base`` is the
+    folder relative paths in the policy are taken from (None: the working directory).
+    """
 
     policy: Policy
     origin: str
     sha256: str
+    layers: tuple[PolicyLayer, ...] = ()
+    base: Path | None = None
 
     @property
     def name(self) -> str:
         """The policy's ``metadata.name``."""
         return self.policy.metadata.name
 
+    @property
+    def base_dir(self) -> Path:
+        """The folder relative paths in the policy are taken from (the working directory for built-ins)."""
+        return self.base if self.base is not None else Path.cwd()
 
-def load_policy(path: Path | None = None) -> LoadedPolicy:
-    """Load ``path``; ``builtin:NAME`` or None (the default) load a policy shipped in the package.
+
+PolicyArg = Path | Sequence[Path] | None
+
+
+def load_policy(path: PolicyArg = None) -> LoadedPolicy:
+    """Load one policy, or compose several layers in order (:mod:`weightguard.policy.layers`).
+
+    Each path is a file or ``builtin:NAME``; None or no path at all is the built-in default.
 
     Raises:
-        PolicyError: the file is unreadable, not YAML, or not a valid policy.
+        PolicyError: a layer is unreadable, not YAML, misplaced, or the result is not a valid policy.
     """
-    if path is None:
+    paths = [] if path is None else [path] if isinstance(path, Path) else list(path)
+    if not paths:
         return load_builtin("default")
-    if str(path).startswith("builtin:"):
-        return load_builtin(str(path).removeprefix("builtin:"))
-    most = PolicyLimits().max_bytes
-    try:
-        with path.open("rb") as fh:
-            data = fh.read(most + 1)  # never more than the bound, whatever the file is (/dev/zero)
-    except OSError as exc:
-        raise PolicyError(f"{path}: cannot read policy file: {exc.strerror or exc}") from exc
-    return parse_policy(data, str(path))
+    if len(paths) == 1:
+        return parse_policy(_read(paths[0]), str(paths[0]), folder=_folder(paths[0]))
+    if len(paths) > PolicyLimits().max_layers:
+        raise PolicyError(f"more than {PolicyLimits().max_layers} policy layers", hint="merge some of the files")
+    return compose([read_layer(_read(p), str(p), folder=_folder(p)) for p in paths])
 
 
 def load_builtin(name: str) -> LoadedPolicy:
     """Load one of the policies shipped inside the package (``default``, ``strict``)."""
-    if name not in BUILTIN_POLICIES:
-        raise PolicyError(f"no built-in policy named {name!r}", hint=f"choose one of {', '.join(BUILTIN_POLICIES)}")
-    data = resources.files("weightguard.policy").joinpath("builtin", f"{name}.yaml").read_bytes()
-    return parse_policy(data, f"builtin:{name}")
+    return parse_policy(_builtin_bytes(name), f"builtin:{name}")
 
 
-def parse_policy(data: bytes, origin: str, limits: PolicyLimits = PolicyLimits()) -> LoadedPolicy:  # noqa: B008
+def parse_policy(
+    data: bytes,
+    origin: str,
+    limits: PolicyLimits = PolicyLimits(),  # noqa: B008
+    *,
+    folder: Path | None = None,
+) -> LoadedPolicy:
     """Validate policy bytes; ``origin`` names the file in error messages."""
+    layer = read_layer(data, origin, limits, folder=folder)
+    if layer.partial:
+        raise PolicyError(
+            f"{origin}:1: an overlay (no apiVersion/kind) cannot stand alone",
+            hint=f"give a complete policy or a built-in first: --policy builtin:default --policy {origin}",
+        )
+    policy = _validate(layer.raw, lambda loc: f"{origin}:{_line(layer.lines, loc)}")
+    return LoadedPolicy(policy, origin, layer.sha256, (PolicyLayer(origin, layer.sha256),), folder)
+
+
+def compose(layers: Sequence[RawLayer]) -> LoadedPolicy:
+    """Merge ``layers`` in order and validate the result as one policy."""
+    first = layers[0]
+    if first.partial:
+        raise PolicyError(
+            f"{first.origin}:1: the first policy layer is an overlay (no apiVersion/kind)",
+            hint="start with a complete policy or a built-in, e.g. --policy builtin:default",
+        )
+    for layer in layers:
+        for key, wanted in (("apiVersion", API_VERSION), ("kind", KIND)):
+            if key in layer.raw and layer.raw[key] != wanted:
+                line = layer.lines.get((key,), 1)
+                raise PolicyError(f"{layer.origin}:{line}: {key}: expected {wanted!r}, not {layer.raw[key]!r}")
+    base = next((layer.folder for layer in layers if layer.folder is not None), None)
+    rebased = [rebase(layer, base) for layer in layers]
+    merged = merge(rebased)
+    policy = _validate(merged, lambda loc: locate(loc, merged, rebased))
+    origin = " + ".join(layer.origin for layer in layers)
+    return LoadedPolicy(
+        policy, origin, digest(merged), tuple(PolicyLayer(layer.origin, layer.sha256) for layer in layers), base
+    )
+
+
+def read_layer(
+    data: bytes,
+    origin: str,
+    limits: PolicyLimits = PolicyLimits(),  # noqa: B008
+    *,
+    folder: Path | None = None,
+) -> RawLayer:
+    """Parse one layer within the bounds (size, depth, aliases, expanded nodes); no schema check yet."""
     if len(data) > limits.max_bytes:
         raise PolicyError(
             f"{origin}: policy file is larger than {limits.max_bytes} bytes",
@@ -101,15 +168,47 @@ def parse_policy(data: bytes, origin: str, limits: PolicyLimits = PolicyLimits()
         raise PolicyError(f"{origin}{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
     finally:
         loader.dispose()
-    lines: dict[_Path, int] = {}
+    lines: dict[Loc, int] = {}
     _index_lines(node, (), lines, origin)
     if not isinstance(raw, dict):
         raise PolicyError(f"{origin}:1: a policy must be a mapping with apiVersion, kind, metadata and spec")
+    return RawLayer(origin, hashlib.sha256(data).hexdigest(), _stringify_dates_keys(raw), lines, folder)
+
+
+def _read(path: Path) -> bytes:
+    if str(path).startswith("builtin:"):
+        return _builtin_bytes(str(path).removeprefix("builtin:"))
+    most = PolicyLimits().max_bytes
     try:
-        policy = Policy.model_validate(_stringify_dates_keys(raw))
+        with path.open("rb") as fh:
+            return fh.read(most + 1)  # never more than the bound, whatever the file is (/dev/zero)
+    except OSError as exc:
+        raise PolicyError(f"{path}: cannot read policy file: {exc.strerror or exc}") from exc
+
+
+def _folder(path: Path) -> Path | None:
+    return None if str(path).startswith("builtin:") else path.parent
+
+
+def _builtin_bytes(name: str) -> bytes:
+    if name not in BUILTIN_POLICIES:
+        raise PolicyError(f"no built-in policy named {name!r}", hint=f"choose one of {', '.join(BUILTIN_POLICIES)}")
+    return resources.files("weightguard.policy").joinpath("builtin", f"{name}.yaml").read_bytes()
+
+
+def _validate(raw: dict[str, Any], where: Callable[[Loc], str]) -> Policy:
+    try:
+        return Policy.model_validate(raw)
     except ValidationError as exc:
-        raise PolicyError(_describe(exc, origin, lines)) from exc
-    return LoadedPolicy(policy=policy, origin=origin, sha256=hashlib.sha256(data).hexdigest())
+        raise PolicyError(_describe(exc, where)) from exc
+
+
+def _line(lines: dict[Loc, int], loc: Loc) -> int:
+    for cut in range(len(loc), -1, -1):
+        line = lines.get(loc[:cut])
+        if line is not None:
+            return line
+    return 1
 
 
 class _BoundedLoader(yaml.SafeLoader):
@@ -193,7 +292,7 @@ def _stringify_dates_keys(value: Any) -> Any:
     return value
 
 
-def _index_lines(node: yaml.Node, path: _Path, lines: dict[_Path, int], origin: str) -> None:
+def _index_lines(node: yaml.Node, path: Loc, lines: dict[Loc, int], origin: str) -> None:
     lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
@@ -211,25 +310,23 @@ def _index_lines(node: yaml.Node, path: _Path, lines: dict[_Path, int], origin: 
             _index_lines(item, (*path, i), lines, origin)
 
 
-def _dotted(path: _Path) -> str:
+def _dotted(path: Loc) -> str:
     out = ""
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 
 
-def _describe(exc: ValidationError, origin: str, lines: dict[_Path, int]) -> str:
+def _describe(exc: ValidationError, where: Callable[[Loc], str]) -> str:
     problems = []
-    for err in exc.errors():
-        loc: _Path = tuple(err["loc"])
-        line = None
-        for cut in range(len(loc), -1, -1):
-            line = lines.get(loc[:cut])
-            if line is not None:
-                break
+    errors = exc.errors()
+    for err in errors[:_MOST_PROBLEMS]:
+        loc: Loc = tuple(err["loc"])
         field = _dotted(loc) or "(document)"
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown field"
-        problems.append(f"{origin}:{line or 1}: {field}: {msg}")
+        problems.append(f"{where(loc)}: {field}: {msg}")
+    if len(errors) > _MOST_PROBLEMS:
+        problems.append(f"... and {len(errors) - _MOST_PROBLEMS} more")
     return "invalid policy:\n  " + "\n  ".join(problems)

@@ -19,7 +19,17 @@ from weightguard.findings import Finding, RuleKind
 from weightguard.formats.interface import Confidence
 from weightguard.policy.load import LoadedPolicy
 from weightguard.policy.rules import Judged, SeverityGate, exemption_note
-from weightguard.report.model import FileReport, FindingModel, PartModel, PolicyRef, Report, Summary, ToolInfo, Verdict
+from weightguard.report.model import (
+    FileReport,
+    FindingModel,
+    PartModel,
+    PolicyLayerRef,
+    PolicyRef,
+    Report,
+    Summary,
+    ToolInfo,
+    Verdict,
+)
 
 
 def finding_model(f: Finding, *, blocking: bool, suppressed_by: str | None = None) -> FindingModel:
@@ -75,6 +85,12 @@ def verdict_of(judged: Judged) -> tuple[Verdict, int]:
     return "approved", EXIT_OK
 
 
+def policy_ref(loaded: LoadedPolicy) -> PolicyRef:
+    """The report's record of the policy: name, digest and every layer."""
+    layers = [PolicyLayerRef(origin=layer.origin, sha256=layer.sha256) for layer in loaded.layers]
+    return PolicyRef(name=loaded.name, origin=loaded.origin, sha256=loaded.sha256, layers=layers)
+
+
 def build_report(
     *,
     command: str,
@@ -115,7 +131,7 @@ def build_report(
         command=command,
         generated_at=now,
         targets=list(targets),
-        policy=PolicyRef(name=loaded.name, origin=loaded.origin, sha256=loaded.sha256),
+        policy=policy_ref(loaded),
         verdict=verdict,
         exit_code=exit_code,
         reasons=reasons,

@@ -31,12 +31,24 @@ class ToolInfo(StrictModel):
     version: str
 
 
+class PolicyLayerRef(StrictModel):
+    """One ``--policy`` layer, in the order it was applied."""
+
+    origin: str
+    sha256: str
+
+
 class PolicyRef(StrictModel):
-    """The policy the run was judged against."""
+    """The policy the run was judged against.
+
+    ``sha256`` is the file's for one layer and the merged document's for several;
+    ``layers`` lists every file (or built-in) it was composed from, first to last.
+    """
 
     name: str
     origin: str
     sha256: str
+    layers: list[PolicyLayerRef] = Field(default_factory=list)
 
 
 class FindingModel(FindingFields):

@@ -39,6 +39,9 @@ def render_text(report: Report, *, color: bool = False, width: int = 120) -> str
         f"{s.blocking} blocking, {s.findings} finding(s), {s.errors} error(s), {s.skipped} skipped, "
         f"{s.suppressed} suppressed"
     )
+    if len(report.policy.layers) > 1:  # composed from several --policy files: each one, in order
+        for i, layer in enumerate(report.policy.layers, 1):
+            console.print(f"  layer {i}: {layer.origin} (sha256 {layer.sha256})", markup=False, soft_wrap=True)
     if report.subject is not None:
         digest = report.subject.root_digest or "not computed"
         console.print(f"model {report.subject.name} ({report.subject.uri}), root digest sha256:{digest}", markup=False)

@@ -36,9 +36,12 @@ class SidecarSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8080
-    policy: str = Field(default="builtin:default", description="default policy: a YAML path or builtin:NAME")
-    policies: dict[str, str] = Field(
-        default_factory=dict, description="named policies a request may choose: name -> YAML path or builtin:NAME"
+    policy: str | list[str] = Field(
+        default="builtin:default", description="default policy: a YAML path or builtin:NAME, or a list of layers"
+    )
+    policies: dict[str, str | list[str]] = Field(
+        default_factory=dict,
+        description="named policies a request may choose: name -> YAML path or builtin:NAME, or a list of layers",
     )
     model_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=list, description="local targets must resolve inside one of these directories"

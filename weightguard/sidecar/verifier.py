@@ -42,10 +42,15 @@ def load_policies(settings: SidecarSettings) -> dict[str, LoadedPolicy]:
     """
     if DEFAULT_POLICY in settings.policies:
         raise UsageError("the policy name 'default' is reserved for --policy / WEIGHTGUARD_POLICY")
-    loaded = {DEFAULT_POLICY: load_policy(Path(settings.policy))}
+    loaded = {DEFAULT_POLICY: load_policy(_layers(settings.policy))}
     for name, location in settings.policies.items():
-        loaded[name] = load_policy(Path(location))
+        loaded[name] = load_policy(_layers(location))
     return loaded
+
+
+def _layers(location: str | list[str]) -> list[Path]:
+    """One policy, or its layers in order (as repeated ``--policy`` gives them)."""
+    return [Path(location)] if isinstance(location, str) else [Path(p) for p in location]
 
 
 class PipelineVerifier:

@@ -47,6 +47,7 @@ class AttestationInput:
     version: str
     input_attestations: Sequence[tuple[str, str]] = ()  # (uri, sha256) of e.g. the OMS signature
     probe_scores: Mapping[str, str] | None = None
+    policy_layers: Sequence[tuple[str, str]] = ()  # (origin, sha256) of each --policy layer when there are several
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +90,14 @@ def build_statement(data: AttestationInput) -> bytes:
     """Return the in-toto statement's JSON bytes."""
     subjects: list[dict[str, object]] = [{"name": data.model_name, "digest": {"sha256": data.root_digest}}]
     subjects += [{"name": path, "digest": {"sha256": digest}} for path, digest in sorted(data.files.items())]
+    extension: dict[str, object] = {
+        "verdict": data.verdict,
+        "checks": [{"name": k, "result": v} for k, v in sorted(data.checks.items())],
+        "probes": dict(data.probe_scores or {}),
+    }
+    if len(data.policy_layers) > 1:
+        # policy.digest covers the merged policy; the layers say which files it was composed from.
+        extension["policyLayers"] = [{"uri": uri, "digest": {"sha256": sha}} for uri, sha in data.policy_layers]
     predicate: dict[str, object] = {
         "verifier": {"id": VERIFIER_ID, "version": {"weightguard": data.version}},
         "timeVerified": data.time_verified.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
@@ -97,11 +106,7 @@ def build_statement(data: AttestationInput) -> bytes:
         "inputAttestations": [{"uri": uri, "digest": {"sha256": sha}} for uri, sha in data.input_attestations],
         "verificationResult": "PASSED" if data.verdict == "approved" else "FAILED",
         "verifiedLevels": [],
-        "weightguard": {
-            "verdict": data.verdict,
-            "checks": [{"name": k, "result": v} for k, v in sorted(data.checks.items())],
-            "probes": dict(data.probe_scores or {}),
-        },
+        "weightguard": extension,
     }
     statement = {"_type": STATEMENT_V1, "subject": subjects, "predicateType": VSA_PREDICATE, "predicate": predicate}
     return json.dumps(statement, sort_keys=True, separators=(",", ":")).encode()
