@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from weightguard.cli.common import POLICY_OPTION, err, fail
+from weightguard.cli.progress import QUIET_OPTION, progress_display, wanted
 from weightguard.errors import MissingExtraError, WeightguardError
 from weightguard.policy.load import LoadedPolicy, load_policy
 
@@ -69,13 +70,14 @@ def convert_command(
     fmt: ConvertFormat = typer.Option(
         ConvertFormat.TEXT, "--format", "-f", help="Output format (json goes to stdout)."
     ),  # noqa: B008
+    quiet: bool = QUIET_OPTION,
 ) -> None:
     """Convert every approved pickle-based weight file; exit 0 converted, 1 refused, 2 could not."""
     from weightguard.convert.interrupt import stop_cleanly_on_signals
 
     try:
         # SIGTERM/SIGINT exit 143/130 through the conversion's clean-up (no staging folder left).
-        with stop_cleanly_on_signals():
+        with stop_cleanly_on_signals(), progress_display(wanted(quiet)):
             result = run_conversion(target, output, load_policy(policy), sign)
     except WeightguardError as exc:
         raise fail(exc) from exc

@@ -6,15 +6,13 @@ could not be verified (or the run itself could not proceed).
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 
 import typer
 
 from weightguard.cli.common import OUTPUT_OPTION, POLICY_OPTION, emit, fail
+from weightguard.cli.progress import QUIET_OPTION, progress_display, wanted
 from weightguard.errors import WeightguardError
 
 
@@ -32,27 +30,6 @@ class ManyFormat(str, Enum):
     JSON = "json"
     SARIF = "sarif"
     HTML = "html"
-
-
-@contextmanager
-def _progress_bar(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]:
-    """A rich progress bar on stderr, one task per phase; nothing when stderr is not a terminal."""
-    if not enabled:
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-
-    tasks: dict[str, TaskID] = {}
-    columns = (TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
-
-        def update(phase: str, done: int, total: int) -> None:
-            if phase not in tasks:
-                tasks[phase] = bar.add_task(phase, total=total)
-            bar.update(tasks[phase], completed=done, total=total)
-
-        yield update
 
 
 def verify_many_command(
@@ -80,6 +57,7 @@ def verify_many_command(
         "cache hashed them, instead of reading them again (as git does; a change that keeps all five needs "
         "control of the clock). Off: every file is read and hashed on every run.",
     ),
+    quiet: bool = QUIET_OPTION,
 ) -> None:
     """Verify every model of CATALOG; exit 0 all approved, 1 any rejected, 2 any incomplete."""
     from weightguard import __version__
@@ -106,13 +84,13 @@ def verify_many_command(
 
             runner = LocalEngine(workers, max_retries=max_retries)
         try:
-            with _progress_bar(sys.stderr.isatty()) as progress:
+            with progress_display(wanted(quiet)) as display:
                 summary = run_catalogue(
                     entries,
                     loaded,
                     runner,
                     cache,
-                    progress=progress,
+                    progress=display.phase,
                     convert_root=convert_dir,
                     trust_file_metadata=trust_file_metadata,
                 )

@@ -48,6 +48,7 @@ from weightguard.formats.interface import FileFormat
 from weightguard.integrity.hashing import FileHashes, HashRequest, hash_files
 from weightguard.integrity.manifest import Manifest
 from weightguard.policy.load import LoadedPolicy
+from weightguard.progress import Counter, current
 from weightguard.signing.keys import PrivateKey, load_private_key
 from weightguard.signing.oms_sign import sign_model
 from weightguard.sources.interface import ArtifactFile
@@ -164,12 +165,16 @@ def _stage(
     by_path = {f.relpath: f for f in files}
     findings: list[Finding] = []
     converted: list[ConvertedFile] = []
+    sink = current()
+    counter = Counter(sink, "converting", sum(by_path[w.source].size for w in conversion.weights)) if sink else None
     for planned in conversion.weights:
         result, notes = _convert_one(by_path[planned.source], planned, formats[planned.source], staging, ctx)
         findings.extend(notes)
         if result is None:
             return converted, findings, False
         converted.append(result)
+        if counter is not None:  # source bytes converted, shard by shard
+            counter.add(by_path[planned.source].size, planned.source)
     for rel in conversion.copies:
         copy_file(by_path[rel].source, staging / rel)
         # The copy, not the original, is judged: what is published is exactly what was scanned.
