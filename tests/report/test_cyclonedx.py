@@ -9,6 +9,7 @@ the JSON report of the same run.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -24,7 +25,6 @@ from typer.testing import CliRunner
 from weightguard import __version__
 from weightguard.cli import build_app
 from weightguard.errors import MissingExtraError
-from weightguard.report.cyclonedx import render_cyclonedx
 from weightguard.report.model import Report
 
 # A protocol-0 pickle that would call os.system when loaded (never loaded here: it is only scanned).
@@ -133,9 +133,38 @@ def test_the_validator_used_here_does_reject_a_broken_bom(model: Path) -> None:
     assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(json.dumps(broken)) is not None
 
 
-def test_without_the_bom_extra_the_error_names_it(model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _, report = _run("scan", str(model), "--format", "json")
+def test_verify_many_lists_every_model_with_its_files_nested(
+    model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    models = model.parent
+    bad = models / "gpt-evil"
+    bad.mkdir()
+    (bad / "pytorch_model.bin").write_bytes(MALICIOUS_PICKLE)
+    database = f"sqlite:///{tmp_path_factory.mktemp('cache')}/results.db"  # outside the models' folder
+    code, body = _run("verify-many", str(models), "--database", database, "--workers", "1", "-f", "cyclonedx")
+    assert code == 1
+    doc = _validate(body)
+    by_name = {c["name"]: c for c in doc["components"]}
+    assert set(by_name) == {"bert-mini", "gpt-evil"}
+    assert {c["type"] for c in by_name.values()} == {"machine-learning-model"}
+    assert _props(by_name["bert-mini"], "verdict") == ["approved"]
+    assert _props(by_name["gpt-evil"], "verdict") == ["rejected"]
+    (evil,) = by_name["gpt-evil"]["components"]
+    assert evil["hashes"][0]["content"] == hashlib.sha256(MALICIOUS_PICKLE).hexdigest()
+    assert _props(evil, "verdict") == ["blocked"]
+    nested = {c["name"]: c for c in by_name["bert-mini"]["components"]}
+    assert nested["model.safetensors"]["hashes"][0]["content"] == (
+        hashlib.sha256((model / "model.safetensors").read_bytes()).hexdigest()
+    )
+
+
+def test_without_the_bom_extra_the_command_says_which_extra_to_install(
+    model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setitem(sys.modules, "cyclonedx.model", None)  # as if cyclonedx-python-lib were absent
-    with pytest.raises(MissingExtraError) as caught:
-        render_cyclonedx(Report.model_validate_json(report))
-    assert "weightguard[bom]" in caught.value.diagnostics()
+    monkeypatch.delitem(sys.modules, "weightguard.report.cyclonedx", raising=False)
+    result = CliRunner().invoke(build_app(), ["scan", str(model), "--format", "cyclonedx"])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert "pip install 'weightguard[bom]'" in result.stderr
+    with pytest.raises(MissingExtraError):
+        importlib.import_module("weightguard.report.cyclonedx")

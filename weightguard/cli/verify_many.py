@@ -8,12 +8,17 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from weightguard.cli.common import OUTPUT_OPTION, POLICY_OPTION, emit, fail
 from weightguard.cli.progress import QUIET_OPTION, progress_display, wanted
 from weightguard.errors import WeightguardError
+
+if TYPE_CHECKING:
+    from weightguard.catalogue.interface import CatalogueSummary
+    from weightguard.catalogue.report import CatalogueReport
 
 
 class EngineChoice(str, Enum):
@@ -30,6 +35,7 @@ class ManyFormat(str, Enum):
     JSON = "json"
     SARIF = "sarif"
     HTML = "html"
+    CYCLONEDX = "cyclonedx"
 
 
 def verify_many_command(
@@ -64,7 +70,7 @@ def verify_many_command(
     from weightguard.catalogue.cache import ResultsCache
     from weightguard.catalogue.catalogue import read_catalogue
     from weightguard.catalogue.interface import Engine
-    from weightguard.catalogue.report import catalogue_report, render_json, render_sarif, render_text
+    from weightguard.catalogue.report import catalogue_report
     from weightguard.catalogue.runner import run_catalogue
     from weightguard.policy.load import load_policy
 
@@ -98,18 +104,9 @@ def verify_many_command(
             runner.close()
             cache.close()
         report = catalogue_report(summary, loaded, __version__)
+        body = _render(fmt, summary, report)  # may raise: a damaged cached report, a missing [bom] extra
     except WeightguardError as exc:
         raise fail(exc) from exc
-    if fmt is ManyFormat.JSON:
-        body = render_json(report)
-    elif fmt is ManyFormat.SARIF:
-        body = render_sarif(summary, report)
-    elif fmt is ManyFormat.HTML:
-        from weightguard.catalogue.html import render_catalogue_html  # jinja2 only when HTML is asked for
-
-        body = render_catalogue_html(summary, report)
-    else:
-        body = render_text(report)
     counts = report.counts
     line = (
         f"weightguard: {counts['approved']} approved, {counts['rejected']} rejected, "
@@ -117,6 +114,24 @@ def verify_many_command(
     )
     emit(body, line, output, for_people=fmt is ManyFormat.TEXT)
     raise typer.Exit(report.exit_code)
+
+
+def _render(fmt: ManyFormat, summary: CatalogueSummary, report: CatalogueReport) -> str:
+    from weightguard.catalogue.report import render_json, render_sarif, render_text
+
+    if fmt is ManyFormat.JSON:
+        return render_json(report)
+    if fmt is ManyFormat.SARIF:
+        return render_sarif(summary, report)
+    if fmt is ManyFormat.HTML:
+        from weightguard.catalogue.html import render_catalogue_html  # jinja2 only when HTML is asked for
+
+        return render_catalogue_html(summary, report)
+    if fmt is ManyFormat.CYCLONEDX:
+        from weightguard.catalogue.bom import render_catalogue_cyclonedx  # the [bom] extra, only when asked for
+
+        return render_catalogue_cyclonedx(summary, report)
+    return render_text(report)
 
 
 def register(app: typer.Typer) -> None:

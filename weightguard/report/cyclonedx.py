@@ -25,22 +25,27 @@ function of the report.
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from weightguard.errors import MissingExtraError
 from weightguard.findings import RuleKind
-from weightguard.report.model import FindingModel, Report
+from weightguard.report.model import FindingModel, Report, ToolInfo
 
-if TYPE_CHECKING:
-    from cyclonedx.model import HashType, Property
+try:  # the [bom] extra; this module is itself imported only when the format is asked for
+    from cyclonedx.model import HashAlgorithm, HashType, Property
+    from cyclonedx.model.bom import Bom, BomMetaData
+    from cyclonedx.model.component import Component, ComponentType
+    from cyclonedx.model.tool import ToolRepository
+    from cyclonedx.output.json import JsonV1Dot6
+except ImportError as exc:
+    raise MissingExtraError("bom", "CycloneDX output (--format cyclonedx)") from exc
 
 PREFIX = "weightguard:"
 # weightguard's algorithm names -> CycloneDX's (HashAlgorithm values); git-sha1 is not the file's SHA-1.
 _CDX_ALGORITHMS = {"sha256": "SHA-256", "blake2b": "BLAKE2b-512", "blake3": "BLAKE3"}
 _SERIAL_NAMESPACE = uuid.UUID("6f2c1b4e-9a57-4f0e-8a53-0c7e9d0d4b11")
-MODEL_REF = "model"
 
 
 @dataclass(slots=True)
@@ -102,50 +107,35 @@ def _finding_text(f: FindingModel) -> str:
     return f"{f.code} {f.severity.value}{state}{where}: {f.message}"
 
 
-def render_cyclonedx(report: Report) -> str:
-    """The report as a CycloneDX 1.6 JSON ML-BOM.
+def _props(pairs: list[tuple[str, str]]) -> list[Property]:
+    return [Property(name=PREFIX + name, value=value) for name, value in pairs]
 
-    Raises:
-        MissingExtraError: ``cyclonedx-python-lib`` (the ``[bom]`` extra) is not installed.
-    """
-    try:
-        from cyclonedx.model import HashAlgorithm, HashType, Property
-        from cyclonedx.model.bom import Bom, BomMetaData
-        from cyclonedx.model.component import Component, ComponentType
-        from cyclonedx.model.tool import ToolRepository
-        from cyclonedx.output.json import JsonV1Dot6
-    except ImportError as exc:
-        raise MissingExtraError("bom", "CycloneDX output (--format cyclonedx)") from exc
 
-    def props(pairs: list[tuple[str, str]]) -> list[Property]:
-        return [Property(name=PREFIX + name, value=value) for name, value in pairs]
+def _hashes(digests: dict[str, str]) -> list[HashType]:
+    return [
+        HashType(alg=HashAlgorithm(_CDX_ALGORITHMS[alg]), content=hex_)
+        for alg, hex_ in sorted(digests.items())
+        if alg in _CDX_ALGORITHMS
+    ]
 
-    def hashes(digests: dict[str, str]) -> list[HashType]:
-        return [
-            HashType(alg=HashAlgorithm(_CDX_ALGORITHMS[alg]), content=hex_)
-            for alg, hex_ in sorted(digests.items())
-            if alg in _CDX_ALGORITHMS
-        ]
 
+def _file_component(f: _File, ref: str) -> Component:
+    pairs = [("verdict", f.verdict)]
+    pairs += [("format", f.format)] if f.format else []
+    pairs += [("size", str(f.size))] if f.size is not None else []
+    pairs += [("polyglot", "true")] if f.polyglot else []
+    pairs += [("finding", _finding_text(x)) for x in f.findings]
+    return Component(
+        type=ComponentType.FILE, name=f.name, bom_ref=ref, hashes=_hashes(f.digests), properties=_props(pairs)
+    )
+
+
+def model_components(report: Report, ref: str) -> tuple[Component, list[Component]]:
+    """The judged model (bom-ref ``ref``) and its files (``ref/file-N``), from one report."""
     files, unplaced = collect_files(report)
-    components = []
-    for i, f in enumerate(files):
-        pairs = [("verdict", f.verdict)]
-        pairs += [("format", f.format)] if f.format else []
-        pairs += [("size", str(f.size))] if f.size is not None else []
-        pairs += [("polyglot", "true")] if f.polyglot else []
-        pairs += [("finding", _finding_text(x)) for x in f.findings]
-        components.append(
-            Component(
-                type=ComponentType.FILE,
-                name=f.name,
-                bom_ref=f"file-{i}",
-                hashes=hashes(f.digests),
-                properties=props(pairs),
-            )
-        )
+    components = [_file_component(f, f"{ref}/file-{i}") for i, f in enumerate(files)]
     subject = report.subject
-    model_pairs = [
+    pairs = [
         ("verdict", report.verdict),
         ("exit-code", str(report.exit_code)),
         ("command", report.command),
@@ -156,22 +146,56 @@ def render_cyclonedx(report: Report) -> str:
         *(("finding", _finding_text(x)) for x in unplaced),
     ]
     if subject is not None and subject.root_digest:
-        model_pairs.append(("oms-root-digest", subject.root_digest))
+        pairs.append(("oms-root-digest", subject.root_digest))
     elif report.integrity is not None:
-        model_pairs.append(("oms-root-digest", report.integrity.root_digest))
+        pairs.append(("oms-root-digest", report.integrity.root_digest))
     name = subject.name if subject is not None else (report.targets[0] if len(report.targets) == 1 else "models")
     model = Component(
         type=ComponentType.MACHINE_LEARNING_MODEL,
         name=name,
-        bom_ref=MODEL_REF,
+        bom_ref=ref,
         description=f"judged by weightguard {report.command}: {report.verdict}",
-        properties=props(model_pairs),
+        properties=_props(pairs),
     )
-    tool = Component(type=ComponentType.APPLICATION, name=report.tool.name, version=report.tool.version)
+    return model, components
+
+
+def unjudged_component(target: str, error: str, ref: str) -> Component:
+    """A model that could not be judged (verify-many): incomplete, with the reason, no files."""
+    pairs = [("verdict", "incomplete"), ("target", target), ("reason", error)]
+    return Component(type=ComponentType.MACHINE_LEARNING_MODEL, name=target, bom_ref=ref, properties=_props(pairs))
+
+
+def _tools(tool: ToolInfo) -> ToolRepository:
+    return ToolRepository(components=[Component(type=ComponentType.APPLICATION, name=tool.name, version=tool.version)])
+
+
+def render_cyclonedx(report: Report) -> str:
+    """The report as a CycloneDX 1.6 JSON ML-BOM: the model in ``metadata.component``, its files as components."""
+    model, files = model_components(report, "model")
     bom = Bom(
         serial_number=uuid.uuid5(_SERIAL_NAMESPACE, report.model_dump_json()),
-        metadata=BomMetaData(tools=ToolRepository(components=[tool]), component=model, timestamp=report.generated_at),
-        components=components,
+        metadata=BomMetaData(tools=_tools(report.tool), component=model, timestamp=report.generated_at),
+        components=files,
     )
-    bom.register_dependency(model, components)
+    bom.register_dependency(model, files)
+    return str(JsonV1Dot6(bom).output_as_string(indent=2)) + "\n"
+
+
+def render_models_cyclonedx(
+    judged: list[tuple[Component, list[Component]]], tool: ToolInfo, generated_at: dt.datetime, identity: str
+) -> str:
+    """Several models in one BOM (verify-many): each a ``machine-learning-model`` component with its files nested.
+
+    ``identity``: text that names this run (its report's JSON), from which the serial number is derived.
+    """
+    bom = Bom(
+        serial_number=uuid.uuid5(_SERIAL_NAMESPACE, identity),
+        metadata=BomMetaData(tools=_tools(tool), timestamp=generated_at),
+    )
+    for model, files in judged:
+        for f in files:
+            model.components.add(f)
+        bom.components.add(model)
+        bom.register_dependency(model, files)
     return str(JsonV1Dot6(bom).output_as_string(indent=2)) + "\n"
