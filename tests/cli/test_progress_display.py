@@ -99,3 +99,28 @@ def test_verify_shows_its_stages_and_hashing_while_the_json_report_stays_clean(m
     quiet = run("verify", str(model), "--format", "json", "-q", tty=True)
     assert BAR not in quiet.stderr and b"analysing" not in quiet.stderr
     assert json.loads(quiet.stdout)["subject"] == report["subject"]
+
+
+def test_verify_many_draws_its_phases_unless_quiet(model: Path, tmp_path: Path) -> None:
+    catalogue = tmp_path / "catalogue.txt"
+    catalogue.write_text(f"{model}\n")
+
+    def many(name: str, *extra: str) -> Run:
+        database = f"sqlite:///{tmp_path}/{name}.db"  # a fresh cache each: both runs do the work
+        return run(
+            "verify-many", str(catalogue), "--database", database, "--workers", "1", "-f", "json", *extra, tty=True
+        )
+
+    shown, quiet = many("shown"), many("quiet", "--quiet")
+    assert shown.code == quiet.code == 0
+    assert BAR in shown.stderr and b"judging" in shown.stderr and b"hashing" in shown.stderr, shown.stderr.decode()[-3000:]
+    assert BAR not in quiet.stderr and b"judging" not in quiet.stderr
+    assert (
+        json.loads(shown.stdout)["counts"]
+        == json.loads(quiet.stdout)["counts"]
+        == {
+            "approved": 1,
+            "rejected": 0,
+            "incomplete": 0,
+        }
+    )

@@ -53,7 +53,7 @@ class Display:
                 task = self._tasks[key] = self._bar.add_task(event.task, total=event.total, amount="", item="")
             elif event.done == 0:
                 self._bar.reset(task, total=event.total)
-        self._bar.update(task, completed=event.done, total=event.total, amount=_amount(event), item=event.item)
+        self._bar.update(task, completed=event.done, total=event.total, amount=_amount(event), item=_tail(event.item))
 
     def say(self, message: str) -> None:
         """A status line above the bars (verify's stages)."""
@@ -74,18 +74,25 @@ def progress_display(enabled: bool) -> Iterator[Display]:
         return
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Column
 
+    # The task's name and amount never shrink; a long file name gives way first.
     columns = (
-        TextColumn("{task.description:<10}"),
-        BarColumn(),
-        TextColumn("{task.fields[amount]}"),
+        TextColumn("{task.description}", table_column=Column(min_width=10, no_wrap=True)),
+        BarColumn(bar_width=30),
+        TextColumn("{task.fields[amount]}", table_column=Column(no_wrap=True)),
         TimeElapsedColumn(),
-        TextColumn("[dim]{task.fields[item]}", markup=True),
+        TextColumn("[dim]{task.fields[item]}", markup=True, table_column=Column(no_wrap=True, overflow="ellipsis")),
     )
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
         display = Display(bar)
         with reporting(display):
             yield display
+
+
+def _tail(item: str, keep: int = 32) -> str:
+    """The end of a long path (the file's name is what tells files apart)."""
+    return item if len(item) <= keep else "…" + item[-(keep - 1) :]
 
 
 def _amount(event: ProgressEvent) -> str:
