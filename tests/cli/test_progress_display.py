@@ -113,14 +113,7 @@ def test_verify_many_draws_its_phases_unless_quiet(model: Path, tmp_path: Path) 
 
     shown, quiet = many("shown"), many("quiet", "--quiet")
     assert shown.code == quiet.code == 0
-    assert BAR in shown.stderr and b"judging" in shown.stderr and b"hashing" in shown.stderr, shown.stderr.decode()[-3000:]
+    assert BAR in shown.stderr and b"judging" in shown.stderr and b"hashing" in shown.stderr
     assert BAR not in quiet.stderr and b"judging" not in quiet.stderr
-    assert (
-        json.loads(shown.stdout)["counts"]
-        == json.loads(quiet.stdout)["counts"]
-        == {
-            "approved": 1,
-            "rejected": 0,
-            "incomplete": 0,
-        }
-    )
+    counts = {"approved": 1, "rejected": 0, "incomplete": 0}
+    assert json.loads(shown.stdout)["counts"] == json.loads(quiet.stdout)["counts"] == counts
