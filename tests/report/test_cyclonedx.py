@@ -168,3 +168,15 @@ def test_without_the_bom_extra_the_command_says_which_extra_to_install(
     assert "pip install 'weightguard[bom]'" in result.stderr
     with pytest.raises(MissingExtraError):
         importlib.import_module("weightguard.report.cyclonedx")
+
+
+def test_cyclonedx_golden_over_the_shared_report(report: Report, golden) -> None:
+    from weightguard.report.cyclonedx import render_cyclonedx
+
+    body = render_cyclonedx(report)
+    golden("report.cdx.json", body)
+    doc = _validate(body)
+    assert _props(doc["metadata"]["component"], "verdict") == ["rejected"]
+    findings = [v for c in doc["components"] for v in _props(c, "finding")]
+    assert any("WG-TST-901" in f and "(blocking)" in f for f in findings)
+    assert any("WG-TST-902" in f and "(suppressed: known vendor quirk)" in f for f in findings)
