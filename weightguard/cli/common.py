@@ -30,6 +30,7 @@ class OutputFormat(str, Enum):
     SARIF = "sarif"
     CODEQUALITY = "gitlab-codequality"
     HTML = "html"
+    CYCLONEDX = "cyclonedx"
 
 
 FORMAT_OPTION = typer.Option(OutputFormat.TEXT, "--format", "-f", help="Output format.", case_sensitive=False)
@@ -57,6 +58,10 @@ def render(report: Report, fmt: OutputFormat) -> str:
         from weightguard.report.html import render_html  # jinja2 is only imported when HTML is asked for
 
         return render_html(report)
+    if fmt is OutputFormat.CYCLONEDX:
+        from weightguard.report.cyclonedx import render_cyclonedx  # the [bom] extra, only when asked for
+
+        return render_cyclonedx(report)
     return render_text(report)
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from weightguard.cli.common import POLICY_OPTION, err, fail
+from weightguard.cli.progress import QUIET_OPTION, progress_display, wanted
 from weightguard.errors import MissingExtraError, WeightguardError
 from weightguard.policy.load import LoadedPolicy, load_policy
 
@@ -121,6 +122,7 @@ def convert_command(
     fmt: ConvertFormat = typer.Option(
         ConvertFormat.TEXT, "--format", "-f", help="Output format (json goes to stdout)."
     ),  # noqa: B008
+    quiet: bool = QUIET_OPTION,
 ) -> None:
     """Convert every approved pickle-based weight file, file by file.
 
@@ -132,7 +134,7 @@ def convert_command(
 
     try:
         # SIGTERM/SIGINT exit 143/130 through the conversion's clean-up (no staging folder left).
-        with stop_cleanly_on_signals():
+        with stop_cleanly_on_signals(), progress_display(wanted(quiet)):
             result = run_conversion(
                 target, output, load_policy(policy), sign, weight_keys=key or (), partial=not all_or_nothing
             )

@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 import typer
 
 from weightguard.cli.common import POLICY_OPTION, err, fail
+from weightguard.cli.progress import QUIET_OPTION, progress_display, wanted
 from weightguard.errors import EXIT_BLOCKED, EXIT_INCOMPLETE, EXIT_OK, WeightguardError
 from weightguard.findings import Finding, RuleKind, Severity
 from weightguard.integrity.hashing import HashRequest, hash_files
@@ -144,12 +145,14 @@ def hash_command(
     fmt: ManifestFormat = _FORMAT_OPTION,
     policy: list[Path] = POLICY_OPTION,
     listing: Path | None = LISTING_OPTION,
+    quiet: bool = QUIET_OPTION,
 ) -> None:
     """Print every file's digest in OMS order and the OMS root digest."""
     try:
         spec = load_spec(policy)
         chosen = algorithm.value if algorithm else spec.algorithm
-        hashed = hash_target(target, spec, chosen, listing)
+        with progress_display(wanted(quiet)):
+            hashed = hash_target(target, spec, chosen, listing)
         body = render_manifest(hashed, chosen, fmt)
     except WeightguardError as exc:
         raise fail(exc) from exc

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from weightguard.cli.common import OUTPUT_OPTION, POLICY_OPTION, emit, fail
+from weightguard.cli.progress import QUIET_OPTION, progress_display, wanted
 from weightguard.errors import WeightguardError
 
 
@@ -34,6 +35,7 @@ def probe_command(
     fmt: ProbeFormat = typer.Option(ProbeFormat.TEXT, "--format", "-f", case_sensitive=False, help="Output format."),  # noqa: B008
     policy: list[Path] = POLICY_OPTION,
     output: Path | None = OUTPUT_OPTION,
+    quiet: bool = QUIET_OPTION,
 ) -> None:
     """Probe a model for backdoor triggers; exit 0 pass, 1 review or block, 2 not probed."""
     from weightguard.policy.load import load_policy
@@ -42,9 +44,10 @@ def probe_command(
 
     try:
         loaded = load_policy(policy)
-        report = probe_directory(
-            model_dir, loaded.policy.spec.probes, device=device.value if device else None, budget=budget
-        )
+        with progress_display(wanted(quiet)):
+            report = probe_directory(
+                model_dir, loaded.policy.spec.probes, device=device.value if device else None, budget=budget
+            )
     except WeightguardError as exc:
         raise fail(exc) from exc
     line = f"weightguard probe: {report.verdict} (exit {report.exit_code})"

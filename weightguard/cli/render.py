@@ -12,7 +12,7 @@ import typer
 from pydantic import ValidationError
 
 from weightguard.cli.common import FORMAT_OPTION, OUTPUT_OPTION, OutputFormat, emit_report, fail
-from weightguard.errors import UsageError
+from weightguard.errors import UsageError, WeightguardError
 from weightguard.report.model import Report
 
 
@@ -30,7 +30,7 @@ def render_command(
         except ValidationError as exc:
             raise UsageError(f"{report_file} is not a weightguard JSON report: {exc.error_count()} problem(s)") from exc
         emit_report(report, fmt, output)
-    except UsageError as exc:
+    except WeightguardError as exc:  # a bad file, or a format whose extra is missing
         raise fail(exc) from exc
     raise typer.Exit(report.exit_code)
 

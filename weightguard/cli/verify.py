@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import typer
 
 from weightguard.cli.common import FORMAT_OPTION, OUTPUT_OPTION, POLICY_OPTION, OutputFormat, emit_report, fail
+from weightguard.cli.progress import QUIET_OPTION, progress_display, wanted
 from weightguard.errors import WeightguardError
 
 
@@ -35,6 +34,7 @@ def verify_command(
     registry_ca_bundle: Path | None = typer.Option(
         None, "--registry-ca-bundle", help="PEM CA bundle for oci:// registries."
     ),
+    quiet: bool = QUIET_OPTION,
 ) -> None:
     """Verify a model under the policy; exit 0 approved, 1 rejected, 2 incomplete."""
     from weightguard.convert.interrupt import stop_cleanly_on_signals
@@ -42,7 +42,6 @@ def verify_command(
     from weightguard.policy.load import load_policy
     from weightguard.verdict.attestation import load_attestation_key
 
-    progress = _progress() if sys.stderr.isatty() and fmt is OutputFormat.TEXT else None
     try:
         loaded = load_policy(policy)
         spec = loaded.policy.spec.rollout.attestation
@@ -62,26 +61,15 @@ def verify_command(
             load_attestation_key(options.attest_key)
         # With --convert-to, SIGTERM/SIGINT exit 143/130 through the conversion's clean-up (issue 16).
         stopping = stop_cleanly_on_signals() if convert_to is not None else contextlib.nullcontext()
-        with stopping, contextlib.ExitStack() as stack:
+        with stopping, contextlib.ExitStack() as stack, progress_display(wanted(quiet)) as display:
             if target.startswith("oci://"):  # the pulled files live only as long as this run
                 work = stack.enter_context(tempfile.TemporaryDirectory(prefix="weightguard-oci-"))
                 options = dataclasses.replace(options, oci_dir=Path(work) / "model")
-            report = verify(target, loaded, options, progress=progress)
+            report = verify(target, loaded, options, progress=display.say)
         emit_report(report, fmt, output)
     except WeightguardError as exc:
         raise fail(exc) from exc
     raise typer.Exit(report.exit_code)
-
-
-def _progress() -> Callable[[str], None]:
-    from rich.console import Console
-
-    console = Console(stderr=True)
-
-    def say(message: str) -> None:
-        console.print(f"[dim]… {message}[/dim]", highlight=False)
-
-    return say
 
 
 def register(app: typer.Typer) -> None:

@@ -6,16 +6,19 @@ could not be verified (or the run itself could not proceed).
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from weightguard.cli.common import OUTPUT_OPTION, POLICY_OPTION, emit, fail
+from weightguard.cli.progress import QUIET_OPTION, progress_display, wanted
 from weightguard.errors import WeightguardError
+
+if TYPE_CHECKING:
+    from weightguard.catalogue.interface import CatalogueSummary
+    from weightguard.catalogue.report import CatalogueReport
 
 
 class EngineChoice(str, Enum):
@@ -32,27 +35,7 @@ class ManyFormat(str, Enum):
     JSON = "json"
     SARIF = "sarif"
     HTML = "html"
-
-
-@contextmanager
-def _progress_bar(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]:
-    """A rich progress bar on stderr, one task per phase; nothing when stderr is not a terminal."""
-    if not enabled:
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-
-    tasks: dict[str, TaskID] = {}
-    columns = (TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
-
-        def update(phase: str, done: int, total: int) -> None:
-            if phase not in tasks:
-                tasks[phase] = bar.add_task(phase, total=total)
-            bar.update(tasks[phase], completed=done, total=total)
-
-        yield update
+    CYCLONEDX = "cyclonedx"
 
 
 def verify_many_command(
@@ -80,13 +63,14 @@ def verify_many_command(
         "cache hashed them, instead of reading them again (as git does; a change that keeps all five needs "
         "control of the clock). Off: every file is read and hashed on every run.",
     ),
+    quiet: bool = QUIET_OPTION,
 ) -> None:
     """Verify every model of CATALOG; exit 0 all approved, 1 any rejected, 2 any incomplete."""
     from weightguard import __version__
     from weightguard.catalogue.cache import ResultsCache
     from weightguard.catalogue.catalogue import read_catalogue
     from weightguard.catalogue.interface import Engine
-    from weightguard.catalogue.report import catalogue_report, render_json, render_sarif, render_text
+    from weightguard.catalogue.report import catalogue_report
     from weightguard.catalogue.runner import run_catalogue
     from weightguard.policy.load import load_policy
 
@@ -106,13 +90,13 @@ def verify_many_command(
 
             runner = LocalEngine(workers, max_retries=max_retries)
         try:
-            with _progress_bar(sys.stderr.isatty()) as progress:
+            with progress_display(wanted(quiet)) as display:
                 summary = run_catalogue(
                     entries,
                     loaded,
                     runner,
                     cache,
-                    progress=progress,
+                    progress=display.phase,
                     convert_root=convert_dir,
                     trust_file_metadata=trust_file_metadata,
                 )
@@ -120,18 +104,9 @@ def verify_many_command(
             runner.close()
             cache.close()
         report = catalogue_report(summary, loaded, __version__)
+        body = _render(fmt, summary, report)  # may raise: a damaged cached report, a missing [bom] extra
     except WeightguardError as exc:
         raise fail(exc) from exc
-    if fmt is ManyFormat.JSON:
-        body = render_json(report)
-    elif fmt is ManyFormat.SARIF:
-        body = render_sarif(summary, report)
-    elif fmt is ManyFormat.HTML:
-        from weightguard.catalogue.html import render_catalogue_html  # jinja2 only when HTML is asked for
-
-        body = render_catalogue_html(summary, report)
-    else:
-        body = render_text(report)
     counts = report.counts
     line = (
         f"weightguard: {counts['approved']} approved, {counts['rejected']} rejected, "
@@ -139,6 +114,24 @@ def verify_many_command(
     )
     emit(body, line, output, for_people=fmt is ManyFormat.TEXT)
     raise typer.Exit(report.exit_code)
+
+
+def _render(fmt: ManyFormat, summary: CatalogueSummary, report: CatalogueReport) -> str:
+    from weightguard.catalogue.report import render_json, render_sarif, render_text
+
+    if fmt is ManyFormat.JSON:
+        return render_json(report)
+    if fmt is ManyFormat.SARIF:
+        return render_sarif(summary, report)
+    if fmt is ManyFormat.HTML:
+        from weightguard.catalogue.html import render_catalogue_html  # jinja2 only when HTML is asked for
+
+        return render_catalogue_html(summary, report)
+    if fmt is ManyFormat.CYCLONEDX:
+        from weightguard.catalogue.bom import render_catalogue_cyclonedx  # the [bom] extra, only when asked for
+
+        return render_catalogue_cyclonedx(summary, report)
+    return render_text(report)
 
 
 def register(app: typer.Typer) -> None:

@@ -57,6 +57,7 @@ from weightguard.formats.interface import FileFormat
 from weightguard.integrity.hashing import FileHashes, HashRequest, hash_files
 from weightguard.integrity.manifest import Manifest
 from weightguard.policy.load import LoadedPolicy
+from weightguard.progress import Counter, current
 from weightguard.signing.keys import PrivateKey, load_private_key
 from weightguard.signing.oms_sign import sign_model
 from weightguard.sources.interface import ArtifactFile
@@ -233,6 +234,8 @@ def _stage(
     """
     by_path = {f.relpath: f for f in files}
     staged = _unconvertible(conversion.unconvertible, formats)
+    sink = current()
+    counter = Counter(sink, "converting", sum(by_path[w.source].size for w in conversion.weights)) if sink else None
     for planned in conversion.weights:
         if staged.refused and not ctx.partial:
             return staged
@@ -242,6 +245,8 @@ def _stage(
         else:
             staged.converted.append(result)
             staged.findings.extend(notes)
+        if counter is not None:  # source bytes converted (or refused), shard by shard
+            counter.add(by_path[planned.source].size, planned.source)
     for rel in conversion.copies:
         if staged.refused and not ctx.partial:
             return staged

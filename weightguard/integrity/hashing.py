@@ -43,6 +43,7 @@ from typing import Protocol
 
 from weightguard.errors import IntegrityError, MissingExtraError
 from weightguard.integrity.binding import ChangedWhileHashedError, RangeCheck, RecordingSource, unchanged
+from weightguard.progress import Counter, current
 from weightguard.sources.interface import ArtifactFile, ByteSource
 
 ALGORITHMS = frozenset({"sha256", "blake2b", "blake3", "git-sha1"})
@@ -289,7 +290,7 @@ class _Stream:
         return FileHashes(self.relpath, self.size, MappingProxyType(digests), tuple(self._shards))
 
 
-def _run(streams: list[_Stream], workers: int) -> None:
+def _run(streams: list[_Stream], workers: int, counter: Counter | None = None) -> None:
     """Advance every stream to its end with ``workers`` threads, largest remaining stream first.
 
     A stream is held by one thread at a time, so its chunks stay in order, but any thread may
@@ -324,8 +325,11 @@ def _run(streams: list[_Stream], workers: int) -> None:
                 busy[0] += 1
             ok = False
             try:
+                before = stream.remaining
                 stream.step()
                 ok = True
+                if counter is not None:
+                    counter.add(before - stream.remaining, stream.relpath)
             finally:
                 if not ok:
                     failed.set()  # stop the other threads; the error surfaces through the future
@@ -378,6 +382,9 @@ def hash_files(
             same size and covers ``request`` is not read again. Only the caller knows that
             those digests are of the bytes it means (verify-many hashes before it scans).
 
+    Bytes hashed are reported as ``hashing`` progress to the sink installed with
+    :func:`weightguard.progress.reporting`, once per chunk or small file.
+
     Returns:
         ``{relpath: FileHashes}`` in the order of ``files``.
 
@@ -394,12 +401,18 @@ def hash_files(
         if known is not None and (h := known.get(f.relpath)) is not None and h.size == f.size and covers(h, request)
     }
     todo = [f for f in files if f.relpath not in reused]
+    sink = current()  # read here: the hashing threads do not see the caller's context
+    counter = Counter(sink, "hashing", sum(f.source.size for f in todo)) if sink is not None and todo else None
     # A small file is one read: hashing it directly skips the stream bookkeeping, which for the
     # many small files of a model (configs, tokenizers) costs more than the digests themselves.
     small = [f for f in todo if request.shard_size is None and f.source.size <= CHUNK_BYTES]
-    done = {f.relpath: _hash_small(f, request) for f in small}
+    done: dict[str, FileHashes] = {}
+    for f in small:
+        done[f.relpath] = _hash_small(f, request)
+        if counter is not None:
+            counter.add(f.source.size, f.relpath)
     streams = [_Stream(f, request) for f in todo if f.relpath not in done]
-    _run(streams, max(1, min(workers or os.cpu_count() or 1, len(streams) or 1)))
+    _run(streams, max(1, min(workers or os.cpu_count() or 1, len(streams) or 1)), counter)
     done.update((s.relpath, s.result()) for s in streams)
     return {f.relpath: reused.get(f.relpath) or done[f.relpath] for f in files}
 

@@ -48,6 +48,7 @@ from weightguard.probes.report import (
     ProbeRunModel,
     ProbeVerdict,
 )
+from weightguard.progress import emit
 
 PROBES: tuple[Probe, ...] = (
     WeightProbe(),
@@ -106,12 +107,13 @@ def probe_loaded(
     ctx = ProbeContext(loaded, spec, dev, texts, prompts, spec.seed, started + seconds, clock)
     results: list[ProbeResult] = []
     hints: tuple[Suspect, ...] = ()
-    for probe in PROBES:
-        if probe.name not in spec.enabled or loaded.family not in probe.families:
-            continue
+    chosen = [p for p in PROBES if p.name in spec.enabled and loaded.family in p.families]
+    for i, probe in enumerate(chosen):
+        emit("probing", i, len(chosen), item=probe.name)
         result = _run_one(probe, ctx, hints)
         results.append(result)
         hints += result.suspects
+    emit("probing", len(chosen), len(chosen))
     return _decide(loaded, ctx, results, clock() - started, seconds)
 
 
