@@ -89,12 +89,15 @@ def verify_many_command(
     from weightguard.catalogue.report import catalogue_report, render_json, render_sarif, render_text
     from weightguard.catalogue.runner import run_catalogue
     from weightguard.policy.load import load_policy
+    from weightguard.state import database_url
 
     try:
         loaded = load_policy(policy)
         entries = read_catalogue(catalog)
         cache = ResultsCache(
-            database or loaded.policy.spec.rollout.database, policy_sha256=loaded.sha256, version=__version__
+            database_url(database, loaded.policy.spec.rollout.database),
+            policy_sha256=loaded.sha256,
+            version=__version__,
         )
         runner: Engine
         if engine is EngineChoice.RAY:
@@ -125,7 +128,7 @@ def verify_many_command(
     if fmt is ManyFormat.JSON:
         body = render_json(report)
     elif fmt is ManyFormat.SARIF:
-        body = render_sarif(summary, report)
+        body = render_sarif(summary, report, root=Path.cwd())
     elif fmt is ManyFormat.HTML:
         from weightguard.catalogue.html import render_catalogue_html  # jinja2 only when HTML is asked for
 
