@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from weightguard.findings import Severity
-from weightguard.pipeline import verify
+from weightguard.pipeline import VerifyOptions, verify
 from weightguard.policy.load import load_builtin, load_policy, parse_policy
 from weightguard.report.build import StageRun, build_report
 from weightguard.report.html import render_html
@@ -25,15 +25,16 @@ from weightguard.report.model import Report
 from weightguard.report.text import render_text
 from weightguard.signing.codes import SIGNED_BY
 from weightguard.signing.model_signing import sign_model
+from weightguard.verdict.attestation import verify_attestation
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_models"
 
 
-def _signed_model(tmp_path: Path) -> tuple[Path, Path]:
+def _signed_model(tmp_path: Path, key: ec.EllipticCurvePrivateKey | None = None) -> tuple[Path, Path]:
     """A copy of the approved sample, signed; and a policy that requires that signer."""
     model = tmp_path / "signed"
     shutil.copytree(SAMPLES / "approved", model)
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = key or ec.generate_private_key(ec.SECP256R1())
     (tmp_path / "signer.pub.pem").write_bytes(
         key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
@@ -67,6 +68,23 @@ def test_a_correctly_signed_model_shows_no_failed_stage_in_text_json_or_html(tmp
     integrity = next(s for s in report.stages if s.name == "integrity")
     assert integrity.notes >= 1  # the signature's notes are counted, not hidden
     assert "below the gate" in html
+
+
+def test_the_attestation_of_a_correctly_signed_model_records_its_integrity_check_as_passed(tmp_path: Path) -> None:
+    # Rollout requirements read these checks: `require: [scan, integrity]` must be met by a signed model.
+    key = ec.generate_private_key(ec.SECP256R1())
+    (tmp_path / "approver.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    model, policy = _signed_model(tmp_path, key)
+    attestation = tmp_path / "att.json"
+    options = VerifyOptions(attest_key=tmp_path / "approver.pem", attestation_path=attestation)
+    report = verify(str(model), load_policy(policy), options)
+    assert report.subject is not None and report.subject.root_digest
+    checked = verify_attestation(
+        attestation.read_bytes(), key.public_key(), expected_root_digest=report.subject.root_digest
+    )
+    assert checked.checks["integrity"] == "PASSED" and checked.checks["signature"] == "PASSED"
 
 
 def test_a_blocked_model_shows_the_stage_that_failed_in_text_json_and_html() -> None:
