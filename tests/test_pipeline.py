@@ -110,16 +110,16 @@ def test_promotion_follows_the_stages_and_refuses_changed_bytes(clean_model: Pat
     db = f"sqlite:///{tmp_path}/rollout.db"
     verify(str(clean_model), load_builtin("default"), VerifyOptions(attest_key=keys[0], attestation_path=attestation))
     common = ["--attestation", str(attestation), "--public-key", str(keys[1]), "--database", db]
-    promoted = run_cli("promote", str(clean_model), "--to", "staging", *common)
+    promoted = run_cli("promote", str(clean_model), "--stage", "staging", *common)
     assert promoted.returncode == 0, promoted.stderr
     status = json.loads(run_cli("status", str(clean_model), "--database", db).stdout)
     assert status["stage"] == "staging"
     # canary needs passed probes, which this attestation does not record
-    refused = run_cli("promote", str(clean_model), "--to", "canary", *common)
+    refused = run_cli("promote", str(clean_model), "--stage", "canary", *common)
     assert refused.returncode == 1 and "probes" in refused.stderr
     # a byte changed after attestation: the model on disk is not the attested one
     (clean_model / "config.json").write_text('{"architectures": ["Other"]}\n')
-    changed = run_cli("promote", str(clean_model), "--to", "staging", *common)
+    changed = run_cli("promote", str(clean_model), "--stage", "staging", *common)
     assert changed.returncode == 1 and "not the model on disk" in changed.stderr
     history = json.loads(run_cli("history", str(SAMPLES / "approved"), "--database", db).stdout)
     assert [e["action"] for e in history["events"]] == ["register", "promote"]
@@ -129,11 +129,23 @@ def test_revoke_sends_a_model_back_to_quarantine(clean_model: Path, keys, tmp_pa
     attestation = tmp_path / "att.json"
     db = f"sqlite:///{tmp_path}/rollout.db"
     verify(str(clean_model), load_builtin("default"), VerifyOptions(attest_key=keys[0], attestation_path=attestation))
-    run_cli("promote", str(clean_model), "--to", "staging", "--attestation", str(attestation),
+    run_cli("promote", str(clean_model), "--stage", "staging", "--attestation", str(attestation),
             "--public-key", str(keys[1]), "--database", db)
     revoked = run_cli("revoke", str(clean_model), "--reason", "signer key revoked", "--database", db)
     assert revoked.returncode == 0, revoked.stderr
     assert json.loads(run_cli("status", str(clean_model), "--database", db).stdout)["stage"] == "quarantine"
+
+
+def test_promote_still_takes_the_deprecated_to_and_says_so(clean_model: Path, keys, tmp_path: Path) -> None:
+    attestation = tmp_path / "att.json"
+    db = f"sqlite:///{tmp_path}/rollout.db"
+    verify(str(clean_model), load_builtin("default"), VerifyOptions(attest_key=keys[0], attestation_path=attestation))
+    common = ["--attestation", str(attestation), "--public-key", str(keys[1]), "--database", db]
+    old = run_cli("promote", str(clean_model), "--to", "staging", *common)
+    assert old.returncode == 0 and "--to is deprecated; use --stage" in old.stderr
+    assert "--to" not in run_cli("promote", "--help").stdout  # hidden: one documented name, --stage
+    clash = run_cli("promote", str(clean_model), "--stage", "canary", "--to", "staging", *common)
+    assert clash.returncode == 2 and "disagree" in clash.stderr
 
 
 def test_python_dash_m_runs_the_cli() -> None:
@@ -151,7 +163,7 @@ def test_the_policy_can_name_the_signing_key_and_the_trusted_keys(clean_model: P
     )
     made = run_cli("verify", str(clean_model), "--policy", str(policy))
     assert made.returncode == 0 and attestation.exists(), made.stderr
-    promoted = run_cli("promote", str(clean_model), "--to", "staging", "--attestation", str(attestation), "--policy", str(policy))
+    promoted = run_cli("promote", str(clean_model), "--stage", "staging", "--attestation", str(attestation), "--policy", str(policy))
     assert promoted.returncode == 0, promoted.stderr
 
 

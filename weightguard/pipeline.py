@@ -43,8 +43,8 @@ from weightguard.integrity.stage import IntegrityStage, identity_files, run_inte
 from weightguard.policy.load import LoadedPolicy
 from weightguard.probes.codes import NOT_PROBED as PROBE_NOT_RUN
 from weightguard.probes.report import ProbeReport
-from weightguard.report.build import build_report
-from weightguard.report.model import AttestationRef, Report, StageModel, StageName, StageStatus, SubjectModel
+from weightguard.report.build import StageRun, build_report
+from weightguard.report.model import AttestationRef, Report, StageName, SubjectModel
 from weightguard.scan_codes import ANALYSIS_FAILED
 from weightguard.sources.hf_snapshot import HfSnapshotSource
 from weightguard.sources.interface import ArtifactFile, SourceListing
@@ -103,19 +103,20 @@ class _Run:
 
     findings: list[Finding] = field(default_factory=list)
     scans: list[FileScan] = field(default_factory=list)
-    stages: list[StageModel] = field(default_factory=list)
+    stages: list[StageRun] = field(default_factory=list)
 
     def stage(
         self, name: StageName, started: float, findings: list[Finding] | tuple[Finding, ...], detail: str = ""
     ) -> None:
-        status: StageStatus = "passed"
-        if any(f.kind is not RuleKind.FINDING for f in findings):
-            status = "incomplete"
-        elif findings:
-            status = "failed"
-        self.stages.append(
-            StageModel(name=name, status=status, seconds=round(time.monotonic() - started, 4), detail=detail)
-        )
+        # The status is judged with the report, by the policy's gate (a note is not a failure).
+        self.stages.append(StageRun(name, round(time.monotonic() - started, 4), detail, tuple(findings)))
+        self.findings.extend(findings)
+
+    def add(self, name: StageName, findings: list[Finding] | tuple[Finding, ...]) -> None:
+        """Findings of a stage already recorded, found after it ended (they count against it)."""
+        self.stages = [
+            dataclasses.replace(s, findings=(*s.findings, *findings)) if s.name == name else s for s in self.stages
+        ]
         self.findings.extend(findings)
 
 
@@ -232,17 +233,9 @@ def verify(
             run.scans.append(scan)
             files.append(recorded)
     scan_findings = [f for s in run.scans for f in (*s.outcome.findings, *s.outcome.errors, *s.outcome.skipped)]
-    run.stages.append(
-        StageModel(
-            name="analysis",
-            status="incomplete"
-            if any(f.kind is not RuleKind.FINDING for f in scan_findings)
-            else ("failed" if scan_findings else "passed"),
-            # The scans' own times: the same figure whether they ran here or in verify-many's workers.
-            seconds=round(sum(s.seconds for s in run.scans), 4),
-            detail=f"{len(run.scans)} file(s) analysed",
-        )
-    )
+    # The scans' own times: the same figure whether they ran here or in verify-many's workers.
+    seconds = round(sum(s.seconds for s in run.scans), 4)
+    run.stages.append(StageRun("analysis", seconds, f"{len(run.scans)} file(s) analysed", tuple(scan_findings)))
 
     started = time.monotonic()
     say("hashing and checking signatures")
@@ -270,7 +263,7 @@ def verify(
 
     # A file seen to change by its scan alone (one that was not hashed here) is refused all the same.
     flagged = {f.path for f in run.findings if f.code == CHANGED_WHILE_VERIFIED.code}
-    run.findings.extend(f for f in changed_findings(files) if f.path not in flagged)
+    run.add("integrity", [f for f in changed_findings(files) if f.path not in flagged])
 
     judged = target
     conversion: ConversionProof | None = None
@@ -286,17 +279,19 @@ def verify(
             resolved = resolve_target(str(out_dir), loaded, options)
             pairs = [scan_recorded(scanner.scan, a) for a in resolved.listing.files]
             run.scans = [scan for scan, _ in pairs]
-            run.findings.extend(resolved.listing.findings)
+            # What the converted model's check finds counts against the conversion stage.
+            run.add("conversion", resolved.listing.findings)
             try:
                 integrity = run_integrity(resolved.root, [a for _, a in pairs], policy, policy_dir(loaded))
-                run.findings.extend(integrity.findings)
+                run.add("conversion", integrity.findings)
             except ChangedWhileHashedError as exc:
                 integrity = None
-                run.findings.append(changed_finding(exc))
+                run.add("conversion", [changed_finding(exc)])
             except (IntegrityError, SignatureError) as exc:
                 integrity = None
-                run.findings.append(
-                    ANALYSIS_FAILED.at(resolved.name, f"integrity of the converted model: {exc.message}")
+                run.add(
+                    "conversion",
+                    [ANALYSIS_FAILED.at(resolved.name, f"integrity of the converted model: {exc.message}")],
                 )
             judged = str(out_dir)
 
@@ -309,14 +304,20 @@ def verify(
 
     now = dt.datetime.now(dt.UTC)
     shown = display_paths(judged, resolved)
+
+    def moved(findings: tuple[Finding, ...]) -> list[Finding]:
+        return [dataclasses.replace(f, path=shown(f.path)) for f in findings]
+
     report = build_report(
         command="verify",
         targets=[target],
         loaded=loaded,
         scans=[shown_scan(s, shown) for s in run.scans],
-        extra_findings=[dataclasses.replace(f, path=shown(f.path)) for f in run.findings],
+        extra_findings=moved(tuple(run.findings)),
         version=__version__,
         now=now,
+        stages=[dataclasses.replace(s, findings=tuple(moved(s.findings))) for s in run.stages],
+        verdict_stage=True,
     )
     subject = SubjectModel(
         name=resolved.name,
@@ -326,15 +327,8 @@ def verify(
         if integrity
         else {},
     )
-    stages = [
-        *run.stages,
-        StageModel(
-            name="verdict", status="passed" if report.verdict == "approved" else "failed", detail=report.verdict
-        ),
-    ]
     report = report.model_copy(
         update={
-            "stages": stages,
             "subject": subject,
             "integrity": integrity.report if integrity else None,
             "signatures": list(integrity.signatures) if integrity else [],
@@ -398,8 +392,8 @@ def probe_only_report(probes: ProbeReport, target: str, loaded: LoadedPolicy) ->
     The probe suite's own verdict decides the probe command's exit code; this report carries
     the policy's judgement of the same findings, which is what verify would make of them.
     """
-    started = time.monotonic()
     notes = probe_findings(probes, probes.model or Path(target).name)
+    seconds = probes.coverage.wall_seconds if probes.coverage else 0.0
     report = build_report(
         command="probe",
         targets=[target],
@@ -408,11 +402,9 @@ def probe_only_report(probes: ProbeReport, target: str, loaded: LoadedPolicy) ->
         extra_findings=notes,
         version=__version__,
         now=dt.datetime.now(dt.UTC),
+        stages=[StageRun("probes", seconds, probes.verdict, tuple(notes))],
     )
-    run = _Run()
-    run.stage("probes", started, notes, probes.verdict)
-    stage = run.stages[0].model_copy(update={"seconds": probes.coverage.wall_seconds if probes.coverage else 0.0})
-    return report.model_copy(update={"probes": probes, "stages": [stage]})
+    return report.model_copy(update={"probes": probes})
 
 
 def _attest(report: Report, loaded: LoadedPolicy, options: VerifyOptions, now: dt.datetime) -> Report:

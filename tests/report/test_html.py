@@ -9,6 +9,7 @@ from xml.etree.ElementTree import Element
 import pytest
 from html_fixtures import HOSTILE, HOSTILE_MATH, rich_report
 
+from weightguard.catalog import rule_for
 from weightguard.probes.report import SuspectModel
 from weightguard.report import html as html_module
 from weightguard.report.html import CSP, finding_view, render_html
@@ -60,7 +61,7 @@ def test_the_verdict_comes_first(report: Report) -> None:
     body = _parse(render_html(report)).find("body")
     assert body is not None
     first_heading = next(el for el in body.iter() if el.tag in {"h1", "h2", "h3"})
-    assert first_heading.tag == "h1" and _text(first_heading).strip() == "weightguard scan: REJECTED"
+    assert first_heading.tag == "h1" and _text(first_heading).strip() == "weightguard scan: BLOCKED"
 
 
 @pytest.mark.parametrize("plots", [False, True])
@@ -315,3 +316,20 @@ def test_only_ids_inside_tags_are_namespaced_never_label_text() -> None:
         '<svg><g id="k-figure_1" clip-path="url(#k-p1)"><text>cf" id="figure_1 url(#p1)</text></g>'
         '<clipPath id="k-p1"/></svg>'
     )
+
+
+def test_every_finding_shows_its_rules_full_remediation_blocking_or_not() -> None:
+    report = rich_report()
+    note = report.findings[0].model_copy(
+        update={"code": "WG-SIG-016", "title": "signer ignored paths", "blocking": False, "evidence": {}}
+    )
+    report = report.model_copy(update={"findings": [*report.findings, note]})
+    root = _parse(render_html(report, plots=False))
+    fixes = [" ".join(_text(p).split()) for p in root.iter("p") if p.get("class") == "fix"]
+    expected = [
+        f"How to fix: {' '.join(rule.help.split())}"
+        for f in report.findings
+        if (rule := rule_for(f.code)) is not None and rule.help
+    ]
+    assert fixes == expected
+    assert "How to fix: Refuse them with spec.signatures.allow_signer_ignore_paths: false" in fixes[-1]

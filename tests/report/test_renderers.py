@@ -45,7 +45,21 @@ def test_sarif_golden(report: Report, golden) -> None:
 
 
 def test_text_puts_the_verdict_first(report: Report) -> None:
-    assert render_text(report).startswith("weightguard scan: REJECTED")
+    assert render_text(report).startswith("weightguard scan: BLOCKED")
+
+
+@pytest.mark.parametrize(
+    ("verdict", "scan_says", "verify_says"),
+    [("approved", "PASSED", "APPROVED"), ("rejected", "BLOCKED", "REJECTED"), ("incomplete", "INCOMPLETE", "INCOMPLETE")],
+)
+def test_a_scan_passes_or_blocks_and_only_verify_approves(
+    report: Report, verdict: str, scan_says: str, verify_says: str
+) -> None:
+    scanned = report.model_copy(update={"verdict": verdict})
+    verified = scanned.model_copy(update={"command": "verify"})
+    assert render_text(scanned).startswith(f"weightguard scan: {scan_says} ")
+    assert render_text(verified).startswith(f"weightguard verify: {verify_says} ")
+    assert json.loads(render_json(scanned))["verdict"] == verdict  # the schema's values do not change
 
 
 def test_sarif_results_point_at_the_file_and_name_the_member(report: Report) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field
@@ -182,18 +183,19 @@ def render_text(report: CatalogueReport) -> str:
     return "\n".join(out) + "\n"
 
 
-def render_sarif(summary: CatalogueSummary, report: CatalogueReport) -> str:
+def render_sarif(summary: CatalogueSummary, report: CatalogueReport, *, root: Path | None = None) -> str:
     """One SARIF run whose results come from every model's report.
 
     Models that could not be judged at all have no results; the run's
-    ``executionSuccessful`` is false when any model is incomplete.
+    ``executionSuccessful`` is false when any model is incomplete. ``root`` is
+    ``%SRCROOT%``, as for one report.
     """
     rules: dict[str, dict[str, Any]] = {}
     results: list[dict[str, Any]] = []
     for outcome in summary.models:
         if outcome.report is None:
             continue
-        run = render_sarif_dict(outcome.report)["runs"][0]
+        run = render_sarif_dict(outcome.report, root=root)["runs"][0]
         own = run["tool"]["driver"]["rules"]
         for rule in own:
             rules.setdefault(rule["id"], rule)
@@ -219,5 +221,6 @@ def render_sarif(summary: CatalogueSummary, report: CatalogueReport) -> str:
             },
         },
         properties={"exitCode": report.exit_code},
+        root=root,
     )
     return json.dumps(log, indent=2) + "\n"

@@ -17,7 +17,7 @@ from weightguard.errors import WeightguardError
 from weightguard.fsutil import write_atomic
 from weightguard.report.codequality import render_codequality
 from weightguard.report.json_format import render_json
-from weightguard.report.model import Report
+from weightguard.report.model import Report, verdict_label
 from weightguard.report.sarif import render_sarif
 from weightguard.report.text import render_text
 
@@ -51,7 +51,8 @@ def render(report: Report, fmt: OutputFormat) -> str:
     if fmt is OutputFormat.JSON:
         return render_json(report)
     if fmt is OutputFormat.SARIF:
-        return render_sarif(report)
+        # %SRCROOT% is where weightguard runs: the checkout in CI, so code scanning finds the files.
+        return render_sarif(report, root=Path.cwd())
     if fmt is OutputFormat.CODEQUALITY:
         return render_codequality(report)
     if fmt is OutputFormat.HTML:
@@ -87,7 +88,8 @@ def emit_report(report: Report, fmt: OutputFormat, output: Path | None) -> None:
     body = render(report, fmt)
     if output is None and fmt is OutputFormat.TEXT and sys.stderr.isatty() and "NO_COLOR" not in os.environ:
         body = render_text(report, color=True)
-    emit(body, f"weightguard: {report.verdict} (exit {report.exit_code})", output, for_people=fmt is OutputFormat.TEXT)
+    line = f"weightguard: {verdict_label(report)} (exit {report.exit_code})"
+    emit(body, line, output, for_people=fmt is OutputFormat.TEXT)
 
 
 def err(message: str) -> None:

@@ -20,8 +20,13 @@ from weightguard.errors import SignatureError, UsageError, WeightguardError
 attestation_app = typer.Typer(help="Check approval attestations.", no_args_is_help=True)
 
 DATABASE_OPTION = typer.Option(
-    None, "--database", help="Rollout record URL (default: the policy's spec.rollout.database)."
+    None,
+    "--database",
+    help="Rollout record URL (default: the policy's spec.rollout.database, else the user's state directory).",
 )
+STAGE_OPTION = typer.Option(None, "--stage", help="The stage.")
+# `promote --to` was the old spelling; one name (--stage) for every rollout command now (issue 18).
+DEPRECATED_TO_OPTION = typer.Option(None, "--to", hidden=True, help="Deprecated: use --stage.")
 ACTOR_OPTION = typer.Option(None, "--actor", help="Who is acting (default: the login name).")
 PUBLIC_KEY_OPTION = typer.Option(
     None, "--public-key", help="The approver's PEM public key (default: the policy's rollout.attestation.trusted_keys)."
@@ -53,10 +58,23 @@ def _read(path: Path, what: str) -> bytes:
 
 
 def _store(loaded, database: str | None):  # type: ignore[no-untyped-def]
+    from weightguard.state import database_url
     from weightguard.verdict.store import RolloutStore
 
     spec = loaded.policy.spec.rollout
-    return RolloutStore(database or spec.database, first_stage=spec.stages[0])
+    return RolloutStore(database_url(database, spec.database), first_stage=spec.stages[0])
+
+
+def _stage(stage: str | None, to: str | None) -> str:
+    """The stage named by --stage, or by the deprecated --to (with a warning)."""
+    if to is not None:
+        err("weightguard: warning: --to is deprecated; use --stage")
+        if stage is not None and stage != to:
+            raise UsageError(f"--stage {stage} and --to {to} disagree", hint="give only --stage")
+    chosen = stage or to
+    if chosen is None:
+        raise UsageError("no stage given", hint="pass --stage STAGE")
+    return chosen
 
 
 def _check_attestation(target: str, loaded, attestation: Path, public_key: Path, exclude: tuple[str, ...]):  # type: ignore[no-untyped-def]
@@ -129,7 +147,8 @@ def attestation_verify_command(
 
 def promote_command(
     target: str = typer.Argument(..., help="The model to promote."),
-    to: str = typer.Option(..., "--to", help="The stage to promote into."),
+    stage: str | None = STAGE_OPTION,
+    to: str | None = DEPRECATED_TO_OPTION,
     attestation: Path = typer.Option(..., "--attestation", help="The approval attestation for this model."),  # noqa: B008
     public_key: Path | None = PUBLIC_KEY_OPTION,
     policy: list[Path] = POLICY_OPTION,
@@ -141,7 +160,7 @@ def promote_command(
     mlflow_model: str | None = typer.Option(None, "--mlflow-model", help="Registered model name in MLflow."),
     mlflow_version: str | None = typer.Option(None, "--mlflow-version", help="Model version in MLflow."),
 ) -> None:
-    """Promote a model one stage, if its attestation and the stage's requirements hold."""
+    """Promote a model one stage (--stage), if its attestation and the stage's requirements hold."""
     import hashlib
 
     from weightguard.pipeline import model_digest
@@ -152,6 +171,7 @@ def promote_command(
 
     now = dt.datetime.now(dt.UTC)
     try:
+        to = _stage(stage, to)
         loaded = load_policy(policy)
         resolved, digest = model_digest(target, loaded, exclude=_excluded(target, attestation))
         bundle = _read(attestation, "attestation")
@@ -201,16 +221,17 @@ def promote_command(
 
 def approve_command(
     target: str = typer.Argument(..., help="The model to approve."),
-    stage: str = typer.Option(..., "--stage", help="The stage the approval is for."),
+    stage: str | None = STAGE_OPTION,
     policy: list[Path] = POLICY_OPTION,
     database: str | None = DATABASE_OPTION,
     actor: str | None = ACTOR_OPTION,
 ) -> None:
-    """Record a human approval for promoting a model into a stage."""
+    """Record a human approval for promoting a model into a stage (--stage)."""
     from weightguard.pipeline import model_digest
     from weightguard.policy.load import load_policy
 
     try:
+        stage = _stage(stage, None)
         loaded = load_policy(policy)
         resolved, digest = model_digest(target, loaded)
         _store(loaded, database).approve(digest, stage, _actor(actor), dt.datetime.now(dt.UTC))
@@ -224,21 +245,25 @@ def status_command(
     policy: list[Path] = POLICY_OPTION,
     database: str | None = DATABASE_OPTION,
 ) -> None:
-    """Print the model's current stage as JSON (exit 1 if it was never recorded)."""
+    """Print the model's current stage and where the record lives, as JSON (exit 1 if never recorded)."""
     from weightguard.pipeline import model_digest
     from weightguard.policy.load import load_policy
+    from weightguard.state import database_url
 
     try:
         loaded = load_policy(policy)
         resolved, digest = model_digest(target, loaded)
-        state = _store(loaded, database).state(digest)
+        url = database_url(database, loaded.policy.spec.rollout.database)
+        state = _store(loaded, url).state(digest)
     except WeightguardError as exc:
         raise fail(exc) from exc
+    err(f"weightguard: state: {url}")
     body = {
         "name": resolved.name,
         "digest": digest,
         "stage": state.stage if state else None,
         "since": state.entered_at.isoformat() if state else None,
+        "database": url,
     }
     sys.stdout.write(json.dumps(body, indent=2) + "\n")
     raise typer.Exit(0 if state else 1)

@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from weightguard.cli.common import FORMAT_OPTION, OUTPUT_OPTION, POLICY_OPTION, OutputFormat, emit_report, fail
+from weightguard.cli.hash import LISTING_OPTION
 from weightguard.cli.progress import QUIET_OPTION, progress_display, wanted
 from weightguard.errors import WeightguardError
 
@@ -35,6 +36,7 @@ def verify_command(
         None, "--registry-ca-bundle", help="PEM CA bundle for oci:// registries."
     ),
     quiet: bool = QUIET_OPTION,
+    hub_listing: Path | None = LISTING_OPTION,
 ) -> None:
     """Verify a model under the policy; exit 0 approved, 1 rejected, 2 incomplete."""
     from weightguard.convert.interrupt import stop_cleanly_on_signals
@@ -54,6 +56,7 @@ def verify_command(
             registry_auth_file=registry_auth_file,
             insecure_registries=tuple(insecure_registry),
             registry_ca_bundle=registry_ca_bundle,
+            hub_listing=hub_listing,
         )
         if options.attest_key is not None:
             # Checked before any work: a missing or unusable key is "could not complete" (exit 2),

@@ -73,12 +73,15 @@ def verify_many_command(
     from weightguard.catalogue.report import catalogue_report
     from weightguard.catalogue.runner import run_catalogue
     from weightguard.policy.load import load_policy
+    from weightguard.state import database_url
 
     try:
         loaded = load_policy(policy)
         entries = read_catalogue(catalog)
         cache = ResultsCache(
-            database or loaded.policy.spec.rollout.database, policy_sha256=loaded.sha256, version=__version__
+            database_url(database, loaded.policy.spec.rollout.database),
+            policy_sha256=loaded.sha256,
+            version=__version__,
         )
         runner: Engine
         if engine is EngineChoice.RAY:
@@ -122,7 +125,7 @@ def _render(fmt: ManyFormat, summary: CatalogueSummary, report: CatalogueReport)
     if fmt is ManyFormat.JSON:
         return render_json(report)
     if fmt is ManyFormat.SARIF:
-        return render_sarif(summary, report)
+        return render_sarif(summary, report, root=Path.cwd())
     if fmt is ManyFormat.HTML:
         from weightguard.catalogue.html import render_catalogue_html  # jinja2 only when HTML is asked for
 

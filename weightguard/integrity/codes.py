@@ -92,7 +92,8 @@ HUB_LISTING_UNAVAILABLE = Rule(
     "Hub listing unavailable",
     Severity.HIGH,
     "No usable Hub file listing was found for the commit, so the files could not be checked against the Hub.",
-    "Run once online (the listing is cached), pass a saved listing, or set spec.integrity.hf.allow_missing_listing.",
+    "Run once online (the listing is cached), pass a saved listing with --hub-listing, "
+    "or set spec.integrity.hf.allow_missing_listing.",
     RuleKind.ERROR,
 )
 HUB_UNVERIFIED = Rule(

@@ -2,7 +2,12 @@
 
 Pure: the clock's reading and the tool version are passed in. The verdict
 fails closed: any error or skipped analysis makes the run ``incomplete``
-unless a blocking finding already makes it ``rejected``.
+unless a blocking finding already makes it ``rejected``. Each stage's status
+is judged here too, by the same gate and the same rule as the verdict: a
+stage fails only on findings the policy blocks on; findings below the gate
+are counted as the stage's notes (issue 18: "integrity failed" next to
+APPROVED for a correctly signed model was a lie), so the stages shown always
+agree with the verdict.
 Not handled here: rendering (text, JSON, SARIF).
 """
 
@@ -11,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from weightguard.analysis.scanner import FileScan
 from weightguard.catalog import rule_for
@@ -26,10 +32,25 @@ from weightguard.report.model import (
     PolicyLayerRef,
     PolicyRef,
     Report,
+    StageModel,
+    StageName,
+    StageStatus,
     Summary,
     ToolInfo,
     Verdict,
 )
+
+_STAGE_STATUS: dict[Verdict, StageStatus] = {"approved": "passed", "rejected": "failed", "incomplete": "incomplete"}
+
+
+@dataclass(frozen=True, slots=True)
+class StageRun:
+    """A stage as it ran: its time, a detail line and the findings it raised (judged into a status here)."""
+
+    name: StageName
+    seconds: float
+    detail: str = ""
+    findings: tuple[Finding, ...] = ()
 
 
 def finding_model(f: Finding, *, blocking: bool, suppressed_by: str | None = None) -> FindingModel:
@@ -91,6 +112,16 @@ def policy_ref(loaded: LoadedPolicy) -> PolicyRef:
     return PolicyRef(name=loaded.name, origin=loaded.origin, sha256=loaded.sha256, layers=layers)
 
 
+def stage_model(stage: StageRun, gate: SeverityGate, today: dt.date) -> StageModel:
+    """The stage as reported: failed or incomplete only on what the gate blocks, as the verdict is."""
+    judged = gate.judge(stage.findings, today)
+    verdict, _ = verdict_of(judged)
+    notes = len(judged.advisory) + len(judged.suppressed) + len(judged.exempted)
+    return StageModel(
+        name=stage.name, status=_STAGE_STATUS[verdict], seconds=stage.seconds, detail=stage.detail, notes=notes
+    )
+
+
 def build_report(
     *,
     command: str,
@@ -100,8 +131,14 @@ def build_report(
     extra_findings: Sequence[Finding],
     version: str,
     now: dt.datetime,
+    stages: Sequence[StageRun] = (),
+    verdict_stage: bool = False,
 ) -> Report:
-    """Judge every finding under the policy and assemble the report."""
+    """Judge every finding under the policy and assemble the report.
+
+    ``stages``: the stages as they ran (their findings are also in ``scans`` or
+    ``extra_findings``); ``verdict_stage`` appends the verdict itself as the last stage.
+    """
     gate = SeverityGate.from_policy(loaded.policy)
     everything: list[Finding] = list(extra_findings)
     everything.extend(gate.expired(now.date(), loaded.origin))
@@ -111,6 +148,9 @@ def build_report(
         everything.extend(scan.outcome.skipped)
     judged = gate.judge(everything, now.date())
     verdict, exit_code = verdict_of(judged)
+    stage_models = [stage_model(stage, gate, now.date()) for stage in stages]
+    if verdict_stage:
+        stage_models.append(StageModel(name="verdict", status=_STAGE_STATUS[verdict], detail=verdict))
     models = [finding_model(f, blocking=True) for f in judged.blocking]
     models += [finding_model(f, blocking=False) for f in judged.advisory]
     models += [finding_model(f, blocking=False, suppressed_by=ig.reason) for f, ig in judged.suppressed]
@@ -138,4 +178,5 @@ def build_report(
         summary=summary,
         files=[file_report(s) for s in scans],
         findings=models,
+        stages=stage_models,
     )

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from jinja2 import BaseLoader, ChoiceLoader, Environment, PackageLoader, StrictUndefined
 
+from weightguard.catalog import rule_for
 from weightguard.convert.interface import ConversionProof
 from weightguard.probes.report import ProbeReport, SuspectModel
 from weightguard.report.html_plots import (
@@ -40,7 +41,7 @@ from weightguard.report.html_plots import (
     plots_available,
     target_distribution_plot,
 )
-from weightguard.report.model import FindingModel, Report
+from weightguard.report.model import FindingModel, Report, verdict_label
 
 # The page may use its own inline styles and data: images, and nothing else: no script, no fetch.
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
@@ -56,6 +57,7 @@ class FindingView:
     opcode_path: tuple[str, ...]
     decompiled: str
     evidence: tuple[tuple[str, str], ...]
+    remediation: str = ""  # the rule's full remediation text (issue 18: fixes were hidden)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +93,11 @@ class PageContext:
     conversion: ConversionProof | None = None
     csp: str = CSP
 
+    @property
+    def verdict_label(self) -> str:
+        """The verdict as the page names it (a scan passes or blocks; only verify approves)."""
+        return verdict_label(self.report)
+
 
 def make_environment(extra: Sequence[BaseLoader] = ()) -> Environment:
     """A jinja2 environment over the report templates (plus ``extra`` loaders first), autoescaping on."""
@@ -125,7 +132,9 @@ def finding_view(f: FindingModel) -> FindingView:
             path.append(f"called by {opcode} at byte offset {offset}" if offset else f"called by {opcode}")
     shown = _PICKLE_KEYS if path else ("decompiled",)
     rest = tuple((k, v) for k, v in f.evidence.items() if k not in shown)
-    return FindingView(f, tuple(path), f.evidence.get("decompiled", ""), rest)
+    rule = rule_for(f.code)
+    remediation = rule.help.strip() if rule is not None else ""
+    return FindingView(f, tuple(path), f.evidence.get("decompiled", ""), rest, remediation)
 
 
 def page_context(report: Report, *, plots: bool = True, key: str = "p") -> PageContext:

@@ -104,6 +104,7 @@ class StageModel(StrictModel):
     status: StageStatus
     seconds: float = 0.0
     detail: str = ""
+    notes: int = Field(default=0, description="findings below the policy's gate: shown as notes, never a failure")
 
 
 class SubjectModel(StrictModel):
@@ -145,3 +146,12 @@ class Report(StrictModel):
     signatures: list[SignatureReport] = Field(default_factory=list)
     probes: ProbeReport | None = None
     conversion: ConversionProof | None = None
+
+
+# Only verify approves a model: a scan of some files passes or blocks them (issue 18).
+_SCAN_WORDS: dict[Verdict, str] = {"approved": "passed", "rejected": "blocked", "incomplete": "incomplete"}
+
+
+def verdict_label(report: Report) -> str:
+    """The verdict as people read it; the ``verdict`` field itself keeps its schema values."""
+    return _SCAN_WORDS[report.verdict] if report.command == "scan" else report.verdict

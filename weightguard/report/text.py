@@ -14,7 +14,7 @@ from rich.text import Text
 
 from weightguard.catalog import rule_for
 from weightguard.findings import Severity
-from weightguard.report.model import FindingModel, Report
+from weightguard.report.model import FindingModel, Report, verdict_label
 
 _VERDICT_STYLE = {"approved": "bold green", "rejected": "bold red", "incomplete": "bold yellow"}
 _STAGE_STYLE = {"passed": "green", "failed": "red", "incomplete": "yellow", "skipped": "dim"}
@@ -31,7 +31,7 @@ def render_text(report: Report, *, color: bool = False, width: int = 120) -> str
     """Return the report as text for people."""
     buf = io.StringIO()
     console = Console(file=buf, force_terminal=color, no_color=not color, width=width, highlight=False)
-    verdict = Text(report.verdict.upper(), style=_VERDICT_STYLE[report.verdict])
+    verdict = Text(verdict_label(report).upper(), style=_VERDICT_STYLE[report.verdict])
     console.print(Text.assemble("weightguard ", report.command, ": ", verdict, f"  (exit {report.exit_code})"))
     s = report.summary
     console.print(
@@ -51,6 +51,8 @@ def render_text(report: Report, *, color: bool = False, width: int = 120) -> str
             if i:
                 line.append(" -> ")
             line.append(f"{stage.name} {stage.status}", style=_STAGE_STYLE[stage.status])
+            if stage.notes:
+                line.append(f" ({stage.notes} note{'s' if stage.notes != 1 else ''})", style="dim")
         console.print(line)
     if report.integrity is not None:
         integ = report.integrity
@@ -98,6 +100,7 @@ def _print_finding(console: Console, f: FindingModel) -> None:
         console.print(f"    {key}: {shown}", markup=False)
     if f.suppressed_by:
         console.print(f"    suppressed by policy: {f.suppressed_by}", markup=False)
-    elif f.blocking and (rule := rule_for(f.code)) is not None and rule.help:
-        # The rule's remediation, one line: the next step without opening `weightguard rules` (issue 18).
+    elif (rule := rule_for(f.code)) is not None and rule.help:
+        # The rule's remediation, one line, for blocks and notes alike: the next step without
+        # opening `weightguard rules` (issue 18). The HTML report shows it in full.
         console.print(f"    fix: {' '.join(rule.help.split())}", markup=False)

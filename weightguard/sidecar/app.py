@@ -41,6 +41,7 @@ from weightguard.sidecar.writeback import MlflowWriteback, RegistryWriteback
 from weightguard.sidecar_dashboard.dashboard import dashboard_router
 from weightguard.sidecar_dashboard.jobs_table import JobsTableVerifications
 from weightguard.sources.oci_registry import RegistryFetcher
+from weightguard.state import database_url
 from weightguard.verdict.store import RolloutStore
 
 _log = logging.getLogger(__name__)
@@ -170,7 +171,7 @@ def create_app(
     auth = BearerAuth(settings.tokens(), disabled=settings.unsafe_no_auth)
     policies = load_policies(settings)
     rollout = policies["default"].policy.spec.rollout
-    database = settings.database or rollout.database
+    database = database_url(settings.database, rollout.database)
     store = JobStore(database)
     if fetcher is None:
         fetcher = _fetcher(settings)

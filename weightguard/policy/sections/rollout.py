@@ -49,8 +49,9 @@ class RolloutSpec(StrictModel):
 
     stages: list[str] = Field(default_factory=lambda: ["quarantine", "staging", "canary", "production"], min_length=1)
     promote: dict[str, StageRequirement] = Field(default_factory=_default_promote)
-    database: str = Field(
-        default="sqlite:///.weightguard/rollout.db", description="SQLAlchemy-style URL; sqlite only today"
+    database: str | None = Field(
+        default=None,
+        description="SQLAlchemy-style URL; default: rollout.db in $XDG_STATE_HOME/weightguard (~/.local/state)",
     )
     attestation: AttestationSpec = AttestationSpec()
 
