@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -85,7 +84,7 @@ def test_the_reader_cannot_write(tmp_path: Path) -> None:
     JobStore(url)
     jobs = JobsTableVerifications(url)
     try:
-        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        with pytest.raises(VerdictError, match="readonly"):
             jobs._conn.execute("DELETE FROM jobs")
     finally:
         jobs.close()

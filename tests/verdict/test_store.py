@@ -127,8 +127,8 @@ def test_a_database_from_the_development_build_of_migration_5_gets_the_summaries
 
 
 def test_other_databases_are_refused_clearly() -> None:
-    with pytest.raises(VerdictError, match="unsupported rollout database URL"):
-        RolloutStore("postgresql://db/weightguard")
+    with pytest.raises(VerdictError, match="unsupported database URL"):
+        RolloutStore("mysql://db/weightguard")
 
 
 def _promote_many(url: str, worker: int, count: int) -> None:

@@ -50,7 +50,7 @@ class RolloutSpec(StrictModel):
     stages: list[str] = Field(default_factory=lambda: ["quarantine", "staging", "canary", "production"], min_length=1)
     promote: dict[str, StageRequirement] = Field(default_factory=_default_promote)
     database: str = Field(
-        default="sqlite:///.weightguard/rollout.db", description="SQLAlchemy-style URL; sqlite only today"
+        default="sqlite:///.weightguard/rollout.db", description="sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
     )
     attestation: AttestationSpec = AttestationSpec()
 
