@@ -2,6 +2,8 @@
 #   docker build --target core -t weightguard .                 # CLI: docker run --rm -v "$PWD/models:/models:ro" weightguard verify /models/m
 #   docker build --target sidecar -t weightguard-sidecar .      # HTTP sidecar on :8080 (healthcheck on /healthz)
 #   docker build --target torch -t weightguard-sidecar-gpu .    # sidecar + torch/transformers for trigger probes
+# Replicas: WEIGHTGUARD_DATABASE=postgresql://USER:PASSWORD@HOST:5432/DB shares one job queue, rollout
+# record and results cache between sidecars; deploy/compose.yaml runs 3 replicas and one PostgreSQL.
 FROM python:3.11-slim AS base
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 RUN useradd --create-home --uid 10001 weightguard \
@@ -20,7 +22,7 @@ ENTRYPOINT ["weightguard"]
 CMD ["--help"]
 
 FROM base AS sidecar
-RUN pip install '.[sidecar]'
+RUN pip install '.[sidecar,postgres]'
 USER weightguard
 WORKDIR /home/weightguard
 # The API token comes from WEIGHTGUARD_API_TOKEN or a mounted WEIGHTGUARD_API_TOKEN_FILE.
@@ -34,5 +36,5 @@ CMD ["serve"]
 
 FROM sidecar AS torch
 USER root
-RUN pip install '.[sidecar,probes]'
+RUN pip install '.[sidecar,postgres,probes]'
 USER weightguard

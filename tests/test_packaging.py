@@ -56,7 +56,7 @@ def test_dockerfile_extras_are_the_packages_extras() -> None:
         for group in named:
             assert set(group.split(",")) <= extras, (stage, group)
     stages = _stage_installs((REPO / "Dockerfile").read_text())
-    assert stages["sidecar"] == ".[sidecar]" and "probes" in stages["torch"]
+    assert stages["sidecar"] == ".[sidecar,postgres]" and "probes" in stages["torch"]
 
 
 def test_dockerfile_runs_as_non_root_with_weightguard_as_entrypoint() -> None:
