@@ -38,14 +38,15 @@ import datetime as dt
 import json
 import os
 import socket
-import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from weightguard.errors import VerdictError
-from weightguard.verdict.database import Database, Rows, parse_url
+from weightguard.verdict.database import Database, Pool, parse_url
 from weightguard.verdict.store import RolloutStore
 
 JobStatus = Literal["queued", "running", "done", "failed"]
@@ -65,6 +66,9 @@ _SIDECAR_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS sidecar_instances (owner TEXT PRIMARY KEY, heartbeat_at TEXT NOT NULL)",
 )
 _LEASE_COLUMNS = (("owner", "TEXT"), ("lease_until", "REAL"))
+# Connections per process: the workers, the keeper and the HTTP threads borrow one per statement
+# (or transaction); three replicas then stay far below PostgreSQL's default of 100 connections.
+_POOL_SIZE = 8
 # claim_next looks at this many queued jobs, oldest first, for one it may run (reserved ones are passed over).
 _CLAIM_WINDOW = 64
 # PostgreSQL's claim by id: lock the row unless another transaction holds it (then it is being claimed).
@@ -163,7 +167,7 @@ def _row(row: tuple[object, ...]) -> JobRecord:
 
 
 class JobStore:
-    """Thread-safe access to the jobs table: one connection per thread, SQLite or PostgreSQL."""
+    """Thread-safe access to the jobs table, SQLite or PostgreSQL, through a small pool of connections."""
 
     def __init__(self, url: str) -> None:
         """Open the database at ``url``, applying the rollout record's migrations first.
@@ -176,32 +180,36 @@ class JobStore:
         self.dialect = parse_url(url).dialect
         # Insertion order among jobs submitted in the same microsecond (see migrations: jobs.seq).
         self._order = "submitted_at, rowid" if self.dialect == "sqlite" else "submitted_at, seq"
-        self._local = threading.local()
-        with self._db().write() as db:  # serialised: replicas starting together create these once
+        self._pool = Pool(url, size=_POOL_SIZE, error=JobStoreError, label="jobs database")
+        with self._write() as db:  # serialised: replicas starting together create these once
             for statement in _SIDECAR_SCHEMA:
                 db.execute(statement)
         if self.dialect == "sqlite":  # PostgreSQL's jobs table has them from its migration 2
             self._add_lease_columns()
 
     def _add_lease_columns(self) -> None:
-        present = {str(r[1]) for r in self._execute("PRAGMA table_info(jobs)").fetchall()}
+        present = {str(r[1]) for r in self._rows("PRAGMA table_info(jobs)")}
         for name, kind in _LEASE_COLUMNS:
             if name not in present:
                 try:
-                    self._execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
+                    self._change(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
                 except JobStoreError as exc:  # another sidecar added it first
                     if "duplicate column" not in str(exc):
                         raise
 
-    def _db(self) -> Database:
-        db: Database | None = getattr(self._local, "db", None)
-        if db is None:
-            db = Database(self.url, error=JobStoreError, label="jobs database")
-            self._local.db = db
-        return db
+    @contextmanager
+    def _write(self, *, serialise: bool = True) -> Iterator[Database]:
+        with self._pool.connection() as conn, conn.write(serialise=serialise) as db:
+            yield db
 
-    def _execute(self, sql: str, args: tuple[object, ...] = ()) -> Rows:
-        return self._db().execute(sql, args)
+    def _rows(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        # Fetched before the connection goes back to the pool, where another thread may take it.
+        with self._pool.connection() as db:
+            return [tuple(r) for r in db.execute(sql, args).fetchall()]
+
+    def _change(self, sql: str, args: tuple[object, ...] = ()) -> int:
+        with self._pool.connection() as db:
+            return db.execute(sql, args).rowcount
 
     def submit(
         self,
@@ -229,7 +237,7 @@ class JobStore:
         """
         new_id = job_id or str(uuid.uuid4())
         reused: str | None = None
-        with self._db().write() as db:  # the key and the job are written together, or neither
+        with self._write() as db:  # the key and the job are written together, or neither
             if key is not None:
                 row = db.execute(
                     "SELECT fingerprint, job_id FROM job_keys WHERE scope = ? AND key = ?", (key.scope, key.key)
@@ -277,11 +285,10 @@ class JobStore:
         Raises:
             KeyReused: it names a job made from a request with another fingerprint.
         """
-        row = self._execute(
-            "SELECT fingerprint, job_id FROM job_keys WHERE scope = ? AND key = ?", (key.scope, key.key)
-        ).fetchone()
-        if row is None:
+        rows = self._rows("SELECT fingerprint, job_id FROM job_keys WHERE scope = ? AND key = ?", (key.scope, key.key))
+        if not rows:
             return None
+        row = rows[0]
         if str(row[0]) != key.fingerprint:
             raise KeyReused(
                 "this Idempotency-Key was already used for a different request", hint="use a new key for a new request"
@@ -290,8 +297,8 @@ class JobStore:
 
     def get(self, job_id: str) -> JobRecord | None:
         """The job ``job_id``, or None."""
-        row = self._execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()  # noqa: S608 - constant columns
-        return None if row is None else _row(row)
+        rows = self._rows(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,))  # noqa: S608 - constant columns
+        return _row(rows[0]) if rows else None
 
     def claim(
         self, job_id: str, now: dt.datetime, *, owner: str | None = None, lease_s: float | None = None
@@ -303,12 +310,12 @@ class JobStore:
         """
         until = now.timestamp() + lease_s if lease_s is not None else None
         which = "id = ?" if self.dialect == "sqlite" else _PG_LOCK_ONE
-        cursor = self._execute(
+        changed = self._change(
             "UPDATE jobs SET status = 'running', started_at = ?, attempts = attempts + 1, owner = ?,"  # noqa: S608
             f" lease_until = ? WHERE {which} AND status = 'queued'",  # constant clauses only
             (now.isoformat(), owner, until, job_id),
         )
-        return self.get(job_id) if cursor.rowcount == 1 else None
+        return self.get(job_id) if changed == 1 else None
 
     def claim_next(self, owner: str, now: dt.datetime, lease_s: float) -> JobRecord | None:
         """Claim the oldest queued job ``owner`` may run (ties in insertion order), or None.
@@ -320,7 +327,7 @@ class JobStore:
         A job reserved for another live owner whose lease runs is passed over.
         """
         lock = "" if self.dialect == "sqlite" else " FOR UPDATE SKIP LOCKED"
-        with self._db().write(serialise=False) as db:
+        with self._write(serialise=False) as db:
             candidates = f"SELECT id, owner, lease_until FROM jobs WHERE status = 'queued' ORDER BY {self._order}"  # noqa: S608
             rows = db.execute(f"{candidates} LIMIT ?{lock}", (_CLAIM_WINDOW,)).fetchall()
             chosen = next((str(r[0]) for r in rows if _free(owner, r[1], r[2], now.timestamp())), None)
@@ -345,16 +352,16 @@ class JobStore:
     ) -> bool:
         """Store a running job's result; False (nothing written) if it already has one or another owner took it."""
         mine = " AND owner = ?" if owner is not None else ""
-        cursor = self._execute(
+        changed = self._change(
             f"UPDATE jobs SET status = ?, report = ?, error = ?, finished_at = ?, lease_until = NULL"  # noqa: S608
             f" WHERE id = ? AND status = 'running'{mine}",
             (status, report, error, now.isoformat(), job_id, *((owner,) if owner is not None else ())),
         )
-        return cursor.rowcount == 1
+        return changed == 1
 
     def renew(self, owner: str, now: dt.datetime, lease_s: float) -> int:
         """Extend the leases of ``owner``'s running jobs and write its heartbeat; return the jobs renewed."""
-        with self._db().write(serialise=False) as db:
+        with self._write(serialise=False) as db:
             cursor = db.execute(
                 "UPDATE jobs SET lease_until = ? WHERE owner = ? AND status IN ('running', 'queued')",
                 (now.timestamp() + lease_s, owner),
@@ -373,7 +380,7 @@ class JobStore:
         Each row is changed only if its owner and lease are still what was read, so a lease
         renewed meanwhile is left alone. Returns how many rows changed.
         """
-        rows = self._execute("SELECT id, owner, lease_until, attempts FROM jobs WHERE status = 'running'").fetchall()
+        rows = self._rows("SELECT id, owner, lease_until, attempts FROM jobs WHERE status = 'running'")
         stamp = now.timestamp()
         stale = [r for r in rows if r[2] is None or float(r[2]) < stamp or not owner_alive(r[1])]
         if not stale:
@@ -382,7 +389,7 @@ class JobStore:
         same = "IS" if self.dialect == "sqlite" else "IS NOT DISTINCT FROM"  # NULL-safe equality
         where = f"WHERE id = ? AND status = 'running' AND owner {same} ? AND lease_until {same} ?"
         changed = 0
-        with self._db().write(serialise=False) as db:
+        with self._write(serialise=False) as db:
             for job_id, owner, lease, attempts in stale:
                 if int(attempts) >= max_attempts:
                     cursor = db.execute(
@@ -399,10 +406,10 @@ class JobStore:
 
     def queued(self, limit: int = 10_000, *, owner: str | None = None, now: dt.datetime | None = None) -> list[str]:
         """Queued job ids, oldest first; with ``owner``, less those held for another live owner whose lease runs."""
-        rows = self._execute(
+        rows = self._rows(
             f"SELECT id, owner, lease_until FROM jobs WHERE status = 'queued' ORDER BY {self._order} LIMIT ?",  # noqa: S608
             (limit,),
-        ).fetchall()
+        )
         stamp = (now or dt.datetime.now(dt.UTC)).timestamp()
         return [str(r[0]) for r in rows if owner is None or _free(owner, r[1], r[2], stamp)]
 
@@ -413,7 +420,7 @@ class JobStore:
 
     def ping(self) -> None:
         """Raise :class:`JobStoreError` if the database cannot answer."""
-        self._execute("SELECT 1").fetchone()
+        self._rows("SELECT 1")
 
 
 def _free(owner: str, held_by: object, lease: object, stamp: float) -> bool:

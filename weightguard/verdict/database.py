@@ -21,12 +21,17 @@ SQLite's ``BEGIN IMMEDIATE`` does, by taking one transaction-scoped advisory
 lock on PostgreSQL; :meth:`Database.write` with ``serialise=False`` is a plain
 transaction for work that locks rows itself (claiming jobs with ``SKIP LOCKED``).
 Every driver error is raised as the caller's :class:`VerdictError` subclass.
+:class:`Pool` lends a few connections to many threads (a sidecar's HTTP threads
+would otherwise each hold a PostgreSQL connection, and three replicas would pass
+the server's default limit of 100), and drops a connection that broke.
 Not handled here: the schema (:mod:`.migrations`) or what the tables mean.
 """
 
 from __future__ import annotations
 
+import queue
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -160,7 +165,8 @@ class Database:
                 self._sqlite = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10.0)
                 return
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._sqlite = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+            # A pool hands a connection to one thread at a time, so it may move between threads.
+            self._sqlite = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
             self._sqlite.execute("PRAGMA journal_mode=WAL")
             # FULL: a 202 must mean the row is on disk; NORMAL where a lost row costs a re-analysis.
             self._sqlite.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
@@ -191,6 +197,11 @@ class Database:
         import psycopg  # noqa: PLC0415 - imported by _open_postgres already
 
         return (psycopg.Error,)
+
+    @property
+    def usable(self) -> bool:
+        """False once the connection broke (the server restarted, the network dropped it)."""
+        return self._pg is None or not (self._pg.closed or self._pg.broken)
 
     def close(self) -> None:
         """Close the connection."""
@@ -293,4 +304,43 @@ class Database:
         return self.execute(sql, (table,)).fetchone() is not None
 
 
-__all__ = ["Database", "DatabaseURL", "Dialect", "Rows", "parse_url", "sqlite_path"]
+class Pool:
+    """At most ``size`` connections to one database, lent to one thread at a time (LIFO: warm ones first)."""
+
+    def __init__(self, url: str, *, size: int, error: type[VerdictError], label: str, wait_s: float = 30.0) -> None:
+        """Prepare the pool; connections are opened when first needed.
+
+        Raises:
+            VerdictError: (``error``) the URL is malformed.
+        """
+        self.dialect = parse_url(url).dialect
+        self._url, self._error, self._label, self._wait_s = url, error, label, wait_s
+        self._idle: queue.LifoQueue[Database] = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(size)
+
+    @contextmanager
+    def connection(self) -> Iterator[Database]:
+        """Borrow a connection for the block (never nest two borrows in one thread).
+
+        Raises:
+            VerdictError: (``error``) none came free in time, or a new one cannot be opened.
+        """
+        if not self._slots.acquire(timeout=self._wait_s):
+            raise self._error(f"no {self._label} connection came free in {self._wait_s:g} s")
+        db: Database | None = None
+        try:
+            try:
+                db = self._idle.get_nowait()
+            except queue.Empty:
+                db = Database(self._url, error=self._error, label=self._label)
+            yield db
+        finally:
+            if db is not None:
+                if db.usable:
+                    self._idle.put(db)
+                else:
+                    db.close()
+            self._slots.release()
+
+
+__all__ = ["Database", "DatabaseURL", "Dialect", "Pool", "Rows", "parse_url", "sqlite_path"]
