@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from weightguard.errors import VerdictError
-from weightguard.verdict.database import Database, Pool, parse_url
+from weightguard.verdict.database import Database, DatabaseError, Pool, parse_url
 from weightguard.verdict.store import RolloutStore
 
 JobStatus = Literal["queued", "running", "done", "failed"]
@@ -101,8 +101,9 @@ def owner_alive(owner: str | None) -> bool:
     return True
 
 
-class JobStoreError(VerdictError):
-    """The jobs table could not be read or written."""
+# The jobs table could not be read or written: the database layer's error, so that a failure in any
+# statement (raised there) is the one error the runner and the HTTP layer catch.
+JobStoreError = DatabaseError
 
 
 class KeyReused(VerdictError):  # noqa: N818 - a decision about the request, like QueueFull
@@ -180,7 +181,7 @@ class JobStore:
         self.dialect = parse_url(url).dialect
         # Insertion order among jobs submitted in the same microsecond (see migrations: jobs.seq).
         self._order = "submitted_at, rowid" if self.dialect == "sqlite" else "submitted_at, seq"
-        self._pool = Pool(url, size=_POOL_SIZE, error=JobStoreError, label="jobs database")
+        self._pool = Pool(url, size=_POOL_SIZE, label="jobs database")
         with self._write() as db:  # serialised: replicas starting together create these once
             for statement in _SIDECAR_SCHEMA:
                 db.execute(statement)
@@ -276,7 +277,7 @@ class JobStore:
     def _existing(self, job_id: str) -> JobRecord:
         record = self.get(job_id)
         if record is None:
-            raise JobStoreError(f"job {job_id} vanished after insertion")
+            raise DatabaseError(f"job {job_id} vanished after insertion")
         return record
 
     def keyed(self, key: IdempotencyKey) -> JobRecord | None:

@@ -43,7 +43,11 @@ class SidecarSettings(BaseSettings):
     model_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=list, description="local targets must resolve inside one of these directories"
     )
-    database: str | None = Field(default=None, description="jobs and rollout record URL (default: the policy's)")
+    database: str | None = Field(
+        default=None,
+        description="jobs, rollout record and results cache URL: sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
+        " (shared by replicas; default: the policy's)",
+    )
     api_token: SecretStr | None = None
     api_token_file: Path | None = Field(default=None, description="file with one accepted bearer token per line")
     unsafe_no_auth: bool = Field(default=False, description="INSECURE: serve the API without bearer tokens")

@@ -20,7 +20,8 @@ Transactions: :meth:`Database.write` serialises writers on both databases, as
 SQLite's ``BEGIN IMMEDIATE`` does, by taking one transaction-scoped advisory
 lock on PostgreSQL; :meth:`Database.write` with ``serialise=False`` is a plain
 transaction for work that locks rows itself (claiming jobs with ``SKIP LOCKED``).
-Every driver error is raised as the caller's :class:`VerdictError` subclass.
+Every driver error is raised as :class:`DatabaseError` (the job store's
+``JobStoreError`` is the same class), with the database named in its message.
 :class:`Pool` lends a few connections to many threads (a sidecar's HTTP threads
 would otherwise each hold a PostgreSQL connection, and three replicas would pass
 the server's default limit of 100), and drops a connection that broke.
@@ -49,6 +50,10 @@ Dialect = Literal["sqlite", "postgresql"]
 # works as long as every weightguard process uses the same one. ASCII "wgwrite1".
 _WRITER_LOCK = 0x7767777269746531
 _PG_PREFIXES = ("postgresql://", "postgres://", "postgresql+psycopg://")
+
+
+class DatabaseError(VerdictError):
+    """The database could not be reached, read or written."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +135,6 @@ class Database:
         self,
         url: str,
         *,
-        error: type[VerdictError] = VerdictError,
         label: str = "database",
         durable: bool = True,
         read_only: bool = False,
@@ -139,17 +143,15 @@ class Database:
 
         Args:
             url: ``sqlite:///PATH`` or ``postgresql://...``.
-            error: the class every driver error is raised as.
             label: names the database in error messages.
             durable: False where a lost commit costs only a re-computation (the results cache).
             read_only: open for reading only (the dashboard).
 
         Raises:
-            VerdictError: (``error``) the database cannot be reached or the driver is missing.
+            DatabaseError: the database cannot be reached or the driver is missing.
         """
         self.url = parse_url(url)
         self.dialect: Dialect = self.url.dialect
-        self._error = error
         self._label = label
         self._sqlite: sqlite3.Connection | None = None
         self._pg: psycopg.Connection[Any] | None = None
@@ -172,13 +174,13 @@ class Database:
             self._sqlite.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             self._sqlite.execute("PRAGMA foreign_keys=ON")
         except (sqlite3.Error, OSError) as exc:
-            raise self._error(f"cannot open the {self._label} {path}: {exc}") from exc
+            raise DatabaseError(f"cannot open the {self._label} {path}: {exc}") from exc
 
     def _open_postgres(self, *, durable: bool, read_only: bool) -> None:
         try:
             import psycopg  # noqa: PLC0415 - the optional 'postgres' extra
         except ImportError as exc:
-            raise self._error(
+            raise DatabaseError(
                 "a postgresql:// database needs the psycopg driver", hint="pip install 'weightguard[postgres]'"
             ) from exc
         try:
@@ -188,7 +190,7 @@ class Database:
             if read_only:
                 self._pg.execute("SET default_transaction_read_only = on")
         except psycopg.Error as exc:
-            raise self._error(f"cannot connect to the {self._label} (PostgreSQL): {exc}") from exc
+            raise DatabaseError(f"cannot connect to the {self._label} (PostgreSQL): {exc}") from exc
 
     @property
     def _driver_error(self) -> tuple[type[Exception], ...]:
@@ -214,7 +216,7 @@ class Database:
         """Run one statement (``?`` placeholders) and return its rows.
 
         Raises:
-            VerdictError: (``error``) the database refused it.
+            DatabaseError: the database refused it.
         """
         try:
             if self._pg is not None:
@@ -222,13 +224,13 @@ class Database:
             assert self._sqlite is not None
             return self._sqlite.execute(sql, tuple(args))
         except self._driver_error as exc:
-            raise self._error(f"{self._label} error: {exc}") from exc
+            raise DatabaseError(f"{self._label} error: {exc}") from exc
 
     def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
         """Run one statement once per row of parameters.
 
         Raises:
-            VerdictError: (``error``) the database refused it.
+            DatabaseError: the database refused it.
         """
         try:
             if self._pg is not None:
@@ -238,13 +240,13 @@ class Database:
             assert self._sqlite is not None
             self._sqlite.executemany(sql, [tuple(r) for r in rows])
         except self._driver_error as exc:
-            raise self._error(f"{self._label} error: {exc}") from exc
+            raise DatabaseError(f"{self._label} error: {exc}") from exc
 
     def script(self, sql: str) -> None:
         """Run several statements without parameters (a migration on PostgreSQL).
 
         Raises:
-            VerdictError: (``error``) the database refused it.
+            DatabaseError: the database refused it.
         """
         try:
             if self._pg is not None:
@@ -253,7 +255,7 @@ class Database:
             assert self._sqlite is not None
             self._sqlite.execute(sql)
         except self._driver_error as exc:
-            raise self._error(f"{self._label} error: {exc}") from exc
+            raise DatabaseError(f"{self._label} error: {exc}") from exc
 
     @contextmanager
     def write(self, *, serialise: bool = True) -> Iterator[Database]:
@@ -264,7 +266,7 @@ class Database:
         it PostgreSQL runs a plain READ COMMITTED transaction, for work that locks its own rows.
 
         Raises:
-            VerdictError: (``error``) the database failed; nothing was committed.
+            DatabaseError: the database failed; nothing was committed.
         """
         if self._pg is not None:
             import psycopg  # noqa: PLC0415 - imported by _open_postgres already
@@ -275,13 +277,13 @@ class Database:
                         self._pg.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITER_LOCK,))
                     yield self
             except psycopg.Error as exc:
-                raise self._error(f"{self._label} error: {exc}") from exc
+                raise DatabaseError(f"{self._label} error: {exc}") from exc
             return
         assert self._sqlite is not None
         try:
             self._sqlite.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            raise self._error(f"{self._label} error: {exc}") from exc
+            raise DatabaseError(f"{self._label} error: {exc}") from exc
         try:
             yield self
         except BaseException:  # noqa: BLE001 - roll back on anything, then re-raise
@@ -293,7 +295,7 @@ class Database:
         except sqlite3.Error as exc:
             if self._sqlite.in_transaction:
                 self._sqlite.execute("ROLLBACK")
-            raise self._error(f"{self._label} error: {exc}") from exc
+            raise DatabaseError(f"{self._label} error: {exc}") from exc
 
     def table_exists(self, table: str) -> bool:
         """Whether ``table`` exists (a new database has none)."""
@@ -307,14 +309,14 @@ class Database:
 class Pool:
     """At most ``size`` connections to one database, lent to one thread at a time (LIFO: warm ones first)."""
 
-    def __init__(self, url: str, *, size: int, error: type[VerdictError], label: str, wait_s: float = 30.0) -> None:
+    def __init__(self, url: str, *, size: int, label: str, wait_s: float = 30.0) -> None:
         """Prepare the pool; connections are opened when first needed.
 
         Raises:
-            VerdictError: (``error``) the URL is malformed.
+            DatabaseError: the URL is malformed.
         """
         self.dialect = parse_url(url).dialect
-        self._url, self._error, self._label, self._wait_s = url, error, label, wait_s
+        self._url, self._label, self._wait_s = url, label, wait_s
         self._idle: queue.LifoQueue[Database] = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(size)
 
@@ -323,16 +325,16 @@ class Pool:
         """Borrow a connection for the block (never nest two borrows in one thread).
 
         Raises:
-            VerdictError: (``error``) none came free in time, or a new one cannot be opened.
+            DatabaseError: none came free in time, or a new one cannot be opened.
         """
         if not self._slots.acquire(timeout=self._wait_s):
-            raise self._error(f"no {self._label} connection came free in {self._wait_s:g} s")
+            raise DatabaseError(f"no {self._label} connection came free in {self._wait_s:g} s")
         db: Database | None = None
         try:
             try:
                 db = self._idle.get_nowait()
             except queue.Empty:
-                db = Database(self._url, error=self._error, label=self._label)
+                db = Database(self._url, label=self._label)
             yield db
         finally:
             if db is not None:
@@ -343,4 +345,4 @@ class Pool:
             self._slots.release()
 
 
-__all__ = ["Database", "DatabaseURL", "Dialect", "Pool", "Rows", "parse_url", "sqlite_path"]
+__all__ = ["Database", "DatabaseError", "DatabaseURL", "Dialect", "Pool", "Rows", "parse_url", "sqlite_path"]
