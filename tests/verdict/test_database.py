@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from postgres_support import PostgresServer
 
 from weightguard.errors import VerdictError
 from weightguard.verdict import migrations
@@ -61,3 +62,46 @@ def test_sqlite_and_postgresql_get_the_same_tables_and_columns(tmp_path: Path, p
 def test_a_postgresql_url_without_a_server_is_a_clear_error() -> None:
     with pytest.raises(VerdictError, match="cannot connect to the rollout database"):
         RolloutStore("postgresql://weightguard@127.0.0.1:1/none?connect_timeout=2")
+
+
+def _backends(admin_url: str, url: str) -> int:
+    import psycopg  # noqa: PLC0415
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (url.rsplit("/", 1)[1],)
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_many_threads_share_a_few_connections_of_the_job_store(
+    postgres_server: PostgresServer, postgres_url: str
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    from weightguard.sidecar.jobstore import _POOL_SIZE, JobStore  # noqa: PLC0415
+
+    store = JobStore(postgres_url)
+    with ThreadPoolExecutor(40) as pool:  # as many as a sidecar's HTTP threads
+        assert all(found is None for found in pool.map(lambda i: store.get(f"job-{i}"), range(400)))
+    # Three replicas of 8 stay far below PostgreSQL's default max_connections of 100.
+    assert _backends(postgres_server.url(), postgres_url) <= _POOL_SIZE
+
+
+def test_a_connection_the_server_dropped_is_replaced(postgres_server: PostgresServer, postgres_url: str) -> None:
+    import psycopg  # noqa: PLC0415
+
+    from weightguard.verdict.database import DatabaseError, Pool  # noqa: PLC0415
+
+    pool = Pool(postgres_url, size=1, label="test database")
+    with pool.connection() as db:
+        assert db.execute("SELECT 1").fetchone() == (1,)
+    with psycopg.connect(postgres_server.url(), autocommit=True) as admin:  # as a server restart would
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+            (postgres_url.rsplit("/", 1)[1],),
+        )
+    with pytest.raises(DatabaseError), pool.connection() as db:
+        db.execute("SELECT 1")  # the pooled connection is dead: a clear error, and it is dropped
+    with pool.connection() as db:
+        assert db.execute("SELECT 1").fetchone() == (1,)

@@ -110,7 +110,7 @@ class ResultsCache:
         key = (self.policy_sha256, self.version, kind.value)
         rows = [(r.key, r.size, *key, r.payload, now) for r in results]
         summaries = [(r.key, *key, r.summary) for r in results if r.summary is not None]
-        with self._conn.write() as db:
+        with self._conn.write(lock="cache") as db:
             db.executemany(
                 "INSERT INTO unit_results (sha256, size, policy_sha256, version, kind, result, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sha256, policy_sha256, version, kind)"
@@ -155,7 +155,7 @@ class ResultsCache:
             (path, st.device, st.inode, st.size, st.mtime_ns, st.ctime_ns, json.dumps(dict(d), sort_keys=True), now)
             for path, (st, d) in rows.items()
         ]
-        with self._conn.write() as db:
+        with self._conn.write(lock="cache") as db:
             db.executemany(
                 "INSERT INTO file_digests VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET"
                 " device = excluded.device, inode = excluded.inode, size = excluded.size,"

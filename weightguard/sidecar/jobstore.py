@@ -200,7 +200,7 @@ class JobStore:
 
     @contextmanager
     def _write(self, *, serialise: bool = True) -> Iterator[Database]:
-        with self._pool.connection() as conn, conn.write(serialise=serialise) as db:
+        with self._pool.connection() as conn, conn.write(serialise=serialise, lock="jobs") as db:
             yield db
 
     def _rows(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:

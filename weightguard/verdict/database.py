@@ -46,9 +46,11 @@ if TYPE_CHECKING:
 
 Dialect = Literal["sqlite", "postgresql"]
 
-# pg_advisory_xact_lock key for "one writer at a time" (SQLite's BEGIN IMMEDIATE); any constant
-# works as long as every weightguard process uses the same one. ASCII "wgwrite1".
-_WRITER_LOCK = 0x7767777269746531
+# pg_advisory_xact_lock keys for "one writer at a time" (SQLite's BEGIN IMMEDIATE), one per store so
+# that a results-cache batch never holds up a job submission; any constants work as long as every
+# weightguard process uses the same ones (ASCII "wgwrite" and a digit).
+WriterLock = Literal["rollout", "jobs", "cache"]
+_WRITER_LOCKS: dict[str, int] = {"rollout": 0x7767777269746531, "jobs": 0x7767777269746532, "cache": 0x7767777269746533}
 _PG_PREFIXES = ("postgresql://", "postgres://", "postgresql+psycopg://")
 
 
@@ -258,12 +260,13 @@ class Database:
             raise DatabaseError(f"{self._label} error: {exc}") from exc
 
     @contextmanager
-    def write(self, *, serialise: bool = True) -> Iterator[Database]:
+    def write(self, *, serialise: bool = True, lock: WriterLock = "rollout") -> Iterator[Database]:
         """A transaction: committed when the block ends, rolled back if it raises.
 
         With ``serialise`` (the default) no other writer that also serialises runs meanwhile:
-        SQLite's ``BEGIN IMMEDIATE``, a transaction-scoped advisory lock on PostgreSQL. Without
-        it PostgreSQL runs a plain READ COMMITTED transaction, for work that locks its own rows.
+        SQLite's ``BEGIN IMMEDIATE`` (the whole file), on PostgreSQL the transaction-scoped
+        advisory lock named ``lock`` (one per store). Without it PostgreSQL runs a plain READ
+        COMMITTED transaction, for work that locks its own rows.
 
         Raises:
             DatabaseError: the database failed; nothing was committed.
@@ -274,7 +277,7 @@ class Database:
             try:
                 with self._pg.transaction():
                     if serialise:
-                        self._pg.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITER_LOCK,))
+                        self._pg.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITER_LOCKS[lock],))
                     yield self
             except psycopg.Error as exc:
                 raise DatabaseError(f"{self._label} error: {exc}") from exc
@@ -345,4 +348,14 @@ class Pool:
             self._slots.release()
 
 
-__all__ = ["Database", "DatabaseError", "DatabaseURL", "Dialect", "Pool", "Rows", "parse_url", "sqlite_path"]
+__all__ = [
+    "Database",
+    "DatabaseError",
+    "DatabaseURL",
+    "Dialect",
+    "Pool",
+    "Rows",
+    "WriterLock",
+    "parse_url",
+    "sqlite_path",
+]
