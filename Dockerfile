@@ -14,6 +14,8 @@
 #   "weightguard" on the public package index belongs to someone else and is never asked for.
 # - The CLI image has no HEALTHCHECK (it is a one-shot command); only the long-running sidecar has one.
 
+# Replicas: WEIGHTGUARD_DATABASE=postgresql://USER:PASSWORD@HOST:5432/DB shares one job queue, rollout
+# record and results cache between sidecars; deploy/compose.yaml runs 3 replicas and one PostgreSQL.
 FROM python:3.11.10-slim-bookworm@sha256:5148c0e4bbb64271bca1d3322360ebf4bfb7564507ae32dd639322e4952a6b16 AS base
 ARG VERSION=0.1.0
 ARG REVISION=unknown

@@ -28,6 +28,13 @@ right verdict, done, verified once (twice only if taken over). ``--job-delay``
 makes each job sleep first, so the kill catches jobs mid-run.
 
     .venv/bin/python benchmarks/sidecar_load.py --replicas 3 --requests 1000 --clients 32 --kill-one --idle 1000
+
+With ``--database postgresql`` (issue 17) the replicas share a temporary PostgreSQL
+started for the run (``--database postgresql://USER@HOST:PORT/DB`` uses that one);
+with more than one replica a one-replica baseline runs first, and the run prints
+jobs/s for 1 and N replicas and their ratio.
+
+    .venv/bin/python benchmarks/sidecar_load.py --replicas 3 --database postgresql --requests 1000 --clients 32 --kill-one
 """
 
 from __future__ import annotations
@@ -108,8 +115,13 @@ def main() -> None:
     parser.add_argument("--replicas", type=int, default=1, help="sidecars sharing one database (issue 16)")
     parser.add_argument("--kill-one", action="store_true", help="with --replicas: kill -9 one mid-run, restart it")
     parser.add_argument("--job-delay", type=float, default=0.0, help="with --replicas: seconds each job sleeps first")
+    parser.add_argument(
+        "--database",
+        default="sqlite",
+        help="with --replicas: sqlite (a temporary file), postgresql (a temporary server) or a postgresql:// URL",
+    )
     args = parser.parse_args()
-    if args.replicas > 1:
+    if args.replicas > 1 or args.database != "sqlite":
         from sidecar_replicas import run_replicas
 
         with tempfile.TemporaryDirectory() as tmp:

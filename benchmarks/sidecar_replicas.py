@@ -9,6 +9,12 @@ policies, which also appends the folder it really read to a shared log once per
 often each job's verification ran. After the run the jobs table is read back:
 every accepted job must be ``done`` with the expected verdict, ran once (twice
 at most, and only if its first owner was killed), and no job may be missing.
+
+Issue 17: ``--database`` picks the shared database: ``sqlite`` (a temporary file, the
+default), ``postgresql`` (a temporary PostgreSQL cluster started for the run with the
+test suite's launcher, ``tests/postgres_support.py``) or a ``postgresql://`` URL. With
+more than one replica the run first measures one replica alone on a fresh database
+(the baseline), then the N replicas, and prints jobs/s for both and their ratio.
 """
 
 from __future__ import annotations
@@ -19,18 +25,21 @@ import selectors
 import shutil
 import signal
 import socket
-import sqlite3
 import statistics
 import subprocess
 import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from weightguard.verdict.database import Database
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCHER = REPO / "tests" / "sidecar" / "_server.py"
@@ -209,13 +218,13 @@ def _phase(name: str, replicas: list[Replica], folders: list[Path], clients: int
     )
 
 
-def _audit(database: Path, phase: Phase, verified_log: Path) -> list[str]:
+def _audit(url: str, phase: Phase, verified_log: Path) -> list[str]:
     """Problems with the phase's jobs, read back from the jobs table and the verification log."""
     problems: list[str] = []
     runs: dict[str, int] = {}
     for line in verified_log.read_text().splitlines():
         runs[line] = runs.get(line, 0) + 1
-    conn = sqlite3.connect(database)
+    conn = Database(url)
     try:
         for job_id, folder in phase.jobs.items():
             row = conn.execute("SELECT status, attempts, report FROM jobs WHERE id = ?", (job_id,)).fetchone()
@@ -233,7 +242,8 @@ def _audit(database: Path, phase: Phase, verified_log: Path) -> list[str]:
             ran = runs.get(os.path.realpath(folder), 0)
             if ran < 1 or ran > attempts or attempts > 2:
                 problems.append(f"{job_id}: verified {ran} time(s) in {attempts} attempt(s)")
-        count = conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
+        marks = ",".join("?" * len(phase.jobs))
+        count = conn.execute(f"SELECT COUNT(*) FROM jobs WHERE id IN ({marks})", list(phase.jobs)).fetchone()[0]  # noqa: S608
     finally:
         conn.close()
     mine = {os.path.realpath(f) for f in phase.jobs.values()}
@@ -246,10 +256,10 @@ def _audit(database: Path, phase: Phase, verified_log: Path) -> list[str]:
     return problems + ([] if count >= phase_jobs else [f"jobs table holds {count} < {phase_jobs} jobs"])
 
 
-def _report(phase: Phase, database: Path) -> None:
+def _report(phase: Phase, url: str) -> float:
     lat = phase.latencies
     p99 = lat[max(0, int(0.99 * len(lat)) - 1)]
-    conn = sqlite3.connect(database)
+    conn = Database(url)
     ids = list(phase.jobs)
     retried = sum(
         conn.execute(
@@ -270,15 +280,59 @@ def _report(phase: Phase, database: Path) -> None:
         "  jobs finished per sidecar process (owner pid): "
         + ", ".join(f"{str(o).split(':')[1]}={n}" for o, n in owners)
     )
+    return len(lat) / phase.wall
+
+
+@contextmanager
+def shared_database(spec: str, tmp: Path) -> Iterator[Callable[[str], str]]:
+    """Yield a function that gives a fresh database URL per name, for ``--database`` SPEC."""
+    if spec == "sqlite":
+        yield lambda name: f"sqlite:///{tmp / f'{name}.db'}"
+        return
+    if spec.startswith(("postgresql://", "postgres://")):
+        yield lambda _name: spec  # one database: the audits select this run's jobs by id
+        return
+    if spec != "postgresql":
+        raise SystemExit(f"--database: sqlite, postgresql or a postgresql:// URL, not {spec!r}")
+    sys.path.insert(0, str(REPO / "tests"))
+    from postgres_support import missing_reason, start_server  # noqa: PLC0415 - the test suite's launcher
+
+    reason = missing_reason()
+    if reason is not None:
+        raise SystemExit(f"cannot start a temporary PostgreSQL: {reason}")
+    server = start_server()
+    try:
+        yield lambda _name: server.create_database()
+    finally:
+        server.stop()
 
 
 def run_replicas(args: object, tmp: Path) -> int:
-    """Run the healthy phase, then (with ``--kill-one``) the faulted one; return the exit status."""
+    """With N > 1 replicas, a one-replica baseline first; then the N-replica phases; return the exit status."""
     replicas_n: int = args.replicas  # type: ignore[attr-defined]
+    fleets = [(1, [("single", False)])] if replicas_n > 1 else []
+    fleets.append((replicas_n, [("healthy", False)] + ([("faulted", True)] if args.kill_one else [])))  # type: ignore[attr-defined]
+    status = 0
+    rates: dict[int, float] = {}
+    with shared_database(args.database, tmp) as fresh:  # type: ignore[attr-defined]
+        for count, phases in fleets:
+            url = fresh(f"fleet-{count}")
+            fleet_status, rate = _run_fleet(args, tmp, count, phases, url)
+            status = status or fleet_status
+            rates[count] = rate
+    if len(rates) > 1:
+        print(
+            f"jobs/s: 1 replica {rates[1]:.1f}, {replicas_n} replicas {rates[replicas_n]:.1f};"
+            f" ratio {replicas_n} / 1 = {rates[replicas_n] / rates[1]:.2f}x"
+        )
+    return status
+
+
+def _run_fleet(args: object, tmp: Path, replicas_n: int, phases: list[tuple[str, bool]], url: str) -> tuple[int, float]:
+    """Run ``phases`` on ``replicas_n`` sidecars sharing ``url``; return the exit status and the first phase's jobs/s."""
     requests: int = args.requests  # type: ignore[attr-defined]
     root = tmp / "models"
-    rng = random.Random(16)
-    phases = [("healthy", False)] + ([("faulted", True)] if args.kill_one else [])  # type: ignore[attr-defined]
+    rng = random.Random(16 + replicas_n)
     folders: dict[str, list[Path]] = {}
     for name, _ in phases:
         folders[name] = []
@@ -287,14 +341,13 @@ def run_replicas(args: object, tmp: Path) -> int:
             folder = root / f"{kind}-{name}-{i}"
             shutil.copytree(REPO / "sample_models" / kind, folder)
             folders[name].append(folder)
-    database = tmp / "sidecar.db"
-    verified_log = tmp / "verified.log"
+    verified_log = tmp / f"verified-{replicas_n}.log"
     base = {k: v for k, v in os.environ.items() if not k.startswith(("WEIGHTGUARD_", "WG_TEST_"))}
     base.update(
         {
             "WEIGHTGUARD_API_TOKEN": TOKEN,
             "WEIGHTGUARD_MODEL_ROOTS": str(root),
-            "WEIGHTGUARD_DATABASE": f"sqlite:///{database}",
+            "WEIGHTGUARD_DATABASE": url,
             "WEIGHTGUARD_WORKERS": str(args.workers),  # type: ignore[attr-defined]
             "WEIGHTGUARD_QUEUE_SIZE": str(requests + 10),
             "WEIGHTGUARD_JOB_LEASE_S": "6",
@@ -310,19 +363,21 @@ def run_replicas(args: object, tmp: Path) -> int:
         port = free_port()
         replicas.append(Replica({**base, "WEIGHTGUARD_PORT": str(port)}, port, tmp / f"replica-{port}.log"))
     status = 0
+    rate = 0.0
     holder = IdleHolder([r.port for r in replicas], args.idle)  # type: ignore[attr-defined]
     try:
         for replica in replicas:
             replica.start()
         holder.start()
         print(
-            f"{replicas_n} sidecars on one SQLite database, {requests} requests per phase from"
+            f"{replicas_n} sidecar(s) on one {url.partition(':')[0]} database, {requests} requests per phase from"
             f" {args.clients} clients, {args.workers} workers each, {args.idle} idle half-sent connections"  # type: ignore[attr-defined]
         )
         for name, faulted in phases:
             phase = _phase(name, replicas, folders[name], args.clients, replicas[-1] if faulted else None)  # type: ignore[attr-defined]
-            _report(phase, database)
-            problems = _audit(database, phase, verified_log)
+            phase_rate = _report(phase, url)
+            rate = rate or phase_rate
+            problems = _audit(url, phase, verified_log)
             for problem in problems[:20]:
                 print(f"  PROBLEM {problem}")
             print(f"  audit: {len(phase.jobs)} jobs, {len(problems)} problem(s)")
@@ -336,7 +391,7 @@ def run_replicas(args: object, tmp: Path) -> int:
         holder.stop()
         for replica in replicas:
             replica.stop()
-    return status
+    return status, rate
 
 
 __all__ = ["run_replicas"]

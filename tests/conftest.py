@@ -52,3 +52,8 @@ def write_policy(tmp_path: Path):
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--update-goldens", action="store_true", help="rewrite tests/goldens from the current renderers")
+
+
+# A real PostgreSQL (issue 17, replicas): `postgres_server`, `postgres_url`, and `database_url`
+# (every test using it runs once on SQLite and once on PostgreSQL).
+from postgres_support import database_url, postgres_server, postgres_url  # noqa: E402, F401

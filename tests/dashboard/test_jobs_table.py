@@ -1,10 +1,9 @@
-"""The jobs-table reader: real JobStore rows in, VerificationEntry out, read-only."""
+"""The jobs-table reader: real JobStore rows in, VerificationEntry out, read-only; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -15,8 +14,8 @@ from weightguard.sidecar.jobstore import JobStore
 from weightguard.sidecar_dashboard.jobs_table import JobsTableVerifications
 
 
-def test_jobs_are_read_newest_first_with_their_reports_and_errors(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'wg.db'}"
+def test_jobs_are_read_newest_first_with_their_reports_and_errors(database_url: str) -> None:
+    url = database_url
     store = JobStore(url)
     done, _ = store.submit("verify", "/m/a", None, "{}", now=WHEN)
     store.claim(done.id, WHEN)
@@ -41,8 +40,8 @@ def test_jobs_are_read_newest_first_with_their_reports_and_errors(tmp_path: Path
         jobs.close()
 
 
-def test_a_models_verifications_are_found_by_its_digest_however_old(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'wg.db'}"
+def test_a_models_verifications_are_found_by_its_digest_however_old(database_url: str) -> None:
+    url = database_url
     store = JobStore(url)
     report = rich_report().model_dump_json()
     other = report.replace(DIGEST, "f" * 64)
@@ -66,8 +65,8 @@ def test_a_models_verifications_are_found_by_its_digest_however_old(tmp_path: Pa
         jobs.close()
 
 
-def test_a_report_that_no_longer_parses_is_shown_as_an_error(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'wg.db'}"
+def test_a_report_that_no_longer_parses_is_shown_as_an_error(database_url: str) -> None:
+    url = database_url
     store = JobStore(url)
     job, _ = store.submit("verify", "/m/a", None, "{}", now=WHEN)
     store.claim(job.id, WHEN)
@@ -80,12 +79,12 @@ def test_a_report_that_no_longer_parses_is_shown_as_an_error(tmp_path: Path) -> 
     assert entry.report is None and entry.error is not None and "schema" in entry.error
 
 
-def test_the_reader_cannot_write(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'wg.db'}"
+def test_the_reader_cannot_write(database_url: str) -> None:
+    url = database_url
     JobStore(url)
     jobs = JobsTableVerifications(url)
     try:
-        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        with pytest.raises(VerdictError, match="readonly|read-only"):
             jobs._conn.execute("DELETE FROM jobs")
     finally:
         jobs.close()

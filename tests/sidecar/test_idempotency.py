@@ -56,10 +56,10 @@ def test_a_malformed_idempotency_key_is_400(real_server: Sidecar, models: Path, 
     assert response.status_code == 400, response.text
 
 
-def test_the_key_and_its_job_are_stored_together(tmp_path: Path) -> None:
+def test_the_key_and_its_job_are_stored_together(database_url: str) -> None:
     import datetime as dt
 
-    store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}")
+    store = JobStore(database_url)
     now = dt.datetime.now(dt.UTC)
     key = IdempotencyKey("v1/verifications", "k", "f1")
     job, created = store.submit("verify", "/m", None, "{}", now=now, key=key)

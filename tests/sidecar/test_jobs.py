@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -33,8 +32,9 @@ def report(verdict: str = "approved") -> Report:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> JobStore:
-    return JobStore(f"sqlite:///{tmp_path / 'jobs.db'}")
+def store(database_url: str) -> JobStore:
+    """A job store on each database (SQLite and PostgreSQL)."""
+    return JobStore(database_url)
 
 
 def wait(store: JobStore, job_id: str, timeout: float = 10.0) -> JobRecord:
@@ -48,10 +48,10 @@ def wait(store: JobStore, job_id: str, timeout: float = 10.0) -> JobRecord:
     raise AssertionError("job did not finish")
 
 
-def test_submitted_job_is_on_disk_before_submit_returns(store: JobStore, tmp_path: Path) -> None:
+def test_submitted_job_is_on_disk_before_submit_returns(store: JobStore) -> None:
     runner = JobRunner(store, lambda job: JobResult(report()), workers=1, queue_size=4, timeout_s=5)
     job = runner.submit("verify", "/m", "default", "{}")  # not started: nothing runs yet
-    other = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}")  # another connection sees the committed row
+    other = JobStore(store.url)  # another connection sees the committed row
     stored = other.get(job.id)
     assert stored is not None and stored.status == "queued"
 

@@ -40,8 +40,8 @@ def counting(runs: Counter[str], lock: threading.Lock, delay: float = 0.01):  # 
     return execute
 
 
-def test_two_runners_on_one_database_run_each_of_80_jobs_exactly_once(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+def test_two_runners_on_one_database_run_each_of_80_jobs_exactly_once(database_url: str) -> None:
+    url = database_url
     runs: Counter[str] = Counter()
     lock = threading.Lock()
     runners = [
@@ -60,8 +60,8 @@ def test_two_runners_on_one_database_run_each_of_80_jobs_exactly_once(tmp_path: 
     assert sorted(runs) == sorted(ids) and set(runs.values()) == {1}
 
 
-def test_a_job_whose_owner_stopped_renewing_is_taken_over_and_a_dead_owner_at_once(tmp_path: Path) -> None:
-    store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}")
+def test_a_job_whose_owner_stopped_renewing_is_taken_over_and_a_dead_owner_at_once(database_url: str) -> None:
+    store = JobStore(database_url)
     remote, _ = store.submit("verify", "/remote", None, "{}", now=_now())
     local, _ = store.submit("verify", "/local", None, "{}", now=_now())
     store.claim(remote.id, _now(), owner="other-host/1:1:abcd", lease_s=1.0)  # another host: its lease decides
@@ -78,8 +78,8 @@ def test_a_job_whose_owner_stopped_renewing_is_taken_over_and_a_dead_owner_at_on
     assert runs == Counter({remote.id: 1, local.id: 1})
 
 
-def test_only_the_current_owner_stores_a_result(tmp_path: Path) -> None:
-    store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}")
+def test_only_the_current_owner_stores_a_result(database_url: str) -> None:
+    store = JobStore(database_url)
     job, _ = store.submit("verify", "/m", None, "{}", now=_now())
     store.claim(job.id, _now(), owner="a", lease_s=30)
     assert not store.finish(job.id, "done", report="{}", error=None, now=_now(), owner="b")
@@ -111,8 +111,8 @@ class FlakyStore(JobStore):
 
 
 @pytest.mark.parametrize("count", [41])
-def test_issue_16_jobs_accepted_while_the_disk_was_full_run_once_it_is_freed(tmp_path: Path, count: int) -> None:
-    store = FlakyStore(f"sqlite:///{tmp_path / 'jobs.db'}")
+def test_issue_16_jobs_accepted_while_the_disk_was_full_run_once_it_is_freed(database_url: str, count: int) -> None:
+    store = FlakyStore(database_url)
     runs: Counter[str] = Counter()
     runner = JobRunner(
         store, counting(runs, threading.Lock(), 0), workers=2, queue_size=100, timeout_s=30, lease_s=3, poll_s=0.05
@@ -133,13 +133,13 @@ def test_issue_16_jobs_accepted_while_the_disk_was_full_run_once_it_is_freed(tmp
     assert all(job.status == "done" for job in finished) and set(runs.values()) == {1}
 
 
-def test_issue_16_readyz_is_503_while_the_database_refuses_writes(tmp_path: Path) -> None:
+def test_issue_16_readyz_is_503_while_the_database_refuses_writes(tmp_path: Path, database_url: str) -> None:
     from fastapi.testclient import TestClient  # noqa: PLC0415
 
     from weightguard.sidecar import create_app  # noqa: PLC0415
     from weightguard.sidecar.settings import SidecarSettings  # noqa: PLC0415
 
-    settings = SidecarSettings(api_token="t", database=f"sqlite:///{tmp_path / 'jobs.db'}", model_roots=[tmp_path])
+    settings = SidecarSettings(api_token="t", database=database_url, model_roots=[tmp_path])
     app = create_app(settings, verifier=lambda _target, _policy: report())
     with TestClient(app) as client:
         assert client.get("/readyz").status_code == 200

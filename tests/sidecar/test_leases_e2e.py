@@ -1,4 +1,7 @@
-"""Issue 16: two real sidecars on one database: every job runs once, and a killed one's jobs are taken over."""
+"""Issue 16: two real sidecars on one database: every job runs once, and a killed one's jobs are taken over.
+
+Issue 17: the same on PostgreSQL (``database_url`` runs it on both databases).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from sidecar_support import AUTH, REPO, Sidecar, sidecar_env, wait_done
 
 
 def test_issue_16_two_sidecars_share_one_database_and_take_over_a_killed_ones_jobs(
-    tmp_path: Path, spawn: Callable[..., Sidecar]
+    tmp_path: Path, spawn: Callable[..., Sidecar], database_url: str
 ) -> None:
     root = tmp_path / "models"
     shutil.copytree(REPO / "sample_models" / "approved", root / "m")
@@ -24,6 +27,7 @@ def test_issue_16_two_sidecars_share_one_database_and_take_over_a_killed_ones_jo
         WG_TEST_LOG=str(log),
         WEIGHTGUARD_WORKERS="2",
         WEIGHTGUARD_QUEUE_SIZE="200",
+        WEIGHTGUARD_DATABASE=database_url,
     )
     first, second = spawn(env), spawn(env)  # both start on the same database
     with first.client() as one, second.client() as two:

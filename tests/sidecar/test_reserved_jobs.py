@@ -11,15 +11,18 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import sys
-from pathlib import Path
+
+import pytest
 
 from weightguard.sidecar.jobstore import JobStore, make_owner
 
 NOW = dt.datetime(2026, 12, 3, 10, 0, tzinfo=dt.UTC)
 
 
-def _store(tmp_path: Path) -> JobStore:
-    return JobStore(f"sqlite:///{tmp_path / 'jobs.db'}")
+@pytest.fixture
+def store(database_url: str) -> JobStore:
+    """A job store on each database (SQLite and PostgreSQL)."""
+    return JobStore(database_url)
 
 
 def _dead_owner() -> str:
@@ -29,8 +32,7 @@ def _dead_owner() -> str:
     return f"{place}:{proc.pid}:{rest.partition(':')[2]}"
 
 
-def test_a_reserved_queued_job_is_left_to_its_live_owner_while_its_lease_runs(tmp_path: Path) -> None:
-    store = _store(tmp_path)
+def test_a_reserved_queued_job_is_left_to_its_live_owner_while_its_lease_runs(store: JobStore) -> None:
     me, other = make_owner(), "elsewhere/1:1:abcd"  # another host: only the lease tells
     job, _ = store.submit("harbor", "t", "default", "{}", now=NOW, reserve=(me, 30.0))
     free, _ = store.submit("verify", "t", "default", "{}", now=NOW)
@@ -39,8 +41,7 @@ def test_a_reserved_queued_job_is_left_to_its_live_owner_while_its_lease_runs(tm
     assert store.queued() == [job.id, free.id]  # unfiltered: everything queued
 
 
-def test_a_reserved_job_is_taken_once_the_lease_runs_out_and_renewal_extends_it(tmp_path: Path) -> None:
-    store = _store(tmp_path)
+def test_a_reserved_job_is_taken_once_the_lease_runs_out_and_renewal_extends_it(store: JobStore) -> None:
     me = make_owner()
     job, _ = store.submit("harbor", "t", "default", "{}", now=NOW, reserve=(me, 30.0))
     later = NOW + dt.timedelta(seconds=31)
@@ -49,8 +50,7 @@ def test_a_reserved_job_is_taken_once_the_lease_runs_out_and_renewal_extends_it(
     assert store.queued(owner="elsewhere/1:1:abcd", now=later) == []
 
 
-def test_a_reserved_job_of_a_dead_process_is_taken_by_another_sidecar_at_once(tmp_path: Path) -> None:
-    store = _store(tmp_path)
+def test_a_reserved_job_of_a_dead_process_is_taken_by_another_sidecar_at_once(store: JobStore) -> None:
     job, _ = store.submit("harbor", "t", "default", "{}", now=NOW, reserve=(_dead_owner(), 300.0))
     assert store.recover(3, NOW, make_owner()) == [job.id]
     claimed = store.claim(job.id, NOW, owner=make_owner(), lease_s=30.0)

@@ -9,7 +9,7 @@ where it stopped. Failed units are never stored (they run again next time).
 A model's row has, in ``unit_summaries`` beside it, the part of its report a
 catalogue summary shows. The tables are created by the rollout store's
 migrations 3 and 5; this module opens the store once so that the migrations
-have run, then uses its own connection.
+have run, then uses its own connection (SQLite or PostgreSQL, as the URL says).
 Not handled here: what a result means (:mod:`.codec`, :mod:`.runner`).
 """
 
@@ -17,16 +17,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from weightguard.catalogue.interface import UnitKind
 from weightguard.errors import VerdictError
-from weightguard.verdict.store import RolloutStore, sqlite_path
+from weightguard.verdict.database import Database
+from weightguard.verdict.store import RolloutStore
 
-# SQLite's default limit on host parameters is 999 on old builds; stay well under it.
+# SQLite's default limit on host parameters is 999 on old builds; stay well under it (PostgreSQL's is 65535).
 _BATCH = 500
 
 
@@ -64,7 +64,7 @@ class ResultsCache:
     """Unit results for one policy digest and one weightguard version."""
 
     def __init__(self, url: str, *, policy_sha256: str, version: str) -> None:
-        """Open the cache in the database at ``url`` (``sqlite:///PATH``), creating it if needed.
+        """Open the cache in the database at ``url`` (``sqlite:///PATH`` or ``postgresql://...``), creating it if needed.
 
         Raises:
             VerdictError: the database cannot be opened or migrated.
@@ -72,14 +72,8 @@ class ResultsCache:
         RolloutStore(url).close()  # runs the migrations, including the unit_results table
         self.policy_sha256 = policy_sha256
         self.version = version
-        path = sqlite_path(url)
-        try:
-            self._conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            # A lost cache row only costs a re-analysis, so NORMAL durability is enough here.
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-        except sqlite3.Error as exc:
-            raise VerdictError(f"cannot open the results cache {path}: {exc}") from exc
+        # A lost cache row only costs a re-analysis, so commits need not wait for the disk.
+        self._conn = Database(url, label="results cache", durable=False)
 
     def close(self) -> None:
         """Close the connection."""
@@ -92,18 +86,16 @@ class ResultsCache:
             VerdictError: the database cannot be read.
         """
         query = (
-            "SELECT r.sha256, r.size, r.result, s.summary FROM unit_results AS r LEFT JOIN unit_summaries AS s"
+            "SELECT r.sha256, r.size, r.result, s.summary FROM unit_results AS r LEFT JOIN unit_summaries AS s"  # noqa: S608
             " USING (sha256, policy_sha256, version, kind)"
             " WHERE r.policy_sha256 = ? AND r.version = ? AND r.kind = ? AND r.sha256 IN ({marks})"
-            # A result that is not text was not written by this module: as if missing.
-            " AND typeof(r.result) = 'text'"
+            # A result that is not text was not written by this module: as if missing (the
+            # column is TEXT on PostgreSQL, so only SQLite can hold anything else).
+            + (" AND typeof(r.result) = 'text'" if self._conn.dialect == "sqlite" else "")
         )
         found: dict[str, CachedResult] = {}
-        try:
-            for row in self._select_in(query, (self.policy_sha256, self.version, kind.value), keys):
-                found[row[0]] = CachedResult(row[0], int(row[1]), row[2], row[3])
-        except sqlite3.Error as exc:
-            raise VerdictError(f"cannot read the results cache: {exc}") from exc
+        for row in self._select_in(query, (self.policy_sha256, self.version, kind.value), keys):
+            found[row[0]] = CachedResult(row[0], int(row[1]), row[2], row[3])
         return found
 
     def put_many(self, kind: UnitKind, results: Sequence[CachedResult]) -> None:
@@ -118,25 +110,18 @@ class ResultsCache:
         key = (self.policy_sha256, self.version, kind.value)
         rows = [(r.key, r.size, *key, r.payload, now) for r in results]
         summaries = [(r.key, *key, r.summary) for r in results if r.summary is not None]
-        try:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._conn.executemany(
-                    "INSERT OR REPLACE INTO unit_results"
-                    " (sha256, size, policy_sha256, version, kind, result, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
-                self._conn.executemany(
-                    "INSERT OR REPLACE INTO unit_summaries (sha256, policy_sha256, version, kind, summary)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    summaries,
-                )
-            except BaseException:  # noqa: BLE001 - roll back on anything, then re-raise
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise VerdictError(f"cannot write the results cache: {exc}") from exc
+        with self._conn.write(lock="cache") as db:
+            db.executemany(
+                "INSERT INTO unit_results (sha256, size, policy_sha256, version, kind, result, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sha256, policy_sha256, version, kind)"
+                " DO UPDATE SET size = excluded.size, result = excluded.result, created_at = excluded.created_at",
+                rows,
+            )
+            db.executemany(
+                "INSERT INTO unit_summaries (sha256, policy_sha256, version, kind, summary) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (sha256, policy_sha256, version, kind) DO UPDATE SET summary = excluded.summary",
+                summaries,
+            )
 
     def get_digests(self, paths: Iterable[str]) -> dict[str, tuple[FileStamp, dict[str, str]]]:
         """The digests recorded for ``paths``, with the stamp each file had when it was hashed.
@@ -148,13 +133,13 @@ class ResultsCache:
             "SELECT path, device, inode, size, mtime_ns, ctime_ns, digests FROM file_digests WHERE path IN ({marks})"
         )
         found: dict[str, tuple[FileStamp, dict[str, str]]] = {}
-        try:
-            for row in self._select_in(query, (), paths):
+        for row in self._select_in(query, (), paths):
+            try:
                 digests = json.loads(row[6])
-                if isinstance(digests, dict):
-                    found[row[0]] = (FileStamp(*(int(v) for v in row[1:6])), digests)
-        except (sqlite3.Error, ValueError) as exc:
-            raise VerdictError(f"cannot read the results cache: {exc}") from exc
+            except ValueError as exc:
+                raise VerdictError(f"cannot read the results cache: {exc}") from exc
+            if isinstance(digests, dict):
+                found[row[0]] = (FileStamp(*(int(v) for v in row[1:6])), digests)
         return found
 
     def put_digests(self, rows: Mapping[str, tuple[FileStamp, Mapping[str, str]]]) -> None:
@@ -170,12 +155,14 @@ class ResultsCache:
             (path, st.device, st.inode, st.size, st.mtime_ns, st.ctime_ns, json.dumps(dict(d), sort_keys=True), now)
             for path, (st, d) in rows.items()
         ]
-        try:
-            with self._conn:
-                self._conn.execute("BEGIN IMMEDIATE")
-                self._conn.executemany("INSERT OR REPLACE INTO file_digests VALUES (?, ?, ?, ?, ?, ?, ?, ?)", values)
-        except sqlite3.Error as exc:
-            raise VerdictError(f"cannot write the results cache: {exc}") from exc
+        with self._conn.write(lock="cache") as db:
+            db.executemany(
+                "INSERT INTO file_digests VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET"
+                " device = excluded.device, inode = excluded.inode, size = excluded.size,"
+                " mtime_ns = excluded.mtime_ns, ctime_ns = excluded.ctime_ns, digests = excluded.digests,"
+                " recorded_at = excluded.recorded_at",
+                values,
+            )
 
     def _select_in(self, query: str, params: tuple[object, ...], keys: Iterable[str]) -> Iterator[tuple[Any, ...]]:
         """The rows of ``query`` for each distinct key, its ``{marks}`` filled with one '?' per key.
@@ -183,7 +170,7 @@ class ResultsCache:
         Keys go in batches of :data:`_BATCH` (SQLite limits the host parameters of a statement).
 
         Raises:
-            sqlite3.Error: the database cannot be read.
+            VerdictError: the database cannot be read.
         """
         wanted = list(dict.fromkeys(keys))
         for start in range(0, len(wanted), _BATCH):

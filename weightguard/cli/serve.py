@@ -25,7 +25,9 @@ def serve_command(
     model_root: list[Path] | None = typer.Option(
         None, "--model-root", help="Directory local targets must be inside (repeatable)."
     ),
-    database: str | None = typer.Option(None, "--database", help="Jobs and rollout record URL (sqlite:///PATH)."),
+    database: str | None = typer.Option(
+        None, "--database", help="Jobs and rollout record URL (sqlite:///PATH or postgresql://USER@HOST/DB)."
+    ),
     workers: int | None = typer.Option(None, "--workers", help="Verification worker threads."),
     queue_size: int | None = typer.Option(None, "--queue-size", help="Jobs that may wait before 429."),
     config: Path | None = typer.Option(None, "--config", help="YAML file with sidecar settings."),

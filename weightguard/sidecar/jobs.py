@@ -17,7 +17,9 @@ by a keeper thread; the keeper also, every ``poll_s``, takes back jobs whose
 owner's lease ran out (or whose owner process is gone), queues every job
 waiting in the database that this process does not hold (accepted by another
 instance, or dropped when a write failed), and retries results it could not
-store. A database error is remembered as ``storage_error`` (``/readyz`` answers
+store. A worker whose job another instance claimed first takes the oldest free
+job instead (:meth:`JobStore.claim_next`, ``FOR UPDATE SKIP LOCKED`` on PostgreSQL).
+A database error is remembered as ``storage_error`` (``/readyz`` answers
 503) until a heartbeat write succeeds again; jobs are never dropped for it.
 Not handled here: what a job does (the executor passed in) or HTTP.
 """
@@ -245,7 +247,11 @@ class JobRunner:
     def _run(self, job_id: str) -> None:
         record = self.store.claim(job_id, _now(), owner=self.owner, lease_s=self._lease_s)
         if record is None:
-            return  # finished or claimed elsewhere: never run (or report) a job twice
+            # Finished or claimed elsewhere (never run or report a job twice). Another replica won
+            # this one, so take the oldest job still free instead of idling until the next poll.
+            record = self.store.claim_next(self.owner, _now(), self._lease_s)
+        if record is None:
+            return
         started = time.monotonic()
         timer = threading.Timer(self._timeout_s, self._expire, args=(record, started))
         timer.daemon = True

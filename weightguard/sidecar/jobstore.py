@@ -23,6 +23,12 @@ heartbeat table (a real write that shows whether the database takes writes).
 A queued job whose pull credential only its accepting process holds (a Harbor
 scan, issue 17) is *reserved* for that owner under the same lease: the other
 sidecars leave it alone until the lease runs out or the owner is gone.
+The database is SQLite or PostgreSQL, as the URL says (:mod:`weightguard.verdict.database`);
+the lease design is the same on both. On PostgreSQL a claim locks its row with
+``FOR UPDATE SKIP LOCKED`` (:meth:`JobStore.claim_next` takes the oldest free job
+that way), writers that must not interleave take an advisory lock where SQLite
+takes ``BEGIN IMMEDIATE``, and "oldest first, ties in insertion order" orders by
+an identity column (``seq``) where SQLite uses its ``rowid``.
 Not handled here: running jobs (:mod:`weightguard.sidecar.jobs`).
 """
 
@@ -32,15 +38,16 @@ import datetime as dt
 import json
 import os
 import socket
-import sqlite3
-import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from weightguard.errors import VerdictError
-from weightguard.verdict.store import RolloutStore, sqlite_path
+from weightguard.verdict.database import Database, DatabaseError, Pool, parse_url
+from weightguard.verdict.store import RolloutStore
 
 JobStatus = Literal["queued", "running", "done", "failed"]
 
@@ -59,6 +66,13 @@ _SIDECAR_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS sidecar_instances (owner TEXT PRIMARY KEY, heartbeat_at TEXT NOT NULL)",
 )
 _LEASE_COLUMNS = (("owner", "TEXT"), ("lease_until", "REAL"))
+# Connections per process: the workers, the keeper and the HTTP threads borrow one per statement
+# (or transaction); three replicas then stay far below PostgreSQL's default of 100 connections.
+_POOL_SIZE = 8
+# claim_next looks at this many queued jobs, oldest first, for one it may run (reserved ones are passed over).
+_CLAIM_WINDOW = 64
+# PostgreSQL's claim by id: lock the row unless another transaction holds it (then it is being claimed).
+_PG_LOCK_ONE = "id = (SELECT id FROM jobs WHERE id = ? AND status = 'queued' FOR UPDATE SKIP LOCKED)"
 
 
 def make_owner() -> str:
@@ -87,8 +101,9 @@ def owner_alive(owner: str | None) -> bool:
     return True
 
 
-class JobStoreError(VerdictError):
-    """The jobs table could not be read or written."""
+# The jobs table could not be read or written: the database layer's error, so that a failure in any
+# statement (raised there) is the one error the runner and the HTTP layer catch.
+JobStoreError = DatabaseError
 
 
 class KeyReused(VerdictError):  # noqa: N818 - a decision about the request, like QueueFull
@@ -153,7 +168,7 @@ def _row(row: tuple[object, ...]) -> JobRecord:
 
 
 class JobStore:
-    """Thread-safe access to the jobs table: one SQLite connection per thread."""
+    """Thread-safe access to the jobs table, SQLite or PostgreSQL, through a small pool of connections."""
 
     def __init__(self, url: str) -> None:
         """Open the database at ``url``, applying the rollout record's migrations first.
@@ -162,36 +177,40 @@ class JobStore:
             VerdictError: the database cannot be opened or migrated.
         """
         RolloutStore(url).close()  # runs the migrations, which create the jobs table
-        self.path = sqlite_path(url)
-        self._local = threading.local()
-        for statement in _SIDECAR_SCHEMA:
-            self._execute(statement)
-        present = {str(r[1]) for r in self._execute("PRAGMA table_info(jobs)").fetchall()}
+        self.url = url
+        self.dialect = parse_url(url).dialect
+        # Insertion order among jobs submitted in the same microsecond (see migrations: jobs.seq).
+        self._order = "submitted_at, rowid" if self.dialect == "sqlite" else "submitted_at, seq"
+        self._pool = Pool(url, size=_POOL_SIZE, label="jobs database")
+        with self._write() as db:  # serialised: replicas starting together create these once
+            for statement in _SIDECAR_SCHEMA:
+                db.execute(statement)
+        if self.dialect == "sqlite":  # PostgreSQL's jobs table has them from its migration 2
+            self._add_lease_columns()
+
+    def _add_lease_columns(self) -> None:
+        present = {str(r[1]) for r in self._rows("PRAGMA table_info(jobs)")}
         for name, kind in _LEASE_COLUMNS:
             if name not in present:
                 try:
-                    self._conn().execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
-                except sqlite3.OperationalError as exc:  # another sidecar added it first
+                    self._change(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
+                except JobStoreError as exc:  # another sidecar added it first
                     if "duplicate column" not in str(exc):
-                        raise JobStoreError(f"cannot add {name} to the jobs table: {exc}") from exc
+                        raise
 
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            try:
-                conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=FULL")  # a 202 must mean the row is on disk
-            except sqlite3.Error as exc:
-                raise JobStoreError(f"cannot open the jobs database {self.path}: {exc}") from exc
-            self._local.conn = conn
-        return conn
+    @contextmanager
+    def _write(self, *, serialise: bool = True) -> Iterator[Database]:
+        with self._pool.connection() as conn, conn.write(serialise=serialise, lock="jobs") as db:
+            yield db
 
-    def _execute(self, sql: str, args: tuple[object, ...] = ()) -> sqlite3.Cursor:
-        try:
-            return self._conn().execute(sql, args)
-        except sqlite3.Error as exc:
-            raise JobStoreError(f"jobs database error: {exc}") from exc
+    def _rows(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        # Fetched before the connection goes back to the pool, where another thread may take it.
+        with self._pool.connection() as db:
+            return [tuple(r) for r in db.execute(sql, args).fetchall()]
+
+    def _change(self, sql: str, args: tuple[object, ...] = ()) -> int:
+        with self._pool.connection() as db:
+            return db.execute(sql, args).rowcount
 
     def submit(
         self,
@@ -218,52 +237,47 @@ class JobStore:
             JobStoreError: the database failed.
         """
         new_id = job_id or str(uuid.uuid4())
-        conn = self._conn()
-        try:
-            conn.execute("BEGIN IMMEDIATE")  # the key and the job are written together, or neither
+        reused: str | None = None
+        with self._write() as db:  # the key and the job are written together, or neither
             if key is not None:
-                row = conn.execute(
+                row = db.execute(
                     "SELECT fingerprint, job_id FROM job_keys WHERE scope = ? AND key = ?", (key.scope, key.key)
                 ).fetchone()
                 if row is not None:
-                    conn.execute("COMMIT")
                     if str(row[0]) != key.fingerprint:
                         raise KeyReused(
                             "this Idempotency-Key was already used for a different request",
                             hint="use a new key for a new request",
                         )
-                    new_id = str(row[1])
-                    return self._existing(new_id), False
-            cursor = conn.execute(
-                "INSERT OR IGNORE INTO jobs (id, kind, target, policy, request, status, attempts, submitted_at,"
-                " owner, lease_until) VALUES (?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?)",
-                (
-                    new_id,
-                    kind,
-                    target,
-                    policy,
-                    request,
-                    now.isoformat(),
-                    *((reserve[0], now.timestamp() + reserve[1]) if reserve else (None, None)),
-                ),
-            )
-            created = cursor.rowcount == 1
-            if key is not None:
-                conn.execute(
-                    "INSERT INTO job_keys (scope, key, fingerprint, job_id, created_at) VALUES (?, ?, ?, ?, ?)",
-                    (key.scope, key.key, key.fingerprint, new_id, now.isoformat()),
+                    reused = str(row[1])
+            if reused is None:
+                cursor = db.execute(
+                    "INSERT INTO jobs (id, kind, target, policy, request, status, attempts, submitted_at,"
+                    " owner, lease_until) VALUES (?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    (
+                        new_id,
+                        kind,
+                        target,
+                        policy,
+                        request,
+                        now.isoformat(),
+                        *((reserve[0], now.timestamp() + reserve[1]) if reserve else (None, None)),
+                    ),
                 )
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise JobStoreError(f"jobs database error: {exc}") from exc
+                created = cursor.rowcount == 1
+                if key is not None:
+                    db.execute(
+                        "INSERT INTO job_keys (scope, key, fingerprint, job_id, created_at) VALUES (?, ?, ?, ?, ?)",
+                        (key.scope, key.key, key.fingerprint, new_id, now.isoformat()),
+                    )
+        if reused is not None:
+            return self._existing(reused), False
         return self._existing(new_id), created
 
     def _existing(self, job_id: str) -> JobRecord:
         record = self.get(job_id)
         if record is None:
-            raise JobStoreError(f"job {job_id} vanished after insertion")
+            raise DatabaseError(f"job {job_id} vanished after insertion")
         return record
 
     def keyed(self, key: IdempotencyKey) -> JobRecord | None:
@@ -272,11 +286,10 @@ class JobStore:
         Raises:
             KeyReused: it names a job made from a request with another fingerprint.
         """
-        row = self._execute(
-            "SELECT fingerprint, job_id FROM job_keys WHERE scope = ? AND key = ?", (key.scope, key.key)
-        ).fetchone()
-        if row is None:
+        rows = self._rows("SELECT fingerprint, job_id FROM job_keys WHERE scope = ? AND key = ?", (key.scope, key.key))
+        if not rows:
             return None
+        row = rows[0]
         if str(row[0]) != key.fingerprint:
             raise KeyReused(
                 "this Idempotency-Key was already used for a different request", hint="use a new key for a new request"
@@ -285,20 +298,48 @@ class JobStore:
 
     def get(self, job_id: str) -> JobRecord | None:
         """The job ``job_id``, or None."""
-        row = self._execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()  # noqa: S608 - constant columns
-        return None if row is None else _row(row)
+        rows = self._rows(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,))  # noqa: S608 - constant columns
+        return _row(rows[0]) if rows else None
 
     def claim(
         self, job_id: str, now: dt.datetime, *, owner: str | None = None, lease_s: float | None = None
     ) -> JobRecord | None:
-        """Move a queued job to running (one more attempt) under ``owner``'s lease; None if it is not queued any more."""
+        """Move a queued job to running (one more attempt) under ``owner``'s lease; None if it is not queued any more.
+
+        On PostgreSQL the row is locked with ``FOR UPDATE SKIP LOCKED``: a job another replica is
+        claiming at this instant is skipped at once (None) instead of waited for.
+        """
         until = now.timestamp() + lease_s if lease_s is not None else None
-        cursor = self._execute(
-            "UPDATE jobs SET status = 'running', started_at = ?, attempts = attempts + 1, owner = ?, lease_until = ?"
-            " WHERE id = ? AND status = 'queued'",
+        which = "id = ?" if self.dialect == "sqlite" else _PG_LOCK_ONE
+        changed = self._change(
+            "UPDATE jobs SET status = 'running', started_at = ?, attempts = attempts + 1, owner = ?,"  # noqa: S608
+            f" lease_until = ? WHERE {which} AND status = 'queued'",  # constant clauses only
             (now.isoformat(), owner, until, job_id),
         )
-        return self.get(job_id) if cursor.rowcount == 1 else None
+        return self.get(job_id) if changed == 1 else None
+
+    def claim_next(self, owner: str, now: dt.datetime, lease_s: float) -> JobRecord | None:
+        """Claim the oldest queued job ``owner`` may run (ties in insertion order), or None.
+
+        One lease design for both databases: the job becomes ``running`` under ``owner`` until
+        ``lease_s`` from ``now``, renewed by :meth:`renew`. PostgreSQL reads the candidates with
+        ``SELECT ... FOR UPDATE SKIP LOCKED``, so replicas claiming at once each get a different
+        job without waiting on one another; SQLite serialises the claim (``BEGIN IMMEDIATE``).
+        A job reserved for another live owner whose lease runs is passed over.
+        """
+        lock = "" if self.dialect == "sqlite" else " FOR UPDATE SKIP LOCKED"
+        with self._write(serialise=False) as db:
+            candidates = f"SELECT id, owner, lease_until FROM jobs WHERE status = 'queued' ORDER BY {self._order}"  # noqa: S608
+            rows = db.execute(f"{candidates} LIMIT ?{lock}", (_CLAIM_WINDOW,)).fetchall()
+            chosen = next((str(r[0]) for r in rows if _free(owner, r[1], r[2], now.timestamp())), None)
+            if chosen is None:
+                return None
+            db.execute(
+                "UPDATE jobs SET status = 'running', started_at = ?, attempts = attempts + 1, owner = ?,"
+                " lease_until = ? WHERE id = ? AND status = 'queued'",
+                (now.isoformat(), owner, now.timestamp() + lease_s, chosen),
+            )
+        return self.get(chosen)
 
     def finish(
         self,
@@ -312,31 +353,27 @@ class JobStore:
     ) -> bool:
         """Store a running job's result; False (nothing written) if it already has one or another owner took it."""
         mine = " AND owner = ?" if owner is not None else ""
-        cursor = self._execute(
+        changed = self._change(
             f"UPDATE jobs SET status = ?, report = ?, error = ?, finished_at = ?, lease_until = NULL"  # noqa: S608
             f" WHERE id = ? AND status = 'running'{mine}",
             (status, report, error, now.isoformat(), job_id, *((owner,) if owner is not None else ())),
         )
-        return cursor.rowcount == 1
+        return changed == 1
 
     def renew(self, owner: str, now: dt.datetime, lease_s: float) -> int:
         """Extend the leases of ``owner``'s running jobs and write its heartbeat; return the jobs renewed."""
-        conn = self._conn()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            cursor = conn.execute(
+        with self._write(serialise=False) as db:
+            cursor = db.execute(
                 "UPDATE jobs SET lease_until = ? WHERE owner = ? AND status IN ('running', 'queued')",
                 (now.timestamp() + lease_s, owner),
             )
-            conn.execute(
-                "INSERT OR REPLACE INTO sidecar_instances (owner, heartbeat_at) VALUES (?, ?)", (owner, now.isoformat())
+            renewed = cursor.rowcount
+            db.execute(
+                "INSERT INTO sidecar_instances (owner, heartbeat_at) VALUES (?, ?)"
+                " ON CONFLICT (owner) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+                (owner, now.isoformat()),
             )
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise JobStoreError(f"cannot renew job leases: {exc}") from exc
-        return cursor.rowcount
+        return renewed
 
     def expire_leases(self, max_attempts: int, now: dt.datetime) -> int:
         """Re-queue running jobs whose lease ran out or whose owner is gone; fail those out of attempts.
@@ -344,50 +381,38 @@ class JobStore:
         Each row is changed only if its owner and lease are still what was read, so a lease
         renewed meanwhile is left alone. Returns how many rows changed.
         """
-        rows = self._execute("SELECT id, owner, lease_until, attempts FROM jobs WHERE status = 'running'").fetchall()
+        rows = self._rows("SELECT id, owner, lease_until, attempts FROM jobs WHERE status = 'running'")
         stamp = now.timestamp()
         stale = [r for r in rows if r[2] is None or float(r[2]) < stamp or not owner_alive(r[1])]
         if not stale:
             return 0
         gave_up = json.dumps({"message": f"the sidecar stopped during this job {max_attempts} times; not retried"})
+        same = "IS" if self.dialect == "sqlite" else "IS NOT DISTINCT FROM"  # NULL-safe equality
+        where = f"WHERE id = ? AND status = 'running' AND owner {same} ? AND lease_until {same} ?"
         changed = 0
-        conn = self._conn()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
+        with self._write(serialise=False) as db:
             for job_id, owner, lease, attempts in stale:
-                same = "WHERE id = ? AND status = 'running' AND owner IS ? AND lease_until IS ?"
                 if int(attempts) >= max_attempts:
-                    cursor = conn.execute(
-                        f"UPDATE jobs SET status = 'failed', finished_at = ?, error = ?, lease_until = NULL {same}",  # noqa: S608
+                    cursor = db.execute(
+                        f"UPDATE jobs SET status = 'failed', finished_at = ?, error = ?, lease_until = NULL {where}",  # noqa: S608
                         (now.isoformat(), gave_up, job_id, owner, lease),
                     )
                 else:
-                    cursor = conn.execute(
-                        f"UPDATE jobs SET status = 'queued', owner = NULL, lease_until = NULL {same}",  # noqa: S608
+                    cursor = db.execute(
+                        f"UPDATE jobs SET status = 'queued', owner = NULL, lease_until = NULL {where}",  # noqa: S608
                         (job_id, owner, lease),
                     )
                 changed += cursor.rowcount
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise JobStoreError(f"cannot take back expired jobs: {exc}") from exc
         return changed
 
     def queued(self, limit: int = 10_000, *, owner: str | None = None, now: dt.datetime | None = None) -> list[str]:
         """Queued job ids, oldest first; with ``owner``, less those held for another live owner whose lease runs."""
-        rows = self._execute(
-            "SELECT id, owner, lease_until FROM jobs WHERE status = 'queued' ORDER BY submitted_at, rowid LIMIT ?",
+        rows = self._rows(
+            f"SELECT id, owner, lease_until FROM jobs WHERE status = 'queued' ORDER BY {self._order} LIMIT ?",  # noqa: S608
             (limit,),
-        ).fetchall()
+        )
         stamp = (now or dt.datetime.now(dt.UTC)).timestamp()
-
-        def free(held_by: object, lease: object) -> bool:
-            if owner is None or held_by is None or held_by == owner:
-                return True
-            return lease is None or float(str(lease)) < stamp or not owner_alive(str(held_by))
-
-        return [str(r[0]) for r in rows if free(r[1], r[2])]
+        return [str(r[0]) for r in rows if owner is None or _free(owner, r[1], r[2], stamp)]
 
     def recover(self, max_attempts: int, now: dt.datetime, owner: str | None = None) -> list[str]:
         """Take back jobs dead or expired owners left running; return the queued job ids ``owner`` may run."""
@@ -396,7 +421,14 @@ class JobStore:
 
     def ping(self) -> None:
         """Raise :class:`JobStoreError` if the database cannot answer."""
-        self._execute("SELECT 1").fetchone()
+        self._rows("SELECT 1")
+
+
+def _free(owner: str, held_by: object, lease: object, stamp: float) -> bool:
+    """Whether ``owner`` may run a queued job held by ``held_by`` until ``lease`` (epoch seconds)."""
+    if held_by is None or held_by == owner:
+        return True
+    return lease is None or float(str(lease)) < stamp or not owner_alive(str(held_by))
 
 
 __all__ = [

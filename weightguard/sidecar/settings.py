@@ -47,7 +47,9 @@ class SidecarSettings(BaseSettings):
         default_factory=list, description="local targets must resolve inside one of these directories"
     )
     database: str | None = Field(
-        default=None, description="jobs and rollout record URL (default: the policy's, else the user's state directory)"
+        default=None,
+        description="jobs, rollout record and results cache URL: sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
+        " (shared by replicas; default: the policy's, else the user's state directory)",
     )
     api_token: SecretStr | None = None
     api_token_file: Path | None = Field(default=None, description="file with one accepted bearer token per line")

@@ -1,7 +1,7 @@
 """Recent verifications read from the sidecar's ``jobs`` table (rollout database migration 2).
 
-Read-only: the connection is opened with SQLite's ``mode=ro``, so the
-dashboard can never change a job. A stored report that does not parse is
+Read-only: the connection is opened with SQLite's ``mode=ro`` (on PostgreSQL,
+with ``default_transaction_read_only``), so the dashboard can never change a job. A stored report that does not parse is
 shown as an error on its row, not raised. Not handled here: submitting or
 running jobs (:mod:`weightguard.sidecar.jobstore`).
 """
@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import sqlite3
 from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from weightguard.errors import VerdictError
 from weightguard.report.model import Report
 from weightguard.sidecar_dashboard.interface import VerificationEntry
-from weightguard.verdict.store import sqlite_path
+from weightguard.verdict.database import Database
 
 _COLUMNS = "id, target, status, submitted_at, finished_at, report, error"
 
@@ -50,25 +48,18 @@ def _entry(row: tuple[object, ...]) -> VerificationEntry:
 
 
 class JobsTableVerifications:
-    """:class:`RecentVerifications` over the jobs table of a ``sqlite:///`` rollout database."""
+    """:class:`RecentVerifications` over the jobs table of a rollout database (SQLite or PostgreSQL)."""
 
     def __init__(self, url: str) -> None:
         """Open ``url`` read-only.
 
         Raises:
-            VerdictError: the URL is not a SQLite URL or the database cannot be opened.
+            VerdictError: the URL is not a database URL or the database cannot be opened.
         """
-        path = sqlite_path(url)
-        try:
-            self._conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10.0)
-        except sqlite3.Error as exc:
-            raise VerdictError(f"cannot open the jobs database {path} read-only: {exc}") from exc
+        self._conn = Database(url, label="jobs database", read_only=True)
 
     def _rows(self, sql: str, args: tuple[object, ...]) -> list[tuple[object, ...]]:
-        try:
-            return self._conn.execute(sql, args).fetchall()
-        except sqlite3.Error as exc:
-            raise VerdictError(f"cannot read the jobs table: {exc}") from exc
+        return [tuple(r) for r in self._conn.execute(sql, args).fetchall()]
 
     def recent(self, limit: int) -> Sequence[VerificationEntry]:
         """At most ``limit`` jobs, newest first."""
@@ -78,10 +69,14 @@ class JobsTableVerifications:
     def of_digest(self, digest: str, limit: int) -> Sequence[VerificationEntry]:
         """At most ``limit`` jobs whose report names the root digest ``digest``, newest first.
 
-        SQLite picks the rows (``json_extract``), so only their reports are decoded, however
-        long the table; a row whose report no longer validates is left out, as it names no digest.
+        The database picks the rows (SQLite's ``json_extract``; on PostgreSQL, reports that
+        contain the digest at all), so only their reports are decoded, however long the table;
+        a row whose report no longer validates is left out, as it names no digest.
         """
-        where = "CASE WHEN json_valid(report) THEN json_extract(report, '$.subject.root_digest') END = ?"
+        if self._conn.dialect == "sqlite":
+            where = "CASE WHEN json_valid(report) THEN json_extract(report, '$.subject.root_digest') END = ?"
+        else:  # PostgreSQL 15 has no IS JSON test, and a cast of a bad report would fail the query
+            where = "strpos(report, ?) > 0"
         rows = self._rows(
             f"SELECT {_COLUMNS} FROM jobs WHERE {where} ORDER BY submitted_at DESC, id LIMIT ?",  # noqa: S608 - constant columns
             (digest, limit),

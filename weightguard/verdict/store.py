@@ -1,12 +1,13 @@
-"""The rollout record: a SQLite database that several processes can share.
+"""The rollout record: a SQLite or PostgreSQL database that several processes can share.
 
-WAL mode and ``BEGIN IMMEDIATE`` serialise writers; every promotion is one
-transaction that re-reads the current stage, checks the requirements and
-appends to the history, so a crash in the middle leaves the previous state
-intact. History rows are append-only (triggers refuse UPDATE and DELETE).
-Schema changes are numbered migrations recorded in ``schema_migrations``.
-The URL is configurable (``sqlite:///path``); other back ends such as
-PostgreSQL are refused with a clear error until they are implemented.
+On SQLite, WAL mode and ``BEGIN IMMEDIATE`` serialise writers; on PostgreSQL a
+transaction-scoped advisory lock does the same (:meth:`.database.Database.write`).
+Every promotion is one transaction that re-reads the current stage, checks the
+requirements and appends to the history, so a crash in the middle leaves the
+previous state intact. History rows are append-only (triggers refuse UPDATE and
+DELETE). Schema changes are numbered migrations (:mod:`.migrations`, one
+numbering for both databases) recorded in ``schema_migrations``. The URL picks
+the database: ``sqlite:///PATH`` or ``postgresql://USER@HOST:PORT/DB``.
 Not handled here: what a promotion requires (:mod:`weightguard.verdict.stage`).
 """
 
@@ -14,114 +15,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 from weightguard.errors import VerdictError
+from weightguard.verdict import migrations
+from weightguard.verdict.database import Database
 from weightguard.verdict.stage import StageState
 
-_UNIT_SUMMARIES = """
-    CREATE TABLE IF NOT EXISTS unit_summaries (
-        sha256 TEXT NOT NULL,
-        policy_sha256 TEXT NOT NULL,
-        version TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        summary TEXT NOT NULL,
-        PRIMARY KEY (sha256, policy_sha256, version, kind)
-    );
-"""
-
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE models (
-        digest TEXT PRIMARY KEY,
-        name TEXT NOT NULL,
-        stage TEXT NOT NULL,
-        entered_at TEXT NOT NULL,
-        first_seen TEXT NOT NULL
-    );
-    CREATE TABLE events (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        digest TEXT NOT NULL,
-        action TEXT NOT NULL,
-        from_stage TEXT,
-        to_stage TEXT NOT NULL,
-        actor TEXT NOT NULL,
-        at TEXT NOT NULL,
-        attestation_sha256 TEXT,
-        reason TEXT NOT NULL DEFAULT '',
-        details TEXT NOT NULL DEFAULT '{}'
-    );
-    CREATE INDEX events_digest ON events(digest, id);
-    CREATE TRIGGER events_no_update BEFORE UPDATE ON events
-        BEGIN SELECT RAISE(ABORT, 'history is append-only'); END;
-    CREATE TRIGGER events_no_delete BEFORE DELETE ON events
-        BEGIN SELECT RAISE(ABORT, 'history is append-only'); END;
-    CREATE TABLE approvals (
-        digest TEXT NOT NULL,
-        stage TEXT NOT NULL,
-        approver TEXT NOT NULL,
-        at TEXT NOT NULL,
-        PRIMARY KEY (digest, stage, approver)
-    );
-    """,
-    # 2: sidecar jobs, persisted before 202 is answered so a restart loses nothing.
-    """
-    CREATE TABLE jobs (
-        id TEXT PRIMARY KEY,
-        kind TEXT NOT NULL,
-        target TEXT NOT NULL,
-        policy TEXT,
-        request TEXT NOT NULL DEFAULT '{}',
-        status TEXT NOT NULL,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        submitted_at TEXT NOT NULL,
-        started_at TEXT,
-        finished_at TEXT,
-        report TEXT,
-        error TEXT
-    );
-    CREATE INDEX jobs_status ON jobs(status, submitted_at);
-    """,
-    # 3: content-addressed results of per-file work units (verify-many): one analysis per
-    # (file sha256, policy digest, weightguard version), whatever model the file belongs to.
-    """
-    CREATE TABLE unit_results (
-        sha256 TEXT NOT NULL,
-        size INTEGER NOT NULL,
-        policy_sha256 TEXT NOT NULL,
-        version TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        result TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        PRIMARY KEY (sha256, policy_sha256, version, kind)
-    );
-    """,
-    # 4: verify-many --trust-file-metadata: a file's digests with the metadata it had when hashed.
-    """
-    CREATE TABLE file_digests (
-        path TEXT PRIMARY KEY,
-        device INTEGER NOT NULL,
-        inode INTEGER NOT NULL,
-        size INTEGER NOT NULL,
-        mtime_ns INTEGER NOT NULL,
-        ctime_ns INTEGER NOT NULL,
-        digests TEXT NOT NULL,
-        recorded_at TEXT NOT NULL
-    );
-    """,
-    # 5: beside a model unit's result, the part of its report a catalogue summary shows, so that
-    # a warm verify-many run validates ~0.5 KB per model instead of the whole report. A table of
-    # its own: unit_results keeps its columns, so an older weightguard sharing the database can
-    # still write its rows.
-    _UNIT_SUMMARIES,
-    # 6: the same again, for databases whose migration 5 was a development build's (a column
-    # added to unit_results, since replaced by the table above).
-    _UNIT_SUMMARIES,
-)
+# The SQLite spelling; both tuples have the same length (see :mod:`.migrations`).
+MIGRATIONS: tuple[str, ...] = migrations.SQLITE
 
 
 class PromotionRefused(VerdictError):  # noqa: N818 - a verdict about the request, like SignatureRejected
@@ -146,78 +50,58 @@ class Event:
     details: dict[str, str]
 
 
-def sqlite_path(url: str) -> Path:
-    """Return the file of a ``sqlite:///`` URL.
-
-    Raises:
-        VerdictError: the URL names another database or is malformed.
-    """
-    prefix = "sqlite:///"
-    if not url.startswith(prefix):
-        raise VerdictError(
-            f"unsupported rollout database URL {url!r}", hint="only sqlite:///PATH is implemented at present"
-        )
-    path = url[len(prefix) :]
-    if not path:
-        raise VerdictError(f"rollout database URL {url!r} names no file")
-    return Path(path).expanduser()
-
-
 class RolloutStore:
-    """The rollout record in one SQLite file."""
+    """The rollout record in one SQLite file or one PostgreSQL database."""
 
     def __init__(self, url: str, *, first_stage: str = "quarantine") -> None:
-        """Open (creating and migrating if needed) the database at ``url``."""
-        self.path = sqlite_path(url)
+        """Open (creating and migrating if needed) the database at ``url``.
+
+        Raises:
+            VerdictError: the database cannot be opened or migrated.
+        """
         self.first_stage = first_stage
+        self._conn = Database(url, label="rollout database")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
-            self._conn.execute("PRAGMA foreign_keys=ON")
             self._migrate()
-        except sqlite3.Error as exc:
-            raise VerdictError(f"cannot open rollout database {self.path}: {exc}") from exc
+        except VerdictError:
+            self._conn.close()
+            raise
 
     def close(self) -> None:
         """Close the connection."""
         self._conn.close()
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        # BEGIN IMMEDIATE takes the write lock up front, so two promoters never interleave.
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._conn
-        except BaseException:  # noqa: BLE001 - roll back on anything, then re-raise
-            self._conn.execute("ROLLBACK")
-            raise
-        else:
-            self._conn.execute("COMMIT")
+    def _write(self) -> Iterator[Database]:
+        # One writer at a time (BEGIN IMMEDIATE, or PostgreSQL's advisory lock): promoters never interleave.
+        with self._conn.write() as db:
+            yield db
 
     def _migrate(self) -> None:
         # Read first: a store that is up to date (every open but the first) takes no write lock,
         # so readers such as the dashboard never queue behind a promotion.
-        if self._applied() >= set(range(1, len(MIGRATIONS) + 1)):
+        scripts = migrations.SQLITE if self._conn.dialect == "sqlite" else migrations.POSTGRESQL
+        if self._applied() >= set(range(1, len(scripts) + 1)):
             return
         with self._write() as db:
             db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT)")
-            done = {row[0] for row in db.execute("SELECT version FROM schema_migrations")}
-            for version, script in enumerate(MIGRATIONS, 1):
+            done = {int(row[0]) for row in db.execute("SELECT version FROM schema_migrations")}
+            for version, script in enumerate(scripts, 1):
                 if version in done:
                     continue
-                for statement in _statements(script):
-                    db.execute(statement)
+                if db.dialect == "sqlite":
+                    for statement in _statements(script):
+                        db.execute(statement)
+                else:
+                    db.script(script)  # DDL is transactional on PostgreSQL: all of it or none
                 db.execute(
                     "INSERT INTO schema_migrations VALUES (?, ?)", (version, dt.datetime.now(dt.UTC).isoformat())
                 )
 
     def _applied(self) -> set[int]:
-        try:
-            return {int(row[0]) for row in self._conn.execute("SELECT version FROM schema_migrations")}
-        except sqlite3.OperationalError:  # no such table yet: a new database
-            return set()
+        if not self._conn.table_exists("schema_migrations"):
+            return set()  # a new database
+        return {int(row[0]) for row in self._conn.execute("SELECT version FROM schema_migrations")}
 
     @property
     def schema_version(self) -> int:
@@ -293,7 +177,8 @@ class RolloutStore:
             if db.execute("SELECT 1 FROM models WHERE digest = ?", (digest,)).fetchone() is None:
                 raise VerdictError(f"{digest} is not in the rollout record")
             db.execute(
-                "INSERT OR IGNORE INTO approvals VALUES (?, ?, ?, ?)", (digest, stage, approver, now.isoformat())
+                "INSERT INTO approvals VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (digest, stage, approver, now.isoformat()),
             )
             row = db.execute("SELECT stage FROM models WHERE digest = ?", (digest,)).fetchone()
             self._event(db, digest, "approve", row[0], row[0], approver, now, None, f"approves {stage}", {})
@@ -322,7 +207,7 @@ class RolloutStore:
 
     @staticmethod
     def _event(
-        db: sqlite3.Connection,
+        db: Database,
         digest: str,
         action: str,
         from_stage: str | None,

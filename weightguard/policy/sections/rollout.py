@@ -51,7 +51,7 @@ class RolloutSpec(StrictModel):
     promote: dict[str, StageRequirement] = Field(default_factory=_default_promote)
     database: str | None = Field(
         default=None,
-        description="SQLAlchemy-style URL; default: rollout.db in $XDG_STATE_HOME/weightguard (~/.local/state)",
+        description="sqlite:///PATH or postgresql://USER@HOST:PORT/DB; default: rollout.db in $XDG_STATE_HOME/weightguard (~/.local/state)",
     )
     attestation: AttestationSpec = AttestationSpec()
 
