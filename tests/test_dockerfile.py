@@ -20,8 +20,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 LOCKS = {
     "requirements.lock": (),
-    "requirements-sidecar.lock": ("sidecar",),
-    "requirements-probes.lock": ("sidecar", "probes"),
+    "requirements-sidecar.lock": ("sidecar", "postgres"),
+    "requirements-probes.lock": ("sidecar", "postgres", "probes"),
 }
 BUILD_LOCK = "requirements-build.lock"
 STAGE_LOCKS = {"core": "requirements.lock", "sidecar": "requirements-sidecar.lock", "torch": "requirements-probes.lock"}
