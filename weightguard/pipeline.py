@@ -174,14 +174,16 @@ def resolve_target(target: str, loaded: LoadedPolicy, options: VerifyOptions = V
     return ResolvedTarget(str(path), name, root, listing)
 
 
-def model_digest(target: str, loaded: LoadedPolicy, *, exclude: tuple[str, ...] = ()) -> tuple[ResolvedTarget, str]:
+def model_digest(
+    target: str, loaded: LoadedPolicy, *, exclude: tuple[str, ...] = (), options: VerifyOptions = VerifyOptions()
+) -> tuple[ResolvedTarget, str]:
     """Return the resolved target and the OMS root digest of its identity files, hashed now.
 
     Raises:
         SourceError: the target cannot be resolved.
         IntegrityError: a file could not be hashed.
     """
-    resolved = resolve_target(target, loaded)
+    resolved = resolve_target(target, loaded, options)  # options: registry access for oci:// targets
     files = identity_files(resolved.listing.files, loaded.policy, exclude)
     return resolved, Manifest.of(hash_files(files, HashRequest())).root_digest("sha256")
 

@@ -23,7 +23,9 @@ httpx is used (a core dependency for this reason: it is small, pure Python,
 and gives streaming, timeouts, proxies from the environment and safe
 redirects); the Distribution API itself is a handful of requests, so no OCI
 library (oras, docker) is needed.
-Not handled here: pushing, schema 1 manifests, cosign/notation signatures,
+:meth:`RegistryClient.request` also carries the uploads of
+:mod:`weightguard.sources.oci_push` (``push=True`` asks for ``pull,push`` scope).
+Not handled here: building what is pushed, schema 1 manifests, cosign/notation signatures,
 credential helpers, and deciding anything about the files.
 """
 
@@ -165,18 +167,38 @@ class RegistryClient:
     # -- requests -----------------------------------------------------------------------------
 
     @contextmanager
-    def _request(self, method: str, path: str, repository: str, accept: str | None = None) -> Iterator[httpx.Response]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        repository: str,
+        accept: str | None = None,
+        *,
+        push: bool = False,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        expect: Collection[int] = (200,),
+    ) -> Iterator[httpx.Response]:
+        """Send one request (authenticating, retrying) and yield the streamed answer, whose status is in ``expect``.
+
+        ``push`` asks the token service for ``pull,push`` scope (uploads, manifest PUTs; see oci_push).
+
+        Raises:
+            FetchError: unreachable, refused, or answered with a status outside ``expect``.
+        """
         url = f"{self.base}{path}"
-        scope = f"repository:{repository}:pull"
+        scope = f"repository:{repository}:{'pull,push' if push else 'pull'}"
         auth_tries = retries = 0
         while True:
             # identity only: a decoded Content-Encoding could expand without bound before any cap applies
-            headers = {"Accept": accept, "Accept-Encoding": "identity"} if accept else {"Accept-Encoding": "identity"}
+            sent = {"Accept": accept, "Accept-Encoding": "identity"} if accept else {"Accept-Encoding": "identity"}
+            sent |= headers or {}
             header = self._tokens.get(scope) or self._authorization
             if header:
-                headers["Authorization"] = header
+                sent["Authorization"] = header
             try:
-                response = self._http.send(self._http.build_request(method, url, headers=headers), stream=True)
+                request = self._http.build_request(method, url, headers=sent, content=content)
+                response = self._http.send(request, stream=True)
             except (httpx.TimeoutException, httpx.RemoteProtocolError) as exc:
                 if retries >= self._max_retries:
                     raise FetchError(f"{method} {url} failed after {retries + 1} tries: {exc}") from exc
@@ -198,7 +220,7 @@ class RegistryClient:
                 self._sleep(min(delay, _MAX_RETRY_AFTER_S))
                 continue
             try:
-                self._check_status(response, method, path)
+                self._check_status(response, method, path, expect, "push" if push else "pull")
                 yield response
             except httpx.HTTPError as exc:  # the body broke off while it streamed
                 raise FetchError(f"{method} {url} broke off: {exc}") from exc
@@ -206,15 +228,17 @@ class RegistryClient:
                 response.close()
             return
 
-    def _check_status(self, response: httpx.Response, method: str, path: str) -> None:
+    def _check_status(
+        self, response: httpx.Response, method: str, path: str, expect: Collection[int], access: str
+    ) -> None:
         status = response.status_code
-        if status == 200:
+        if status in expect:
             if response.headers.get("content-encoding", "identity").lower() not in ("identity", ""):
                 raise FetchError(f"the registry {self.base} sent {path} with a Content-Encoding it was not asked for")
             return
         if status in (401, 403):
             raise FetchError(
-                f"the registry {self.base} refused {method} {path} ({status}): the credentials are wrong or lack pull access",
+                f"the registry {self.base} refused {method} {path} ({status}): the credentials are wrong or lack {access} access",
                 hint="check --registry-auth-file or the Docker config (auths) for this registry",
             )
         if status == 404:
@@ -266,7 +290,7 @@ class RegistryClient:
                         f"the token service {realm} refused the credentials ({response.status_code})",
                         hint="check --registry-auth-file or the Docker config (auths) for this registry",
                     )
-                body = _read_capped(response, _MAX_TOKEN_BYTES, "token response")
+                body = read_capped(response, _MAX_TOKEN_BYTES, "token response")
         except httpx.HTTPError as exc:
             raise FetchError(f"cannot reach the token service {realm}: {exc}") from exc
         try:
@@ -286,12 +310,12 @@ class RegistryClient:
         Raises:
             FetchError: the tag does not exist or the registry fails.
         """
-        with self._request("HEAD", f"/v2/{repository}/manifests/{tag}", repository, ACCEPT) as response:
+        with self.request("HEAD", f"/v2/{repository}/manifests/{tag}", repository, ACCEPT) as response:
             digest = str(response.headers.get("docker-content-digest", ""))
         if DIGEST.match(digest):
             return digest
-        with self._request("GET", f"/v2/{repository}/manifests/{tag}", repository, ACCEPT) as response:
-            body = _read_capped(response, self.limits.max_manifest_bytes, f"manifest {tag}")
+        with self.request("GET", f"/v2/{repository}/manifests/{tag}", repository, ACCEPT) as response:
+            body = read_capped(response, self.limits.max_manifest_bytes, f"manifest {tag}")
         return "sha256:" + hashlib.sha256(body).hexdigest()
 
     def manifest(self, repository: str, digest: str) -> dict[str, object]:
@@ -302,8 +326,8 @@ class RegistryClient:
         """
         if not DIGEST.match(digest):
             raise FetchError(f"unsupported or malformed digest {digest!r}")
-        with self._request("GET", f"/v2/{repository}/manifests/{digest}", repository, ACCEPT) as response:
-            body = _read_capped(response, self.limits.max_manifest_bytes, f"manifest {digest}")
+        with self.request("GET", f"/v2/{repository}/manifests/{digest}", repository, ACCEPT) as response:
+            body = read_capped(response, self.limits.max_manifest_bytes, f"manifest {digest}")
         if "sha256:" + hashlib.sha256(body).hexdigest() != digest:
             raise FetchError(f"manifest {digest} from {self.base} does not match its digest")
         try:
@@ -349,7 +373,7 @@ class RegistryClient:
             raise FetchError(f"unsupported or malformed digest {digest!r}")
         path = folder / match.group(1)
         hasher, size = hashlib.sha256(), 0
-        with self._request("GET", f"/v2/{repository}/blobs/{digest}", repository) as response, path.open("wb") as out:
+        with self.request("GET", f"/v2/{repository}/blobs/{digest}", repository) as response, path.open("wb") as out:
             for chunk in response.iter_raw(CHUNK):
                 size += len(chunk)
                 if size > self.limits.max_bytes:
@@ -384,7 +408,8 @@ class RegistryClient:
             )
 
 
-def _read_capped(response: httpx.Response, cap: int, what: str) -> bytes:
+def read_capped(response: httpx.Response, cap: int, what: str) -> bytes:
+    """The whole (raw) body of ``response``; raises FetchError past ``cap`` bytes."""
     body = bytearray()
     for chunk in response.iter_raw(CHUNK):
         body += chunk
@@ -470,4 +495,4 @@ class RegistryFetcher:
             return client.pull(ref.repository, ref.digest, dest)
 
 
-__all__ = ["OciReference", "RegistryClient", "RegistryFetcher", "parse_oci_uri", "resolve_oci_target"]
+__all__ = ["OciReference", "RegistryClient", "RegistryFetcher", "parse_oci_uri", "read_capped", "resolve_oci_target"]
