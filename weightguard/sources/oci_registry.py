@@ -10,9 +10,10 @@ plain HTTP only for a registry the caller names as insecure. 429 and 5xx
 answers are retried a bounded number of times with exponential backoff
 (``Retry-After`` honoured up to a cap); redirects to blob storage are followed
 (httpx drops the ``Authorization`` header when a redirect leaves the origin).
-Every manifest and blob is checked against its digest while it streams, capped
-in size, written to a private temporary folder, and only then unpacked by the
-shared rules of :mod:`weightguard.sources.oci_unpack`. An index is narrowed to
+Every manifest and blob is checked against its digest while it streams and
+capped in size; blobs are unpacked as they arrive, in one pass, by the shared
+rules of :mod:`weightguard.sources.oci_unpack`, and a blob that does not match
+its digest fails the whole pull (:mod:`weightguard.sources.oci_stream`). An index is narrowed to
 its one model (or platform-less) manifest, else the pull fails.
 
 :func:`resolve_oci_target` turns ``oci://HOST[:PORT]/REPO@sha256:…`` into a
@@ -42,10 +43,12 @@ from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, cast
 
 import httpx
 
 from weightguard.sources.oci_auth import RegistryCredentials, load_credentials, parse_challenge
+from weightguard.sources.oci_stream import ResponseStream
 from weightguard.sources.oci_unpack import (
     CHUNK,
     DIGEST,
@@ -362,36 +365,28 @@ class RegistryClient:
         return inner, inner_manifest
 
     @contextmanager
-    def blob(self, repository: str, digest: str, folder: Path) -> Iterator[HashingReader]:
-        """Download blob ``digest`` into ``folder`` (checked, capped), then yield it as a stream.
+    def blob(self, repository: str, digest: str) -> Iterator[HashingReader]:
+        """Yield blob ``digest`` as it downloads (hashed, capped); on exit it was read whole and matched.
+
+        One pass over the bytes (see :mod:`weightguard.sources.oci_stream` for why that is safe).
 
         Raises:
             FetchError: missing, over ``limits.max_bytes``, or not matching its digest.
         """
-        match = DIGEST.match(digest)
-        if match is None:
+        if DIGEST.match(digest) is None:
             raise FetchError(f"unsupported or malformed digest {digest!r}")
-        path = folder / match.group(1)
-        hasher, size = hashlib.sha256(), 0
-        with self.request("GET", f"/v2/{repository}/blobs/{digest}", repository) as response, path.open("wb") as out:
-            for chunk in response.iter_raw(CHUNK):
-                size += len(chunk)
-                if size > self.limits.max_bytes:
-                    raise FetchError(f"blob {digest} is over {self.limits.max_bytes} bytes")
-                hasher.update(chunk)
-                out.write(chunk)
-        if "sha256:" + hasher.hexdigest() != digest:
-            path.unlink()
-            raise FetchError(f"blob {digest} from {self.base} does not match its digest")
-        try:
-            with path.open("rb") as raw:
-                reader = HashingReader(raw)
+        with self.request("GET", f"/v2/{repository}/blobs/{digest}", repository) as response:
+            stream = ResponseStream(
+                response.iter_raw(CHUNK), self.limits.max_bytes, f"blob {digest}", prefetch=8, on_close=response.close
+            )
+            reader = HashingReader(cast(IO[bytes], stream))  # HashingReader only calls read(n)
+            try:
                 yield reader
                 reader.drain()
-            if "sha256:" + reader.hash.hexdigest() != digest:
-                raise FetchError(f"blob {digest} changed in the private download folder")
-        finally:
-            path.unlink(missing_ok=True)
+            finally:
+                stream.close()
+        if "sha256:" + reader.hash.hexdigest() != digest:
+            raise FetchError(f"blob {digest} from {self.base} does not match its digest")
 
     def pull(self, repository: str, digest: str, dest: Path) -> FetchedArtifact:
         """Unpack the artifact ``repository@digest`` into ``dest`` (see the module docstring).
@@ -402,10 +397,14 @@ class RegistryClient:
         if not _REPOSITORY.match(repository):
             raise FetchError(f"malformed repository name {repository!r}")
         chosen, manifest = self.model_manifest(repository, digest)
-        with tempfile.TemporaryDirectory(prefix="weightguard-blobs-") as folder:
-            return unpack_manifest(
-                manifest, chosen, lambda blob: self.blob(repository, blob, Path(folder)), dest, self.limits
-            )
+        fresh, done = not dest.exists(), False
+        try:
+            fetched = unpack_manifest(manifest, chosen, lambda blob: self.blob(repository, blob), dest, self.limits)
+            done = True
+        finally:
+            if fresh and not done:  # blobs unpack as they stream: nothing from a refused pull stays behind
+                shutil.rmtree(dest, ignore_errors=True)
+        return fetched
 
 
 def read_capped(response: httpx.Response, cap: int, what: str) -> bytes:
