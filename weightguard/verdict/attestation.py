@@ -89,11 +89,11 @@ def load_attestation_key(path: Path) -> PrivateKey:
 def build_statement(data: AttestationInput) -> bytes:
     """Return the in-toto statement's JSON bytes."""
     subjects: list[dict[str, object]] = [{"name": data.model_name, "digest": {"sha256": data.root_digest}}]
-    name, _, digest = data.resource_uri.removeprefix("oci://").partition("@sha256:")
-    if data.resource_uri.startswith("oci://") and digest:
+    repository, _, manifest_hex = data.resource_uri.removeprefix("oci://").partition("@sha256:")
+    if data.resource_uri.startswith("oci://") and manifest_hex:
         # The manifest is a subject too: admission controllers match an image's digest against the
         # subjects, and `attestation verify oci://` refuses a statement that does not name the manifest.
-        subjects.append({"name": name, "digest": {"sha256": digest}})
+        subjects.append({"name": repository, "digest": {"sha256": manifest_hex}})
     subjects += [{"name": path, "digest": {"sha256": digest}} for path, digest in sorted(data.files.items())]
     predicate: dict[str, object] = {
         "verifier": {"id": VERIFIER_ID, "version": {"weightguard": data.version}},
