@@ -17,7 +17,7 @@ from test_oci_registry import PASSWORD, SAMPLES, USER, Registry, push_model
 
 from weightguard.errors import SourceError
 from weightguard.sources.oci_auth import RegistryCredentials, load_credentials
-from weightguard.sources.oci_registry import resolve_oci_target
+from weightguard.sources.oci_target import resolve_oci_target
 
 HELPER = """#!{python}
 import json, sys, time

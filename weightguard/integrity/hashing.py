@@ -375,8 +375,9 @@ def hash_files(
         request: The algorithms and optional shard size.
         workers: Threads hashing in parallel (default: one per CPU).
         known: Digests computed earlier in this run (by relpath); a file whose entry has the
-            same size and covers ``request`` is not read again. Only the caller knows that
-            those digests are of the bytes it means (verify-many hashes before it scans).
+            same size and covers ``request`` is not read again, only checked unchanged since it
+            was listed. Only the caller knows that those digests are of the bytes it means
+            (verify-many hashes before it scans; an oci:// pull hashes what it writes).
 
     Returns:
         ``{relpath: FileHashes}`` in the order of ``files``.
@@ -393,6 +394,13 @@ def hash_files(
         for f in files
         if known is not None and (h := known.get(f.relpath)) is not None and h.size == f.size and covers(h, request)
     }
+    for f in files:
+        # A digest taken over: the file must still be the one it was of (the caller's identity, unchanged).
+        if f.relpath in reused:
+            reason = unchanged(f.source)
+            _File(f).close()  # the check opened it
+            if reason:
+                raise ChangedWhileHashedError(f.relpath, reason)
     todo = [f for f in files if f.relpath not in reused]
     # A small file is one read: hashing it directly skips the stream bookkeeping, which for the
     # many small files of a model (configs, tokenizers) costs more than the digests themselves.

@@ -16,9 +16,8 @@ rules of :mod:`weightguard.sources.oci_unpack`, and a blob that does not match
 its digest fails the whole pull (:mod:`weightguard.sources.oci_stream`). An index is narrowed to
 its one model (or platform-less) manifest, else the pull fails.
 
-:func:`resolve_oci_target` turns ``oci://HOST[:PORT]/REPO@sha256:…`` into a
-local folder and the manifest digest. :class:`RegistryFetcher` is the same
-client behind the sidecar's ``ArtifactFetcher`` seam.
+Turning ``oci://`` targets into folders, and the sidecar's fetcher, are in
+:mod:`weightguard.sources.oci_target`.
 
 httpx is used (a core dependency for this reason: it is small, pure Python,
 and gives streaming, timeouts, proxies from the environment and safe
@@ -37,7 +36,6 @@ import json
 import re
 import shutil
 import ssl
-import tempfile
 import time
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
@@ -47,19 +45,18 @@ from typing import IO, cast
 
 import httpx
 
-from weightguard.sources.oci_auth import RegistryCredentials, load_credentials, parse_challenge
+from weightguard.sources.oci_auth import RegistryCredentials, parse_challenge
+from weightguard.sources.oci_blobs import unpack_parallel
 from weightguard.sources.oci_stream import ResponseStream
 from weightguard.sources.oci_unpack import (
     CHUNK,
     DIGEST,
     INDEX_TYPES,
     MANIFEST_TYPES,
-    ArtifactRef,
     FetchedArtifact,
     FetchError,
     FetchLimits,
     HashingReader,
-    unpack_manifest,
 )
 
 MODEL_ARTIFACT_TYPE = "application/vnd.cncf.model.manifest.v1+json"
@@ -377,7 +374,7 @@ class RegistryClient:
             raise FetchError(f"unsupported or malformed digest {digest!r}")
         with self.request("GET", f"/v2/{repository}/blobs/{digest}", repository) as response:
             stream = ResponseStream(
-                response.iter_raw(CHUNK), self.limits.max_bytes, f"blob {digest}", prefetch=8, on_close=response.close
+                response.iter_raw(), self.limits.max_bytes, f"blob {digest}", prefetch=8, on_close=response.close
             )
             reader = HashingReader(cast(IO[bytes], stream))  # HashingReader only calls read(n)
             try:
@@ -388,8 +385,11 @@ class RegistryClient:
         if "sha256:" + reader.hash.hexdigest() != digest:
             raise FetchError(f"blob {digest} from {self.base} does not match its digest")
 
-    def pull(self, repository: str, digest: str, dest: Path) -> FetchedArtifact:
+    def pull(self, repository: str, digest: str, dest: Path, *, record: bool = False) -> FetchedArtifact:
         """Unpack the artifact ``repository@digest`` into ``dest`` (see the module docstring).
+
+        Layers are fetched in parallel (:mod:`weightguard.sources.oci_blobs`); with ``record`` the
+        result lists each file's sha256 as written.
 
         Raises:
             FetchError: it cannot be pulled, does not match its digest, breaks a limit or is unsafe.
@@ -399,7 +399,8 @@ class RegistryClient:
         chosen, manifest = self.model_manifest(repository, digest)
         fresh, done = not dest.exists(), False
         try:
-            fetched = unpack_manifest(manifest, chosen, lambda blob: self.blob(repository, blob), dest, self.limits)
+            opener = lambda blob: self.blob(repository, blob)  # noqa: E731 - one use, reads better inline
+            fetched = unpack_parallel(manifest, chosen, opener, dest, self.limits, record=record)
             done = True
         finally:
             if fresh and not done:  # blobs unpack as they stream: nothing from a refused pull stays behind
@@ -417,81 +418,9 @@ def read_capped(response: httpx.Response, cap: int, what: str) -> bytes:
     return bytes(body)
 
 
-def resolve_oci_target(
-    uri: str,
-    dest: Path | None = None,
-    *,
-    auth_file: Path | None = None,
-    insecure_registries: Collection[str] = (),
-    ca_bundle: Path | None = None,
-    allow_tag: bool = False,
-    limits: FetchLimits = _DEFAULT_LIMITS,
-    transport: httpx.BaseTransport | None = None,
-) -> tuple[Path, str]:
-    """Pull ``oci://HOST[:PORT]/REPO@sha256:…`` into ``dest`` (default: a new private temporary folder).
-
-    Returns the folder holding the model files and the digest of the manifest that was unpacked
-    (for an index, the model manifest it lists). The caller removes the folder.
-
-    Raises:
-        FetchError: malformed URI, a tag without ``allow_tag``, or any failure of :meth:`RegistryClient.pull`.
-        SourceError: unreadable credentials.
-    """
-    ref = parse_oci_uri(uri)
-    insecure = ref.host in {h.lower() for h in insecure_registries}
-    credentials = load_credentials(ref.host, auth_file)
-    if ref.digest is None and not allow_tag:
-        raise FetchError(f"{uri} is not pinned to a digest", hint="use oci://HOST/REPO@sha256:… (tags can move)")
-    folder = dest if dest is not None else Path(tempfile.mkdtemp(prefix="weightguard-oci-"))
-    pulled = False
-    try:
-        with RegistryClient(
-            ref.host,
-            credentials=credentials,
-            insecure=insecure,
-            ca_bundle=ca_bundle,
-            limits=limits,
-            transport=transport,
-        ) as client:
-            digest = ref.digest or client.resolve_tag(ref.repository, str(ref.tag))
-            fetched = client.pull(ref.repository, digest, folder)
-            pulled = True
-    finally:
-        if not pulled and dest is None:  # a folder this call made is not left behind half-written
-            shutil.rmtree(folder, ignore_errors=True)
-    return folder, fetched.manifest_digest
-
-
-class RegistryFetcher:
-    """The sidecar's ``ArtifactFetcher`` over a live registry (Harbor passes its URL and a credential)."""
-
-    def __init__(
-        self,
-        limits: FetchLimits = _DEFAULT_LIMITS,
-        *,
-        insecure_registries: Collection[str] = (),
-        ca_bundle: Path | None = None,
-    ) -> None:
-        """Pull under ``limits``; plain HTTP only to the hosts named in ``insecure_registries``."""
-        self.limits = limits
-        self.insecure = {h.lower() for h in insecure_registries}
-        self.ca_bundle = ca_bundle
-
-    def fetch(self, ref: ArtifactRef, dest: Path) -> FetchedArtifact:
-        """Unpack ``ref.repository@ref.digest`` from ``ref.registry_url`` into ``dest``.
-
-        Raises:
-            FetchError: see :meth:`RegistryClient.pull`.
-        """
-        host = ref.registry_url.split("://", 1)[-1].rstrip("/").lower()
-        with RegistryClient(
-            ref.registry_url,
-            authorization=ref.authorization,
-            insecure=host in self.insecure,
-            ca_bundle=self.ca_bundle,
-            limits=self.limits,
-        ) as client:
-            return client.pull(ref.repository, ref.digest, dest)
-
-
-__all__ = ["OciReference", "RegistryClient", "RegistryFetcher", "parse_oci_uri", "read_capped", "resolve_oci_target"]
+__all__ = [
+    "OciReference",
+    "RegistryClient",
+    "parse_oci_uri",
+    "read_capped",
+]

@@ -13,7 +13,14 @@ With ``prefetch``, a helper thread receives the next chunks while the reading
 thread hashes and writes the previous ones (socket reads, hashlib and file writes
 all release the GIL), so the registry's sends are not held up by the hashing: the
 pull then costs about what a plain download costs. The queue is bounded, so at
-most ``prefetch`` chunks (1 MiB each) wait in memory.
+most ``prefetch`` chunks (about 1 MiB each) wait in memory.
+
+The chunks are taken as the transport receives them (``iter_raw()`` without a
+size: httpx's re-chunking to a fixed size joins and slices every piece, which
+measured 1.2-1.4 s CPU per GiB against 0.5-0.6 s as received) and the prefetch
+thread joins them into pieces of about :data:`CHUNK` bytes before queueing: one
+hand-over per MiB instead of one per 64 KiB socket read keeps the threads'
+switching off the critical path (the queue and the GIL cost more than the copy).
 """
 
 from __future__ import annotations
@@ -67,13 +74,22 @@ class ResponseStream:
         return False
 
     def _pump(self) -> None:
+        pending: list[bytes] = []  # received, not yet queued: joined into about CHUNK bytes
+        held = 0
         try:
             for chunk in self._chunks:
-                if not self._put(chunk):
-                    return
-            self._put(_END)
+                pending.append(chunk)
+                held += len(chunk)
+                if held >= CHUNK:
+                    if not self._put(b"".join(pending)):
+                        return
+                    pending, held = [], 0
         except BaseException as exc:  # noqa: BLE001 - handed over to the reading thread, which raises it
-            self._put(exc)
+            if not pending or self._put(b"".join(pending)):  # what arrived before the error, first
+                self._put(exc)
+            return
+        if not pending or self._put(b"".join(pending)):
+            self._put(_END)
 
     def _next(self) -> bytes:
         if self._queue is None:
