@@ -37,6 +37,7 @@ import re
 import shutil
 import ssl
 import time
+import urllib.request
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ import httpx
 from weightguard.sources.oci_auth import RegistryCredentials, parse_challenge
 from weightguard.sources.oci_blobs import unpack_parallel
 from weightguard.sources.oci_stream import ResponseStream
+from weightguard.sources.oci_transport import StdlibGetTransport
 from weightguard.sources.oci_unpack import (
     CHUNK,
     DIGEST,
@@ -148,6 +150,8 @@ class RegistryClient:
                 verify = ssl.create_default_context(cafile=str(ca_bundle))
             except (OSError, ssl.SSLError) as exc:
                 raise FetchError(f"cannot read the CA bundle {ca_bundle}: {exc}") from exc
+        if transport is None and not urllib.request.getproxies():  # with a proxy, httpx's own transport routes
+            transport = StdlibGetTransport(verify)  # bodies received without httpx's per-piece cost (oci_transport)
         self._http = httpx.Client(
             verify=verify, timeout=timeout_s, follow_redirects=True, transport=transport, max_redirects=10
         )
@@ -362,10 +366,11 @@ class RegistryClient:
         return inner, inner_manifest
 
     @contextmanager
-    def blob(self, repository: str, digest: str) -> Iterator[HashingReader]:
+    def blob(self, repository: str, digest: str, *, prefetch: int = 8) -> Iterator[HashingReader]:
         """Yield blob ``digest`` as it downloads (hashed, capped); on exit it was read whole and matched.
 
-        One pass over the bytes (see :mod:`weightguard.sources.oci_stream` for why that is safe).
+        One pass over the bytes (see :mod:`weightguard.sources.oci_stream` for why that is safe);
+        ``prefetch``: pieces a receiving thread may hold ahead of the reader (0: no such thread).
 
         Raises:
             FetchError: missing, over ``limits.max_bytes``, or not matching its digest.
@@ -374,7 +379,7 @@ class RegistryClient:
             raise FetchError(f"unsupported or malformed digest {digest!r}")
         with self.request("GET", f"/v2/{repository}/blobs/{digest}", repository) as response:
             stream = ResponseStream(
-                response.iter_raw(), self.limits.max_bytes, f"blob {digest}", prefetch=8, on_close=response.close
+                response.iter_raw(), self.limits.max_bytes, f"blob {digest}", prefetch=prefetch, on_close=response.close
             )
             reader = HashingReader(cast(IO[bytes], stream))  # HashingReader only calls read(n)
             try:
@@ -399,8 +404,15 @@ class RegistryClient:
         chosen, manifest = self.model_manifest(repository, digest)
         fresh, done = not dest.exists(), False
         try:
-            opener = lambda blob: self.blob(repository, blob)  # noqa: E731 - one use, reads better inline
-            fetched = unpack_parallel(manifest, chosen, opener, dest, self.limits, record=record)
+            fetched = unpack_parallel(
+                manifest,
+                chosen,
+                lambda blob: self.blob(repository, blob),
+                dest,
+                self.limits,
+                record=record,
+                open_pooled=lambda blob: self.blob(repository, blob, prefetch=0),
+            )
             done = True
         finally:
             if fresh and not done:  # blobs unpack as they stream: nothing from a refused pull stays behind
