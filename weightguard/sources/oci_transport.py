@@ -77,7 +77,7 @@ class StdlibGetTransport(httpx.BaseTransport):
         """Verify TLS as ``httpx.Client(verify=verify)`` would."""
         self._verify = verify
         self._context: ssl.SSLContext | None = verify if isinstance(verify, ssl.SSLContext) else None
-        self._others = httpx.HTTPTransport(verify=verify)
+        self._others: httpx.HTTPTransport | None = None  # made when first needed: it loads the CA store
         self._idle: dict[_Origin, list[http.client.HTTPConnection]] = {}
         self._lock = threading.Lock()
 
@@ -103,7 +103,11 @@ class StdlibGetTransport(httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request``; a GET's answer streams from an ``http.client`` connection."""
         if request.method != "GET" or request.url.scheme not in ("http", "https"):
-            return self._others.handle_request(request)
+            with self._lock:
+                if self._others is None:
+                    self._others = httpx.HTTPTransport(verify=self._verify)
+                others = self._others
+            return others.handle_request(request)
         origin = (
             request.url.scheme,
             request.url.host,
@@ -154,7 +158,8 @@ class StdlibGetTransport(httpx.BaseTransport):
         for conns in idle.values():
             for conn in conns:
                 conn.close()
-        self._others.close()
+        if self._others is not None:
+            self._others.close()
 
 
 __all__ = ["StdlibGetTransport"]
