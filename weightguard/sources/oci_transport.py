@@ -119,29 +119,39 @@ class StdlibGetTransport(httpx.BaseTransport):
         with self._lock:
             idle = self._idle.get(origin, [])
             conn = idle.pop() if idle else None
-        for fresh in (False, True) if conn is not None else (True,):
-            if fresh:
-                conn = self._connect(origin, timeout)
-            assert conn is not None
+        reused = conn is not None
+        while True:
+            if conn is None:
+                conn = self._open(origin, timeout)
             try:
                 response = self._send(conn, target, request)
-            except (ConnectionError, http.client.RemoteDisconnected) as exc:
-                conn.close()
-                if fresh:
-                    raise httpx.ConnectError(f"cannot reach {request.url.host}: {exc}") from exc
-                continue  # a kept-alive connection the server closed while idle: one more try, on a new one
-            except TimeoutError as exc:
-                conn.close()
-                raise httpx.ConnectTimeout(f"no answer from {request.url.host}: {exc}") from exc
+                break
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
-                raise httpx.ConnectError(f"cannot reach {request.url.host}: {exc}") from exc
-            body = _Body(self, origin, conn)
-            body.start(response)
-            return httpx.Response(
-                response.status, headers=response.getheaders(), stream=body, extensions={"http_version": b"HTTP/1.1"}
-            )
-        raise httpx.ConnectError(f"cannot reach {request.url.host}")  # not reached: the fresh try returns or raises
+                if reused:  # a kept-alive connection the server closed while idle: once more, on a new one
+                    conn, reused = None, False
+                    continue
+                # As httpcore says it: a stall is a timeout, anything else a broken exchange (both retried above).
+                if isinstance(exc, TimeoutError):
+                    raise httpx.ReadTimeout(f"no answer from {request.url.host}: {exc}") from exc
+                raise httpx.RemoteProtocolError(f"{request.url.host} broke off the exchange: {exc!r}") from exc
+        body = _Body(self, origin, conn)
+        body.start(response)
+        return httpx.Response(
+            response.status, headers=response.getheaders(), stream=body, extensions={"http_version": b"HTTP/1.1"}
+        )
+
+    def _open(self, origin: _Origin, timeout: float | None) -> http.client.HTTPConnection:
+        conn = self._connect(origin, timeout)
+        try:
+            conn.connect()  # TCP and, for https, the TLS handshake with its verification
+        except TimeoutError as exc:
+            conn.close()
+            raise httpx.ConnectTimeout(f"cannot reach {origin[1]}: {exc}") from exc
+        except OSError as exc:  # refused, unreachable, or TLS verification failed (ssl.SSLError)
+            conn.close()
+            raise httpx.ConnectError(f"cannot reach {origin[1]}: {exc}") from exc
+        return conn
 
     @staticmethod
     def _send(conn: http.client.HTTPConnection, target: str, request: httpx.Request) -> http.client.HTTPResponse:
