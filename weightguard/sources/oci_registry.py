@@ -13,7 +13,8 @@ answers are retried a bounded number of times with exponential backoff
 Every manifest and blob is checked against its digest while it streams and
 capped in size; blobs are unpacked as they arrive, in one pass, by the shared
 rules of :mod:`weightguard.sources.oci_unpack`, and a blob that does not match
-its digest fails the whole pull (:mod:`weightguard.sources.oci_stream`). An index is narrowed to
+its digest fails the whole pull (:mod:`weightguard.sources.oci_stream`); ModelPack ``.raw``
+layers are fetched in parallel (:mod:`weightguard.sources.oci_blobs`). An index is narrowed to
 its one model (or platform-less) manifest, else the pull fails.
 
 Turning ``oci://`` targets into folders, and the sidecar's fetcher, are in
@@ -22,7 +23,9 @@ Turning ``oci://`` targets into folders, and the sidecar's fetcher, are in
 httpx is used (a core dependency for this reason: it is small, pure Python,
 and gives streaming, timeouts, proxies from the environment and safe
 redirects); the Distribution API itself is a handful of requests, so no OCI
-library (oras, docker) is needed.
+library (oras, docker) is needed. GET answers travel through
+:mod:`weightguard.sources.oci_transport` (``http.client`` under httpx's logic), which
+receives a blob for less than half of httpx's own CPU cost, unless a proxy is configured.
 :meth:`RegistryClient.request` also carries the uploads of
 :mod:`weightguard.sources.oci_push` (``push=True`` asks for ``pull,push`` scope).
 Not handled here: building what is pushed, schema 1 manifests, cosign/notation signatures,

@@ -15,12 +15,15 @@ all release the GIL), so the registry's sends are not held up by the hashing: th
 pull then costs about what a plain download costs. The queue is bounded, so at
 most ``prefetch`` chunks (about 1 MiB each) wait in memory.
 
-The chunks are taken as the transport receives them (``iter_raw()`` without a
+The chunks are taken as the transport hands them over (``iter_raw()`` without a
 size: httpx's re-chunking to a fixed size joins and slices every piece, which
-measured 1.2-1.4 s CPU per GiB against 0.5-0.6 s as received) and the prefetch
-thread joins them into pieces of about :data:`CHUNK` bytes before queueing: one
-hand-over per MiB instead of one per 64 KiB socket read keeps the threads'
-switching off the critical path (the queue and the GIL cost more than the copy).
+measured 1.2-1.4 s CPU per GiB against 0.5-0.6 s as received). The registry's
+GET transport (:mod:`weightguard.sources.oci_transport`) hands over 1 MiB pieces;
+httpx's own (behind a proxy) 64 KiB ones, which the prefetch thread joins into
+pieces of about :data:`CHUNK` bytes before queueing: one hand-over per MiB keeps
+the threads' switching off the critical path (the queue and the GIL cost more
+than the copy). Blobs fetched on the layer pool (:mod:`weightguard.sources.oci_blobs`)
+need no prefetch thread: the layers already overlap each other.
 """
 
 from __future__ import annotations
