@@ -95,13 +95,25 @@ def unpack_parallel(
     dest.mkdir(parents=True, exist_ok=True)
     state = Unpack(dest, limits, record=record)
     raw = {i: path for i, layer in enumerate(layers) if (path := raw_filepath(layer)) is not None}
-    if workers <= 1 or len(raw) < 2:
+    staging = _staging(dest) if workers > 1 and len(raw) > 1 else None
+    if staging is None:
         for layer in layers:
             unpack_layer(open_blob, layer, state)
     else:
-        _unpack_pooled(layers, raw, (open_blob, open_pooled or open_blob), state, min(workers, len(raw)))
+        try:
+            _unpack_pooled(layers, raw, (open_blob, open_pooled or open_blob), state, min(workers, len(raw)), staging)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     written = tuple(state.written.values())
     return FetchedArtifact(digest, len(layers), state.files, state.bytes, tuple(state.skipped), written)
+
+
+def _staging(dest: Path) -> Path | None:
+    """A private folder beside ``dest`` (so a rename moves a staged file into place); None if none can be made."""
+    try:
+        return Path(tempfile.mkdtemp(prefix=".weightguard-layers-", dir=dest.parent))  # mkdtemp: 0700
+    except OSError:
+        return None  # e.g. a parent that is not writable: the layers are fetched one after another instead
 
 
 def _unpack_pooled(
@@ -110,31 +122,26 @@ def _unpack_pooled(
     openers: tuple[BlobOpener, BlobOpener],
     state: Unpack,
     workers: int,
+    staging: Path,
 ) -> None:
     open_blob, open_pooled = openers
-    # Beside dest, so a rename moves a staged file into place; mkdtemp makes it 0700.
-    staging = Path(tempfile.mkdtemp(prefix=".weightguard-layers-", dir=state.dest.parent))
-    try:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wg-layer") as pool:
-            futures: dict[int, Future[WrittenFile]] = {
-                i: pool.submit(_stage, open_pooled, str(layers[i].get("digest", "")), staging / str(i), state)
-                for i in raw
-            }
-            done = False
-            try:
-                for i, layer in enumerate(layers):
-                    if i in raw:
-                        state.place(raw[i], staging / str(i), futures[i].result())
-                    else:
-                        unpack_layer(open_blob, layer, state)
-                done = True
-            finally:
-                if not done:  # the pool's exit waits for the blobs under way: make them stop now
-                    state.stop.set()
-                    for future in futures.values():
-                        future.cancel()
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wg-layer") as pool:
+        futures: dict[int, Future[WrittenFile]] = {
+            i: pool.submit(_stage, open_pooled, str(layers[i].get("digest", "")), staging / str(i), state) for i in raw
+        }
+        done = False
+        try:
+            for i, layer in enumerate(layers):
+                if i in raw:
+                    state.place(raw[i], staging / str(i), futures[i].result())
+                else:
+                    unpack_layer(open_blob, layer, state)
+            done = True
+        finally:
+            if not done:  # the pool's exit waits for the blobs under way: make them stop now
+                state.stop.set()
+                for future in futures.values():
+                    future.cancel()
 
 
 def _stage(open_blob: BlobOpener, digest: str, path: Path, state: Unpack) -> WrittenFile:

@@ -153,7 +153,9 @@ class RegistryClient:
                 verify = ssl.create_default_context(cafile=str(ca_bundle))
             except (OSError, ssl.SSLError) as exc:
                 raise FetchError(f"cannot read the CA bundle {ca_bundle}: {exc}") from exc
-        if transport is None and not urllib.request.getproxies():  # with a proxy, httpx's own transport routes
+        if transport is None and not set(urllib.request.getproxies()) - {
+            "no"
+        }:  # with a proxy, httpx's own transport routes
             transport = StdlibGetTransport(verify)  # bodies received without httpx's per-piece cost (oci_transport)
         self._http = httpx.Client(
             verify=verify, timeout=timeout_s, follow_redirects=True, transport=transport, max_redirects=10
