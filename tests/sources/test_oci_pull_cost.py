@@ -7,6 +7,7 @@ HTTP server on 127.0.0.1 that promises more than it sends.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import threading
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from weightguard.sources.local import LocalSource
 from weightguard.sources.oci_blobs import vouched_hashes
 from weightguard.sources.oci_registry import RegistryClient
 from weightguard.sources.oci_target import list_oci_target, pull_oci_target
-from weightguard.sources.oci_unpack import FetchError
+from weightguard.sources.oci_unpack import FetchError, FetchLimits, Unpack
 
 RAW = "application/vnd.cncf.model.weight.v1.raw"
 TAR = "application/vnd.cncf.model.weight.config.v1.tar"
@@ -188,3 +189,17 @@ def test_one_tampered_layer_among_parallel_ones_fails_the_pull_and_leaves_nothin
             f"oci://{registry.host}/team/m@{digest}", tmp_path / "pulls" / "model", **options(tmp_path, registry)
         )  # type: ignore[arg-type]
     assert list((tmp_path / "pulls").iterdir()) == []  # neither the folder it made nor the staged layers
+
+
+def test_a_staged_layer_file_swapped_before_it_is_placed_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "model").mkdir()
+    (tmp_path / "staging").mkdir()
+    state = Unpack(tmp_path / "model", FetchLimits(), record=True)
+    staged = tmp_path / "staging" / "0"
+    written = state.receive(io.BytesIO(b"the layer's bytes"), staged)
+    assert written.sha256 == hashlib.sha256(b"the layer's bytes").hexdigest()
+    staged.unlink()
+    staged.write_bytes(b"someone else's file")  # another inode under the staged name
+    with pytest.raises(FetchError, match="staged layer file was replaced"):
+        state.place("w.bin", staged, written)
+    assert state.written == {}

@@ -296,12 +296,14 @@ class Unpack:
                 if hasher is not None:
                     hasher.update(chunk)
                 size += len(chunk)
+            out.flush()  # every byte in the file before its identity is taken
             os.fchmod(out.fileno(), 0o644)  # never keep set-uid or executable bits from a layer
             st = os.fstat(out.fileno())  # after the last change this makes: the identity it leaves
+        identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         if not self.record:
-            return WrittenFile("", size, "", (0, 0, 0, 0, 0))
+            return WrittenFile("", size, "", identity)
         digest = hasher.hexdigest() if hasher is not None else stream.hash.hexdigest()  # type: ignore[union-attr]
-        return WrittenFile("", size, digest, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+        return WrittenFile("", size, digest, identity)
 
     def write(self, name: str, stream: IO[bytes] | HashingReader) -> None:
         """Write all of ``stream`` to member ``name``."""
@@ -309,16 +311,20 @@ class Unpack:
         self.keep(path, self.receive(stream, path))
 
     def place(self, name: str, staged: Path, written: WrittenFile) -> None:
-        """Move a file :meth:`receive` wrote elsewhere (on this file system) to member ``name``."""
+        """Move a file :meth:`receive` wrote elsewhere (on this file system) to member ``name``.
+
+        Raises:
+            FetchError: what landed is not the file that was written (another inode, or written since).
+        """
         path = self._clear(name)
         staged.replace(path)
-        if self.record:  # a rename changes the ctime: the identity is the one it has where it landed
-            st = os.lstat(path)
-            if not stat.S_ISREG(st.st_mode):
-                raise FetchError(f"{name} is not the file that was written")
-            identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-            written = WrittenFile("", written.size, written.sha256, identity)
-        self.keep(path, written)
+        # The very inode received, unchanged (a rename changes only the ctime): a staging folder
+        # swapped by whoever can write beside it is refused, never unpacked as the layer.
+        st = os.lstat(path)
+        identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        if not stat.S_ISREG(st.st_mode) or identity[:4] != written.identity[:4]:
+            raise FetchError(f"{name}: the staged layer file was replaced before it was unpacked")
+        self.keep(path, WrittenFile("", written.size, written.sha256, identity))
 
     def keep(self, path: Path, written: WrittenFile) -> None:
         """Count the file now at ``path`` and, when recording, keep what was written to it."""
