@@ -203,3 +203,64 @@ def test_a_staged_layer_file_swapped_before_it_is_placed_is_refused(tmp_path: Pa
     with pytest.raises(FetchError, match="staged layer file was replaced"):
         state.place("w.bin", staged, written)
     assert state.written == {}
+
+
+class _Storage(BaseHTTPRequestHandler):
+    """Blob storage: serves BLOB, remembers the Authorization headers it was sent."""
+
+    protocol_version = "HTTP/1.1"
+    seen: list[str | None] = []
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        type(self).seen.append(self.headers.get("Authorization"))
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(BLOB)))
+        self.end_headers()
+        self.wfile.write(BLOB)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+BLOB = b"weights in blob storage" * 50_000
+
+
+def serve(handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_a_blob_redirected_to_storage_arrives_whole_without_the_registry_credential() -> None:
+    _Storage.seen = []
+    storage = serve(_Storage)
+
+    class Registry(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        seen: list[str | None] = []
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            type(self).seen.append(self.headers.get("Authorization"))
+            self.send_response(307)
+            self.send_header("Location", f"http://127.0.0.1:{storage.server_address[1]}/bucket/blob?sig=1")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    registry = serve(Registry)
+    try:
+        digest = "sha256:" + hashlib.sha256(BLOB).hexdigest()
+        with (
+            RegistryClient(
+                f"127.0.0.1:{registry.server_address[1]}", insecure=True, authorization="Basic c2VjcmV0"
+            ) as client,
+            client.blob("team/m", digest) as reader,
+        ):
+            assert b"".join(iter(lambda: reader.read(1 << 20), b"")) == BLOB
+        assert Registry.seen == ["Basic c2VjcmV0"] and _Storage.seen == [None]
+    finally:
+        for server in (registry, storage):
+            server.shutdown()
+            server.server_close()
