@@ -27,6 +27,11 @@ _PROTOCOL_RAISES = {
     "AssertionError",  # assert_never-style impossibilities
     "HTTPException",  # FastAPI's way to answer a request with a 4xx status
     "VerificationError",  # sigstore's VerificationPolicy protocol: a policy object must raise sigstore's error
+    # httpx's BaseTransport protocol (sources/oci_transport.py): the client above maps these to FetchError
+    "httpx.ConnectError",
+    "httpx.ConnectTimeout",
+    "httpx.ReadTimeout",
+    "httpx.RemoteProtocolError",
 }
 _VALIDATOR_DECORATORS = {"field_validator", "model_validator", "validator", "root_validator"}
 

@@ -79,6 +79,8 @@ class ResolvedTarget:
     listing: SourceListing
     hub: HubListing | None = None
     extra_findings: tuple[Finding, ...] = ()
+    # sha256 the source vouches for (an oci:// pull: of the digest-checked bytes it wrote; see oci_blobs)
+    known: Mapping[str, FileHashes] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,9 +155,9 @@ def resolve_target(target: str, loaded: LoadedPolicy, options: VerifyOptions = V
             snapshot.hub_findings,
         )
     if target.startswith("oci://"):
-        from weightguard.sources.oci_registry import parse_oci_uri, resolve_oci_target  # noqa: PLC0415 - httpx only here
+        from weightguard.sources.oci_target import list_oci_target  # noqa: PLC0415 - httpx only here
 
-        folder, digest = resolve_oci_target(
+        pulled = list_oci_target(
             target,
             options.oci_dir,
             auth_file=options.registry_auth_file,
@@ -163,11 +165,7 @@ def resolve_target(target: str, loaded: LoadedPolicy, options: VerifyOptions = V
             ca_bundle=options.registry_ca_bundle,
             allow_tag=not spec.require_pinned_revision,
         )
-        ref = parse_oci_uri(target)
-        listing = LocalSource(folder, allow_symlinks=False).collect()
-        return ResolvedTarget(
-            f"oci://{ref.host}/{ref.repository}@{digest}", ref.repository.rsplit("/", 1)[-1], folder, listing
-        )
+        return ResolvedTarget(pulled.uri, pulled.name, pulled.folder, pulled.listing, known=pulled.known)
     path = Path(target)
     listing = LocalSource(path, allow_symlinks=spec.allow_symlinks_inside).collect()
     root = Path(listing.root)  # the folder itself, or a single file's folder
@@ -175,16 +173,18 @@ def resolve_target(target: str, loaded: LoadedPolicy, options: VerifyOptions = V
     return ResolvedTarget(str(path), name, root, listing)
 
 
-def model_digest(target: str, loaded: LoadedPolicy, *, exclude: tuple[str, ...] = ()) -> tuple[ResolvedTarget, str]:
+def model_digest(
+    target: str, loaded: LoadedPolicy, *, exclude: tuple[str, ...] = (), options: VerifyOptions = VerifyOptions()
+) -> tuple[ResolvedTarget, str]:
     """Return the resolved target and the OMS root digest of its identity files, hashed now.
 
     Raises:
         SourceError: the target cannot be resolved.
         IntegrityError: a file could not be hashed.
     """
-    resolved = resolve_target(target, loaded)
+    resolved = resolve_target(target, loaded, options)  # options: registry access for oci:// targets
     files = identity_files(resolved.listing.files, loaded.policy, exclude)
-    return resolved, Manifest.of(hash_files(files, HashRequest())).root_digest("sha256")
+    return resolved, Manifest.of(hash_files(files, HashRequest(), known=resolved.known)).root_digest("sha256")
 
 
 def verify(
@@ -249,7 +249,7 @@ def verify(
             policy_dir(loaded),
             hub=resolved.hub,
             extra_excluded=[e for e in excluded if e],
-            known=prepared.hashes if prepared is not None else None,
+            known={**resolved.known, **(prepared.hashes if prepared is not None else {})},
         )
         run.stage("integrity", started, integrity.findings, f"root digest {integrity.root_digest[:16]}…")
     except ChangedWhileHashedError as exc:

@@ -39,7 +39,8 @@ from weightguard.api import scan
 from weightguard.errors import SourceError
 from weightguard.pipeline import model_digest, verify
 from weightguard.policy.load import load_builtin
-from weightguard.sources.oci_registry import RegistryClient, RegistryFetcher, resolve_oci_target
+from weightguard.sources.oci_registry import RegistryClient
+from weightguard.sources.oci_target import RegistryFetcher, resolve_oci_target
 from weightguard.sources.oci_unpack import ArtifactRef, FetchError
 
 REGISTRY_BIN = Path("/usr/bin/docker-registry")

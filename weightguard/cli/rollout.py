@@ -112,36 +112,46 @@ def _excluded(target: str, attestation: Path) -> tuple[str, ...]:
 
 @attestation_app.command("verify")
 def attestation_verify_command(
-    target: str = typer.Argument(..., help="The model the attestation should be about."),
-    attestation: Path = typer.Option(..., "--attestation", help="The attestation bundle."),  # noqa: B008
+    target: str = typer.Argument(..., help="The model: a path, or oci://HOST/REPO@sha256:… (attestations attached)."),
+    attestation: Path | None = typer.Option(None, "--attestation", help="The attestation bundle (local targets)."),  # noqa: B008
     public_key: Path | None = PUBLIC_KEY_OPTION,
     policy: list[Path] = POLICY_OPTION,
+    registry_auth_file: Path | None = typer.Option(None, "--registry-auth-file", help="Docker-style config.json."),  # noqa: B008
+    insecure_registry: list[str] = typer.Option([], "--insecure-registry", help="HOST:PORT over plain HTTP."),  # noqa: B008
+    registry_ca_bundle: Path | None = typer.Option(None, "--registry-ca-bundle", help="PEM CA bundle."),  # noqa: B008
 ) -> None:
-    """Check an attestation: right signer, the model on disk now, the expected policy. Exit 0 / 1 / 2."""
+    """Check an attestation: right signer, the model on disk (or in the registry) now, the expected policy. Exit 0 / 1 / 2."""
     from weightguard.policy.load import load_policy
 
+    extra: dict[str, str] = {}
     try:
         loaded = load_policy(policy)
         keys = _trusted_keys(loaded, public_key)
-        _, digest, checked = _check_with_any(target, loaded, attestation, keys, _excluded(target, attestation))
+        if target.startswith("oci://"):
+            from weightguard.cli.oci_attest import RegistryAccess, verify_in_registry  # httpx only here
+
+            access = RegistryAccess(registry_auth_file, tuple(insecure_registry), registry_ca_bundle)
+            found = verify_in_registry(target, loaded, keys, access)
+            digest, checked = found.root_digest, found.checked
+            extra = {"manifest_digest": found.manifest_digest, "referrer": found.referrer}
+        elif attestation is None:
+            raise UsageError("--attestation is needed for a local model (oci:// targets carry their own)")
+        else:
+            _, digest, checked = _check_with_any(target, loaded, attestation, keys, _excluded(target, attestation))
     except SignatureError as exc:
         err(f"weightguard: attestation does not hold: {exc.diagnostics()}")
         raise typer.Exit(exc.exit_code) from exc
     except WeightguardError as exc:
         raise fail(exc) from exc
-    sys.stdout.write(
-        json.dumps(
-            {
-                "valid": True,
-                "digest": digest,
-                "verdict": checked.verdict,
-                "result": checked.result,
-                "checks": dict(checked.checks),
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    answer = {
+        "valid": True,
+        "digest": digest,
+        **extra,
+        "verdict": checked.verdict,
+        "result": checked.result,
+        "checks": dict(checked.checks),
+    }
+    sys.stdout.write(json.dumps(answer, indent=2) + "\n")
     raise typer.Exit(0 if checked.result == "PASSED" else 1)
 
 

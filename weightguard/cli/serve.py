@@ -31,6 +31,12 @@ def serve_command(
     workers: int | None = typer.Option(None, "--workers", help="Verification worker threads."),
     queue_size: int | None = typer.Option(None, "--queue-size", help="Jobs that may wait before 429."),
     config: Path | None = typer.Option(None, "--config", help="YAML file with sidecar settings."),
+    insecure_registry: list[str] | None = typer.Option(
+        None, "--insecure-registry", help="HOST:PORT the Harbor adapter may pull from over plain HTTP (repeatable)."
+    ),
+    registry_ca_bundle: Path | None = typer.Option(
+        None, "--registry-ca-bundle", help="PEM CA bundle for the registries the Harbor adapter pulls from."
+    ),
 ) -> None:
     """Serve the verification API, the Harbor adapter and the webhook receivers."""
     try:
@@ -49,6 +55,8 @@ def serve_command(
             database=database,
             workers=workers,
             queue_size=queue_size,
+            oci_insecure_registries=insecure_registry or None,
+            oci_ca_bundle=registry_ca_bundle,
         )
         app = create_app(settings)
     except WeightguardError as exc:

@@ -6,13 +6,18 @@ import contextlib
 import dataclasses
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from weightguard.cli.common import FORMAT_OPTION, OUTPUT_OPTION, POLICY_OPTION, OutputFormat, emit_report, fail
+from weightguard.cli.common import FORMAT_OPTION, OUTPUT_OPTION, POLICY_OPTION, OutputFormat, emit_report, err, fail
 from weightguard.cli.hash import LISTING_OPTION
 from weightguard.cli.progress import QUIET_OPTION, progress_display, wanted
 from weightguard.errors import WeightguardError
+
+if TYPE_CHECKING:
+    from weightguard.pipeline import VerifyOptions
+    from weightguard.report.model import Report
 
 
 def verify_command(
@@ -23,6 +28,9 @@ def verify_command(
     attest: Path | None = typer.Option(None, "--attest", help="PEM private key: sign an approval attestation."),
     attestation: Path | None = typer.Option(None, "--attestation", help="Where to write the attestation bundle."),
     attest_failed: bool = typer.Option(False, "--attest-failed", help="Also attest rejected/incomplete runs (FAILED)."),
+    attach: bool = typer.Option(
+        False, "--attach", help="oci:// only: push an approval attestation to the registry as a referrer of the model."
+    ),
     convert_to: Path | None = typer.Option(
         None, "--convert-to", help="Where converted safetensors go when the policy's conversion mode asks for it."
     ),
@@ -58,6 +66,10 @@ def verify_command(
             registry_ca_bundle=registry_ca_bundle,
             hub_listing=hub_listing,
         )
+        if attach:
+            from weightguard.cli.oci_attest import check_attach_usage  # httpx only when asked
+
+            check_attach_usage(target, options.attest_key)
         if options.attest_key is not None:
             # Checked before any work: a missing or unusable key is "could not complete" (exit 2),
             # not a late failure after the model was judged (issue 16).
@@ -70,9 +82,26 @@ def verify_command(
                 options = dataclasses.replace(options, oci_dir=Path(work) / "model")
             report = verify(target, loaded, options, progress=display.say)
         emit_report(report, fmt, output)
+        if attach:
+            _attach(report, options)
     except WeightguardError as exc:
         raise fail(exc) from exc
     raise typer.Exit(report.exit_code)
+
+
+def _attach(report: Report, options: VerifyOptions) -> None:
+    """Push an approval to the registry; say on stderr what was (not) attached."""
+    from weightguard.cli.oci_attest import RegistryAccess, attach_approval
+
+    access = RegistryAccess(options.registry_auth_file, options.insecure_registries, options.registry_ca_bundle)
+    attached = attach_approval(report, access)
+    if attached is None:
+        err(f"weightguard: verdict {report.verdict}: no attestation attached to the registry (only approvals are)")
+        return
+    err(
+        f"weightguard: attestation attached to {attached.subject.digest} as referrer {attached.referrer.digest}"
+        f" (listed by the {attached.listing})"
+    )
 
 
 def register(app: typer.Typer) -> None:

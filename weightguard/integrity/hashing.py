@@ -379,8 +379,9 @@ def hash_files(
         request: The algorithms and optional shard size.
         workers: Threads hashing in parallel (default: one per CPU).
         known: Digests computed earlier in this run (by relpath); a file whose entry has the
-            same size and covers ``request`` is not read again. Only the caller knows that
-            those digests are of the bytes it means (verify-many hashes before it scans).
+            same size and covers ``request`` is not read again, only checked unchanged since it
+            was listed. Only the caller knows that those digests are of the bytes it means
+            (verify-many hashes before it scans; an oci:// pull hashes what it writes).
 
     Bytes hashed are reported as ``hashing`` progress to the sink installed with
     :func:`weightguard.progress.reporting`, once per chunk or small file.
@@ -400,6 +401,13 @@ def hash_files(
         for f in files
         if known is not None and (h := known.get(f.relpath)) is not None and h.size == f.size and covers(h, request)
     }
+    for f in files:
+        # A digest taken over: the file must still be the one it was of (the caller's identity, unchanged).
+        if f.relpath in reused:
+            reason = unchanged(f.source)
+            _File(f).close()  # the check opened it
+            if reason:
+                raise ChangedWhileHashedError(f.relpath, reason)
     todo = [f for f in files if f.relpath not in reused]
     sink = current()  # read here: the hashing threads do not see the caller's context
     counter = Counter(sink, "hashing", sum(f.source.size for f in todo)) if sink is not None and todo else None

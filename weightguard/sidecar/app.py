@@ -40,7 +40,7 @@ from weightguard.sidecar.webhooks import webhooks_router
 from weightguard.sidecar.writeback import MlflowWriteback, RegistryWriteback
 from weightguard.sidecar_dashboard.dashboard import dashboard_router
 from weightguard.sidecar_dashboard.jobs_table import JobsTableVerifications
-from weightguard.sources.oci_registry import RegistryFetcher
+from weightguard.sources.oci_target import RegistryFetcher
 from weightguard.state import database_url
 from weightguard.verdict.store import RolloutStore
 

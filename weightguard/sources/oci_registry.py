@@ -10,20 +10,25 @@ plain HTTP only for a registry the caller names as insecure. 429 and 5xx
 answers are retried a bounded number of times with exponential backoff
 (``Retry-After`` honoured up to a cap); redirects to blob storage are followed
 (httpx drops the ``Authorization`` header when a redirect leaves the origin).
-Every manifest and blob is checked against its digest while it streams, capped
-in size, written to a private temporary folder, and only then unpacked by the
-shared rules of :mod:`weightguard.sources.oci_unpack`. An index is narrowed to
+Every manifest and blob is checked against its digest while it streams and
+capped in size; blobs are unpacked as they arrive, in one pass, by the shared
+rules of :mod:`weightguard.sources.oci_unpack`, and a blob that does not match
+its digest fails the whole pull (:mod:`weightguard.sources.oci_stream`); ModelPack ``.raw``
+layers are fetched in parallel (:mod:`weightguard.sources.oci_blobs`). An index is narrowed to
 its one model (or platform-less) manifest, else the pull fails.
 
-:func:`resolve_oci_target` turns ``oci://HOST[:PORT]/REPO@sha256:…`` into a
-local folder and the manifest digest. :class:`RegistryFetcher` is the same
-client behind the sidecar's ``ArtifactFetcher`` seam.
+Turning ``oci://`` targets into folders, and the sidecar's fetcher, are in
+:mod:`weightguard.sources.oci_target`.
 
 httpx is used (a core dependency for this reason: it is small, pure Python,
 and gives streaming, timeouts, proxies from the environment and safe
 redirects); the Distribution API itself is a handful of requests, so no OCI
-library (oras, docker) is needed.
-Not handled here: pushing, schema 1 manifests, cosign/notation signatures,
+library (oras, docker) is needed. GET answers travel through
+:mod:`weightguard.sources.oci_transport` (``http.client`` under httpx's logic), which
+receives a blob for less than half of httpx's own CPU cost, unless a proxy is configured.
+:meth:`RegistryClient.request` also carries the uploads of
+:mod:`weightguard.sources.oci_push` (``push=True`` asks for ``pull,push`` scope).
+Not handled here: building what is pushed, schema 1 manifests, cosign/notation signatures,
 credential helpers, and deciding anything about the files.
 """
 
@@ -34,27 +39,29 @@ import json
 import re
 import shutil
 import ssl
-import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, cast
 
 import httpx
 
-from weightguard.sources.oci_auth import RegistryCredentials, load_credentials, parse_challenge
+from weightguard.sources.oci_auth import RegistryCredentials, parse_challenge
+from weightguard.sources.oci_blobs import unpack_parallel
+from weightguard.sources.oci_stream import ResponseStream
+from weightguard.sources.oci_transport import StdlibGetTransport
 from weightguard.sources.oci_unpack import (
     CHUNK,
     DIGEST,
     INDEX_TYPES,
     MANIFEST_TYPES,
-    ArtifactRef,
     FetchedArtifact,
     FetchError,
     FetchLimits,
     HashingReader,
-    unpack_manifest,
 )
 
 MODEL_ARTIFACT_TYPE = "application/vnd.cncf.model.manifest.v1+json"
@@ -146,6 +153,10 @@ class RegistryClient:
                 verify = ssl.create_default_context(cafile=str(ca_bundle))
             except (OSError, ssl.SSLError) as exc:
                 raise FetchError(f"cannot read the CA bundle {ca_bundle}: {exc}") from exc
+        if transport is None and not set(urllib.request.getproxies()) - {
+            "no"
+        }:  # with a proxy, httpx's own transport routes
+            transport = StdlibGetTransport(verify)  # bodies received without httpx's per-piece cost (oci_transport)
         self._http = httpx.Client(
             verify=verify, timeout=timeout_s, follow_redirects=True, transport=transport, max_redirects=10
         )
@@ -165,18 +176,38 @@ class RegistryClient:
     # -- requests -----------------------------------------------------------------------------
 
     @contextmanager
-    def _request(self, method: str, path: str, repository: str, accept: str | None = None) -> Iterator[httpx.Response]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        repository: str,
+        accept: str | None = None,
+        *,
+        push: bool = False,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        expect: Collection[int] = (200,),
+    ) -> Iterator[httpx.Response]:
+        """Send one request (authenticating, retrying) and yield the streamed answer, whose status is in ``expect``.
+
+        ``push`` asks the token service for ``pull,push`` scope (uploads, manifest PUTs; see oci_push).
+
+        Raises:
+            FetchError: unreachable, refused, or answered with a status outside ``expect``.
+        """
         url = f"{self.base}{path}"
-        scope = f"repository:{repository}:pull"
+        scope = f"repository:{repository}:{'pull,push' if push else 'pull'}"
         auth_tries = retries = 0
         while True:
             # identity only: a decoded Content-Encoding could expand without bound before any cap applies
-            headers = {"Accept": accept, "Accept-Encoding": "identity"} if accept else {"Accept-Encoding": "identity"}
+            sent = {"Accept": accept, "Accept-Encoding": "identity"} if accept else {"Accept-Encoding": "identity"}
+            sent |= headers or {}
             header = self._tokens.get(scope) or self._authorization
             if header:
-                headers["Authorization"] = header
+                sent["Authorization"] = header
             try:
-                response = self._http.send(self._http.build_request(method, url, headers=headers), stream=True)
+                request = self._http.build_request(method, url, headers=sent, content=content)
+                response = self._http.send(request, stream=True)
             except (httpx.TimeoutException, httpx.RemoteProtocolError) as exc:
                 if retries >= self._max_retries:
                     raise FetchError(f"{method} {url} failed after {retries + 1} tries: {exc}") from exc
@@ -198,7 +229,7 @@ class RegistryClient:
                 self._sleep(min(delay, _MAX_RETRY_AFTER_S))
                 continue
             try:
-                self._check_status(response, method, path)
+                self._check_status(response, method, path, expect, "push" if push else "pull")
                 yield response
             except httpx.HTTPError as exc:  # the body broke off while it streamed
                 raise FetchError(f"{method} {url} broke off: {exc}") from exc
@@ -206,15 +237,17 @@ class RegistryClient:
                 response.close()
             return
 
-    def _check_status(self, response: httpx.Response, method: str, path: str) -> None:
+    def _check_status(
+        self, response: httpx.Response, method: str, path: str, expect: Collection[int], access: str
+    ) -> None:
         status = response.status_code
-        if status == 200:
+        if status in expect:
             if response.headers.get("content-encoding", "identity").lower() not in ("identity", ""):
                 raise FetchError(f"the registry {self.base} sent {path} with a Content-Encoding it was not asked for")
             return
         if status in (401, 403):
             raise FetchError(
-                f"the registry {self.base} refused {method} {path} ({status}): the credentials are wrong or lack pull access",
+                f"the registry {self.base} refused {method} {path} ({status}): the credentials are wrong or lack {access} access",
                 hint="check --registry-auth-file or the Docker config (auths) for this registry",
             )
         if status == 404:
@@ -266,7 +299,7 @@ class RegistryClient:
                         f"the token service {realm} refused the credentials ({response.status_code})",
                         hint="check --registry-auth-file or the Docker config (auths) for this registry",
                     )
-                body = _read_capped(response, _MAX_TOKEN_BYTES, "token response")
+                body = read_capped(response, _MAX_TOKEN_BYTES, "token response")
         except httpx.HTTPError as exc:
             raise FetchError(f"cannot reach the token service {realm}: {exc}") from exc
         try:
@@ -286,12 +319,12 @@ class RegistryClient:
         Raises:
             FetchError: the tag does not exist or the registry fails.
         """
-        with self._request("HEAD", f"/v2/{repository}/manifests/{tag}", repository, ACCEPT) as response:
+        with self.request("HEAD", f"/v2/{repository}/manifests/{tag}", repository, ACCEPT) as response:
             digest = str(response.headers.get("docker-content-digest", ""))
         if DIGEST.match(digest):
             return digest
-        with self._request("GET", f"/v2/{repository}/manifests/{tag}", repository, ACCEPT) as response:
-            body = _read_capped(response, self.limits.max_manifest_bytes, f"manifest {tag}")
+        with self.request("GET", f"/v2/{repository}/manifests/{tag}", repository, ACCEPT) as response:
+            body = read_capped(response, self.limits.max_manifest_bytes, f"manifest {tag}")
         return "sha256:" + hashlib.sha256(body).hexdigest()
 
     def manifest(self, repository: str, digest: str) -> dict[str, object]:
@@ -302,8 +335,8 @@ class RegistryClient:
         """
         if not DIGEST.match(digest):
             raise FetchError(f"unsupported or malformed digest {digest!r}")
-        with self._request("GET", f"/v2/{repository}/manifests/{digest}", repository, ACCEPT) as response:
-            body = _read_capped(response, self.limits.max_manifest_bytes, f"manifest {digest}")
+        with self.request("GET", f"/v2/{repository}/manifests/{digest}", repository, ACCEPT) as response:
+            body = read_capped(response, self.limits.max_manifest_bytes, f"manifest {digest}")
         if "sha256:" + hashlib.sha256(body).hexdigest() != digest:
             raise FetchError(f"manifest {digest} from {self.base} does not match its digest")
         try:
@@ -338,39 +371,35 @@ class RegistryClient:
         return inner, inner_manifest
 
     @contextmanager
-    def blob(self, repository: str, digest: str, folder: Path) -> Iterator[HashingReader]:
-        """Download blob ``digest`` into ``folder`` (checked, capped), then yield it as a stream.
+    def blob(self, repository: str, digest: str, *, prefetch: int = 8) -> Iterator[HashingReader]:
+        """Yield blob ``digest`` as it downloads (hashed, capped); on exit it was read whole and matched.
+
+        One pass over the bytes (see :mod:`weightguard.sources.oci_stream` for why that is safe);
+        ``prefetch``: pieces a receiving thread may hold ahead of the reader (0: no such thread).
 
         Raises:
             FetchError: missing, over ``limits.max_bytes``, or not matching its digest.
         """
-        match = DIGEST.match(digest)
-        if match is None:
+        if DIGEST.match(digest) is None:
             raise FetchError(f"unsupported or malformed digest {digest!r}")
-        path = folder / match.group(1)
-        hasher, size = hashlib.sha256(), 0
-        with self._request("GET", f"/v2/{repository}/blobs/{digest}", repository) as response, path.open("wb") as out:
-            for chunk in response.iter_raw(CHUNK):
-                size += len(chunk)
-                if size > self.limits.max_bytes:
-                    raise FetchError(f"blob {digest} is over {self.limits.max_bytes} bytes")
-                hasher.update(chunk)
-                out.write(chunk)
-        if "sha256:" + hasher.hexdigest() != digest:
-            path.unlink()
-            raise FetchError(f"blob {digest} from {self.base} does not match its digest")
-        try:
-            with path.open("rb") as raw:
-                reader = HashingReader(raw)
+        with self.request("GET", f"/v2/{repository}/blobs/{digest}", repository) as response:
+            stream = ResponseStream(
+                response.iter_raw(), self.limits.max_bytes, f"blob {digest}", prefetch=prefetch, on_close=response.close
+            )
+            reader = HashingReader(cast(IO[bytes], stream))  # HashingReader only calls read(n)
+            try:
                 yield reader
                 reader.drain()
-            if "sha256:" + reader.hash.hexdigest() != digest:
-                raise FetchError(f"blob {digest} changed in the private download folder")
-        finally:
-            path.unlink(missing_ok=True)
+            finally:
+                stream.close()
+        if "sha256:" + reader.hash.hexdigest() != digest:
+            raise FetchError(f"blob {digest} from {self.base} does not match its digest")
 
-    def pull(self, repository: str, digest: str, dest: Path) -> FetchedArtifact:
+    def pull(self, repository: str, digest: str, dest: Path, *, record: bool = False) -> FetchedArtifact:
         """Unpack the artifact ``repository@digest`` into ``dest`` (see the module docstring).
+
+        Layers are fetched in parallel (:mod:`weightguard.sources.oci_blobs`); with ``record`` the
+        result lists each file's sha256 as written.
 
         Raises:
             FetchError: it cannot be pulled, does not match its digest, breaks a limit or is unsafe.
@@ -378,13 +407,26 @@ class RegistryClient:
         if not _REPOSITORY.match(repository):
             raise FetchError(f"malformed repository name {repository!r}")
         chosen, manifest = self.model_manifest(repository, digest)
-        with tempfile.TemporaryDirectory(prefix="weightguard-blobs-") as folder:
-            return unpack_manifest(
-                manifest, chosen, lambda blob: self.blob(repository, blob, Path(folder)), dest, self.limits
+        fresh, done = not dest.exists(), False
+        try:
+            fetched = unpack_parallel(
+                manifest,
+                chosen,
+                lambda blob: self.blob(repository, blob),
+                dest,
+                self.limits,
+                record=record,
+                open_pooled=lambda blob: self.blob(repository, blob, prefetch=0),
             )
+            done = True
+        finally:
+            if fresh and not done:  # blobs unpack as they stream: nothing from a refused pull stays behind
+                shutil.rmtree(dest, ignore_errors=True)
+        return fetched
 
 
-def _read_capped(response: httpx.Response, cap: int, what: str) -> bytes:
+def read_capped(response: httpx.Response, cap: int, what: str) -> bytes:
+    """The whole (raw) body of ``response``; raises FetchError past ``cap`` bytes."""
     body = bytearray()
     for chunk in response.iter_raw(CHUNK):
         body += chunk
@@ -393,81 +435,9 @@ def _read_capped(response: httpx.Response, cap: int, what: str) -> bytes:
     return bytes(body)
 
 
-def resolve_oci_target(
-    uri: str,
-    dest: Path | None = None,
-    *,
-    auth_file: Path | None = None,
-    insecure_registries: Collection[str] = (),
-    ca_bundle: Path | None = None,
-    allow_tag: bool = False,
-    limits: FetchLimits = _DEFAULT_LIMITS,
-    transport: httpx.BaseTransport | None = None,
-) -> tuple[Path, str]:
-    """Pull ``oci://HOST[:PORT]/REPO@sha256:…`` into ``dest`` (default: a new private temporary folder).
-
-    Returns the folder holding the model files and the digest of the manifest that was unpacked
-    (for an index, the model manifest it lists). The caller removes the folder.
-
-    Raises:
-        FetchError: malformed URI, a tag without ``allow_tag``, or any failure of :meth:`RegistryClient.pull`.
-        SourceError: unreadable credentials.
-    """
-    ref = parse_oci_uri(uri)
-    insecure = ref.host in {h.lower() for h in insecure_registries}
-    credentials = load_credentials(ref.host, auth_file)
-    if ref.digest is None and not allow_tag:
-        raise FetchError(f"{uri} is not pinned to a digest", hint="use oci://HOST/REPO@sha256:… (tags can move)")
-    folder = dest if dest is not None else Path(tempfile.mkdtemp(prefix="weightguard-oci-"))
-    pulled = False
-    try:
-        with RegistryClient(
-            ref.host,
-            credentials=credentials,
-            insecure=insecure,
-            ca_bundle=ca_bundle,
-            limits=limits,
-            transport=transport,
-        ) as client:
-            digest = ref.digest or client.resolve_tag(ref.repository, str(ref.tag))
-            fetched = client.pull(ref.repository, digest, folder)
-            pulled = True
-    finally:
-        if not pulled and dest is None:  # a folder this call made is not left behind half-written
-            shutil.rmtree(folder, ignore_errors=True)
-    return folder, fetched.manifest_digest
-
-
-class RegistryFetcher:
-    """The sidecar's ``ArtifactFetcher`` over a live registry (Harbor passes its URL and a credential)."""
-
-    def __init__(
-        self,
-        limits: FetchLimits = _DEFAULT_LIMITS,
-        *,
-        insecure_registries: Collection[str] = (),
-        ca_bundle: Path | None = None,
-    ) -> None:
-        """Pull under ``limits``; plain HTTP only to the hosts named in ``insecure_registries``."""
-        self.limits = limits
-        self.insecure = {h.lower() for h in insecure_registries}
-        self.ca_bundle = ca_bundle
-
-    def fetch(self, ref: ArtifactRef, dest: Path) -> FetchedArtifact:
-        """Unpack ``ref.repository@ref.digest`` from ``ref.registry_url`` into ``dest``.
-
-        Raises:
-            FetchError: see :meth:`RegistryClient.pull`.
-        """
-        host = ref.registry_url.split("://", 1)[-1].rstrip("/").lower()
-        with RegistryClient(
-            ref.registry_url,
-            authorization=ref.authorization,
-            insecure=host in self.insecure,
-            ca_bundle=self.ca_bundle,
-            limits=self.limits,
-        ) as client:
-            return client.pull(ref.repository, ref.digest, dest)
-
-
-__all__ = ["OciReference", "RegistryClient", "RegistryFetcher", "parse_oci_uri", "resolve_oci_target"]
+__all__ = [
+    "OciReference",
+    "RegistryClient",
+    "parse_oci_uri",
+    "read_capped",
+]

@@ -19,9 +19,12 @@ Not handled here: finding or downloading blobs, or deciding anything about the f
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
+import stat
 import tarfile
+import threading
 import zlib
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -93,14 +96,30 @@ class FetchLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class WrittenFile:
+    """A file as the unpacking left it: the sha256 of the bytes it wrote, and the file's identity then.
+
+    ``identity`` is :func:`weightguard.sources.local.identity_of` (device, inode, size, mtime,
+    ctime) taken after the last change the unpacking made; a file that still has it was not
+    written since (see :mod:`weightguard.sources.oci_blobs` for when that may be relied on).
+    """
+
+    relpath: str
+    size: int
+    sha256: str
+    identity: tuple[int, int, int, int, int]
+
+
+@dataclass(frozen=True, slots=True)
 class FetchedArtifact:
-    """What was unpacked."""
+    """What was unpacked (``written``: only when the unpacking was asked to record it)."""
 
     manifest_digest: str
     layers: int
     files: int
     bytes: int
     skipped: tuple[str, ...] = ()
+    written: tuple[WrittenFile, ...] = ()
 
 
 class HashingReader:
@@ -128,6 +147,20 @@ BlobOpener = Callable[[str], AbstractContextManager[HashingReader]]
 """Opens the blob with a digest as a stream; raises :class:`FetchError` on exit if it did not match."""
 
 
+def manifest_layers(manifest: object, digest: str) -> list[dict[str, object]]:
+    """The layer descriptors of the parsed image ``manifest``.
+
+    Raises:
+        FetchError: the manifest is an index or malformed.
+    """
+    media_type = manifest.get("mediaType") if isinstance(manifest, dict) else None
+    if not isinstance(manifest, dict) or media_type in INDEX_TYPES or not isinstance(manifest.get("layers"), list):
+        raise FetchError(f"{digest} is not a single image manifest (indexes are not scanned)")
+    if not all(isinstance(layer, dict) for layer in manifest["layers"]):
+        raise FetchError("malformed layer descriptor")
+    return list(manifest["layers"])
+
+
 def unpack_manifest(
     manifest: object, digest: str, open_blob: BlobOpener, dest: Path, limits: FetchLimits
 ) -> FetchedArtifact:
@@ -136,25 +169,32 @@ def unpack_manifest(
     Raises:
         FetchError: the manifest is an index or malformed, a layer is unsafe, unreadable or over a limit.
     """
-    media_type = manifest.get("mediaType") if isinstance(manifest, dict) else None
-    if not isinstance(manifest, dict) or media_type in INDEX_TYPES or not isinstance(manifest.get("layers"), list):
-        raise FetchError(f"{digest} is not a single image manifest (indexes are not scanned)")
+    layers = manifest_layers(manifest, digest)
     dest.mkdir(parents=True, exist_ok=True)
     state = Unpack(dest, limits)
-    for layer in manifest["layers"]:
-        if not isinstance(layer, dict):
-            raise FetchError("malformed layer descriptor")
-        _layer(open_blob, layer, state)
-    return FetchedArtifact(digest, len(manifest["layers"]), state.files, state.bytes, tuple(state.skipped))
+    for layer in layers:
+        unpack_layer(open_blob, layer, state)
+    return FetchedArtifact(digest, len(layers), state.files, state.bytes, tuple(state.skipped))
 
 
-def _layer(open_blob: BlobOpener, layer: dict[str, object], state: Unpack) -> None:
+def raw_filepath(layer: dict[str, object]) -> str | None:
+    """Where a ModelPack ``.raw`` layer's one file goes; None for any other layer."""
+    annotations = layer.get("annotations")
+    filepath = annotations.get(FILEPATH_ANNOTATION) if isinstance(annotations, dict) else None
+    return filepath if str(layer.get("mediaType", "")).endswith(".raw") and isinstance(filepath, str) else None
+
+
+def unpack_layer(open_blob: BlobOpener, layer: dict[str, object], state: Unpack) -> None:
+    """Unpack one layer into ``state``'s folder (see the module docstring for the rules).
+
+    Raises:
+        FetchError: the layer is unsafe, unreadable, of a type not unpacked, or over a limit.
+    """
     media_type, digest = str(layer.get("mediaType", "")), str(layer.get("digest", ""))
-    annotations = layer.get("annotations") if isinstance(layer.get("annotations"), dict) else {}
-    assert isinstance(annotations, dict)
-    if media_type.endswith(".raw") and isinstance(annotations.get(FILEPATH_ANNOTATION), str):
+    filepath = raw_filepath(layer)
+    if filepath is not None:
         with open_blob(digest) as reader:
-            state.write(str(annotations[FILEPATH_ANNOTATION]), reader)
+            state.write(filepath, reader)
         return
     if media_type not in TAR_TYPES | GZIP_TYPES | ZSTD_TYPES:
         # Fail closed: an unread layer could hold the weights that matter.
@@ -184,15 +224,25 @@ def _zstd(digest: str) -> tuple[Any, tuple[type[Exception], ...]]:
 
 
 class Unpack:
-    """Writes layer members into ``dest`` under the limits (one per fetch)."""
+    """Writes layer members into ``dest`` under the limits (one per fetch).
 
-    def __init__(self, dest: Path, limits: FetchLimits) -> None:
+    Several threads may write different files at once (:mod:`weightguard.sources.oci_blobs`):
+    the byte count is shared under a lock, and :attr:`stop` ends every write in progress.
+    With ``record``, each file's sha256 (of the bytes written) and identity are kept in
+    :attr:`written`; a file written from a whole blob takes the blob's own hash, not a second one.
+    """
+
+    def __init__(self, dest: Path, limits: FetchLimits, *, record: bool = False) -> None:
         self.dest = dest
         self.limits = limits
+        self.record = record
         self.files = 0
         self.bytes = 0
         self.members = 0
         self.skipped: list[str] = []
+        self.written: dict[str, WrittenFile] = {}
+        self.stop = threading.Event()
+        self._lock = threading.Lock()
 
     def _path(self, name: str) -> Path:
         parts = [p for p in PurePosixPath(name.lstrip("/")).parts if p not in ("", ".")]
@@ -201,6 +251,7 @@ class Unpack:
         return self.dest.joinpath(*parts)
 
     def member(self, archive: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        """Apply one tar member: a whiteout, a folder, a regular file (written), or skipped and listed."""
         self.members += 1
         if self.members > self.limits.max_members:
             raise FetchError(f"the artifact has more than {self.limits.max_members} layer members")
@@ -230,7 +281,8 @@ class Unpack:
         elif target.exists():
             target.unlink()
 
-    def write(self, name: str, stream: IO[bytes] | HashingReader) -> None:
+    def _clear(self, name: str) -> Path:
+        """The path for member ``name``, with files in the way of its folders and a folder at it removed."""
         path = self._path(name)
         for parent in reversed(path.relative_to(self.dest).parents):
             folder = self.dest / parent
@@ -239,14 +291,68 @@ class Unpack:
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.is_dir():
             shutil.rmtree(path)
+        return path
+
+    def receive(self, stream: IO[bytes] | HashingReader, path: Path) -> WrittenFile:
+        """Write all of ``stream`` to a new file at ``path`` (mode 0644); its sha256 when recording.
+
+        Raises:
+            FetchError: the artifact's bytes went over the cap, or :attr:`stop` was set.
+        """
+        # A HashingReader read from its start hashes exactly what is written: its hash is the file's.
+        own = self.record and not (isinstance(stream, HashingReader) and stream.size == 0)
+        hasher = hashlib.sha256() if own else None
+        size = 0
         with path.open("wb") as out:
             while chunk := stream.read(CHUNK):
-                self.bytes += len(chunk)
-                if self.bytes > self.limits.max_bytes:
+                if self.stop.is_set():
+                    raise FetchError("the pull stopped (another layer failed)")
+                with self._lock:
+                    self.bytes += len(chunk)
+                    over = self.bytes > self.limits.max_bytes
+                if over:
                     raise FetchError(f"the artifact unpacks to more than {self.limits.max_bytes} bytes")
                 out.write(chunk)
-        path.chmod(0o644)  # never keep set-uid or executable bits from a layer
-        self.files += 1
+                if hasher is not None:
+                    hasher.update(chunk)
+                size += len(chunk)
+            out.flush()  # every byte in the file before its identity is taken
+            os.fchmod(out.fileno(), 0o644)  # never keep set-uid or executable bits from a layer
+            st = os.fstat(out.fileno())  # after the last change this makes: the identity it leaves
+        identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        if not self.record:
+            return WrittenFile("", size, "", identity)
+        digest = hasher.hexdigest() if hasher is not None else stream.hash.hexdigest()  # type: ignore[union-attr]
+        return WrittenFile("", size, digest, identity)
+
+    def write(self, name: str, stream: IO[bytes] | HashingReader) -> None:
+        """Write all of ``stream`` to member ``name``."""
+        path = self._clear(name)
+        self.keep(path, self.receive(stream, path))
+
+    def place(self, name: str, staged: Path, written: WrittenFile) -> None:
+        """Move a file :meth:`receive` wrote elsewhere (on this file system) to member ``name``.
+
+        Raises:
+            FetchError: what landed is not the file that was written (another inode, or written since).
+        """
+        path = self._clear(name)
+        staged.replace(path)
+        # The very inode received, unchanged (a rename changes only the ctime): a staging folder
+        # swapped by whoever can write beside it is refused, never unpacked as the layer.
+        st = os.lstat(path)
+        identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        if not stat.S_ISREG(st.st_mode) or identity[:4] != written.identity[:4]:
+            raise FetchError(f"{name}: the staged layer file was replaced before it was unpacked")
+        self.keep(path, WrittenFile("", written.size, written.sha256, identity))
+
+    def keep(self, path: Path, written: WrittenFile) -> None:
+        """Count the file now at ``path`` and, when recording, keep what was written to it."""
+        with self._lock:
+            self.files += 1
+            if self.record:
+                relpath = path.relative_to(self.dest).as_posix()
+                self.written[relpath] = WrittenFile(relpath, written.size, written.sha256, written.identity)
 
 
 __all__ = [
@@ -261,5 +367,10 @@ __all__ = [
     "FetchLimits",
     "FetchedArtifact",
     "HashingReader",
+    "Unpack",
+    "manifest_layers",
+    "raw_filepath",
+    "unpack_layer",
+    "WrittenFile",
     "unpack_manifest",
 ]

@@ -3,7 +3,8 @@
 The attestation is an in-toto Statement v1 in a DSSE envelope inside a
 Sigstore bundle v0.3, the same container as OMS signatures, so one verifier
 stack reads both. Its subjects are the model's OMS root digest (named after
-the model) plus one subject per weight file with its sha256; its predicate is
+the model), the OCI manifest's digest when the model was pulled from a registry,
+plus one subject per weight file with its sha256; its predicate is
 a SLSA Verification Summary (``https://slsa.dev/verification_summary/v1``)
 with a ``weightguard`` section (checks run, verdict, probe scores). It is
 kept outside the signed file set, so attestations accumulate without
@@ -89,6 +90,11 @@ def load_attestation_key(path: Path) -> PrivateKey:
 def build_statement(data: AttestationInput) -> bytes:
     """Return the in-toto statement's JSON bytes."""
     subjects: list[dict[str, object]] = [{"name": data.model_name, "digest": {"sha256": data.root_digest}}]
+    repository, _, manifest_hex = data.resource_uri.removeprefix("oci://").partition("@sha256:")
+    if data.resource_uri.startswith("oci://") and manifest_hex:
+        # The manifest is a subject too: admission controllers match an image's digest against the
+        # subjects, and `attestation verify oci://` refuses a statement that does not name the manifest.
+        subjects.append({"name": repository, "digest": {"sha256": manifest_hex}})
     subjects += [{"name": path, "digest": {"sha256": digest}} for path, digest in sorted(data.files.items())]
     extension: dict[str, object] = {
         "verdict": data.verdict,

@@ -30,5 +30,18 @@ ATTESTATION_POLICY_MISMATCH = Rule(
     "The attestation records a policy digest other than the expected one.",
     "Verify the model again under the current policy.",
 )
+ATTESTATION_NOT_FOUND = Rule(
+    "WG-ATT-005",
+    "no attestation attached",
+    Severity.HIGH,
+    "No approval attestation signed by a trusted key is attached to the artifact in the registry.",
+    "Run `weightguard verify oci://… --attest KEY --attach` on this exact digest.",
+)
 
-RULES = (ATTESTATION_MALFORMED, ATTESTATION_WRONG_SIGNER, ATTESTATION_SUBJECT_MISMATCH, ATTESTATION_POLICY_MISMATCH)
+RULES = (
+    ATTESTATION_MALFORMED,
+    ATTESTATION_WRONG_SIGNER,
+    ATTESTATION_SUBJECT_MISMATCH,
+    ATTESTATION_POLICY_MISMATCH,
+    ATTESTATION_NOT_FOUND,
+)
