@@ -17,10 +17,10 @@ import typer
 
 from weightguard.cli.common import POLICY_OPTION, err, fail
 from weightguard.errors import MissingExtraError, WeightguardError
-from weightguard.policy.load import LoadedPolicy, load_policy
 
 if TYPE_CHECKING:
     from weightguard.convert.run import ConversionResult
+    from weightguard.policy.load import LoadedPolicy
 
 
 class ConvertFormat(str, Enum):
@@ -72,6 +72,7 @@ def convert_command(
 ) -> None:
     """Convert every approved pickle-based weight file; exit 0 converted, 1 refused, 2 could not."""
     from weightguard.convert.interrupt import stop_cleanly_on_signals
+    from weightguard.policy.load import load_policy
 
     try:
         # SIGTERM/SIGINT exit 143/130 through the conversion's clean-up (no staging folder left).

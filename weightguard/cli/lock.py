@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import typer
-import yaml
 
 from weightguard.cli.common import OUTPUT_OPTION, POLICY_OPTION, err, fail
 from weightguard.cli.hash import (
@@ -32,6 +31,8 @@ from weightguard.fsutil import write_atomic
 
 def render_lock(hashed: HashedTarget, algorithm: str) -> str:
     """The YAML policy fragment pinning every file of ``hashed``."""
+    import yaml  # here, not at import: ``--help`` and completion load this module too
+
     pinned = {r.name: f"{algorithm}:{r.digest}" for r in hashed.manifest.files(algorithm)}
     header = [f"# weightguard lock of {hashed.uri}"]
     if hashed.commit:
