@@ -14,11 +14,14 @@ guards it). Hence:
 * the root group is a :class:`LazyGroup` (click's documented lazy-loading
   pattern): a command's module is imported only when that command is looked up,
   so ``weightguard scan`` never imports the signing, rollout or server modules;
-* command modules import the library inside their function bodies.
+* command modules import the library inside their function bodies;
+* the objects alive at exit are frozen, so the interpreter's last garbage
+  collection does not walk them all before the process ends.
 """
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import sys
@@ -133,3 +136,9 @@ def main() -> None:
     except Exception as exc:  # noqa: BLE001 - last line of defence: a crash must still fail closed
         sys.stderr.write(f"weightguard: internal error: {type(exc).__name__}: {exc}\n")
         sys.exit(2)
+    finally:
+        # The process exits next. Its final garbage collection would walk every object the
+        # imports created (pydantic schemas, typer's adapters, rule tables) only to free memory
+        # the OS reclaims anyway: ~60 ms of a 0.3 s scan. Frozen objects are skipped by it;
+        # atexit handlers and finalizers registered with weakref.finalize still run.
+        gc.freeze()
