@@ -40,6 +40,11 @@ def test_an_unknown_command_is_a_usage_error_naming_it() -> None:
     assert result.exit_code == 2 and "rollout" in result.output
 
 
+def test_a_typo_is_answered_with_the_nearest_commands_even_those_not_loaded_yet() -> None:
+    result = CliRunner().invoke(build_app(), ["verfy-many"])
+    assert result.exit_code == 2 and "Did you mean 'verify-many'" in result.output
+
+
 def test_version_is_answered_in_and_out_of_the_fast_path() -> None:
     # main() answers a bare --version before typer; the typer option still answers it after other options
     result = CliRunner().invoke(build_app(), ["--version"])

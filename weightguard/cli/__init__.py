@@ -84,6 +84,13 @@ def _lazy_group_class() -> type:
                 self._load(COMMANDS[cmd_name])
             return super().get_command(ctx, cmd_name)
 
+        def resolve_command(self, ctx: Context, args: list[str]) -> tuple[str | None, Command | None, list[str]]:
+            if args and args[0] not in COMMANDS:
+                # A typo: typer's "Did you mean" looks only at loaded commands, so load them all first.
+                for module_name in dict.fromkeys(COMMANDS.values()):
+                    self._load(module_name)
+            return super().resolve_command(ctx, args)
+
         def _load(self, module_name: str) -> None:
             module = importlib.import_module(f"weightguard.cli.{module_name}")
             holder = typer.Typer()
