@@ -21,8 +21,10 @@ disturbs far less than wall time), and the ratios of the best times against
 Bytecode: the children run with ``PYTHONPYCACHEPREFIX`` set to a temp dir and
 bytecode writing on (whatever ``PYTHONDONTWRITEBYTECODE`` says here), so the
 warm-up run compiles every module once and the timed runs load ``.pyc`` files,
-as an installed package does. ``--cold`` measures without any bytecode cache
-instead (every module compiled from source on every run).
+as an installed package does. ``--cold`` measures the checkout without
+bytecode instead (``PYTHONDONTWRITEBYTECODE=1``, as in this project's dev
+environment: weightguard's modules are compiled from source on every run, the
+installed libraries load their own ``.pyc`` files).
 
 weightguard runs through the console script next to this interpreter with this
 checkout first on ``PYTHONPATH``, so it measures the code of this checkout
@@ -102,7 +104,9 @@ def _env(repo: Path, cache: Path | None) -> dict[str, str]:
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     if cache is None:
         env["PYTHONDONTWRITEBYTECODE"] = "1"
-        env["PYTHONPYCACHEPREFIX"] = str(Path(tempfile.gettempdir()) / "wg-startup-no-cache-is-read-here")
+        env.pop("PYTHONPYCACHEPREFIX", None)
+        if any((repo / "weightguard").rglob("__pycache__")):
+            print(f"warning: {repo}/weightguard has __pycache__ folders: --cold reads them", file=sys.stderr)
     else:
         env["PYTHONPYCACHEPREFIX"] = str(cache)
     return env
@@ -141,7 +145,7 @@ def report(timings: dict[str, Timing]) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--cold", action="store_true", help="no bytecode cache: every module compiled each run")
+    parser.add_argument("--cold", action="store_true", help="no bytecode for the checkout (compiled each run)")
     parser.add_argument("--repo", type=Path, default=REPO, help="the checkout to measure (default: this one)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="wg-startup-") as tmp:
