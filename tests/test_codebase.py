@@ -25,6 +25,7 @@ _PROTOCOL_RAISES = {
     "StopIteration",
     "NotImplementedError",
     "AssertionError",  # assert_never-style impossibilities
+    "AttributeError",  # a module's lazy __getattr__ (PEP 562) must raise it for a name it does not have
     "HTTPException",  # FastAPI's way to answer a request with a 4xx status
     "VerificationError",  # sigstore's VerificationPolicy protocol: a policy object must raise sigstore's error
     # httpx's BaseTransport protocol (sources/oci_transport.py): the client above maps these to FetchError

@@ -37,8 +37,7 @@ from __future__ import annotations
 
 import bisect
 import math
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from weightguard.analysis import codes
 from weightguard.analysis.interface import Location, ScanContext
@@ -46,6 +45,10 @@ from weightguard.analysis.opcodes import GlobalVal, Made, Opaque, SymDict, SymLi
 from weightguard.analysis.pickle_analyzer import analyze_stream
 from weightguard.findings import Finding
 from weightguard.sources.interface import ByteSource
+
+if TYPE_CHECKING:
+    # numpy is imported where a dtype is rebuilt: a scan that meets no numpy.dtype never pays for it
+    import numpy as np
 
 WRAPPERS = frozenset(
     {"joblib.numpy_pickle.NumpyArrayWrapper", "sklearn.externals.joblib.numpy_pickle.NumpyArrayWrapper"}
@@ -153,6 +156,8 @@ def numpy_dtype(value: object, depth: int = 0) -> np.dtype[np.generic] | None:
     """Rebuild a symbolic ``numpy.dtype(...)`` with numpy, from constants only; None when that is not possible."""
     if not isinstance(value, Made) or value.callee.name != "numpy.dtype" or depth > _MAX_DTYPE_DEPTH:
         return None
+    import numpy as np
+
     args, state = _plain(value.args, depth), _plain(value.state, depth)
     if not isinstance(args, tuple) or not args or not isinstance(args[0], str) or state is _NOT_PLAIN:
         return None
@@ -203,6 +208,8 @@ def _state_as_numpy_writes(dtype: np.dtype[np.generic], state: object) -> bool:
 
 def _subarray_fits(subdescr: object, elsize: int, dtype: np.dtype[np.generic]) -> bool:
     """A subarray descriptor as numpy writes it: ``(base dtype, shape)`` filling the whole item."""
+    import numpy as np
+
     if not isinstance(subdescr, tuple) or len(subdescr) != 2 or not isinstance(subdescr[0], np.dtype):
         return False
     shape = subdescr[1]
@@ -212,6 +219,8 @@ def _subarray_fits(subdescr: object, elsize: int, dtype: np.dtype[np.generic]) -
 
 
 def _field_fits(field: object, elsize: int) -> bool:
+    import numpy as np
+
     if not isinstance(field, tuple) or len(field) not in (2, 3) or not isinstance(field[0], np.dtype):
         return False
     offset = field[1]

@@ -22,9 +22,7 @@ import math
 import struct
 import tokenize
 from collections.abc import Iterator
-
-import numpy as np
-from numpy.lib import format as npy_format
+from typing import TYPE_CHECKING
 
 from weightguard.analysis.interface import Location, ScanContext
 from weightguard.errors import LimitExceeded
@@ -34,10 +32,20 @@ from weightguard.formats.detect import NUMPY_MAGIC
 from weightguard.formats.interface import FileFormat
 from weightguard.sources.interface import ByteSource
 
-try:  # numpy's own Python-2 header filter (numpy >= 2 keeps it in _format_impl, 1.x in format)
-    from numpy.lib._format_impl import _filter_header  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - numpy 1.x
-    _filter_header = npy_format._filter_header  # type: ignore[attr-defined]
+if TYPE_CHECKING:
+    # numpy is imported when a .npy header is parsed, not when the analyzer registry loads:
+    # a scan of a plain pickle or safetensors file never pays numpy's import (tests/cli/test_import_budget.py).
+    import numpy as np
+
+
+def _filter_header(text: str) -> str:
+    """Numpy's own Python-2 header filter (numpy >= 2 keeps it in _format_impl, 1.x in format)."""
+    try:
+        from numpy.lib._format_impl import _filter_header as numpy_filter  # type: ignore[attr-defined]
+    except ImportError:  # pragma: no cover - numpy 1.x
+        from numpy.lib.format import _filter_header as numpy_filter  # type: ignore[attr-defined]
+    return str(numpy_filter(text))
+
 
 _KEYS = frozenset({"descr", "fortran_order", "shape"})
 _HEADER_FORMATS = {(1, 0): ("<H", "latin1"), (2, 0): ("<I", "latin1"), (3, 0): ("<I", "utf8")}  # numpy's table
@@ -105,6 +113,8 @@ def parse_npy_header(source: ByteSource, max_header_bytes: int) -> NpyHeader | s
         return f"shape {shape!r} is not a tuple of non-negative ints"
     if not isinstance(fortran, bool):
         return f"fortran_order {fortran!r} is not a bool"
+    from numpy.lib import format as npy_format
+
     try:
         # numpy's own parser for the descr literal: builds a dtype, runs no code.
         dtype = npy_format.descr_to_dtype(header["descr"])

@@ -10,16 +10,19 @@ import os
 import sys
 from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from weightguard.errors import WeightguardError
 from weightguard.fsutil import write_atomic
-from weightguard.report.codequality import render_codequality
-from weightguard.report.json_format import render_json
-from weightguard.report.model import Report, verdict_label
-from weightguard.report.sarif import render_sarif
-from weightguard.report.text import render_text
+
+if TYPE_CHECKING:
+    from weightguard.report.model import Report
+
+# The renderers (and the pydantic Report model under them) are imported when a report is
+# rendered, not when a command module is: ``--help`` and shell completion import every
+# command module and use none of them (tests/cli/test_import_budget.py).
 
 
 class OutputFormat(str, Enum):
@@ -49,11 +52,17 @@ POLICY_OPTION = typer.Option(
 def render(report: Report, fmt: OutputFormat) -> str:
     """Render the report in ``fmt``."""
     if fmt is OutputFormat.JSON:
+        from weightguard.report.json_format import render_json
+
         return render_json(report)
     if fmt is OutputFormat.SARIF:
+        from weightguard.report.sarif import render_sarif
+
         # %SRCROOT% is where weightguard runs: the checkout in CI, so code scanning finds the files.
         return render_sarif(report, root=Path.cwd())
     if fmt is OutputFormat.CODEQUALITY:
+        from weightguard.report.codequality import render_codequality
+
         return render_codequality(report)
     if fmt is OutputFormat.HTML:
         from weightguard.report.html import render_html  # jinja2 is only imported when HTML is asked for
@@ -63,6 +72,8 @@ def render(report: Report, fmt: OutputFormat) -> str:
         from weightguard.report.cyclonedx import render_cyclonedx  # the [bom] extra, only when asked for
 
         return render_cyclonedx(report)
+    from weightguard.report.text import render_text
+
     return render_text(report)
 
 
@@ -87,7 +98,11 @@ def emit_report(report: Report, fmt: OutputFormat, output: Path | None) -> None:
     """Write the report where it belongs and a one-line summary for people."""
     body = render(report, fmt)
     if output is None and fmt is OutputFormat.TEXT and sys.stderr.isatty() and "NO_COLOR" not in os.environ:
+        from weightguard.report.text import render_text
+
         body = render_text(report, color=True)
+    from weightguard.report.model import verdict_label
+
     line = f"weightguard: {verdict_label(report)} (exit {report.exit_code})"
     emit(body, line, output, for_people=fmt is OutputFormat.TEXT)
 

@@ -19,10 +19,10 @@ import typer
 from weightguard.cli.common import POLICY_OPTION, err, fail
 from weightguard.cli.progress import QUIET_OPTION, progress_display, wanted
 from weightguard.errors import MissingExtraError, WeightguardError
-from weightguard.policy.load import LoadedPolicy, load_policy
 
 if TYPE_CHECKING:
     from weightguard.convert.run import ConversionResult
+    from weightguard.policy.load import LoadedPolicy
 
 
 class ConvertFormat(str, Enum):
@@ -131,6 +131,7 @@ def convert_command(
     Exit 2: the conversion could not run (target, output folder, key, missing torch).
     """
     from weightguard.convert.interrupt import stop_cleanly_on_signals
+    from weightguard.policy.load import load_policy
 
     try:
         # SIGTERM/SIGINT exit 143/130 through the conversion's clean-up (no staging folder left).

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -22,13 +23,12 @@ from weightguard.cli.common import POLICY_OPTION, err, fail
 from weightguard.cli.progress import QUIET_OPTION, progress_display, wanted
 from weightguard.errors import EXIT_BLOCKED, EXIT_INCOMPLETE, EXIT_OK, WeightguardError
 from weightguard.findings import Finding, RuleKind, Severity
-from weightguard.integrity.hashing import HashRequest, hash_files
-from weightguard.integrity.hub import check_hub_hashes, hub_request
-from weightguard.integrity.manifest import Manifest, path_findings
-from weightguard.policy.sections.integrity import IntegritySpec
-from weightguard.sources.hf_snapshot import HF_SCHEME, HfSnapshotSource
-from weightguard.sources.interface import ArtifactFile
-from weightguard.sources.local import LocalSource
+
+if TYPE_CHECKING:
+    # Imported where a target is hashed: ``--help`` and completion load this module and need none of it.
+    from weightguard.integrity.manifest import Manifest
+    from weightguard.policy.sections.integrity import IntegritySpec
+    from weightguard.sources.interface import ArtifactFile
 
 
 class Algorithm(StrEnum):
@@ -79,6 +79,12 @@ def hash_target(
     Raises:
         WeightguardError: the target cannot be read or hashed.
     """
+    from weightguard.integrity.hashing import HashRequest, hash_files
+    from weightguard.integrity.hub import check_hub_hashes, hub_request
+    from weightguard.integrity.manifest import Manifest, path_findings
+    from weightguard.sources.hf_snapshot import HF_SCHEME, HfSnapshotSource
+    from weightguard.sources.local import LocalSource
+
     request = HashRequest(frozenset({algorithm}))
     if target.startswith(HF_SCHEME):
         source = HfSnapshotSource(
@@ -134,7 +140,7 @@ def render_manifest(hashed: HashedTarget, algorithm: str, fmt: ManifestFormat) -
 
 def load_spec(policy: list[Path]) -> IntegritySpec:
     """The integrity section of the policy (the built-in default when none is given)."""
-    from weightguard.policy.load import load_policy  # noqa: PLC0415 - keep `--help` fast
+    from weightguard.policy.load import load_policy
 
     return load_policy(policy).policy.spec.integrity
 

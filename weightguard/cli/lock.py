@@ -29,13 +29,11 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
 import typer
-import yaml
 
 from weightguard.cli.common import OUTPUT_OPTION, POLICY_OPTION, err, fail
 from weightguard.cli.hash import ALGORITHM_OPTION, LISTING_OPTION, Algorithm, HashedTarget, hash_target, report_findings
 from weightguard.errors import EXIT_OK, PolicyError, UsageError, WeightguardError
 from weightguard.fsutil import write_atomic
-from weightguard.policy.sections.integrity import DEFAULT_ALLOWED_EXTRA
 
 _API = {"apiVersion": "weightguard/v1alpha1", "kind": "VerificationPolicy"}
 
@@ -55,6 +53,8 @@ def _header(hashed: HashedTarget, algorithm: str) -> str:
 
 
 def _dump(document: Mapping[str, object]) -> str:
+    import yaml  # here, not at import: ``--help`` and completion load this module too
+
     text: str = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, default_flow_style=False)
     return text
 
@@ -141,6 +141,8 @@ def lock_command(
         loaded = load_policy(layers)
         spec = loaded.policy.spec.integrity
         chosen = algorithm.value if algorithm else spec.algorithm
+        from weightguard.policy.sections.integrity import DEFAULT_ALLOWED_EXTRA
+
         exclude = (*DEFAULT_ALLOWED_EXTRA, *loaded.policy.spec.signatures.files)
         hashed = hash_target(target, spec, chosen, listing, exclude=exclude)
         report_findings(hashed.findings)

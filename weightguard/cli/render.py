@@ -9,11 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from pydantic import ValidationError
 
 from weightguard.cli.common import FORMAT_OPTION, OUTPUT_OPTION, OutputFormat, emit_report, fail
 from weightguard.errors import UsageError, WeightguardError
-from weightguard.report.model import Report
 
 
 def render_command(
@@ -22,6 +20,10 @@ def render_command(
     output: Path | None = OUTPUT_OPTION,
 ) -> None:
     """Render a saved JSON report; exits with the report's own exit code."""
+    from pydantic import ValidationError
+
+    from weightguard.report.model import Report
+
     try:
         try:
             report = Report.model_validate_json(report_file.read_bytes())

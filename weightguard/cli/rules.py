@@ -7,13 +7,13 @@ import sys
 
 import typer
 
-from weightguard.catalog import all_rules
-
 
 def rules_command(
     as_json: bool = typer.Option(False, "--json", help="Print the rules as JSON."),
 ) -> None:
     """List rule codes with their severity and a one-line explanation."""
+    from weightguard.catalog import all_rules
+
     rules = all_rules()
     if as_json:
         payload = [

@@ -29,7 +29,6 @@ from weightguard.errors import FormatError
 from weightguard.findings import Finding, Rule
 from weightguard.formats import header_codes as codes
 from weightguard.formats.interface import FileFormat
-from weightguard.formats.jinja_template import check_template
 from weightguard.sources.interface import ByteSource
 
 # ggml type id -> (elements per block, bytes per block), from ggml's type_traits; ids 4, 5,
@@ -283,6 +282,9 @@ class _Gguf:
             self.add(codes.GGUF_GAP, f"{file_size - limit} bytes after the last tensor", hidden_bytes=file_size - limit)
 
     def _check_templates(self) -> None:
+        # jinja2 is imported only when a file carries a chat template (start-up of every other scan).
+        from weightguard.formats.jinja_template import check_template
+
         for key, template in self.templates.items():
             self.ctx.check_time()
             verdict = check_template(template)

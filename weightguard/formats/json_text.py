@@ -31,7 +31,6 @@ from weightguard.findings import Finding, Rule
 from weightguard.formats import header_codes as codes
 from weightguard.formats._json import parse_json
 from weightguard.formats.interface import FileFormat
-from weightguard.formats.jinja_template import check_template
 from weightguard.formats.keras import check_keras_objects
 from weightguard.sources.interface import ByteSource
 
@@ -139,6 +138,9 @@ def _templates(value: object, where: Location) -> Iterator[Finding]:
 
 
 def _judge(template: str, where: Location, label: str) -> Iterator[Finding]:
+    # jinja2 is imported only when a config carries a chat template (start-up of every other scan).
+    from weightguard.formats.jinja_template import check_template
+
     verdict = check_template(template)
     if verdict.syntax_error is not None:
         yield _at(codes.CFG_TEMPLATE_UNPARSABLE, where, f"{label} {verdict.summary()}", key=label)

@@ -9,10 +9,16 @@ requested revision and the commit that was read. Not handled here: findings
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydantic import Field
 
-from weightguard.integrity.pins import IntegrityOutcome
 from weightguard.policy.base import StrictModel
+
+if TYPE_CHECKING:
+    # Only from_outcome's signature names it: the report model (loaded by every command that
+    # builds a report) does not need the hashing and pinning machinery behind it.
+    from weightguard.integrity.pins import IntegrityOutcome
 
 
 class FileDigest(StrictModel):
