@@ -71,7 +71,7 @@ class LoadedPolicy:
         return self.base if self.base is not None else Path.cwd()
 
 
-PolicyArg = Path | Sequence[Path] | None
+PolicyArg = Path | str | Sequence[Path | str] | None
 
 
 def load_policy(path: PolicyArg = None) -> LoadedPolicy:
@@ -82,7 +82,9 @@ def load_policy(path: PolicyArg = None) -> LoadedPolicy:
     Raises:
         PolicyError: a layer is unreadable, not YAML, misplaced, or the result is not a valid policy.
     """
-    paths = [] if path is None else [path] if isinstance(path, Path) else list(path)
+    # A lone str is one path (``"builtin:strict"``), never a sequence of one-letter layers.
+    given = [] if path is None else [path] if isinstance(path, Path | str) else list(path)
+    paths = [Path(p) for p in given]
     if not paths:
         return load_builtin("default")
     if len(paths) == 1:
