@@ -412,7 +412,7 @@ def _attest(report: Report, loaded: LoadedPolicy, options: VerifyOptions, now: d
     if subject is None or subject.root_digest is None or options.attest_key is None:
         return report
     key = load_attestation_key(options.attest_key)  # exit 2 if it vanished since the CLI checked it
-    checks = _checks(report)
+    checks = attestation_checks(report)
     statement = build_statement(
         AttestationInput(
             model_name=subject.name,
@@ -439,7 +439,7 @@ def _attest(report: Report, loaded: LoadedPolicy, options: VerifyOptions, now: d
     return report.model_copy(update={"attestation": ref})
 
 
-def _checks(report: Report) -> dict[str, str]:
+def attestation_checks(report: Report) -> dict[str, str]:
     """The checks an attestation records, by the names rollout requirements use."""
     result = {"passed": "PASSED", "failed": "FAILED", "incomplete": "FAILED", "skipped": "SKIPPED"}
     by_stage = {s.name: result[s.status] for s in report.stages}
@@ -474,6 +474,7 @@ __all__ = [
     "Prepared",
     "ResolvedTarget",
     "VerifyOptions",
+    "attestation_checks",
     "display_paths",
     "model_digest",
     "policy_dir",

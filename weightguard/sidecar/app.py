@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from weightguard import __version__
 from weightguard.errors import UsageError, WeightguardError
 from weightguard.sidecar.api import api_router
+from weightguard.sidecar.attach import ApprovalAttacher
 from weightguard.sidecar.auth import BearerAuth
 from weightguard.sidecar.context import SidecarContext
 from weightguard.sidecar.dashboard_auth import DashboardAuth, login_router
@@ -150,6 +151,33 @@ def _fetcher(settings: SidecarSettings) -> ArtifactFetcher | None:
     return None
 
 
+def _attacher(settings: SidecarSettings, metrics: SidecarMetrics) -> ApprovalAttacher | None:
+    """What pushes Harbor approvals back to the registry (issue 17), when ``attach_approvals`` is on.
+
+    Raises:
+        UsageError: attaching is asked for without a registry to pull from, a key, or with a model subfolder.
+        TrustMaterialError: the key cannot be used (refused at start, not at the first approval).
+    """
+    if not settings.attach_approvals:
+        return None
+    if not settings.oci_pull_from_registry:
+        raise UsageError("attach_approvals needs oci_pull_from_registry", hint="set WEIGHTGUARD_OCI_PULL_FROM_REGISTRY")
+    if settings.attestation_key is None:
+        raise UsageError("attach_approvals needs an attestation key", hint="set WEIGHTGUARD_ATTESTATION_KEY")
+    if settings.oci_model_subdir:
+        # `attestation verify oci://` hashes the whole artifact: an approval of one folder would never hold.
+        raise UsageError("attach_approvals cannot be used with oci_model_subdir")
+    from weightguard.verdict.attestation import load_attestation_key  # noqa: PLC0415 - only when attaching
+
+    return ApprovalAttacher(
+        load_attestation_key(settings.attestation_key),
+        auth_file=settings.registry_auth_file,
+        insecure_registries=settings.oci_insecure_registries,
+        ca_bundle=settings.oci_ca_bundle,
+        on_outcome=metrics.attachment,
+    )
+
+
 def create_app(
     settings: SidecarSettings,
     verifier: Verifier | None = None,
@@ -178,6 +206,8 @@ def create_app(
     if writeback is None and settings.mlflow_tracking_uri:
         writeback = MlflowWriteback(settings.mlflow_tracking_uri, settings.mlflow_alias)
     credentials: dict[str, str] = {}
+    depth: list[JobRunner] = []
+    metrics = SidecarMetrics(lambda: depth[0].depth() if depth else 0, lambda: depth[0].running() if depth else 0)
     executor = JobExecutor(
         verifier or PipelineVerifier(policies),
         database=database,
@@ -187,9 +217,8 @@ def create_app(
         model_subdir=settings.oci_model_subdir,
         credentials=credentials,
         roots=settings.model_roots,
+        attacher=_attacher(settings, metrics),
     )
-    depth: list[JobRunner] = []
-    metrics = SidecarMetrics(lambda: depth[0].depth() if depth else 0, lambda: depth[0].running() if depth else 0)
     runner = JobRunner(
         store,
         executor,

@@ -2,7 +2,8 @@
 
 Job kinds: ``verify`` (generic API), ``huggingface`` (Hub webhook),
 ``mlflow`` (verify, then write tags/alias back), ``harbor`` (pull the image
-into a temporary folder, verify it, then show paths relative to the image).
+into a temporary folder, verify it, then show paths relative to the image; an
+approval may then be attached to the registry, :mod:`weightguard.sidecar.attach`).
 A local target is pinned by descriptor under its model root for the whole
 job and must still be the same inode afterwards
 (:mod:`weightguard.sidecar.confine`); the pipeline reads it through
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from weightguard.errors import UsageError, WeightguardError
 from weightguard.report.model import Report
+from weightguard.sidecar.attach import ApprovalAttacher
 from weightguard.sidecar.confine import pin
 from weightguard.sidecar.fetch import ArtifactFetcher, ArtifactRef, FetchError
 from weightguard.sidecar.jobs import JobResult
@@ -49,6 +51,7 @@ class JobExecutor:
         model_subdir: str = "",
         credentials: MutableMapping[str, str] | None = None,
         roots: Sequence[Path] = (),
+        attacher: ApprovalAttacher | None = None,
     ) -> None:
         """Wire the collaborators; ``credentials`` holds Harbor pull tokens in memory only, by job id."""
         self.verifier = verifier
@@ -59,6 +62,7 @@ class JobExecutor:
         self.model_subdir = model_subdir
         self.credentials: MutableMapping[str, str] = credentials if credentials is not None else {}
         self.roots = tuple(roots)
+        self.attacher = attacher
 
     def __call__(self, job: JobRecord) -> JobResult:
         """Run ``job``.
@@ -74,7 +78,7 @@ class JobExecutor:
             report = self._verify(job.target, policy)
             note = self._write_back(job, report)
         elif job.kind == "harbor":
-            report = self._harbor(job, policy)
+            report, note = self._harbor(job, policy)
         else:
             raise UsageError(f"unknown job kind {job.kind!r}")
         self._record(report)
@@ -108,7 +112,7 @@ class JobExecutor:
             return exc.message
         return None
 
-    def _harbor(self, job: JobRecord, policy: str) -> Report:
+    def _harbor(self, job: JobRecord, policy: str) -> tuple[Report, str | None]:
         if self.fetcher is None:
             raise FetchError("no artifact fetcher is configured", hint="set WEIGHTGUARD_OCI_LAYOUT_ROOT")
         ref = ArtifactRef(
@@ -119,12 +123,16 @@ class JobExecutor:
         )
         with tempfile.TemporaryDirectory(prefix="weightguard-oci-") as tmp:
             rootfs = Path(tmp) / "rootfs"
-            self.fetcher.fetch(ref, rootfs)
+            fetched = self.fetcher.fetch(ref, rootfs)
             scanned = rootfs / self.model_subdir if self.model_subdir else rootfs
             if not scanned.is_dir():
                 raise FetchError(f"the image has no folder {self.model_subdir!r} to verify")
-            report = self.verifier(str(scanned), policy)
-            return relocate(report, str(scanned), job.target)
+            report = relocate(self.verifier(str(scanned), policy), str(scanned), job.target)
+        if self.attacher is None:
+            return report, None
+        # After the verdict and outside the temporary folder: a push that fails leaves the verdict as it is.
+        attached = self.attacher.attach(report, ref, fetched.manifest_digest)
+        return attached.report, attached.failure
 
     def _record(self, report: Report) -> None:
         subject = report.subject

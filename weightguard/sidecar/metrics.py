@@ -41,6 +41,12 @@ class SidecarMetrics:
             "Requests answered 429 because the queue was full.",
             registry=self.registry,
         )
+        self.attachments = Counter(
+            "weightguard_approval_attachments",
+            "Approval attestations pushed to the registry as referrers (attached) or not (failed; the verdict stands).",
+            ["outcome"],
+            registry=self.registry,
+        )
         queue = Gauge("weightguard_queue_depth", "Jobs waiting for a worker.", registry=self.registry)
         queue.set_function(lambda: float(depth()))
         busy = Gauge("weightguard_jobs_running", "Jobs being verified now.", registry=self.registry)
@@ -50,6 +56,10 @@ class SidecarMetrics:
         """Count one finished job (the runner calls this once per job)."""
         self.verifications.labels(outcome=event.outcome, kind=event.job.kind).inc()
         self.duration.labels(kind=event.job.kind).observe(event.seconds)
+
+    def attachment(self, outcome: str) -> None:
+        """Count one approval attached to the registry, or one push that failed."""
+        self.attachments.labels(outcome=outcome).inc()
 
     def render(self) -> bytes:
         """The text exposition format."""

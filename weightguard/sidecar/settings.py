@@ -72,6 +72,16 @@ class SidecarSettings(BaseSettings):
         default_factory=list, description="Harbor adapter: registries (host:port) that may be pulled over plain HTTP"
     )
     oci_ca_bundle: Path | None = Field(default=None, description="Harbor adapter: CA bundle for registry TLS")
+    attach_approvals: bool = Field(
+        default=False,
+        description="Harbor adapter: push a signed approval attestation as an OCI referrer of each approved model"
+        " pulled from the registry (needs oci_pull_from_registry and attestation_key)",
+    )
+    attestation_key: Path | None = Field(default=None, description="PEM private key signing attached approvals")
+    registry_auth_file: Path | None = Field(
+        default=None,
+        description="Docker-style config.json with push credentials for attach_approvals (default: the scan's own)",
+    )
     oci_max_bytes: Annotated[int, Field(ge=1)] = 8 * 1024**3
     oci_max_members: Annotated[int, Field(ge=1)] = 100_000
     workers: Annotated[int, Field(ge=1, le=64)] = 2
