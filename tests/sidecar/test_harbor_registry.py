@@ -25,8 +25,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sidecar_support import AUTH, REPO, Sidecar, sidecar_env
 
+from weightguard.errors import UsageError
+from weightguard.sidecar.app import create_app
 from weightguard.sidecar.harbor import ERROR_TYPE, RAW_REPORT_TYPE
 from weightguard.sidecar.settings import load_settings
+from weightguard.signing.interface import TrustMaterialError
 
 
 def _registry_helpers() -> ModuleType:
@@ -208,14 +211,14 @@ def test_issue_17_a_refused_push_is_recorded_and_the_approval_stands(
 
 
 def test_issue_17_attaching_approvals_is_refused_at_start_without_a_registry_or_a_key(tmp_path: Path) -> None:
-    from weightguard.errors import UsageError
-    from weightguard.sidecar.app import create_app
 
     base = {"api_token": "t" * 20, "database": f"sqlite:///{tmp_path / 'db.sqlite'}", "attach_approvals": True}
     with pytest.raises(UsageError, match="needs oci_pull_from_registry"):
         create_app(load_settings(None, **base))
     with pytest.raises(UsageError, match="needs an attestation key"):
         create_app(load_settings(None, **base, oci_pull_from_registry=True))
+    with pytest.raises(TrustMaterialError, match="cannot read the attestation key"):  # refused before any scan
+        create_app(load_settings(None, **base, oci_pull_from_registry=True, attestation_key=tmp_path / "gone.pem"))
     with pytest.raises(UsageError, match="oci_model_subdir"):
         create_app(
             load_settings(None, **base, oci_pull_from_registry=True, attestation_key=tmp_path, oci_model_subdir="m")
