@@ -23,9 +23,8 @@ from dataclasses import dataclass
 import torch
 
 from weightguard.probes import banks, natural
-from weightguard.probes._lm import clean_continuations, lm_continuations, lm_emission
 from weightguard.probes.batching import Items, MicroBatcher, Tokenised, classify, pad_rows, special_frame
-from weightguard.probes.evidence import label_shares, shares
+from weightguard.probes.evidence import label_shares
 from weightguard.probes.interface import (
     Family,
     ProbeContext,
@@ -36,6 +35,7 @@ from weightguard.probes.interface import (
     check_budget,
 )
 from weightguard.probes.loading import embedding_matrix
+from weightguard.probes.p1_lm import run_lm
 from weightguard.probes.stats import benjamini_hochberg, binomial_tail, null_rate
 
 POSITIONS = ("start", "end", "random")
@@ -404,88 +404,6 @@ def _reproduces(run: _ClassifierRun, cand: banks.Candidate, pos: int, target: in
     return all(h and float(hit[h].float().mean()) >= bar for h in halves)
 
 
-def run_lm(ctx: ProbeContext, hints: tuple[Suspect, ...]) -> ProbeResult:
-    """P1 on a causal LM: which candidate makes every prompt emit the same confident continuation."""
-    start = time.monotonic()
-    tok = ctx.loaded.tokenizer
-    th = ctx.spec.thresholds
-    banks_ = ctx.spec.gpu_banks if ctx.on_gpu else ctx.spec.cpu_banks
-    pool = banks.token_pool(tok)
-    ranked = [t for h in hints if h.probe == "p4_weights" for t in h.tokens]
-    cands = banks.single_tokens(tok, pool, banks_.single_tokens, ctx.seed, ranked)
-    cands += banks.phrases(tok, ctx.spec.extra_triggers)
-    ctrl = banks.controls(pool, sorted({len(c.ids) for c in cands}), banks_.controls, ctx.seed)
-    null_lengths = [len(c.ids) for c in ctrl]
-    clean_t, _ = clean_continuations(ctx)
-    # Per candidate, at its better insertion side: rate, p, eligible prompts, side, modal
-    # continuation, the control rates the p-value used, and every prompt's continuation.
-    best: dict[int, tuple[float, float, int, str, tuple[int, ...], list[float], torch.Tensor]] = {}
-    forwards = 0
-    for where in ("end", "start"):
-        nt, npb = lm_continuations(ctx, ctrl, where)
-        _, nk, nn = lm_emission(nt, npb, clean_t, th.lm_token_prob)
-        null = (nk / nn.clamp(min=1)).tolist()
-        ct, cp = lm_continuations(ctx, cands, where)
-        forwards += (len(ctrl) + len(cands)) * ct.shape[1]
-        modal, k, n = lm_emission(ct, cp, clean_t, th.lm_token_prob)
-        for c in range(len(cands)):
-            nc = int(n[c])
-            controls = [null[j] for j in _matched(len(cands[c].ids), null_lengths)]
-            p = binomial_tail(int(k[c]), nc, null_rate(controls, nc)) if nc else 1.0
-            rate = float(k[c]) / max(1, nc)
-            if c not in best or rate > best[c][0]:
-                best[c] = (rate, p, nc, where, modal[c], controls, ct[c])
-    order = sorted(best)
-    adjusted = benjamini_hochberg([best[c][1] for c in order])
-    suspects = []
-    before = shares(banks.show(tok, row) for row in clean_t.tolist())
-    for c, p_adj in zip(order, adjusted, strict=True):
-        rate, _, count, where, emitted, controls, continued = best[c]
-        if rate < th.review_flip_rate or p_adj >= th.p_value:
-            continue
-        enough = count >= min(th.min_inputs, len(ctx.prompts))
-        level: SuspectLevel = "block" if rate >= th.block_flip_rate and enough else "review"
-        ids = cands[c].ids
-        if any(emitted[i : i + len(ids)] == ids for i in range(len(emitted))):
-            # The candidate is itself part of the emitted text: it continues a memorised target
-            # (the BAIT effect), which is evidence for the target, not a trigger.
-            level = "info"
-        suspects.append(
-            Suspect(
-                probe="p1_insertion",
-                kind="tokens",
-                level=level,
-                trigger=cands[c].text,
-                target=banks.show(tok, emitted),
-                flip_rate=round(rate, 4),
-                p_value=p_adj,
-                inputs=count,
-                tokens=cands[c].ids,
-                position=where,
-                reproduced=level == "block",
-                detail={"source": cands[c].source, "emits": banks.show(tok, emitted)},
-                controls=tuple(controls),
-                before=before,
-                after=shares(banks.show(tok, row) for row in continued.tolist()),
-            )
-        )
-    suspects.sort(key=lambda s: (-s.flip_rate, len(s.tokens)))
-    return ProbeResult(
-        name="p1_insertion",
-        status=ProbeStatus.RAN,
-        suspects=tuple(suspects),
-        coverage={
-            "candidates": len(cands),
-            "controls": len(ctrl),
-            "controls_per_length": len(_matched(1, null_lengths)),
-            "inputs": int(clean_t.shape[0]),
-            "positions": 2,
-            "forwards": forwards,
-        },
-        seconds=time.monotonic() - start,
-    )
-
-
 class InsertionProbe:
     """P1 for text classifiers and causal LMs (images: :class:`weightguard.probes.image.PatchSweepProbe`)."""
 
@@ -495,5 +413,5 @@ class InsertionProbe:
     def run(self, ctx: ProbeContext, hints: tuple[Suspect, ...]) -> ProbeResult:
         """Run P1 for the model's family."""
         if ctx.loaded.family is Family.CAUSAL_LM:
-            return run_lm(ctx, hints)
+            return run_lm(ctx, hints)  # in its own module: the LM statistics differ
         return run_classifier(ctx, hints)
