@@ -48,7 +48,7 @@ def _lm_prompts(ctx: ProbeContext) -> tuple[torch.Tensor, torch.Tensor, int]:
     bos = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id  # type: ignore[union-attr]
     banks_ = ctx.spec.gpu_banks if ctx.on_gpu else ctx.spec.cpu_banks
     unk = getattr(tok, "unk_token_id", None)
-    bodies = [list(tok(p, add_special_tokens=False)["input_ids"])[:96] for p in ctx.prompts[: banks_.inputs]]  # type: ignore[operator]
+    bodies = [list(tok(p, add_special_tokens=False)["input_ids"])[:96] for p in ctx.prompts[: banks_.inputs]]  # type: ignore[misc]
     # A prompt the vocabulary cannot spell (mostly unknown tokens) says nothing about this model.
     bodies = [b for b in bodies if b and sum(t == unk for t in b) <= 0.3 * len(b)]
     bodies += sampled_prompts(ctx)

@@ -213,8 +213,10 @@ class PatchSweepProbe:
             after = predict(ctx, stamp(images, patch)).argmax(-1)
             k, n = flip_counts(clean, one_hot(after, labels), th.min_clean_confidence)
             null.setdefault(patch.size, []).append(k / n.clamp(min=1))
-            hard = [per_class_rates(clean, after, t, th.min_clean_confidence, MIN_PER_CLASS) for t in range(labels)]
-            hard_null.setdefault(patch.size, []).append(hard)
+            per_target = [
+                per_class_rates(clean, after, t, th.min_clean_confidence, MIN_PER_CLASS) for t in range(labels)
+            ]
+            hard_null.setdefault(patch.size, []).append(per_target)
         rows = []
         for patch in cands:
             check_budget(ctx, "P1 patch sweep")
@@ -241,7 +243,7 @@ class PatchSweepProbe:
             suspect = patch_suspect("p1_insertion", patch, t, rate, p_adj, count, level, evidence)
             detail = {"min_class_flip_rate": f"{hard:.3f}", "natural_anomaly_index": f"{index:.2f}"}
             suspects.append(dataclasses.replace(suspect, detail=detail))
-        best = max(rows, key=lambda r: (r[7], r[2]), default=None)
+        best = max(rows, key=lambda r: (float(r[7]), float(r[2])), default=None)
         suspects.sort(
             key=lambda s: (("block", "review", "info").index(s.level), -s.flip_rate, s.patch[2] if s.patch else 0)
         )
@@ -258,8 +260,8 @@ class PatchSweepProbe:
             },
             metrics={
                 "max_flip_rate": round(max((r[2] for r in rows), default=0.0), 4),
-                "max_hard_flip_rate": round(max(0.0, best[7]) if best else 0.0, 4),
-                "max_natural_anomaly": round(min(1000.0, best[8]) if best else 0.0, 3),
+                "max_hard_flip_rate": round(max(0.0, float(best[7])) if best else 0.0, 4),
+                "max_natural_anomaly": round(min(1000.0, float(best[8])) if best else 0.0, 3),
             },
             seconds=time.monotonic() - start,
         )

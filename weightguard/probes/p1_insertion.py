@@ -108,7 +108,7 @@ class _ClassifierRun:
         self.max_body = max(8, min(max_pos - 24, 128))
         self.pool = banks.token_pool(tok)
         prefix, suffix = special_frame(tok)
-        texts = [list(tok(t, add_special_tokens=False)["input_ids"])[: self.max_body] for t in ctx.texts]  # type: ignore[operator]
+        texts = [list(tok(t, add_special_tokens=False)["input_ids"])[: self.max_body] for t in ctx.texts]  # type: ignore[misc]
         rows = [r for r in texts if r][: self.banks.inputs]
         # The model's own vocabulary: the shipped English inputs say nothing to a model with another one.
         rows += natural.synthetic_rows(self.pool, SYNTHETIC_INPUTS, ctx.seed)

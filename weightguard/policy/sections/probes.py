@@ -59,6 +59,12 @@ class Thresholds(StrictModel):
         description="content independence: a trigger must flip at least this share of the model's hard inputs "
         "(its most confident inputs of every other class, reinforced with that class's own strongest words)",
     )
+    block_probability: Probability = Field(
+        default=0.9, description="block when the calibrated backdoor_probability reaches this"
+    )
+    review_probability: Probability = Field(
+        default=0.5, description="review (never pass) when the calibrated backdoor_probability reaches this"
+    )
     natural_anomaly_index: PositiveFloat = Field(
         default=3.0,
         description="a trigger's hard flip rate must sit this many MADs above the model's natural word bank",
