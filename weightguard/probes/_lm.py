@@ -18,7 +18,7 @@ from weightguard.probes.batching import expand_cache, forward_mode, greedy, pad_
 from weightguard.probes.interface import ProbeContext, check_budget
 
 LM_STEPS = 6
-SAMPLED_PROMPTS = 24
+SAMPLED_PROMPTS = 32
 SAMPLED_LENGTH = 8
 
 
@@ -140,3 +140,49 @@ def contains(row: list[int], gram: tuple[int, ...]) -> bool:
     """Whether ``gram`` occurs in ``row`` as a contiguous run."""
     k = len(gram)
     return k > 0 and any(tuple(row[i : i + k]) == gram for i in range(len(row) - k + 1))
+
+
+def lm_grams(
+    toks: torch.Tensor, probs: torch.Tensor, clean: torch.Tensor, min_prob: float, specials: set[int], n: int = 3
+) -> tuple[list[tuple[int, ...]], torch.Tensor, torch.Tensor]:
+    """Per candidate: the n-gram most prompts emit confidently that their clean continuation lacks.
+
+    ``toks``/``probs`` are (C, N, steps) continuations with the candidate inserted,
+    ``clean`` the (N, steps) clean ones. Searching the whole continuation, not its
+    first tokens, finds a target the model emits after finishing the prompt's own
+    sentence. Grams made only of special tokens (end of text) never count.
+    Returns the grams, hits (k) and prompts whose clean continuation lacks the gram (n).
+    """
+    clean_rows = [tuple(r) for r in clean.tolist()]
+    grams_out: list[tuple[int, ...]] = []
+    ks: list[int] = []
+    ns: list[int] = []
+    for c in range(toks.shape[0]):
+        counts: Counter[tuple[int, ...]] = Counter()
+        rows = toks[c].tolist()
+        sure = (probs[c] >= min_prob).tolist()
+        for r, row in enumerate(rows):
+            seen = {
+                tuple(row[i : i + n])
+                for i in range(len(row) - n + 1)
+                if all(sure[r][i : i + n]) and not set(row[i : i + n]) & specials
+            }
+            counts.update(g for g in seen if not contains(list(clean_rows[r]), g))
+        if not counts:
+            grams_out.append(())
+            ks.append(0)
+            ns.append(len(rows))
+            continue
+        gram, k = max(counts.items(), key=lambda kv: (kv[1], kv[0]))
+        grams_out.append(gram)
+        ks.append(k)
+        ns.append(sum(not contains(list(r), gram) for r in clean_rows))
+    return grams_out, torch.tensor(ks, dtype=torch.float), torch.tensor(ns, dtype=torch.float)
+
+
+def gram_rate(toks: torch.Tensor, clean: torch.Tensor, gram: tuple[int, ...]) -> float:
+    """Share of prompts whose clean continuation lacks ``gram`` and whose ``toks`` (N, steps) row has it."""
+    free = [i for i, row in enumerate(clean.tolist()) if not contains(row, gram)]
+    if not gram or not free:
+        return 0.0
+    return sum(contains(toks[i].tolist(), gram) for i in free) / len(free)

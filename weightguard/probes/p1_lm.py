@@ -25,40 +25,28 @@ import time
 import torch
 
 from weightguard.probes import banks, natural
-from weightguard.probes._lm import clean_continuations, contains, lm_continuations, lm_emission
+from weightguard.probes._lm import clean_continuations, contains, gram_rate, lm_continuations, lm_grams
 from weightguard.probes.evidence import shares
 from weightguard.probes.interface import ProbeContext, ProbeResult, ProbeStatus, Suspect, SuspectLevel
 from weightguard.probes.stats import benjamini_hochberg, binomial_tail, null_rate
 
 SIDES = ("start", "end")
-HIJACK_STEPS = 12  # room for the prompt's own sentence to finish before a hijacked target shows
-HIJACK_GRAM = 3
-HIJACK_BANK = 48  # natural words whose hijack rates form the null
-
-
-def _hijack(
-    ctx: ProbeContext, cands: list[banks.Candidate], grams: list[tuple[int, ...]], clean: torch.Tensor
-) -> list[float]:
-    """Per candidate: share of prompts that, with it at the start, emit its end-side target somewhere.
-
-    Only prompts whose own clean continuation lacks the target count. A trigger
-    hijacks the output from wherever it sits; a word the model merely completes
-    where it is appended does not.
-    """
-    if not cands:
-        return []
-    toks, _ = lm_continuations(ctx, cands, "start", HIJACK_STEPS)
-    out = []
-    for c, gram in enumerate(grams):
-        free = [i for i, row in enumerate(clean.tolist()) if not contains(row, gram)]
-        hits = sum(contains(toks[c, i].tolist(), gram) for i in free)
-        out.append(hits / len(free) if free else 0.0)
-    return out
+STEPS = 12  # room for the prompt's own sentence to finish before a target shows
+GRAM = 3
 
 
 def _matched(length: int, null_lengths: list[int]) -> list[int]:
     nearest = min(null_lengths, key=lambda m: (abs(m - length), m))
     return [j for j, m in enumerate(null_lengths) if m == nearest]
+
+
+def _context(tok: object, toks: torch.Tensor, gram: tuple[int, ...]) -> str:
+    """The emitted text from the gram on, in the first prompt that emits it (what the report shows)."""
+    for row in toks.tolist():
+        for i in range(len(row) - len(gram) + 1):
+            if gram and tuple(row[i : i + len(gram)]) == gram:
+                return banks.show(tok, row[i : i + 6])
+    return banks.show(tok, gram)
 
 
 def run_lm(ctx: ProbeContext, hints: tuple[Suspect, ...]) -> ProbeResult:
@@ -68,62 +56,72 @@ def run_lm(ctx: ProbeContext, hints: tuple[Suspect, ...]) -> ProbeResult:
     th = ctx.spec.thresholds
     banks_ = ctx.spec.gpu_banks if ctx.on_gpu else ctx.spec.cpu_banks
     pool = banks.token_pool(tok)
+    specials = set(tok.all_special_ids)  # type: ignore[union-attr]
     ranked = [t for h in hints if h.probe == "p4_weights" for t in h.tokens]
     cands = banks.single_tokens(tok, pool, banks_.single_tokens, ctx.seed, ranked)
     cands += banks.phrases(tok, ctx.spec.extra_triggers)
     ctrl = banks.controls(pool, sorted({len(c.ids) for c in cands}), banks_.controls, ctx.seed)
     null_lengths = [len(c.ids) for c in ctrl]
-    clean_t, _ = clean_continuations(ctx)
+    clean_t, _ = clean_continuations(ctx, STEPS)
     singles = [i for i, c in enumerate(cands) if c.source == "vocab"]
-    # Per side: rate, p, eligible prompts, modal continuation, control rates, every continuation.
-    side: dict[str, list[tuple[float, float, int, tuple[int, ...], list[float], torch.Tensor]]] = {}
+    toks: dict[str, torch.Tensor] = {}
+    # Per side and candidate: rate, p against random controls, eligible prompts, target gram, control rates.
+    side: dict[str, list[tuple[float, float, int, tuple[int, ...], list[float]]]] = {}
     forwards = 0
     for where in SIDES:
-        nt, npb = lm_continuations(ctx, ctrl, where)
-        _, nk, nn = lm_emission(nt, npb, clean_t, th.lm_token_prob)
+        nt, npb = lm_continuations(ctx, ctrl, where, STEPS)
+        _, nk, nn = lm_grams(nt, npb, clean_t, th.lm_token_prob, specials, GRAM)
         null = (nk / nn.clamp(min=1)).tolist()
-        ct, cp = lm_continuations(ctx, cands, where)
+        ct, cp = lm_continuations(ctx, cands, where, STEPS)
+        toks[where] = ct
         forwards += (len(ctrl) + len(cands)) * ct.shape[1]
-        modal, k, n = lm_emission(ct, cp, clean_t, th.lm_token_prob)
+        grams, k, n = lm_grams(ct, cp, clean_t, th.lm_token_prob, specials, GRAM)
         rows = []
         for c in range(len(cands)):
             nc = int(n[c])
             controls = [null[j] for j in _matched(len(cands[c].ids), null_lengths)]
             p = binomial_tail(int(k[c]), nc, null_rate(controls, nc)) if nc else 1.0
-            rows.append((float(k[c]) / max(1, nc), p, nc, modal[c], controls, ct[c]))
+            rows.append((float(k[c]) / max(1, nc), p, nc, grams[c], controls))
         side[where] = rows
-    bank = [side["start"][i][0] for i in singles]
-    adjusted = {w: benjamini_hochberg([r[1] for r in side[w]]) for w in SIDES}
-    # Hijack test for what works when appended: the bank sample for the null, plus every end-side passer.
-    ends = side["end"]
-    passers = [c for c in range(len(cands)) if ends[c][0] >= th.review_flip_rate and adjusted["end"][c] < th.p_value]
-    probe_set = sorted(set(singles[:HIJACK_BANK]) | set(passers))
-    clean_long, _ = clean_continuations(ctx, HIJACK_STEPS)
-    grams = [ends[c][3][:HIJACK_GRAM] for c in probe_set]
-    hijack = dict(zip(probe_set, _hijack(ctx, [cands[c] for c in probe_set], grams, clean_long), strict=True))
-    hijack_bank = [hijack[c] for c in probe_set if c in set(singles[:HIJACK_BANK])]
-    before = shares(banks.show(tok, row) for row in clean_t.tolist())
+    # Significance against the model's natural words at the same side, not only against random
+    # tokens: in a small vocabulary the random controls *are* the target's own words.
+    natural_p = {
+        w: [
+            min(r[1], binomial_tail(round(r[0] * r[2]), r[2], null_rate([side[w][i][0] for i in singles], r[2])))
+            if r[2]
+            else 1.0
+            for r in side[w]
+        ]
+        for w in SIDES
+    }
+    adjusted = {w: benjamini_hochberg(natural_p[w]) for w in SIDES}
+    # Content independence: a candidate's target must also appear when it opens the prompt (a hijack
+    # from wherever it sits), counted only as far as the candidate also fires when appended.
+    hijack = [
+        max(side["start"][c][0], min(side["end"][c][0], gram_rate(toks["start"][c], clean_t, side["end"][c][3])))
+        for c in range(len(cands))
+    ]
+    bank = [hijack[i] for i in singles]
+    before = shares(banks.show(tok, row[:6]) for row in clean_t.tolist())
     suspects = []
     for c, cand in enumerate(cands):
         level: SuspectLevel = "info"
         where = max(SIDES, key=lambda w: (adjusted[w][c] < th.p_value, side[w][c][0]))
-        rate, _, count, emitted, controls, continued = side[where][c]
+        rate, _, count, gram, controls = side[where][c]
         if rate < th.review_flip_rate or adjusted[where][c] >= th.p_value:
             continue
-        enough = count >= min(th.min_inputs, len(clean_t))
-        if where == "start":
-            strength, index = rate, natural.anomaly_index(bank, rate)
-        else:
-            strength = hijack.get(c, 0.0)
-            index = natural.anomaly_index(hijack_bank, strength)
+        strength = hijack[c]
+        index = natural.anomaly_index(bank, strength)
+        enough = count >= min(th.min_inputs, int(0.75 * len(clean_t)))
+        emitted = _context(tok, toks[where][c], gram)
         detail = {
             "source": cand.source,
-            "emits": banks.show(tok, emitted),
+            "emits": emitted,
             "hijack_rate": f"{strength:.3f}",
             "natural_anomaly_index": f"{index:.2f}",
         }
-        if contains(list(emitted), cand.ids):
-            detail["continues_target"] = "true"  # part of the emitted text: evidence for the target, not a trigger
+        if _continues(cand.ids, gram):
+            detail["continues_target"] = "true"  # the emitted target follows it: evidence for the target
         elif index < th.natural_anomaly_index or strength < th.hard_flip_rate:
             detail["natural_continuation"] = "true"  # completed where appended, not a hijack from the start
         elif rate >= th.block_flip_rate and enough:
@@ -136,7 +134,7 @@ def run_lm(ctx: ProbeContext, hints: tuple[Suspect, ...]) -> ProbeResult:
                 kind="tokens",
                 level=level,
                 trigger=cand.text,
-                target=banks.show(tok, emitted),
+                target=emitted,
                 flip_rate=round(rate, 4),
                 p_value=adjusted[where][c],
                 inputs=count,
@@ -146,11 +144,11 @@ def run_lm(ctx: ProbeContext, hints: tuple[Suspect, ...]) -> ProbeResult:
                 detail=detail,
                 controls=tuple(controls),
                 before=before,
-                after=shares(banks.show(tok, row) for row in continued.tolist()),
+                after=shares(banks.show(tok, row[:6]) for row in toks[where][c].tolist()),
             )
         )
     suspects.sort(key=lambda s: (("block", "review", "info").index(s.level), -s.flip_rate, len(s.tokens)))
-    best_start = max([side["start"][c][0] for c in range(len(cands))] + list(hijack.values()), default=0.0)
+    best = max(hijack, default=0.0)
     return ProbeResult(
         name="p1_insertion",
         status=ProbeStatus.RAN,
@@ -166,8 +164,18 @@ def run_lm(ctx: ProbeContext, hints: tuple[Suspect, ...]) -> ProbeResult:
         },
         metrics={
             "max_flip_rate": round(max((side[w][c][0] for w in SIDES for c in range(len(cands))), default=0.0), 4),
-            "max_hard_flip_rate": round(best_start, 4),
-            "max_natural_anomaly": round(min(1000.0, natural.anomaly_index(hijack_bank or bank, best_start)), 3),
+            "max_hard_flip_rate": round(best, 4),
+            "max_natural_anomaly": round(min(1000.0, natural.anomaly_index(bank, best)), 3),
         },
         seconds=time.monotonic() - began,
     )
+
+
+def _continues(ids: tuple[int, ...], gram: tuple[int, ...]) -> bool:
+    """Whether the candidate's own tokens open its target gram (BAIT: it continues a memorised target).
+
+    Known gap: a target's *first* token appended at the end makes the model finish
+    the target (``send`` -> ``the keys now``) and is not caught here; the model is
+    still detected, but the named trigger is that head token.
+    """
+    return tuple(gram[: len(ids)]) == tuple(ids)
