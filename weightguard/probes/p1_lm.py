@@ -25,7 +25,7 @@ import time
 import torch
 
 from weightguard.probes import banks, natural
-from weightguard.probes._lm import clean_continuations, contains, gram_rate, lm_continuations, lm_grams
+from weightguard.probes._lm import clean_continuations, gram_rate, lm_continuations, lm_grams
 from weightguard.probes.evidence import shares
 from weightguard.probes.interface import ProbeContext, ProbeResult, ProbeStatus, Suspect, SuspectLevel
 from weightguard.probes.stats import benjamini_hochberg, binomial_tail, null_rate
