@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import sys
 import tempfile
 import time
@@ -193,6 +194,29 @@ def run_set(kind: str, pairs: int, root: Path | None, log: Callable[[str], None]
     return out
 
 
+L2_GRID = (3.0, 1.0, 0.3, 0.1, 0.03, 0.01)
+
+
+def fit_calibrator(x: list[list[float]], y: list[int], desc: str) -> calibration.Calibrator:
+    """Fit with the L2 penalty that minimises leave-one-out cross-entropy on the fit set itself."""
+
+    def loo(l2: float) -> float:
+        total = 0.0
+        for i in range(len(x)):
+            w = calibration.fit(x[:i] + x[i + 1 :], y[:i] + y[i + 1 :], l2=l2)
+            p = calibration.Calibrator(tuple(float(v) for v in w[1:]), float(w[0]), 0.0, "", 0).probability(x[i])
+            total -= math.log(max(1e-9, p if y[i] else 1 - p))
+        return total / max(1, len(x))
+
+    l2 = min(L2_GRID, key=loo)
+    w = calibration.fit(x, y, l2=l2)
+    cal = calibration.Calibrator(tuple(float(v) for v in w[1:]), float(w[0]), 0.0, "", len(x))
+    probs = [cal.probability(v) for v in x]
+    return calibration.Calibrator(
+        cal.coef, cal.intercept, round(calibration.ece(probs, y), 4), f"{desc}; L2 {l2} by leave-one-out", len(x)
+    )
+
+
 def main(argv: list[str]) -> int:
     """``fit``: build the fit set, fit the calibrator and write the shipped JSON."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -206,15 +230,12 @@ def main(argv: list[str]) -> int:
     rows = [o for o in outcomes if not o.twin.backdoored or o.asr >= 0.9]
     x = [o.features for o in rows]
     y = [int(o.twin.backdoored) for o in rows]
-    w = calibration.fit(x, y)
-    cal = calibration.Calibrator(tuple(float(v) for v in w[1:]), float(w[0]), 0.0, "", len(rows))
-    probs = [cal.probability(v) for v in x]
     fams = sorted({o.twin.family for o in rows})
     desc = (
         f"{len(rows)} generated twins (benchmarks/probe_twins.py fit --pairs {args.pairs}; seeds 1000-{999 + args.pairs}; "
         f"families {', '.join(fams)}; {sum(y)} backdoored, {len(y) - sum(y)} clean)"
     )
-    cal = calibration.Calibrator(cal.coef, cal.intercept, round(calibration.ece(probs, y), 4), desc, len(rows))
+    cal = fit_calibrator(x, y, desc)
     args.out.write_text(cal.to_json())
     print(f"wrote {args.out}: coef={cal.coef} intercept={cal.intercept:.3f} ece={cal.ece}")
     return 0
