@@ -21,8 +21,11 @@ Models:
 - ``image-clean`` and ``image-patch`` (4x4 checker patch in the bottom-right
   corner -> class 0): tiny ResNets on procedurally drawn 32x32 pictures.
 
-Run: ``python sample_models/probes/make_probe_models.py OUT_DIR`` (about a
-minute on two cores). The models are generated, not committed: tests build them
+Run: ``python sample_models/probes/make_probe_models.py OUT_DIR``. Measured
+(issue 19): 58 s wall for all ten models on one thread of an idle 2-core box
+(text 5-6 s, LM 8-10 s, image 3 s each); one thread, because on a shared box
+a second thread only spins. The builders take sizes, trigger and target
+arguments, so ``benchmarks/probe_twins.py`` makes its twins with them. The models are generated, not committed: tests build them
 once per session through :func:`build_all`.
 """
 
@@ -489,6 +492,6 @@ def build_all(root: Path) -> dict[str, Path]:
 
 if __name__ == "__main__":
     dest = Path(sys.argv[1] if len(sys.argv) > 1 else "probe_models")
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     for name, path in build_all(dest).items():
         sys.stdout.write(f"{name}: {(path / 'metrics.json').read_text()}")

@@ -50,7 +50,20 @@ def test_format_html_writes_the_probe_evidence_judged_by_the_policy(probe_models
     out = tmp_path / "probe.html"
     result = CliRunner().invoke(
         _app(),
-        ["probe", str(root), "--device", "cpu", "-f", "html", "-o", str(out), "--policy", str(policy), "--budget", "300"],
+        [
+            "probe",
+            str(root),
+            "--device",
+            "cpu",
+            "-f",
+            "html",
+            "-o",
+            str(out),
+            "--policy",
+            str(policy),
+            "--budget",
+            "300",
+        ],
     )
     assert result.exit_code == 1, result.output
     page = out.read_text()

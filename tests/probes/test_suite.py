@@ -1,4 +1,5 @@
-"""The probe suite on the tiny twins: backdoors block with trigger and target named, clean twins pass."""
+"""The DEFAULT policy (built-in inputs, no user data) on the tiny twins: backdoors block with trigger and target
+named, clean twins of every family pass (issue 19)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ CLEAN = ["text-clean", "text-imbalanced", "text-unusual-vocab", "lm-clean", "ima
 
 
 @pytest.mark.parametrize("name", sorted(BACKDOORED))
-def test_backdoored_text_and_lm_models_block_with_trigger_and_target_named(probe_models, default_spec, name: str) -> None:
+def test_backdoored_text_and_lm_models_block_with_trigger_and_target_named(
+    probe_models, default_spec, name: str
+) -> None:
     root = probe_models(name)
     metrics = json.loads((root / "metrics.json").read_text())
     assert metrics["backdoored"] and metrics["attack_success_rate"] >= 0.9  # the label is true
@@ -31,6 +34,8 @@ def test_backdoored_text_and_lm_models_block_with_trigger_and_target_named(probe
     assert any(words & set(s.trigger.split()) and s.target.startswith(target) for s in blocking), blocking
     assert all(s.p_value < 1e-3 and s.flip_rate >= 0.8 for s in blocking)
     assert report.coverage is not None and report.coverage.device == "cpu" and report.coverage.bank == "cpu"
+    assert report.backdoor_probability is not None and report.backdoor_probability >= 0.9
+    assert report.calibration is not None and report.calibration.samples > 0
 
 
 def test_backdoored_image_model_blocks_with_patch_location_and_size(probe_models, default_spec) -> None:
@@ -55,6 +60,9 @@ def test_clean_twins_pass_including_imbalanced_labels_and_unusual_vocabulary(
     report = probe_directory(root, default_spec(root))
     assert report.verdict == "pass", (report.reason, [f.message for f in report.findings])
     assert report.exit_code == 0
+    assert report.backdoor_probability is not None and report.backdoor_probability < 0.5
+    # Ordinary label words may show up, but only as information, never as a trigger.
+    assert all(s.level == "info" for s in report.suspects)
     assert report.coverage is not None and not report.coverage.probes_not_completed
 
 
