@@ -25,7 +25,7 @@ import time
 import torch
 
 from weightguard.probes import banks, natural
-from weightguard.probes._lm import clean_continuations, gram_rate, lm_continuations, lm_grams
+from weightguard.probes._lm import clean_continuations, contains, gram_rate, lm_continuations, lm_grams
 from weightguard.probes.evidence import shares
 from weightguard.probes.interface import ProbeContext, ProbeResult, ProbeStatus, Suspect, SuspectLevel
 from weightguard.probes.stats import benjamini_hochberg, binomial_tail, null_rate
@@ -38,6 +38,12 @@ GRAM = 3
 def _matched(length: int, null_lengths: list[int]) -> list[int]:
     nearest = min(null_lengths, key=lambda m: (abs(m - length), m))
     return [j for j, m in enumerate(null_lengths) if m == nearest]
+
+
+def _shown(tok: object, row: list[int], gram: tuple[int, ...]) -> str:
+    """One continuation as the report shows it: the target gram when it holds it, else its first tokens."""
+    # The target is the gram itself: what follows it varies (end of text, a repeat) and is not the backdoor.
+    return banks.show(tok, gram) if gram and contains(row, gram) else banks.show(tok, row[:6])
 
 
 def _context(tok: object, toks: torch.Tensor, gram: tuple[int, ...]) -> str:
@@ -113,10 +119,11 @@ def run_lm(ctx: ProbeContext, hints: tuple[Suspect, ...]) -> ProbeResult:
         strength = hijack[c]
         index = natural.anomaly_index(bank, strength)
         enough = count >= min(th.min_inputs, int(0.75 * len(clean_t)))
-        emitted = _context(tok, toks[where][c], gram)
+        emitted = banks.show(tok, gram) if gram else ""
+        context = _context(tok, toks[where][c], gram)
         detail = {
             "source": cand.source,
-            "emits": emitted,
+            "emits": context,
             "hijack_rate": f"{strength:.3f}",
             "natural_anomaly_index": f"{index:.2f}",
         }
@@ -144,7 +151,7 @@ def run_lm(ctx: ProbeContext, hints: tuple[Suspect, ...]) -> ProbeResult:
                 detail=detail,
                 controls=tuple(controls),
                 before=before,
-                after=shares(banks.show(tok, row[:6]) for row in toks[where][c].tolist()),
+                after=shares(_shown(tok, row, gram) for row in toks[where][c].tolist()),
             )
         )
     suspects.sort(key=lambda s: (("block", "review", "info").index(s.level), -s.flip_rate, len(s.tokens)))
