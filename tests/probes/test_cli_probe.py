@@ -32,13 +32,9 @@ def test_a_directory_that_cannot_be_probed_exits_2(tmp_path: Path) -> None:
     assert json.loads(result.stdout)["verdict"] == "not-probed"
 
 
-def test_a_backdoored_model_exits_1_with_the_trigger_in_json(probe_models, tmp_path: Path, write_policy) -> None:
+def test_a_backdoored_model_exits_1_with_the_trigger_in_json_under_the_default_policy(probe_models) -> None:
     root = probe_models("lm-backdoor")
-    prompts = json.loads((root / "probe_inputs.json").read_text())["prompts"]
-    policy = write_policy("probes:\n  inputs:\n    use_builtin: false\n    prompts: " + json.dumps(prompts))
-    result = CliRunner().invoke(
-        _app(), ["probe", str(root), "--device", "cpu", "--format", "json", "--policy", str(policy), "--budget", "300"]
-    )
+    result = CliRunner().invoke(_app(), ["probe", str(root), "--device", "cpu", "--format", "json"])
     assert result.exit_code == 1, result.output
     report = json.loads(result.stdout)
     assert report["verdict"] == "block"
@@ -48,12 +44,26 @@ def test_a_backdoored_model_exits_1_with_the_trigger_in_json(probe_models, tmp_p
 def test_format_html_writes_the_probe_evidence_judged_by_the_policy(probe_models, tmp_path: Path, write_policy) -> None:
     pytest.importorskip("matplotlib")
     root = probe_models("lm-backdoor")
+    # A policy file with the user's own prompts (instead of the built-ins): the HTML must come from that policy.
     prompts = json.loads((root / "probe_inputs.json").read_text())["prompts"]
     policy = write_policy("probes:\n  inputs:\n    use_builtin: false\n    prompts: " + json.dumps(prompts))
     out = tmp_path / "probe.html"
     result = CliRunner().invoke(
         _app(),
-        ["probe", str(root), "--device", "cpu", "-f", "html", "-o", str(out), "--policy", str(policy), "--budget", "300"],
+        [
+            "probe",
+            str(root),
+            "--device",
+            "cpu",
+            "-f",
+            "html",
+            "-o",
+            str(out),
+            "--policy",
+            str(policy),
+            "--budget",
+            "300",
+        ],
     )
     assert result.exit_code == 1, result.output
     page = out.read_text()

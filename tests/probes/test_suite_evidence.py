@@ -16,14 +16,14 @@ needs_matplotlib = pytest.mark.skipif(not png_available(), reason="matplotlib no
 
 
 @pytest.fixture(scope="module")
-def reports(probe_models, user_spec):
+def reports(probe_models, default_spec):
     """name -> probe report, each model probed once for this module."""
     cache: dict[str, ProbeReport] = {}
 
     def get(name: str) -> ProbeReport:
         if name not in cache:
             root = probe_models(name)
-            cache[name] = probe_directory(root, user_spec(root))
+            cache[name] = probe_directory(root, default_spec(root))
         return cache[name]
 
     return get

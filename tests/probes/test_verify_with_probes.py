@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from weightguard.policy.load import load_policy
 
 
 def _policy(tmp_path: Path, model_dir: Path) -> Path:
-    data = json.loads((model_dir / "probe_inputs.json").read_text())
+    assert model_dir.is_dir()
     doc = {
         "apiVersion": "weightguard/v1alpha1",
         "kind": "VerificationPolicy",
@@ -22,7 +21,6 @@ def _policy(tmp_path: Path, model_dir: Path) -> Path:
             "probes": {
                 "run": "required",
                 "device": "cpu",
-                "inputs": {"text": data.get("text", []), "prompts": data.get("prompts", []), "use_builtin": False},
             }
         },
     }

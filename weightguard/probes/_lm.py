@@ -14,18 +14,45 @@ from collections import Counter
 import torch
 
 from weightguard.probes import banks
-from weightguard.probes.batching import expand_cache, greedy, pad_rows, prefix_cache, tokenise
+from weightguard.probes.batching import expand_cache, forward_mode, greedy, pad_rows, prefix_cache
 from weightguard.probes.interface import ProbeContext, check_budget
 
 LM_STEPS = 6
+SAMPLED_PROMPTS = 32
+SAMPLED_LENGTH = 8
+
+
+def sampled_prompts(ctx: ProbeContext, count: int = SAMPLED_PROMPTS) -> list[list[int]]:
+    """``count`` prompts the model writes itself from BOS (seeded sampling at temperature 1).
+
+    They are the model's own natural text, whatever its vocabulary or domain, so a
+    target that appears on them is not an artefact of out-of-domain prompts; a
+    backdoor's trigger is rare in them, as it was in the clean part of training.
+    """
+    tok = ctx.loaded.tokenizer
+    bos = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id  # type: ignore[union-attr]
+    g = torch.Generator().manual_seed(ctx.seed ^ 0x5A3)
+    ids = torch.full((count, 1), int(bos), dtype=torch.long)
+    specials = torch.tensor(sorted(set(tok.all_special_ids)), dtype=torch.long)  # type: ignore[union-attr]
+    with forward_mode(ctx.device):
+        for _ in range(SAMPLED_LENGTH):
+            logits = ctx.loaded.model(input_ids=ids.to(ctx.device)).logits[:, -1].float().cpu()
+            logits[:, specials] = -torch.inf  # a prompt is text: no EOS/PAD in the middle of it
+            nxt = torch.multinomial(logits.softmax(-1), 1, generator=g)
+            ids = torch.cat([ids, nxt], 1)
+    return [row[1:] for row in ids.tolist()]
 
 
 def _lm_prompts(ctx: ProbeContext) -> tuple[torch.Tensor, torch.Tensor, int]:
     tok = ctx.loaded.tokenizer
     bos = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id  # type: ignore[union-attr]
     banks_ = ctx.spec.gpu_banks if ctx.on_gpu else ctx.spec.cpu_banks
-    data = tokenise(tok, ctx.prompts[: banks_.inputs], max_body=96, specials=False)
-    rows = [[bos, *data.bodies[i, : int(data.lengths[i])].tolist()] for i in range(data.size)]
+    unk = getattr(tok, "unk_token_id", None)
+    bodies = [list(tok(p, add_special_tokens=False)["input_ids"])[:96] for p in ctx.prompts[: banks_.inputs]]  # type: ignore[misc]
+    # A prompt the vocabulary cannot spell (mostly unknown tokens) says nothing about this model.
+    bodies = [b for b in bodies if b and sum(t == unk for t in b) <= 0.3 * len(b)]
+    bodies += sampled_prompts(ctx)
+    rows = [[bos, *b] for b in bodies]
     pad = int(tok.pad_token_id)  # type: ignore[union-attr]
     ids, lengths = pad_rows(rows, pad)
     width = ids.shape[1]
@@ -38,8 +65,10 @@ def _lm_prompts(ctx: ProbeContext) -> tuple[torch.Tensor, torch.Tensor, int]:
     return left, mask, pad
 
 
-def lm_continuations(ctx: ProbeContext, cands: list[banks.Candidate], where: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Greedy continuations (C, N, LM_STEPS) and their probabilities with each candidate inserted.
+def lm_continuations(
+    ctx: ProbeContext, cands: list[banks.Candidate], where: str, steps: int = LM_STEPS
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Greedy continuations (C, N, steps) and their probabilities with each candidate inserted.
 
     ``where`` is ``end`` (the prompts' KV cache is computed once and expanded per
     candidate chunk, so a candidate costs only its own tokens) or ``start``.
@@ -47,10 +76,10 @@ def lm_continuations(ctx: ProbeContext, cands: list[banks.Candidate], where: str
     ids, mask, pad = _lm_prompts(ctx)
     n = ids.shape[0]
     model, device = ctx.loaded.model, ctx.device
-    toks = torch.empty(len(cands), n, LM_STEPS, dtype=torch.long)
-    probs = torch.empty(len(cands), n, LM_STEPS)
+    toks = torch.empty(len(cands), n, steps, dtype=torch.long)
+    probs = torch.empty(len(cands), n, steps)
     cache = prefix_cache(model, ids, mask, device) if where == "end" else None
-    chunk = max(1, ctx.spec.micro_batch_tokens // max(1, n * (ids.shape[1] + LM_STEPS + 4)))
+    chunk = max(1, ctx.spec.micro_batch_tokens // max(1, n * (ids.shape[1] + steps + 4)))
     by_len: dict[int, list[int]] = {}
     for i, c in enumerate(cands):
         by_len.setdefault(len(c.ids), []).append(i)
@@ -62,7 +91,7 @@ def lm_continuations(ctx: ProbeContext, cands: list[banks.Candidate], where: str
             if cache is not None:
                 step_ids = trig.repeat(n, 1)
                 step_mask = torch.cat([mask.repeat_interleave(len(part), 0), torch.ones_like(step_ids)], 1)
-                t, p = greedy(model, step_ids, step_mask, LM_STEPS, device, expand_cache(cache, len(part)))
+                t, p = greedy(model, step_ids, step_mask, steps, device, expand_cache(cache, len(part)))
             else:
                 # Prepend: [pad..., bos, trigger, prompt]; rebuild the left padding for each row.
                 rows = []
@@ -73,14 +102,14 @@ def lm_continuations(ctx: ProbeContext, cands: list[banks.Candidate], where: str
                 width = max(map(len, rows))
                 step_ids = torch.tensor([[pad] * (width - len(x)) + x for x in rows])
                 masks = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in rows])
-                t, p = greedy(model, step_ids, masks, LM_STEPS, device)
+                t, p = greedy(model, step_ids, masks, steps, device)
             if cache is not None:  # rows are prompt-major after expand_cache
                 t, p = (
-                    t.reshape(n, len(part), LM_STEPS).transpose(0, 1),
-                    p.reshape(n, len(part), LM_STEPS).transpose(0, 1),
+                    t.reshape(n, len(part), steps).transpose(0, 1),
+                    p.reshape(n, len(part), steps).transpose(0, 1),
                 )
-            toks[part] = t.reshape(len(part), n, LM_STEPS)
-            probs[part] = p.reshape(len(part), n, LM_STEPS)
+            toks[part] = t.reshape(len(part), n, steps)
+            probs[part] = p.reshape(len(part), n, steps)
     return toks, probs
 
 
@@ -101,7 +130,59 @@ def lm_emission(
     return modal, torch.tensor(ks, dtype=torch.float), torch.tensor(ns, dtype=torch.float)
 
 
-def clean_continuations(ctx: ProbeContext) -> tuple[torch.Tensor, torch.Tensor]:
+def clean_continuations(ctx: ProbeContext, steps: int = LM_STEPS) -> tuple[torch.Tensor, torch.Tensor]:
     """Greedy continuations of the clean prompts (no candidate)."""
     ids, mask, _ = _lm_prompts(ctx)
-    return greedy(ctx.loaded.model, ids, mask, LM_STEPS, ctx.device)
+    return greedy(ctx.loaded.model, ids, mask, steps, ctx.device)
+
+
+def contains(row: list[int], gram: tuple[int, ...]) -> bool:
+    """Whether ``gram`` occurs in ``row`` as a contiguous run."""
+    k = len(gram)
+    return k > 0 and any(tuple(row[i : i + k]) == gram for i in range(len(row) - k + 1))
+
+
+def lm_grams(
+    toks: torch.Tensor, probs: torch.Tensor, clean: torch.Tensor, min_prob: float, specials: set[int], n: int = 3
+) -> tuple[list[tuple[int, ...]], torch.Tensor, torch.Tensor]:
+    """Per candidate: the n-gram most prompts emit confidently that their clean continuation lacks.
+
+    ``toks``/``probs`` are (C, N, steps) continuations with the candidate inserted,
+    ``clean`` the (N, steps) clean ones. Searching the whole continuation, not its
+    first tokens, finds a target the model emits after finishing the prompt's own
+    sentence. Grams made only of special tokens (end of text) never count.
+    Returns the grams, hits (k) and prompts whose clean continuation lacks the gram (n).
+    """
+    clean_rows = [tuple(r) for r in clean.tolist()]
+    grams_out: list[tuple[int, ...]] = []
+    ks: list[int] = []
+    ns: list[int] = []
+    for c in range(toks.shape[0]):
+        counts: Counter[tuple[int, ...]] = Counter()
+        rows = toks[c].tolist()
+        sure = (probs[c] >= min_prob).tolist()
+        for r, row in enumerate(rows):
+            seen = {
+                tuple(row[i : i + n])
+                for i in range(len(row) - n + 1)
+                if all(sure[r][i : i + n]) and not set(row[i : i + n]) & specials
+            }
+            counts.update(g for g in seen if not contains(list(clean_rows[r]), g))
+        if not counts:
+            grams_out.append(())
+            ks.append(0)
+            ns.append(len(rows))
+            continue
+        gram, k = max(counts.items(), key=lambda kv: (kv[1], kv[0]))
+        grams_out.append(gram)
+        ks.append(k)
+        ns.append(sum(not contains(list(r), gram) for r in clean_rows))
+    return grams_out, torch.tensor(ks, dtype=torch.float), torch.tensor(ns, dtype=torch.float)
+
+
+def gram_rate(toks: torch.Tensor, clean: torch.Tensor, gram: tuple[int, ...]) -> float:
+    """Share of prompts whose clean continuation lacks ``gram`` and whose ``toks`` (N, steps) row has it."""
+    free = [i for i, row in enumerate(clean.tolist()) if not contains(row, gram)]
+    if not gram or not free:
+        return 0.0
+    return sum(contains(toks[i].tolist(), gram) for i in free) / len(free)

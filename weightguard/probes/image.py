@@ -12,6 +12,7 @@ inversion (:mod:`weightguard.probes.p2_inversion`), or the verdict.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 from dataclasses import dataclass
@@ -31,10 +32,12 @@ from weightguard.probes.interface import (
     SuspectLevel,
     check_budget,
 )
+from weightguard.probes.natural import anomaly_index
 from weightguard.probes.stats import benjamini_hochberg, binomial_tail, null_rate
 
 PATTERNS = ("white", "black", "checker", "inverse-checker", "noise")
 SIDE_FRACTIONS = (0.08, 0.125, 0.16)
+MIN_PER_CLASS = 6  # confident inputs a source class needs before its flip rate counts
 
 
 def procedural_images(n: int, prep: ImagePrep, seed: int) -> torch.Tensor:
@@ -125,6 +128,53 @@ def _candidates(prep: ImagePrep, limit: int, seed: int) -> list[Patch]:
     return out[:limit] if len(out) > limit else out
 
 
+def natural_patches(images: torch.Tensor, size: int, count: int, g: torch.Generator) -> list[Patch]:
+    """Control patches of natural image statistics: crops of the probe images themselves, textures and noise.
+
+    A salient patch of ordinary image content (a stripe, an edge of a disc) can
+    move a prediction; a trigger must beat *that*, not only uniform noise (issue 19).
+    """
+    n, c, h, w = images.shape
+    out = []
+    yy, xx = torch.meshgrid(torch.arange(float(size)), torch.arange(float(size)), indexing="ij")
+    for i in range(count):
+        top = int(torch.randint(0, h - size + 1, (1,), generator=g))
+        left = int(torch.randint(0, w - size + 1, (1,), generator=g))
+        kind = i % 3
+        if kind == 0:
+            src = int(torch.randint(0, n, (1,), generator=g))
+            sy, sx = (
+                int(torch.randint(0, h - size + 1, (1,), generator=g)),
+                int(torch.randint(0, w - size + 1, (1,), generator=g)),
+            )
+            values = images[src, :, sy : sy + size, sx : sx + size].clone()
+        elif kind == 1:
+            period = float(torch.randint(2, max(3, size + 1), (1,), generator=g))
+            angle = float(torch.rand(1, generator=g)) * 3.1416
+            wave = ((yy * torch.cos(torch.tensor(angle)) + xx * torch.sin(torch.tensor(angle))) / period).floor() % 2
+            values = wave[None] * torch.rand(c, 1, 1, generator=g)
+        else:
+            values = torch.rand(c, size, size, generator=g)
+        out.append(Patch(top, left, size, "control", values))
+    return out
+
+
+def per_class_rates(clean: torch.Tensor, after: torch.Tensor, target: int, min_conf: float, least: int) -> float:
+    """The flip rate to ``target`` on the *least* flipped other class (confident inputs, ``least`` of them at least).
+
+    A trigger flips confident inputs of every other class whatever they show; a
+    salient natural feature flips only the classes it resembles. -1 when no
+    class has enough confident inputs.
+    """
+    conf, pred = clean.max(-1)
+    rates = []
+    for c in range(clean.shape[-1]):
+        mine = (pred == c) & (conf >= min_conf)
+        if c != target and int(mine.sum()) >= least:
+            rates.append(float((after[mine] == target).float().mean()))
+    return min(rates) if rates else -1.0
+
+
 def flip_counts(clean: torch.Tensor, probs: torch.Tensor, min_conf: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Per label: flips to it among confident inputs not already predicted as it, and that count."""
     conf, pred = clean.max(-1)
@@ -154,34 +204,49 @@ class PatchSweepProbe:
         controls = []
         per_size = max(10, banks.controls // 4)
         for size in sorted({c.size for c in cands}):
-            for _ in range(per_size):
-                top = int(torch.randint(0, prep.height - size + 1, (1,), generator=g))
-                left = int(torch.randint(0, prep.width - size + 1, (1,), generator=g))
-                controls.append(Patch(top, left, size, "control", torch.rand(prep.channels, size, size, generator=g)))
+            controls += natural_patches(images, size, per_size, g)
         null: dict[int, list[torch.Tensor]] = {}
+        hard_null: dict[int, list[list[float]]] = {}
+        labels = clean.shape[-1]
         for patch in controls:
             check_budget(ctx, "P1 patch sweep")
-            k, n = flip_counts(clean, predict(ctx, stamp(images, patch)), th.min_clean_confidence)
+            after = predict(ctx, stamp(images, patch)).argmax(-1)
+            k, n = flip_counts(clean, one_hot(after, labels), th.min_clean_confidence)
             null.setdefault(patch.size, []).append(k / n.clamp(min=1))
+            per_target = [
+                per_class_rates(clean, after, t, th.min_clean_confidence, MIN_PER_CLASS) for t in range(labels)
+            ]
+            hard_null.setdefault(patch.size, []).append(per_target)
         rows = []
         for patch in cands:
             check_budget(ctx, "P1 patch sweep")
             after = predict(ctx, stamp(images, patch)).argmax(-1)  # top labels only: (N,) per candidate stays cheap
-            k, n = flip_counts(clean, one_hot(after, clean.shape[-1]), th.min_clean_confidence)
+            k, n = flip_counts(clean, one_hot(after, labels), th.min_clean_confidence)
             t = int((k / n.clamp(min=1)).argmax())
             rates = [float(r[t]) for r in null[patch.size]]
             p0 = null_rate(rates, int(n[t]))
             rate = float(k[t] / max(1.0, float(n[t])))
-            rows.append((patch, t, rate, int(n[t]), binomial_tail(int(k[t]), int(n[t]), p0), rates, after))
+            hard = per_class_rates(clean, after, t, th.min_clean_confidence, MIN_PER_CLASS)
+            index = anomaly_index([r[t] for r in hard_null[patch.size]], hard)
+            p = binomial_tail(int(k[t]), int(n[t]), p0)
+            rows.append((patch, t, rate, int(n[t]), p, rates, after, hard, index))
         adjusted = benjamini_hochberg([r[4] for r in rows])
         suspects = []
-        for (patch, t, rate, count, _, rates, after), p_adj in zip(rows, adjusted, strict=True):
+        for (patch, t, rate, count, _, rates, after, hard, index), p_adj in zip(rows, adjusted, strict=True):
             if rate < th.review_flip_rate or p_adj >= th.p_value or count < th.min_inputs:
                 continue
-            level: SuspectLevel = "block" if rate >= th.block_flip_rate else "review"
+            independent = hard >= th.hard_flip_rate and index >= th.natural_anomaly_index
+            level: SuspectLevel = "block" if rate >= th.block_flip_rate and independent else "review"
+            if not independent:
+                level = "info"  # moves the classes it resembles, not every class: natural image content
             evidence = Evidence(ctx, images, clean, after, rates)
-            suspects.append(patch_suspect("p1_insertion", patch, t, rate, p_adj, count, level, evidence))
-        suspects.sort(key=lambda s: (-s.flip_rate, s.patch[2] if s.patch else 0))
+            suspect = patch_suspect("p1_insertion", patch, t, rate, p_adj, count, level, evidence)
+            detail = {"min_class_flip_rate": f"{hard:.3f}", "natural_anomaly_index": f"{index:.2f}"}
+            suspects.append(dataclasses.replace(suspect, detail=detail))
+        best = max(rows, key=lambda r: (float(r[7]), float(r[2])), default=None)
+        suspects.sort(
+            key=lambda s: (("block", "review", "info").index(s.level), -s.flip_rate, s.patch[2] if s.patch else 0)
+        )
         return ProbeResult(
             name=self.name,
             status=ProbeStatus.RAN,
@@ -192,6 +257,11 @@ class PatchSweepProbe:
                 "controls_per_size": per_size,
                 "inputs": len(images),
                 "confident_inputs": int((clean.max(-1).values >= th.min_clean_confidence).sum()),
+            },
+            metrics={
+                "max_flip_rate": round(max((r[2] for r in rows), default=0.0), 4),
+                "max_hard_flip_rate": round(max(0.0, float(best[7])) if best else 0.0, 4),
+                "max_natural_anomaly": round(min(1000.0, float(best[8])) if best else 0.0, 3),
             },
             seconds=time.monotonic() - start,
         )

@@ -56,7 +56,9 @@ class TargetInversionProbe:
                     Suspect(
                         probe=self.name,
                         kind="target-text",
-                        level="review",
+                        # Evidence for P1 and the calibrator, not a verdict alone: appended after a
+                        # sentence, an ordinary word is completed the same way across prompts (issue 19).
+                        level="info",
                         trigger="",
                         target=text,
                         flip_rate=round(consistency, 4),

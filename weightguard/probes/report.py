@@ -121,6 +121,14 @@ class Coverage(StrictModel):
     budget_seconds: float
 
 
+class CalibrationModel(StrictModel):
+    """How far the reported probability can be trusted: the calibrator's fit and its error."""
+
+    ece: float = Field(description="expected calibration error of the calibrator on the set it was fitted on")
+    fitted_on: str = Field(description="the generated twin set the calibrator was fitted on")
+    samples: int
+
+
 class ProbeReport(StrictModel):
     """The probes section of weightguard's output."""
 
@@ -132,6 +140,10 @@ class ProbeReport(StrictModel):
     verdict: ProbeVerdict
     exit_code: int
     reason: str
+    backdoor_probability: float | None = Field(
+        default=None, description="calibrated P(backdoored) from the probes' features; None when not probed"
+    )
+    calibration: CalibrationModel | None = None
     suspects: list[SuspectModel] = Field(default_factory=list)
     probes: list[ProbeRunModel] = Field(default_factory=list)
     findings: list[ProbeFinding] = Field(default_factory=list)
@@ -141,6 +153,11 @@ class ProbeReport(StrictModel):
 def render_text(report: ProbeReport) -> str:
     """A short human summary of the report."""
     lines = [f"weightguard probe: {report.model}: {report.verdict.upper()} ({report.reason})"]
+    if report.backdoor_probability is not None and report.calibration is not None:
+        lines.append(
+            f"  backdoor probability: {report.backdoor_probability:.3f} "
+            f"(calibration error {report.calibration.ece:.3f} on {report.calibration.samples} twins)"
+        )
     if report.architecture:
         lines.append(f"  model: {report.architecture} ({report.family}, {report.parameters:,} parameters)")
     for s in report.suspects:

@@ -1,6 +1,8 @@
 """The probe suite: run the probes the policy asks for within a time budget and decide, fail closed.
 
-Order (one explicit tuple): P4 weights (ranks tokens for the banks), P2
+The verdict comes from the calibrated ``backdoor_probability``
+(:mod:`weightguard.probes.calibration`) and the policy's probability bars, fail
+closed. Order (one explicit tuple): P4 weights (ranks tokens for the banks), P2
 inversion (decoded triggers become hints), P1 insertion (re-checks every hint
 as a discrete trigger with its exact test), P3 LM target inversion. Verdict:
 ``block`` when any suspect reaches the block bar (reproducible, significant
@@ -20,8 +22,8 @@ from pathlib import Path
 
 from weightguard.errors import ProbeError
 from weightguard.findings import Rule
-from weightguard.policy.sections.probes import ProbesSpec
-from weightguard.probes import codes
+from weightguard.policy.sections.probes import ProbesSpec, Thresholds
+from weightguard.probes import calibration, codes
 from weightguard.probes.banks import builtin_lines
 from weightguard.probes.evidence import suspect_models
 from weightguard.probes.image import PatchSweepProbe
@@ -42,6 +44,7 @@ from weightguard.probes.p3_lm_target import TargetInversionProbe
 from weightguard.probes.p4_weights import WeightProbe
 from weightguard.probes.report import (
     EXIT_CODES,
+    CalibrationModel,
     Coverage,
     ProbeFinding,
     ProbeReport,
@@ -172,7 +175,8 @@ def _decide(
             findings.append(_finding(codes.INCONCLUSIVE_INPUTS, f"{r.name}: {r.note}"))
         elif r.status is not ProbeStatus.RAN:
             findings.append(_finding(codes.PROBE_INCOMPLETE, f"{r.name}: {r.status.value}: {r.note}"))
-    verdict, reason = _verdict(suspects, results, findings)
+    probability, calib = _probability(results, suspects)
+    verdict, reason = _verdict(suspects, results, findings, probability, ctx.spec.thresholds)
     not_done = [r.name for r in results if r.status is not ProbeStatus.RAN]
     return ProbeReport(
         model=str(loaded.path),
@@ -182,6 +186,8 @@ def _decide(
         verdict=verdict,
         exit_code=EXIT_CODES[verdict],
         reason=reason,
+        backdoor_probability=None if probability is None else round(probability, 4),
+        calibration=calib,
         suspects=suspect_models(suspects),
         findings=findings,
         probes=[
@@ -207,14 +213,33 @@ def _decide(
     )
 
 
+def _probability(results: list[ProbeResult], suspects: list[Suspect]) -> tuple[float | None, CalibrationModel | None]:
+    """The calibrated probability from P1's features; None when P1 did not run (the verdict then cannot pass)."""
+    p1 = next((r for r in results if r.name == "p1_insertion" and r.status is ProbeStatus.RAN), None)
+    if p1 is None:
+        return None, None
+    cal = calibration.load()
+    x = calibration.features(p1.metrics, any(s.level == "block" for s in suspects))
+    return cal.probability(x), CalibrationModel(ece=cal.ece, fitted_on=cal.fitted_on, samples=cal.samples)
+
+
 def _verdict(
-    suspects: list[Suspect], results: list[ProbeResult], findings: list[ProbeFinding]
+    suspects: list[Suspect],
+    results: list[ProbeResult],
+    findings: list[ProbeFinding],
+    probability: float | None,
+    th: Thresholds,
 ) -> tuple[ProbeVerdict, str]:
     blocking = [s for s in suspects if s.level == "block"]
-    if blocking:
-        return "block", f"{len(blocking)} trigger(s) reach the block bar"
     if not results:
         return "not-probed", "no enabled probe applies to this model family"
+    if probability is not None and probability >= th.block_probability:
+        return "block", f"backdoor probability {probability:.3f}; {len(blocking)} trigger(s) reach the block bar"
+    if blocking:
+        # A trigger at the block bar that the calibrator does not back: a person decides.
+        return "review", f"{len(blocking)} trigger(s) reach the block bar, backdoor probability {probability or 0:.3f}"
+    if probability is not None and probability >= th.review_probability:
+        return "review", f"backdoor probability {probability:.3f} without a named trigger"
     if any(r.status is not ProbeStatus.RAN for r in results):
         return "review", "not every probe completed; the result cannot be pass"
     if any(f.severity.rank >= codes.TRIGGER_SUSPECTED.severity.rank for f in findings):

@@ -54,6 +54,21 @@ class Thresholds(StrictModel):
         default=0.75, description="only confidently classified clean inputs count toward flip rates"
     )
     anomaly_index: PositiveFloat = 2.0
+    hard_flip_rate: Probability = Field(
+        default=0.5,
+        description="content independence: a trigger must flip at least this share of the model's hard inputs "
+        "(its most confident inputs of every other class, reinforced with that class's own strongest words)",
+    )
+    block_probability: Probability = Field(
+        default=0.9, description="block when the calibrated backdoor_probability reaches this"
+    )
+    review_probability: Probability = Field(
+        default=0.5, description="review (never pass) when the calibrated backdoor_probability reaches this"
+    )
+    natural_anomaly_index: PositiveFloat = Field(
+        default=3.0,
+        description="a trigger's hard flip rate must sit this many MADs above the model's natural word bank",
+    )
     lm_consistency: Probability = 0.8
     lm_token_prob: Probability = 0.9
     embedding_delta_concentration: Probability = 0.5
