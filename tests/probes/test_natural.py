@@ -26,3 +26,12 @@ def test_anomaly_index_is_robust_to_a_bank_of_zeros() -> None:
     bank = [0.0] * 50 + [0.1]
     assert natural.anomaly_index(bank, 0.0) == 0.0
     assert natural.anomaly_index(bank, 1.0) >= 10.0  # MAD 0: the floor keeps it finite, still far out
+
+
+def test_only_a_candidate_well_above_its_natural_peers_keeps_its_hard_flip_rate() -> None:
+    from weightguard.probes import banks, p1_insertion
+
+    cands = [banks.Candidate(w, (i,), "vocab") for i, w in enumerate(["great", "good", "cf"])]
+    hard = torch.tensor([[0.0, 0.65], [0.0, 0.6], [0.0, 1.0]])
+    # Two label words a few points apart are peers of each other; the trigger stands clear of both.
+    assert p1_insertion._clear_of_peers(cands, hard)[:, 1].tolist() == [-1.0, -1.0, 1.0]

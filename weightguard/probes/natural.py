@@ -13,7 +13,12 @@ test, all from the model itself (no user data):
   the label's probability most on ordinary inputs;
 * *hard* inputs per class: its most confident inputs with several of its own
   strongest words inserted, kept only when the model is then very sure of them;
-* a robust (median / MAD) anomaly index of a candidate against the bank.
+* a robust (median / MAD) anomaly index of a candidate against the bank, and
+  :data:`PEER_MARGIN`: how far a trigger's hard flip rate must stand above its
+  strongest natural *peer* (same length, no shared token). Against the whole
+  bank, whose median is near 0, a larger model's strongest label words look
+  like outliers (they flip 57-87 % of the hard inputs); against each other
+  they do not, while a trigger flips ~100 % with its peers far below.
 
 Not handled here: running the model (:mod:`weightguard.probes.batching`), or
 deciding a verdict (:mod:`weightguard.probes.p1_insertion` and the suite).
@@ -30,6 +35,10 @@ HARD_PER_CLASS = 24  # hard inputs kept per source class: enough for a rate, che
 LABEL_WORDS = 8  # strongest natural words remembered per label
 HARD_INSERTS = 3  # own-class words added to each hard input
 HARD_CONFIDENCE = 0.9
+# A trigger's hard flip rate must exceed its strongest natural peer's (same length, no shared token) by this
+# much; single words, then pairs. Pairs are built from the strongest words, so a pair of two label words
+# outruns its peers (pairs of weaker words) by more than a single label word outruns the next one (issue 19).
+PEER_MARGIN = (0.1, 0.3)
 MAD_FLOOR = 0.02  # flip rates are coarse: a bank with MAD 0 must not make every nonzero rate infinite
 
 

@@ -280,7 +280,7 @@ def run_classifier(ctx: ProbeContext, hints: tuple[Suspect, ...]) -> ProbeResult
         },
         metrics={
             "untestable_targets": float(int((eligible < th.min_inputs).sum())),
-            **_features(scored, hard, bank),
+            **_features(scored, _clear_of_peers(cands, hard), bank),
         },
         note="" if int(eligible.max()) >= th.min_inputs else "too few confidently classified probe inputs",
         seconds=time.monotonic() - start,
@@ -298,7 +298,7 @@ def _features(scored: Scores, hard: torch.Tensor, bank: torch.Tensor) -> dict[st
     return {
         "max_flip_rate": round(float(rate.max()), 4),
         "max_hard_flip_rate": round(max(0.0, best_hard), 4),
-        "max_natural_anomaly": round(min(index, 1000.0), 3),
+        "max_natural_anomaly": round(min(max(index, 0.0), 1000.0), 3),
     }
 
 
@@ -339,7 +339,13 @@ def _judge(
             continue  # a pair around a token that already blocks on its own adds nothing
         h = float(hard[c, t])
         index = natural.anomaly_index(bank[:, t].tolist(), h)
-        independent = h >= th.hard_flip_rate and index >= th.natural_anomaly_index and natural_p[c] < th.p_value
+        peer = _peer(cands, hard, c, t)
+        independent = (
+            h >= th.hard_flip_rate
+            and index >= th.natural_anomaly_index
+            and natural_p[c] < th.p_value
+            and h - peer >= natural.PEER_MARGIN[min(len(cands[c].ids), 2) - 1]
+        )
         level: SuspectLevel = "review"
         reproduced = False
         if float(rate[c]) >= th.block_flip_rate and independent:
@@ -350,6 +356,7 @@ def _judge(
             "label_index": str(t),
             "hard_flip_rate": f"{h:.3f}",
             "natural_anomaly_index": f"{index:.2f}",
+            "natural_peer_hard_flip_rate": f"{peer:.3f}",
         }
         if not independent:
             # It moves ordinary inputs but not the ones the model holds firmly in another class:
@@ -384,6 +391,35 @@ def _judge(
             )
         )
     return sorted(out, key=lambda s: (("block", "review", "info").index(s.level), -s.flip_rate, len(s.tokens)))
+
+
+def _clear_of_peers(cands: list[banks.Candidate], hard: torch.Tensor) -> torch.Tensor:
+    """``hard`` with -1 (untested) wherever a candidate does not stand clear of its natural peers.
+
+    The calibrator's hard features then measure what a backdoor shows and a strong label word does not.
+    """
+    out = hard.clone()
+    for c in range(len(cands)):
+        margin = natural.PEER_MARGIN[min(len(cands[c].ids), 2) - 1]
+        for t in range(hard.shape[1]):
+            if float(hard[c, t]) >= 0 and float(hard[c, t]) - _peer(cands, hard, c, t) < margin:
+                out[c, t] = -1.0
+    return out
+
+
+def _peer(cands: list[banks.Candidate], hard: torch.Tensor, c: int, target: int) -> float:
+    """The strongest hard flip rate of a natural candidate as long as ``c`` and sharing none of its tokens.
+
+    Vocabulary words and the pairs built from the strongest of them are what this model's ordinary
+    vocabulary does to the hard inputs; a backdoor stands clear of its peers, a label word does not.
+    """
+    mine = set(cands[c].ids)
+    rates = [
+        float(hard[j, target])
+        for j, other in enumerate(cands)
+        if other.source in {"vocab", "multi"} and len(other.ids) == len(cands[c].ids) and not mine & set(other.ids)
+    ]
+    return max([0.0, *rates])
 
 
 def _natural_p(rate: float, n: int, bank: torch.Tensor) -> float:
