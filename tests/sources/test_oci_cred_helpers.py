@@ -13,14 +13,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_oci_registry import PASSWORD, SAMPLES, USER, Registry, push_model
+from test_oci_registry import PASSWORD, SAMPLES, USER, Registry, _pull, push_model
 
 from weightguard.errors import SourceError
 from weightguard.sources.oci_auth import RegistryCredentials, load_credentials
-from weightguard.sources.oci_target import resolve_oci_target
 
 HELPER = """#!{python}
 import json, sys, time
+
 host = sys.stdin.read()
 with open({log!r}, "a") as log:
     log.write(json.dumps([sys.argv[1:], host]) + "\\n")
@@ -115,7 +115,7 @@ def test_a_pull_from_the_real_registry_uses_the_helper_s_credentials(
     config(home, {"credHelpers": {registry.host: "fake"}})
     monkeypatch.setenv("PATH", env["PATH"] + os.pathsep + os.environ.get("PATH", ""))
     monkeypatch.setenv("DOCKER_CONFIG", env["DOCKER_CONFIG"])
-    _, pulled = resolve_oci_target(
+    _, pulled = _pull(
         f"oci://{registry.host}/team/model@{digest}", tmp_path / "pulled", insecure_registries=[registry.host]
     )
     assert pulled == digest and log.read_text().count(registry.host) == 1

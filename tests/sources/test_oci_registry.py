@@ -40,8 +40,15 @@ from weightguard.errors import SourceError
 from weightguard.pipeline import model_digest, verify
 from weightguard.policy.load import load_builtin
 from weightguard.sources.oci_registry import RegistryClient
-from weightguard.sources.oci_target import RegistryFetcher, resolve_oci_target
+from weightguard.sources.oci_target import RegistryFetcher, pull_oci_target
 from weightguard.sources.oci_unpack import ArtifactRef, FetchError
+
+
+def _pull(uri: str, dest: Path | None = None, **options: object) -> tuple[Path, str]:
+    """The pulled folder and the manifest digest unpacked into it."""
+    pulled = pull_oci_target(uri, dest, **options)  # type: ignore[arg-type]
+    return pulled.folder, pulled.manifest_digest
+
 
 REGISTRY_BIN = Path("/usr/bin/docker-registry")
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_models"
@@ -350,7 +357,7 @@ def test_an_approved_model_pulled_by_digest_gets_the_same_verdict_and_oms_digest
 ) -> None:
     registry = htpasswd_registry
     digest = push_model(registry, "team/model", SAMPLES / "approved")
-    folder, pulled = resolve_oci_target(
+    folder, pulled = _pull(
         f"oci://{registry.host}/team/model@{digest}",
         tmp_path / "pulled",
         auth_file=auth_file(tmp_path, registry.host),
@@ -367,7 +374,7 @@ def test_an_approved_model_pulled_by_digest_gets_the_same_verdict_and_oms_digest
 def test_a_blocked_model_pulled_from_the_registry_is_rejected(htpasswd_registry: Registry, tmp_path: Path) -> None:
     registry = htpasswd_registry
     digest = push_model(registry, "team/evil", SAMPLES / "blocked")
-    folder, _ = resolve_oci_target(
+    folder, _ = _pull(
         f"oci://{registry.host}/team/evil@{digest}",
         tmp_path / "pulled",
         auth_file=auth_file(tmp_path, registry.host),
@@ -382,14 +389,14 @@ def test_wrong_credentials_are_a_clear_source_error(htpasswd_registry: Registry,
     registry = htpasswd_registry
     digest = push_model(registry, "team/model", SAMPLES / "approved")
     with pytest.raises(SourceError, match="credentials are wrong"):
-        resolve_oci_target(
+        _pull(
             f"oci://{registry.host}/team/model@{digest}",
             tmp_path / "pulled",
             auth_file=auth_file(tmp_path, registry.host, password="wrong"),
             insecure_registries=[registry.host],
         )
     with pytest.raises(SourceError, match="needs credentials"):
-        resolve_oci_target(
+        _pull(
             f"oci://{registry.host}/team/model@{digest}",
             tmp_path / "pulled2",
             auth_file=auth_file(tmp_path, "elsewhere:5000"),
@@ -406,7 +413,7 @@ def test_a_blob_tampered_in_the_registry_storage_is_refused(htpasswd_registry: R
     assert data.read_bytes() == weights
     data.write_bytes(weights[:-1] + bytes([weights[-1] ^ 1]))  # same size, one bit flipped
     with pytest.raises(FetchError, match=f"blob sha256:{hexdigest} .*does not match its digest"):
-        resolve_oci_target(
+        _pull(
             f"oci://{registry.host}/team/model@{digest}",
             tmp_path / "pulled",
             auth_file=auth_file(tmp_path, registry.host),
@@ -428,7 +435,7 @@ def test_a_failed_pull_into_a_folder_it_made_leaves_nothing_behind(
     (tmp_path / "tmp").mkdir()
     monkeypatch.setattr("tempfile.tempdir", None)
     with pytest.raises(FetchError, match="does not match its digest"):
-        resolve_oci_target(
+        _pull(
             f"oci://{registry.host}/team/model@{digest}",
             auth_file=auth_file(tmp_path, registry.host),
             insecure_registries=[registry.host],
@@ -443,8 +450,8 @@ def test_a_tag_is_refused_unless_asked_for_and_then_resolved_to_its_digest(
     digest = push_model(registry, "team/model", SAMPLES / "approved")
     options = {"auth_file": auth_file(tmp_path, registry.host), "insecure_registries": [registry.host]}
     with pytest.raises(FetchError, match="not pinned to a digest"):
-        resolve_oci_target(f"oci://{registry.host}/team/model:v1", tmp_path / "a", **options)  # type: ignore[arg-type]
-    _, pulled = resolve_oci_target(f"oci://{registry.host}/team/model:v1", tmp_path / "b", allow_tag=True, **options)  # type: ignore[arg-type]
+        _pull(f"oci://{registry.host}/team/model:v1", tmp_path / "a", **options)  # type: ignore[arg-type]
+    _, pulled = _pull(f"oci://{registry.host}/team/model:v1", tmp_path / "b", allow_tag=True, **options)  # type: ignore[arg-type]
     assert pulled == digest
 
 
@@ -456,7 +463,7 @@ def test_plain_http_is_refused_unless_the_registry_is_named_insecure(
     with pytest.raises(
         FetchError, match="cannot reach the registry"
     ):  # https to a plain HTTP port fails the TLS handshake
-        resolve_oci_target(
+        _pull(
             f"oci://{registry.host}/team/model@{digest}", tmp_path / "a", auth_file=auth_file(tmp_path, registry.host)
         )
     with pytest.raises(FetchError, match="refusing plain HTTP"):
@@ -468,7 +475,7 @@ def test_the_token_flow_gets_a_scoped_token_with_basic_credentials(
 ) -> None:
     registry, issuer = token_registry
     digest = push_model(registry, "team/model", SAMPLES / "approved")
-    folder, pulled = resolve_oci_target(
+    folder, pulled = _pull(
         f"oci://{registry.host}/team/model@{digest}",
         tmp_path / "pulled",
         auth_file=auth_file(tmp_path, registry.host),
@@ -480,7 +487,7 @@ def test_the_token_flow_gets_a_scoped_token_with_basic_credentials(
         for r in issuer.requests
     )
     with pytest.raises(SourceError, match="token service .* refused the credentials"):
-        resolve_oci_target(
+        _pull(
             f"oci://{registry.host}/team/model@{digest}",
             tmp_path / "bad",
             auth_file=auth_file(tmp_path, registry.host, password="wrong"),
@@ -521,12 +528,10 @@ def test_tls_with_a_custom_ca_bundle_is_verified(tmp_path: Path) -> None:
         )
         digest = push_model(pusher, "team/model", SAMPLES / "approved")
         uri = f"oci://{registry.host}/team/model@{digest}"
-        folder, pulled = resolve_oci_target(
-            uri, tmp_path / "pulled", auth_file=auth_file(tmp_path, registry.host), ca_bundle=ca
-        )
+        folder, pulled = _pull(uri, tmp_path / "pulled", auth_file=auth_file(tmp_path, registry.host), ca_bundle=ca)
         assert pulled == digest and verify(str(folder), load_builtin("default")).verdict == "approved"
         with pytest.raises(FetchError, match="cannot reach the registry .*CERTIFICATE_VERIFY_FAILED"):
-            resolve_oci_target(uri, tmp_path / "untrusted", auth_file=auth_file(tmp_path, registry.host))
+            _pull(uri, tmp_path / "untrusted", auth_file=auth_file(tmp_path, registry.host))
 
 
 # issue 17: the CLI wiring (pipeline.resolve_target + verify options)

@@ -4,7 +4,7 @@
 folder, the manifest digest and (for a folder it made private) what it wrote, so
 the pipeline can take the files' sha256 from the pull instead of hashing them
 again (:mod:`weightguard.sources.oci_blobs` says when that is sound);
-:func:`resolve_oci_target` is the same as a folder and a digest.
+
 :class:`RegistryFetcher` is the registry client behind the sidecar's
 ``ArtifactFetcher`` seam.
 Not handled here: HTTP, authentication and unpacking.
@@ -173,41 +173,10 @@ def list_oci_target(
     )
 
 
-def resolve_oci_target(
-    uri: str,
-    dest: Path | None = None,
-    *,
-    auth_file: Path | None = None,
-    insecure_registries: Collection[str] = (),
-    ca_bundle: Path | None = None,
-    allow_tag: bool = False,
-    limits: FetchLimits = _DEFAULT_LIMITS,
-    transport: httpx.BaseTransport | None = None,
-) -> tuple[Path, str]:
-    """:func:`pull_oci_target`, as the folder holding the files and the manifest digest.
-
-    Raises:
-        FetchError: see :func:`pull_oci_target`.
-        SourceError: unreadable credentials.
-    """
-    pulled = pull_oci_target(
-        uri,
-        dest,
-        auth_file=auth_file,
-        insecure_registries=insecure_registries,
-        ca_bundle=ca_bundle,
-        allow_tag=allow_tag,
-        limits=limits,
-        transport=transport,
-    )
-    return pulled.folder, pulled.manifest_digest
-
-
 __all__ = [
     "ListedTarget",
     "PulledTarget",
     "list_oci_target",
     "RegistryFetcher",
     "pull_oci_target",
-    "resolve_oci_target",
 ]
