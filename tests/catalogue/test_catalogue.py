@@ -18,6 +18,12 @@ def test_a_listing_skips_comments_and_repeats_and_resolves_paths_beside_it(tmp_p
     assert entries[0].origin == f"{listing}:3"
 
 
+def test_an_oci_line_is_kept_as_written_not_taken_for_a_path(tmp_path: Path) -> None:
+    uri = "oci://127.0.0.1:5000/team/model@sha256:" + "a" * 64
+    (tmp_path / "catalog.txt").write_text(f"{uri}  # pinned\n{uri}\n")
+    assert [e.target for e in read_catalogue(tmp_path / "catalog.txt")] == [uri]
+
+
 def test_a_directory_lists_its_visible_subdirectories_in_order(tmp_path: Path) -> None:
     for name in ("b", "a", ".weightguard"):
         (tmp_path / name).mkdir()

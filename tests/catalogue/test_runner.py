@@ -117,6 +117,7 @@ class StopAfter:
     """An engine that delivers ``limit`` results and is then interrupted (as by Ctrl-C)."""
 
     name = "interrupted"
+    shares_local_files = True
 
     def __init__(self, inner: LocalEngine, limit: int) -> None:
         self.inner, self.limit = inner, limit

@@ -1,7 +1,7 @@
 """Reading a catalogue: a file listing targets, or a directory whose subdirectories are models.
 
-A catalogue file has one target per line (a local path or an ``hf://``
-target); blank lines, ``#`` comment lines and trailing `` #`` comments are ignored, and relative paths are
+A catalogue file has one target per line (a local path, or an ``hf://`` or
+``oci://`` target, kept as written); blank lines, ``#`` comment lines and trailing `` #`` comments are ignored, and relative paths are
 taken relative to the catalogue file, so a catalogue can move with its
 models. A catalogue directory lists its immediate, non-hidden subdirectories
 in name order; files directly inside it are not models and are ignored.
@@ -55,7 +55,8 @@ def _from_file(path: Path) -> list[CatalogueEntry]:
         if not line or line.startswith("#"):
             continue
         line = line.split(" #", 1)[0].strip()
-        target = line if line.startswith("hf://") or Path(line).is_absolute() else str(path.parent / line)
+        remote = line.startswith(("hf://", "oci://"))  # not paths: never made relative to the catalogue
+        target = line if remote or Path(line).is_absolute() else str(path.parent / line)
         if target not in seen:
             seen.add(target)
             entries.append(CatalogueEntry(target, f"{path}:{number}"))

@@ -44,7 +44,7 @@ class CatalogueEntry:
     """One model of a catalogue, as the catalogue names it.
 
     Attributes:
-        target: A local path or an ``hf://`` target, as :func:`weightguard.pipeline.verify` takes it.
+        target: A local path or an ``hf://`` or ``oci://`` target, as :func:`weightguard.pipeline.verify` takes it.
         origin: Where it was listed (``catalog.txt:12`` or the directory), for messages.
     """
 
@@ -94,6 +94,9 @@ class ModelUnit:
         scans: ``(sha256, encoded scan)`` for each distinct content of the model.
         probes: True when the policy runs the probe suite (the unit then wants a GPU).
         convert_dir: Where the policy's conversion writes this model; empty when it does not convert.
+        pulled: For an ``oci://`` target, the folder the runner pulled it into (judged there,
+            not pulled again; the runner removes it once this unit has ended); empty otherwise.
+        pinned: The ``oci://`` URI of that pull, pinned to the manifest digest it unpacked.
     """
 
     key: str
@@ -102,6 +105,8 @@ class ModelUnit:
     scans: tuple[tuple[str, str], ...]
     probes: bool = False
     convert_dir: str = ""
+    pulled: str = ""
+    pinned: str = ""
 
     @property
     def kind(self) -> UnitKind:
@@ -148,9 +153,15 @@ Execute = Callable[[WorkUnit, LoadedPolicy], UnitResult]
 
 
 class Engine(Protocol):
-    """Runs work units and yields one result per unit, in completion order."""
+    """Runs work units and yields one result per unit, in completion order.
+
+    ``shares_local_files``: whether every worker sees this machine's file system, temporary
+    folders included (a local pool does; a cluster's nodes need not). verify-many pulls
+    ``oci://`` targets into a temporary folder here, so an engine without it refuses them.
+    """
 
     name: str
+    shares_local_files: bool
 
     def start(self, loaded: LoadedPolicy) -> None:
         """Get workers ready for units under ``loaded`` (may do nothing); called only when work is coming."""
@@ -182,6 +193,7 @@ class _Counts(_Part):
 
 class _Subject(_Part):
     root_digest: str | None = None
+    uri: str | None = None
 
 
 class _Stage(_Part):

@@ -6,7 +6,9 @@ once; a model unit then hands those scans and digests to ``verify`` (through
 as ``weightguard verify`` does: integrity and signatures (computing only the
 digests the runner did not), conversion when the policy asks, probes, and the
 policy's judgement. There is one orchestrator, so a model gets the same
-verdict from either command.
+verdict from either command. An ``oci://`` target is judged in the folder the
+runner pulled it into, listed as ``verify`` lists a pull, never pulled again
+(the files would have to be hashed again, and a registry could answer otherwise).
 Not handled here: scanning (the file units), caching, attestations (``verify-many``
 writes none).
 """
@@ -50,6 +52,7 @@ def judge_model(
     scans: Mapping[str, FileScan],
     *,
     convert_dir: Path | None = None,
+    pulled: tuple[Path, str] | None = None,
 ) -> Report:
     """Judge ``target`` from the digests of its files and the scans of their contents.
 
@@ -60,12 +63,20 @@ def judge_model(
             and the runner scanned exactly the bytes it hashed.
         scans: Scans by sha256 (at a placeholder path; see :mod:`.codec`).
         convert_dir: Where conversion writes, when the policy converts.
+        pulled: For an ``oci://`` target, the folder the runner pulled it into and the URI
+            pinned to the manifest digest it unpacked.
 
     Raises:
         SourceError: the target cannot be resolved.
         AnalysisError: the target's files changed since they were hashed.
     """
-    resolved = resolve_target(target, loaded)
+    if pulled is not None:
+        from weightguard.sources.oci_target import list_pulled  # noqa: PLC0415 - httpx only for oci:// targets
+
+        listed = list_pulled(pulled[1], pulled[0])
+        resolved = ResolvedTarget(listed.uri, listed.name, listed.folder, listed.listing)
+    else:
+        resolved = resolve_target(target, loaded)
     files = {h.relpath: h.digests["sha256"] for h in hashes}
     prepared = Prepared(resolved, scans_for(resolved, files, scans), {h.relpath: h for h in hashes})
     return verify(target, loaded, VerifyOptions(convert_dir=convert_dir), prepared=prepared)

@@ -77,6 +77,7 @@ class LocalEngine:
     """Runs units in a spawn-context process pool."""
 
     name = "local"
+    shares_local_files = True  # workers are this machine's processes
 
     def __init__(self, workers: int | None = None, *, max_retries: int = 2, execute: Execute = execute_unit) -> None:
         """Configure the pool; no process starts until a unit needs one.

@@ -8,11 +8,23 @@ with no finding, so the key is the one it would compute. Each of its files
 is opened, read, hashed and closed in one go, by this thread and a helper
 (:func:`~weightguard.integrity.path_hashing.hash_paths`); under
 ``--trust-file-metadata`` a file whose stamp is unchanged is not read. Other
-models (Hub targets, folders holding links or special files), and the plain
-ones whose key is not in the cache, are resolved in full as
+models (Hub and ``oci://`` targets, folders holding links or special files),
+and the plain ones whose key is not in the cache, are resolved in full as
 :func:`weightguard.pipeline.verify` resolves them, reusing those digests: no
 file is read twice. A warm re-run thus costs, per model, a listing, one read
 of each file, a digest and a look-up.
+
+An ``oci://`` target is pulled here, once, into its own private folder under
+``Settings.pulls`` (the runner owns that folder and removes each model's pull
+when its model unit has ended); the pull's digest-checked sha256 stand for the
+files' (:func:`~weightguard.sources.oci_blobs.vouched_hashes`). Its verdict is
+keyed like a folder's, by the pinned URI and the files' digests, after the
+pull: the manifest digest pins every byte, so nothing the key leaves out can
+change the verdict (unlike a Hub listing). It is never looked up by folder
+metadata: a fresh pull has fresh stamps, so ``--trust-file-metadata`` neither
+reads nor records them. A key taken from the manifest digest alone, before
+pulling, would also save the pull; it is not done, as Hub revisions are not
+keyed either (the files are always checked as they are now).
 
 Tried and measured: hashing chunk *k+1* in a thread while this one finishes
 chunk *k* gained nothing on two cores. The reader needs the GIL back after
@@ -24,10 +36,12 @@ Not handled here: running units, storing results (:mod:`.runner`).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
 import os
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,12 +49,12 @@ from pathlib import Path
 from weightguard.catalogue.cache import CachedResult, FileStamp, ResultsCache
 from weightguard.catalogue.interface import CatalogueEntry, UnitKind
 from weightguard.catalogue.memo import recall, recalled, remember, stamp_of
-from weightguard.errors import IntegrityError, WeightguardError
-from weightguard.integrity.hashing import FileHashes, HashRequest, hash_files
+from weightguard.errors import IntegrityError, SourceError, WeightguardError
+from weightguard.integrity.hashing import FileHashes, HashRequest, covers, hash_files
 from weightguard.integrity.hub import hub_request
 from weightguard.integrity.path_hashing import hash_paths
 from weightguard.integrity.pins import hash_request
-from weightguard.pipeline import resolve_target
+from weightguard.pipeline import VerifyOptions, resolve_target
 from weightguard.policy.load import LoadedPolicy
 from weightguard.sources.interface import ArtifactFile
 from weightguard.sources.local import plain_files
@@ -73,6 +87,9 @@ class PreparedModel:
     files: tuple[ModelFile, ...] = ()
     key: str = ""
     error: str = ""
+    scratch: str = ""  # an oci:// target's own temporary folder: the runner removes it when the model's work ends
+    pulled: str = ""  # the folder inside it holding the pulled model
+    pinned: str = ""  # the oci:// URI pinned to the manifest digest that was pulled
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +109,9 @@ class Settings:
     cache: ResultsCache
     converts: bool  # the policy converts (then the copy on disk is an input no key captures)
     trust_metadata: bool  # --trust-file-metadata: the cache also remembers files' stamps
+    registry: VerifyOptions = VerifyOptions()  # registry access for oci:// targets (auth file, insecure hosts, CA)
+    pulls: Path | None = None  # where oci:// targets are pulled (one folder each); None: they are refused
+    refusal: str = "oci:// targets cannot be pulled in this run"  # why, when ``pulls`` is None
     trust: str = field(init=False)  # digests of the trust material the policy names by path
 
     def __post_init__(self) -> None:
@@ -117,7 +137,8 @@ def model_cacheable(target: str, settings: Settings) -> bool:
     """Whether a verdict on ``target`` may be reused.
 
     A Hub listing, a probe base model and the converted copy on disk are inputs the key does
-    not capture: those models are judged again (their files' scans are still reused).
+    not capture: those models are judged again (their files' scans are still reused). An
+    ``oci://`` pull is keyed by its pinned URI and its files, which is all its verdict depends on.
     """
     probes = settings.loaded.policy.spec.probes
     return not target.startswith("hf://") and not (probes.run != "off" and probes.base_model) and not settings.converts
@@ -155,7 +176,7 @@ def _list(entries: Sequence[CatalogueEntry], settings: Settings) -> _Listing:
     folders: dict[int, tuple[str, list[tuple[str, os.DirEntry[str]]]]] = {}
     if model_cacheable("", settings):
         for i, entry in enumerate(entries):
-            if not entry.target.startswith("hf://"):
+            if not entry.target.startswith(("hf://", "oci://")):
                 uri = str(Path(entry.target))
                 found = plain_files(uri)
                 if found is not None:
@@ -197,14 +218,24 @@ def _finish(listing: _Listing, hashed: dict[str, FileHashes], settings: Settings
     out = {i: PreparedModel(entries[i], files, key) for key, (i, files) in candidates.items() if key in cached}
 
     resolved: list[tuple[int, Path, list[ArtifactFile], list[str], str]] = []
+    pulled_at: dict[int, tuple[str, str, str]] = {}  # oci:// models by index: (scratch, folder, pinned uri)
+    known: dict[str, FileHashes] = {}
     for i, entry in enumerate(entries):
         if i in out:
             continue
+        scratch = ""
         try:
-            target = resolve_target(entry.target, loaded)
+            options = settings.registry
+            if entry.target.startswith("oci://"):
+                scratch, options = _pull_options(settings)
+            target = resolve_target(entry.target, loaded, options)
         except WeightguardError as exc:
-            out[i] = PreparedModel(entry, error=exc.diagnostics())
+            out[i] = PreparedModel(entry, error=exc.diagnostics(), scratch=scratch)
             continue
+        if scratch:
+            pulled_at[i] = (scratch, str(target.root), target.uri)
+            # What the pull wrote and digest-checked is not read again (when its sha256 is all that is asked).
+            known.update({f"{i}/{rel}": h for rel, h in target.known.items() if covers(h, request)})
         source = [
             f"{f.code}|{f.path}|{f.member}|{f.message}" for f in (*target.listing.findings, *target.extra_findings)
         ]
@@ -212,10 +243,13 @@ def _finish(listing: _Listing, hashed: dict[str, FileHashes], settings: Settings
         resolved.append((i, target.root, renamed, source, target.uri))
     everything = [a for r in resolved for a in r[2]]
     places = [(a, f"{root}/{a.relpath.split('/', 1)[1]}") for _, root, renamed, _, _ in resolved for a in renamed]
-    known = {a.relpath: h for a, path in places if (h := digests.get(path)) is not None}
+    known.update({a.relpath: h for a, path in places if (h := digests.get(path)) is not None})
     stamps: dict[str, tuple[str, FileStamp]] = {}
     if settings.trust_metadata:
-        recalled_now, stamps = recall([p for p in places if p[0].relpath not in known], settings.cache, request)
+        # A pull's files are new on every run: their stamps would never be met again.
+        pulls = {f"{i}/" for i in pulled_at}
+        local = [p for p in places if p[0].relpath not in known and not p[0].relpath.startswith(tuple(pulls))]
+        recalled_now, stamps = recall(local, settings.cache, request)
         known.update(recalled_now)
     try:
         hashes = hash_files(everything, request, known=known)
@@ -230,7 +264,7 @@ def _finish(listing: _Listing, hashed: dict[str, FileHashes], settings: Settings
                 {a.relpath: hashes[a.relpath] for a in renamed} if hashes else hash_files(renamed, request, known=known)
             )
         except IntegrityError as exc:
-            out[i] = PreparedModel(entry, error=exc.diagnostics())
+            out[i] = PreparedModel(entry, error=exc.diagnostics(), scratch=pulled_at.get(i, ("", "", ""))[0])
             continue
         files = tuple(
             ModelFile(rel, h.digests["sha256"], a.size, f"{root}/{rel}", h)
@@ -238,12 +272,30 @@ def _finish(listing: _Listing, hashed: dict[str, FileHashes], settings: Settings
             for rel, h in [(a.relpath.split("/", 1)[1], mine[a.relpath])]
         )
         key = _model_key(entry.target, uri, files, source, settings.trust, day)
-        out[i] = PreparedModel(entry, files, key if model_cacheable(entry.target, settings) else "")
+        scratch, folder, pinned = pulled_at.get(i, ("", "", ""))
+        key = key if model_cacheable(entry.target, settings) else ""
+        out[i] = PreparedModel(entry, files, key, "", scratch, folder, pinned)
     cached.update(
         settings.cache.get_many(UnitKind.MODEL, [p.key for p in out.values() if p.key and p.key not in cached])
     )
     read = len(hashed) + len(everything) - len(known)
     return Chunk([out[i] for i in range(len(entries))], read, cached)
+
+
+def _pull_options(settings: Settings) -> tuple[str, VerifyOptions]:
+    """A new private folder for one ``oci://`` pull, and the options that pull into it.
+
+    Raises:
+        SourceError: the run cannot pull (see ``Settings.refusal``), or the folder cannot be made.
+    """
+    if settings.pulls is None:
+        raise SourceError(settings.refusal)
+    try:
+        folder = Path(tempfile.mkdtemp(dir=settings.pulls))  # 0700; the pull makes "model" inside it
+    except OSError as exc:
+        raise SourceError(f"cannot make a folder to pull into under {settings.pulls}: {exc}") from exc
+    # The folder is the model's scratch (removed whole); the model itself lives in its "model" child.
+    return str(folder), dataclasses.replace(settings.registry, oci_dir=folder / "model")
 
 
 def prepare(entries: Sequence[CatalogueEntry], settings: Settings) -> Iterator[Chunk]:

@@ -45,6 +45,9 @@ class RayEngine:
     """Runs units as Ray tasks."""
 
     name = "ray"
+    # Nodes need not see this machine's temporary folders (where oci:// targets are pulled):
+    # such targets are refused model by model rather than judged from files a node cannot read.
+    shares_local_files = False
 
     def __init__(
         self,

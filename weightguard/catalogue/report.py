@@ -42,6 +42,7 @@ class ModelLine(StrictModel):
     seconds: float
     cached: bool
     root_digest: str | None = None
+    subject: str | None = Field(None, description="what was judged: for oci:// and hf:// targets, pinned")
     files: int = 0
     blocking: int = 0
     reasons: list[str] = Field(default_factory=list)
@@ -101,6 +102,7 @@ def _line(outcome: ModelOutcome) -> ModelLine:
         seconds=outcome.seconds,
         cached=outcome.cached,
         root_digest=digest.subject.root_digest if digest.subject else None,
+        subject=digest.subject.uri if digest.subject else None,
         files=digest.summary.files,
         blocking=digest.summary.blocking,
         reasons=digest.reasons,

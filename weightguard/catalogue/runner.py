@@ -10,6 +10,11 @@ judgement, as :func:`weightguard.pipeline.verify`). Every result is stored
 as soon as it arrives, so re-running after an interruption skips what was
 done. A model whose units keep failing, or whose cached row is damaged and
 cannot be judged again, is reported ``incomplete``, never ``approved``.
+``oci://`` targets are pulled while the catalogue is hashed, each into its own
+folder inside one temporary folder of the run; a model's pull is removed as
+soon as its model's work has ended (judged, failed or found in the cache), and
+whatever is left when the run ends, however it ends, with the run's folder. A
+pull that fails is that model's error (``incomplete``); the others go on.
 Not handled here: where units run (the engines) and rendering (:mod:`.report`).
 """
 
@@ -20,6 +25,8 @@ import datetime as dt
 import gc
 import hashlib
 import re
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -43,7 +50,7 @@ from weightguard.catalogue.interface import (
 )
 from weightguard.catalogue.prepare import PreparedModel, Settings, prepare
 from weightguard.integrity.hashing import FileHashes
-from weightguard.pipeline import converts
+from weightguard.pipeline import VerifyOptions, converts
 from weightguard.policy.load import LoadedPolicy
 
 # (phase, done, total): phases are "hashing", "analysing" and "judging".
@@ -133,6 +140,7 @@ def run_catalogue(
     progress: Progress | None = None,
     convert_root: Path | None = None,
     trust_file_metadata: bool = False,
+    registry: VerifyOptions | None = None,
 ) -> CatalogueSummary:
     """Verify every model of the catalogue and return one outcome per entry.
 
@@ -140,13 +148,49 @@ def run_catalogue(
     --convert-dir``, one folder per model inside it; default: the working directory).
     ``trust_file_metadata``: reuse the digests of a file whose device, inode, size, mtime and
     ctime are those it had when this cache last hashed it, instead of reading it again.
+    ``registry``: how ``oci://`` targets are pulled (its ``registry_*`` and ``insecure_registries``
+    fields, as ``verify`` takes them).
 
     Raises:
         WeightguardError: the cache or the engine cannot be used (no verdict at all).
     """
+    with contextlib.ExitStack() as stack:
+        pulls = None
+        if engine.shares_local_files and any(e.target.startswith("oci://") for e in entries):
+            pulls = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="weightguard-oci-")))
+        refusal = (
+            f"oci:// targets are pulled into a temporary folder on this machine, which the {engine.name} "
+            "engine's workers need not see: verify them with --engine local"
+        )
+        settings = Settings(
+            loaded,
+            cache,
+            converts(loaded, convert_root),
+            trust_file_metadata,
+            registry or VerifyOptions(),
+            pulls,
+            refusal,
+        )
+        return _run(entries, loaded, engine, settings, progress, convert_root)
+
+
+def _discard(model: PreparedModel) -> None:
+    """Remove an ``oci://`` model's pull: its model's work has ended."""
+    if model.scratch:
+        shutil.rmtree(model.scratch, ignore_errors=True)
+
+
+def _run(
+    entries: Sequence[CatalogueEntry],
+    loaded: LoadedPolicy,
+    engine: Engine,
+    settings: Settings,
+    progress: Progress | None,
+    convert_root: Path | None,
+) -> CatalogueSummary:
     started = time.monotonic()
     say = progress or (lambda _phase, _done, _total: None)
-    settings = Settings(loaded, cache, converts(loaded, convert_root), trust_file_metadata)
+    cache = settings.cache
     read_files = 0
     prepared: list[PreparedModel] = []
     outcomes: dict[int, ModelOutcome] = {}
@@ -164,6 +208,8 @@ def run_catalogue(
                 with contextlib.suppress(ValidationError, CatalogueError):
                     row = chunk.cached[p.key]
                     outcomes[i] = ModelOutcome.judged(p.entry, row.payload, cached=True, summary=row.summary)
+            if i in outcomes:
+                _discard(p)  # nothing more to run on this model
         say("hashing", len(prepared), len(entries))
         if not started_engine and len(outcomes) < len(prepared):
             engine.start(loaded)  # there is work: let workers start while the rest is hashed
@@ -198,6 +244,7 @@ def run_catalogue(
         if lost:
             error = "analysis could not finish: " + "; ".join(lost)
             outcomes[i] = ModelOutcome.failed(p.entry, error)
+            _discard(p)
             continue
         digests = {f.sha256 for f in p.files}
         unit_key = p.key or hashlib.sha256(f"{i}\x00{p.entry.target}".encode()).hexdigest()
@@ -208,6 +255,8 @@ def run_catalogue(
             tuple((sha, scans[sha]) for sha in sorted(digests)),
             probes,
             str(convert_dir_for(p.entry.target, convert_root)) if settings.converts else "",
+            p.pulled,
+            p.pinned,
         )
         models[unit_key] = (i, unit)
     executed += len(models)
@@ -216,6 +265,7 @@ def run_catalogue(
         for result in _drain(engine, [u for _, u in models.values()], loaded, "judging", say):
             i, unit = models[result.key]
             p = prepared[i]
+            _discard(p)  # its model unit has ended
             if result.payload is None:
                 outcomes[i] = ModelOutcome.failed(p.entry, result.error, result.seconds)
                 continue

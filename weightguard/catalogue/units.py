@@ -61,7 +61,8 @@ def judge(unit: ModelUnit, loaded: LoadedPolicy) -> str:
     """
     scans = {sha: decode_scan(text) for sha, text in unit.scans}
     convert_dir = Path(unit.convert_dir) if unit.convert_dir else None
-    report = judge_model(unit.target, loaded, unit.hashes, scans, convert_dir=convert_dir)
+    pulled = (Path(unit.pulled), unit.pinned) if unit.pulled else None
+    report = judge_model(unit.target, loaded, unit.hashes, scans, convert_dir=convert_dir, pulled=pulled)
     return report.model_dump_json()
 
 

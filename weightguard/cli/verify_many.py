@@ -63,6 +63,15 @@ def verify_many_command(
         "cache hashed them, instead of reading them again (as git does; a change that keeps all five needs "
         "control of the clock). Off: every file is read and hashed on every run.",
     ),
+    registry_auth_file: Path | None = typer.Option(
+        None, "--registry-auth-file", help="Docker-style config.json (auths) for oci:// targets."
+    ),
+    insecure_registry: list[str] = typer.Option(
+        [], "--insecure-registry", help="HOST:PORT an oci:// target may reach over plain HTTP (repeatable)."
+    ),
+    registry_ca_bundle: Path | None = typer.Option(
+        None, "--registry-ca-bundle", help="PEM CA bundle for oci:// registries."
+    ),
     quiet: bool = QUIET_OPTION,
 ) -> None:
     """Verify every model of CATALOG; exit 0 all approved, 1 any rejected, 2 any incomplete."""
@@ -72,6 +81,7 @@ def verify_many_command(
     from weightguard.catalogue.interface import Engine
     from weightguard.catalogue.report import catalogue_report
     from weightguard.catalogue.runner import run_catalogue
+    from weightguard.pipeline import VerifyOptions
     from weightguard.policy.load import load_policy
     from weightguard.state import database_url
 
@@ -102,6 +112,11 @@ def verify_many_command(
                     progress=display.phase,
                     convert_root=convert_dir,
                     trust_file_metadata=trust_file_metadata,
+                    registry=VerifyOptions(
+                        registry_auth_file=registry_auth_file,
+                        insecure_registries=tuple(insecure_registry),
+                        registry_ca_bundle=registry_ca_bundle,
+                    ),
                 )
         finally:
             runner.close()

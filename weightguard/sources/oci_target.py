@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,13 +163,23 @@ def list_oci_target(
         allow_tag=allow_tag,
     )
     ref = parse_oci_uri(uri)
-    listing = LocalSource(pulled.folder, allow_symlinks=False).collect()
+    return list_pulled(f"oci://{ref.host}/{ref.repository}@{pulled.manifest_digest}", pulled.folder, pulled.written)
+
+
+def list_pulled(pinned: str, folder: Path, written: Sequence[WrittenFile] = ()) -> ListedTarget:
+    """List ``folder``, where ``pinned`` (``oci://HOST/REPO@sha256:…``) was pulled earlier, as ``verify`` lists one.
+
+    verify-many pulls a target once and judges the folder later in a worker: the listing is
+    the same as :func:`list_oci_target`'s, without a second pull.
+
+    Raises:
+        FetchError: ``pinned`` is not an ``oci://`` URI.
+        SourceError: the folder cannot be listed.
+    """
+    ref = parse_oci_uri(pinned)
+    listing = LocalSource(folder, allow_symlinks=False).collect()
     return ListedTarget(
-        f"oci://{ref.host}/{ref.repository}@{pulled.manifest_digest}",
-        ref.repository.rsplit("/", 1)[-1],
-        pulled.folder,
-        listing,
-        vouched_hashes(pulled.written, listing.files),
+        pinned, ref.repository.rsplit("/", 1)[-1], folder, listing, vouched_hashes(written, listing.files)
     )
 
 
@@ -177,6 +187,7 @@ __all__ = [
     "ListedTarget",
     "PulledTarget",
     "list_oci_target",
+    "list_pulled",
     "RegistryFetcher",
     "pull_oci_target",
 ]
