@@ -191,7 +191,11 @@ def test_pulls_are_removed_as_their_models_are_judged_and_a_rerun_reuses_the_ver
         assert all(s["there"] and Path(s["folder"]).is_relative_to(scratch) for s in seen)
         assert not any(Path(s["folder"]).exists() for s in seen)
         assert pulls_left(scratch) == []
-        second = by_target(run_catalogue(read_catalogue(c.path), policy, engine, cache, registry=registry).models)
+        # Under --trust-file-metadata too: a pull's files are new, their stamps are neither read nor kept.
+        again = run_catalogue(
+            read_catalogue(c.path), policy, engine, cache, registry=registry, trust_file_metadata=True
+        )
+        second = by_target(again.models)
     finally:
         cache.close()
     # Pulled again (the files are checked as they are now), and judged from the cache: the
@@ -199,6 +203,8 @@ def test_pulls_are_removed_as_their_models_are_judged_and_a_rerun_reuses_the_ver
     assert second[c.approved].cached and second[c.approved].verdict == "approved"
     assert second[c.approved].payload == first[c.approved].payload
     assert second[c.missing].verdict == "incomplete"
+    # Only the local model's files were read to hash them: a pull's sha256 is taken from the pull.
+    assert again.read_files == len(list(c.local.iterdir()))
     assert pulls_left(scratch) == []
 
 
