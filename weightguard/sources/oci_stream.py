@@ -13,14 +13,14 @@ With ``prefetch``, a helper thread receives the next chunks while the reading
 thread hashes and writes the previous ones (socket reads, hashlib and file writes
 all release the GIL), so the registry's sends are not held up by the hashing: the
 pull then costs about what a plain download costs. The queue is bounded, so at
-most ``prefetch`` chunks (about 1 MiB each) wait in memory.
+most ``prefetch`` chunks (about :data:`CHUNK` bytes each) wait in memory.
 
 The chunks are taken as the transport hands them over (``iter_raw()`` without a
 size: httpx's re-chunking to a fixed size joins and slices every piece, which
 measured 1.2-1.4 s CPU per GiB against 0.5-0.6 s as received). The registry's
-GET transport (:mod:`weightguard.sources.oci_transport`) hands over 1 MiB pieces;
+GET transport (:mod:`weightguard.sources.oci_transport`) hands over :data:`CHUNK` pieces;
 httpx's own (behind a proxy) 64 KiB ones, which the prefetch thread joins into
-pieces of about :data:`CHUNK` bytes before queueing: one hand-over per MiB keeps
+pieces of about :data:`CHUNK` bytes before queueing: one hand-over per piece keeps
 the threads' switching off the critical path (the queue and the GIL cost more
 than the copy). Blobs fetched on the layer pool (:mod:`weightguard.sources.oci_blobs`)
 need no prefetch thread: the layers already overlap each other.

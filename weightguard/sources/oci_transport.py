@@ -4,7 +4,7 @@ Why: httpx (through httpcore and h11) hands a body over in 64 KiB pieces, each
 copied three or four times on its way and wrapped in parser events. Measured on
 the 2-core shared machine, receiving 1 GiB costs 0.5-0.6 s of CPU that way
 (1.2-1.4 s when ``iter_raw`` re-chunks it to 1 MiB), against 0.2 s with
-``http.client`` reading 1 MiB at a time from the socket's buffer; with hashing
+``http.client`` reading 1 MiB at a time from the socket's buffer (now :data:`CHUNK`, see there); with hashing
 and writing, a pull cost 1.9-2.0 s against 1.2 s. A model pull is nearly all
 blob bytes, so that difference is most of what a pull costs beyond a plain
 download (``curl``).

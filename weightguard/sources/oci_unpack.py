@@ -69,7 +69,10 @@ ZSTD_TYPES = frozenset(t.replace("+gzip", "+zstd") for t in GZIP_TYPES if t.ends
 ZSTD_MAX_WINDOW = 2**27
 FILEPATH_ANNOTATION = "org.cncf.model.filepath"
 DIGEST = re.compile(r"^sha256:([a-f0-9]{64})$")
-CHUNK = 1024 * 1024
+# Each piece is received, hashed and written while it is still in the core's cache: with 1 MiB
+# pieces a 1 GiB pull (4 layers, 2 cores) cost 2.5-2.7 s CPU, with 256 KiB ones 1.3-1.6 s (hashing
+# alone is about 0.7 s); 128 KiB gained nothing more, and fewer pieces keep Python's per-piece work small.
+CHUNK = 256 * 1024
 
 
 class FetchError(SourceError):
