@@ -97,8 +97,9 @@ def test_a_catalogue_of_oci_and_local_models_gets_each_verdict_and_the_subject_v
 ) -> None:
     c = catalogue
     database = f"sqlite:///{tmp_path}/results.db"
+    # One pull on disk at a time: four waves, one report.
     many = cli("verify-many", str(c.path), "-f", "json", "--workers", "1", "--database", database, *access(c),
-               tmp=tmp_path)  # fmt: skip
+               "--max-pulled", "1", tmp=tmp_path)  # fmt: skip
     assert many.returncode == 1, many.stderr  # one model is rejected
     report = json.loads(many.stdout)
     lines = {line["target"]: line for line in report["models"]}
@@ -239,4 +240,87 @@ def test_an_engine_whose_workers_need_not_see_this_machine_refuses_oci_lines_one
     for uri in (c.approved, c.blocked, c.missing):
         assert models[uri].verdict == "incomplete" and "--engine local" in models[uri].error
     assert models[str(c.local)].verdict == "approved"
+    assert pulls_left(scratch) == []
+
+
+def pulled_now(scratch: Path) -> list[str]:
+    """The pulls on disk now: the folders inside the run's temporary folder(s) under ``scratch``."""
+    return sorted(str(pull) for run in scratch.glob("weightguard-oci-*") for pull in run.iterdir())
+
+
+@dataclass(frozen=True)
+class CountsPulls:
+    """Runs units for real; before each unit, logs which pulls are on disk (and the model unit's own)."""
+
+    log: str
+    scratch: str
+
+    def __call__(self, unit: WorkUnit, loaded: LoadedPolicy) -> UnitResult:
+        mine = unit.pulled if isinstance(unit, ModelUnit) else ""
+        with Path(self.log).open("a") as out:
+            out.write(json.dumps({"kind": unit.kind.value, "pulls": pulled_now(Path(self.scratch)), "mine": mine}))
+            out.write("\n")
+        return execute_unit(unit, loaded)
+
+
+def test_a_catalogue_pulling_more_than_the_bound_runs_in_waves_with_the_verdicts_and_counts_of_one_pass(
+    catalogue: Catalogue, tmp_path: Path, scratch: Path
+) -> None:
+    c, policy = catalogue, load_builtin("default")
+    # Four more models, sharing their config and tokenizer (one tar layer each, same files inside).
+    seeded = [
+        f"oci://{c.registry.host}/team/s{k}@"
+        + push_model(c.registry, f"team/s{k}", safetensors_model(tmp_path / "pushed" / f"s{k}", seed=10 + k))
+        for k in range(4)
+    ]
+    c.path.write_text(c.path.read_text() + "".join(f"{uri}\n" for uri in seeded))
+    entries = read_catalogue(c.path)  # 7 oci:// lines (6 pullable, 1 missing) and a local model
+    registry = VerifyOptions(registry_auth_file=c.auth, insecure_registries=(c.registry.host,))
+    log = tmp_path / "units.log"
+    engine = LocalEngine(1, max_retries=0, execute=CountsPulls(str(log), str(scratch)))
+    seen_here: list[list[str]] = []
+    starts: list[str] = []
+
+    def progress(phase: str, done: int, _total: int) -> None:
+        seen_here.append(pulled_now(scratch))  # in the runner's process, between its steps
+        if done == 0:
+            starts.append(phase)
+
+    try:
+        runs = {}
+        for bound in (2, 10):
+            cache = ResultsCache(f"sqlite:///{tmp_path}/results-{bound}.db", policy_sha256=policy.sha256, version="t")
+            try:
+                runs[bound] = run_catalogue(
+                    entries, policy, engine, cache, registry=registry, progress=progress, max_pulled=bound
+                )
+            finally:
+                cache.close()
+            if bound == 2:
+                waved = [json.loads(line) for line in log.read_text().splitlines()]
+                waved_here, waved_starts = list(seen_here), list(starts)
+    finally:
+        engine.close()
+
+    # Every verdict is the one pass's, and so is every count of the summary.
+    waves, one = runs[2], runs[10]
+    assert [(m.entry.target, m.verdict) for m in waves.models] == [(m.entry.target, m.verdict) for m in one.models]
+    verdicts = by_target(waves.models)
+    assert [verdicts[u].verdict for u in (c.approved, c.blocked, str(c.local), c.missing, *seeded)] == [
+        "approved", "rejected", "approved", "incomplete", "approved", "approved", "approved", "approved"
+    ]  # fmt: skip
+    for count in ("executed", "reused", "files", "unique_files", "read_files"):
+        assert getattr(waves, count) == getattr(one, count), count
+    # Four waves: {approved, blocked, local}, {missing, s0}, {s1, s2}, {s3}; the one pass is one.
+    assert waved_starts == ["hashing"] + ["analysing", "judging"] * 4
+    assert starts[len(waved_starts) :] == ["hashing", "analysing", "judging"]
+    # Seen before every unit in the workers and at every step of the runner: never more than two
+    # pulls on disk, at times two, and each model unit of a pull judged its own folder, there then.
+    observed = [entry["pulls"] for entry in waved] + waved_here
+    assert max(len(pulls) for pulls in observed) == 2
+    judged = [entry for entry in waved if entry["mine"]]
+    assert len({entry["mine"] for entry in judged}) == 6
+    assert all(any(p == str(Path(e["mine"]).parent) for p in e["pulls"]) for e in judged)
+    # The one pass held all six at once (what the bound prevents), and nothing is left by either.
+    assert max(len(pulls) for pulls in seen_here[len(waved_here) :]) >= 6
     assert pulls_left(scratch) == []

@@ -190,3 +190,18 @@ def test_a_collector_the_application_turned_off_stays_off(tmp_path: Path, loaded
         assert during and {t[0] for t in during} == {0} and gc.get_threshold()[0] == 0
     finally:
         gc.set_threshold(*before)
+
+
+def test_a_catalogue_that_pulls_nothing_is_one_pass_whatever_the_pull_bound(
+    tmp_path: Path, loaded, engine, logs
+) -> None:
+    entries = read_catalogue(catalogue_dir(tmp_path / "models"))
+    events: list[tuple[str, int, int]] = []
+    summary = run_catalogue(
+        entries, loaded, engine, open_cache(tmp_path, loaded), progress=lambda *e: events.append(e), max_pulled=1
+    )
+    # Each phase starts once, over the whole catalogue: files shared across it are analysed once.
+    starts = [(phase, total) for phase, done, total in events if done == 0]
+    assert [phase for phase, _ in starts] == ["hashing", "analysing", "judging"]
+    assert starts[0][1] == len(entries) and starts[1][1] + starts[2][1] == summary.executed
+    assert summary.executed == len(executions(logs))

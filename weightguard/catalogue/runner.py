@@ -15,6 +15,21 @@ folder inside one temporary folder of the run; a model's pull is removed as
 soon as its model's work has ended (judged, failed or found in the cache), and
 whatever is left when the run ends, however it ends, with the run's folder. A
 pull that fails is that model's error (``incomplete``); the others go on.
+
+Pulled models are bounded on disk by running the catalogue in waves (:func:`waves`): a
+wave holds at most ``max_pulled`` ``oci://`` lines and goes through hashing (which pulls),
+file units, model units and the removal of its pulls before the next wave pulls. A
+catalogue pulling no more than that (one without ``oci://`` lines in particular) is one
+wave, exactly the single pass it always was. The engine is started once, results and
+progress are added up over the waves (a file content analysed, or found in the cache, by
+one wave is neither run nor counted again by the next: scans are kept for the whole run,
+as one pass kept them), and one summary covers the run. The bound counts models, not
+bytes: it is known before any request, needs no manifest fetched ahead of its pull, and a
+count times the largest model is how an operator sizes the disk anyway. A byte budget from
+the manifests' layer sizes would pack small models tighter, at the cost of fetching every
+manifest before planning (and a model larger than the budget would still need a wave).
+The price of waves: the analysing and judging bars restart per wave, and workers idle
+while a wave pulls.
 Not handled here: where units run (the engines) and rendering (:mod:`.report`).
 """
 
@@ -30,6 +45,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from pydantic import ValidationError
@@ -65,6 +81,11 @@ FLUSH_EVERY = 16
 # many new container objects (Python's default is 700); reference counting still frees the rest.
 # Workers forked during a run inherit the setting; their work allocates the same way.
 GEN0_DURING_RUN = 100_000
+
+# oci:// models on disk at once unless told otherwise (verify-many --max-pulled): a run needs
+# free disk for this many of its largest models. Small, as a wave's pulls wait for the last
+# wave's units anyway: a larger wave mainly keeps more workers busy judging pulled models.
+MAX_PULLED = 4
 
 
 class _Collections:
@@ -141,6 +162,7 @@ def run_catalogue(
     convert_root: Path | None = None,
     trust_file_metadata: bool = False,
     registry: VerifyOptions | None = None,
+    max_pulled: int = MAX_PULLED,
 ) -> CatalogueSummary:
     """Verify every model of the catalogue and return one outcome per entry.
 
@@ -150,10 +172,14 @@ def run_catalogue(
     ctime are those it had when this cache last hashed it, instead of reading it again.
     ``registry``: how ``oci://`` targets are pulled (its ``registry_*`` and ``insecure_registries``
     fields, as ``verify`` takes them).
+    ``max_pulled``: at most this many ``oci://`` models are pulled at once (see :func:`waves`).
 
     Raises:
-        WeightguardError: the cache or the engine cannot be used (no verdict at all).
+        WeightguardError: the cache or the engine cannot be used, or ``max_pulled`` is below 1
+            (no verdict at all).
     """
+    if max_pulled < 1:
+        raise CatalogueError(f"at least one pulled model must fit on disk at a time (max_pulled={max_pulled})")
     with contextlib.ExitStack() as stack:
         pulls = None
         if engine.shares_local_files and any(e.target.startswith("oci://") for e in entries):
@@ -171,13 +197,42 @@ def run_catalogue(
             pulls,
             refusal,
         )
-        return _run(entries, loaded, engine, settings, progress, convert_root)
+        return _run(entries, loaded, engine, settings, progress, convert_root, max_pulled)
 
 
 def _discard(model: PreparedModel) -> None:
     """Remove an ``oci://`` model's pull: its model's work has ended."""
     if model.scratch:
         shutil.rmtree(model.scratch, ignore_errors=True)
+
+
+def waves(entries: Sequence[CatalogueEntry], max_pulled: int | None) -> list[list[int]]:
+    """The catalogue's indices wave by wave: one wave, unless it pulls more than ``max_pulled`` models.
+
+    The first wave holds every line that pulls nothing (so their shared files are analysed
+    once, as in one pass) and the first ``max_pulled`` ``oci://`` lines; each following wave
+    holds the next ``max_pulled`` ``oci://`` lines. ``None``: nothing is pulled, one wave.
+    """
+    pulled = [i for i, e in enumerate(entries) if e.target.startswith("oci://")] if max_pulled else []
+    if not max_pulled or len(pulled) <= max_pulled:
+        return [list(range(len(entries)))]
+    later = set(pulled[max_pulled:])
+    first = [i for i in range(len(entries)) if i not in later]
+    return [first, *(pulled[k : k + max_pulled] for k in range(max_pulled, len(pulled), max_pulled))]
+
+
+@dataclass(slots=True)
+class _Tally:
+    """What a run has gathered so far, over its waves (indices are the catalogue's)."""
+
+    prepared: dict[int, PreparedModel] = field(default_factory=dict)
+    outcomes: dict[int, ModelOutcome] = field(default_factory=dict)
+    scans: dict[str, str] = field(default_factory=dict)  # file payloads by sha256, this run's and the cache's
+    failed: dict[str, str] = field(default_factory=dict)  # file units that failed, by sha256: why
+    executed: int = 0
+    reused: int = 0
+    read_files: int = 0
+    engine_started: bool = False
 
 
 def _run(
@@ -187,20 +242,53 @@ def _run(
     settings: Settings,
     progress: Progress | None,
     convert_root: Path | None,
+    max_pulled: int,
 ) -> CatalogueSummary:
     started = time.monotonic()
     say = progress or (lambda _phase, _done, _total: None)
-    cache = settings.cache
-    read_files = 0
-    prepared: list[PreparedModel] = []
-    outcomes: dict[int, ModelOutcome] = {}
-    started_engine = False
+    tally = _Tally()
     say("hashing", 0, len(entries))
-    for chunk in prepare(entries, settings):
-        read_files += chunk.read_files
+    for wave in waves(entries, max_pulled if settings.pulls is not None else None):
+        try:
+            _wave(wave, entries, loaded, engine, settings, say, convert_root, tally)
+        finally:
+            # Whatever became of its units, the wave's pulls go before the next wave pulls.
+            for i in wave:
+                if i in tally.prepared:
+                    _discard(tally.prepared[i])
+    prepared = [tally.prepared[i] for i in range(len(entries))]
+    return CatalogueSummary(
+        models=tuple(tally.outcomes[i] for i in range(len(prepared))),
+        engine=engine.name,
+        executed=tally.executed,
+        reused=tally.reused,
+        files=sum(len(p.files) for p in prepared),
+        unique_files=len({f.sha256 for p in prepared for f in p.files}),
+        seconds=round(time.monotonic() - started, 4),
+        generated_at=dt.datetime.now(dt.UTC),
+        read_files=tally.read_files,
+    )
+
+
+def _wave(
+    wave: list[int],
+    entries: Sequence[CatalogueEntry],
+    loaded: LoadedPolicy,
+    engine: Engine,
+    settings: Settings,
+    say: Progress,
+    convert_root: Path | None,
+    tally: _Tally,
+) -> None:
+    """Hash, analyse and judge the models of one wave, adding to ``tally``."""
+    cache, prepared, outcomes = settings.cache, tally.prepared, tally.outcomes
+    order = iter(wave)
+    work = False
+    for chunk in prepare([entries[i] for i in wave], settings):
+        tally.read_files += chunk.read_files
         for p in chunk.models:
-            i = len(prepared)
-            prepared.append(p)
+            i = next(order)
+            prepared[i] = p
             if p.error:
                 outcomes[i] = ModelOutcome.failed(p.entry, p.error)
             elif p.key in chunk.cached:
@@ -210,32 +298,48 @@ def _run(
                     outcomes[i] = ModelOutcome.judged(p.entry, row.payload, cached=True, summary=row.summary)
             if i in outcomes:
                 _discard(p)  # nothing more to run on this model
+            else:
+                work = True
         say("hashing", len(prepared), len(entries))
-        if not started_engine and len(outcomes) < len(prepared):
+        if work and not tally.engine_started:
             engine.start(loaded)  # there is work: let workers start while the rest is hashed
-            started_engine = True
-    todo = [i for i in range(len(prepared)) if i not in outcomes]
-    reused = len(entries) - len(todo) - sum(1 for p in prepared if p.error)
+            tally.engine_started = True
+    todo = [i for i in wave if i not in outcomes]
+    tally.reused += len(wave) - len(todo) - sum(1 for i in wave if prepared[i].error)
 
-    # File units: one per distinct content not analysed yet under this policy and version.
+    # File units: one per distinct content not analysed yet under this policy and version (nor
+    # by an earlier wave: a content is analysed, or found in the cache, once per run).
     wanted = {f.sha256: f for i in todo for f in prepared[i].files}
-    scans = {k: v.payload for k, v in cache.get_many(UnitKind.SCAN, wanted).items()}
-    reused += len(scans)
-    units: list[WorkUnit] = [FileUnit(f.sha256, f.size, f.path) for sha, f in wanted.items() if sha not in scans]
-    executed = len(units)
-    failed: dict[str, str] = {}
+    new = [sha for sha in wanted if sha not in tally.scans and sha not in tally.failed]
+    cached = {k: v.payload for k, v in cache.get_many(UnitKind.SCAN, new).items()}
+    tally.reused += len(cached)
+    tally.scans.update(cached)
+    units: list[WorkUnit] = [FileUnit(sha, wanted[sha].size, wanted[sha].path) for sha in new if sha not in cached]
+    tally.executed += len(units)
     writer = _Writer(cache, UnitKind.SCAN)
     try:
         for result in _drain(engine, units, loaded, "analysing", say):
             if result.payload is None:
-                failed[result.key] = result.error
+                tally.failed[result.key] = result.error
                 continue
-            scans[result.key] = result.payload
+            tally.scans[result.key] = result.payload
             writer.add(CachedResult(result.key, wanted[result.key].size, result.payload))
     finally:
         writer.flush()
+    _judge(todo, loaded, engine, settings, say, convert_root, tally)
 
-    # Model units: every model whose files all have a scan.
+
+def _judge(
+    todo: list[int],
+    loaded: LoadedPolicy,
+    engine: Engine,
+    settings: Settings,
+    say: Progress,
+    convert_root: Path | None,
+    tally: _Tally,
+) -> None:
+    """Model units: every model of ``todo`` whose files all have a scan."""
+    prepared, outcomes, scans, failed = tally.prepared, tally.outcomes, tally.scans, tally.failed
     models: dict[str, tuple[int, ModelUnit]] = {}
     probes = loaded.policy.spec.probes.run != "off"
     for i in todo:
@@ -259,8 +363,8 @@ def _run(
             p.pinned,
         )
         models[unit_key] = (i, unit)
-    executed += len(models)
-    writer = _Writer(cache, UnitKind.MODEL)
+    tally.executed += len(models)
+    writer = _Writer(settings.cache, UnitKind.MODEL)
     try:
         for result in _drain(engine, [u for _, u in models.values()], loaded, "judging", say):
             i, unit = models[result.key]
@@ -280,15 +384,3 @@ def _run(
                 writer.add(CachedResult(p.key, sum(f.size for f in p.files), result.payload, summary))
     finally:
         writer.flush()
-
-    return CatalogueSummary(
-        models=tuple(outcomes[i] for i in range(len(prepared))),
-        engine=engine.name,
-        executed=executed,
-        reused=reused,
-        files=sum(len(p.files) for p in prepared),
-        unique_files=len({f.sha256 for p in prepared for f in p.files}),
-        seconds=round(time.monotonic() - started, 4),
-        generated_at=dt.datetime.now(dt.UTC),
-        read_files=read_files,
-    )

@@ -72,6 +72,13 @@ def verify_many_command(
     registry_ca_bundle: Path | None = typer.Option(
         None, "--registry-ca-bundle", help="PEM CA bundle for oci:// registries."
     ),
+    max_pulled: int = typer.Option(
+        4,
+        "--max-pulled",
+        min=1,
+        help="At most this many oci:// models are pulled on disk at once: a catalogue with more runs in waves "
+        "(each pulled, analysed, judged and removed before the next is pulled).",
+    ),
     quiet: bool = QUIET_OPTION,
 ) -> None:
     """Verify every model of CATALOG; exit 0 all approved, 1 any rejected, 2 any incomplete."""
@@ -117,6 +124,7 @@ def verify_many_command(
                         insecure_registries=tuple(insecure_registry),
                         registry_ca_bundle=registry_ca_bundle,
                     ),
+                    max_pulled=max_pulled,
                 )
         finally:
             runner.close()
