@@ -15,7 +15,7 @@ from weightguard import __version__
 from weightguard.catalogue import runner
 from weightguard.catalogue.cache import ResultsCache
 from weightguard.catalogue.catalogue import read_catalogue
-from weightguard.catalogue.interface import UnitKind, UnitResult, WorkUnit
+from weightguard.catalogue.interface import CatalogueError, UnitKind, UnitResult, WorkUnit
 from weightguard.catalogue.local_engine import LocalEngine
 from weightguard.catalogue.runner import run_catalogue
 from weightguard.pipeline import verify
@@ -205,3 +205,9 @@ def test_a_catalogue_that_pulls_nothing_is_one_pass_whatever_the_pull_bound(
     assert [phase for phase, _ in starts] == ["hashing", "analysing", "judging"]
     assert starts[0][1] == len(entries) and starts[1][1] + starts[2][1] == summary.executed
     assert summary.executed == len(executions(logs))
+
+
+def test_a_bound_of_no_pulled_model_at_all_is_refused_before_anything_runs(tmp_path: Path, loaded, engine) -> None:
+    entries = read_catalogue(catalogue_dir(tmp_path / "models", clean=1))
+    with pytest.raises(CatalogueError, match="max_pulled=0"):
+        run_catalogue(entries, loaded, engine, open_cache(tmp_path, loaded), max_pulled=0)
