@@ -47,6 +47,14 @@ POLICY_OPTION = typer.Option(
     "extend lists, merge mappings; null resets a key). Default: builtin:default.",
     exists=False,
 )
+# Registry access for oci:// targets, the same in every command that takes one.
+REGISTRY_AUTH_OPTION = typer.Option(
+    None, "--registry-auth-file", help="Docker-style config.json (auths) for oci:// targets."
+)
+INSECURE_REGISTRY_OPTION = typer.Option(
+    [], "--insecure-registry", help="HOST:PORT an oci:// target may reach over plain HTTP (repeatable)."
+)
+REGISTRY_CA_OPTION = typer.Option(None, "--registry-ca-bundle", help="PEM CA bundle for oci:// registries.")
 
 
 def render(report: Report, fmt: OutputFormat) -> str:

@@ -14,7 +14,14 @@ from pathlib import Path
 
 import typer
 
-from weightguard.cli.common import POLICY_OPTION, err, fail
+from weightguard.cli.common import (
+    INSECURE_REGISTRY_OPTION,
+    POLICY_OPTION,
+    REGISTRY_AUTH_OPTION,
+    REGISTRY_CA_OPTION,
+    err,
+    fail,
+)
 from weightguard.errors import SignatureError, UsageError, WeightguardError
 
 attestation_app = typer.Typer(help="Check approval attestations.", no_args_is_help=True)
@@ -116,9 +123,9 @@ def attestation_verify_command(
     attestation: Path | None = typer.Option(None, "--attestation", help="The attestation bundle (local targets)."),  # noqa: B008
     public_key: Path | None = PUBLIC_KEY_OPTION,
     policy: list[Path] = POLICY_OPTION,
-    registry_auth_file: Path | None = typer.Option(None, "--registry-auth-file", help="Docker-style config.json."),  # noqa: B008
-    insecure_registry: list[str] = typer.Option([], "--insecure-registry", help="HOST:PORT over plain HTTP."),  # noqa: B008
-    registry_ca_bundle: Path | None = typer.Option(None, "--registry-ca-bundle", help="PEM CA bundle."),  # noqa: B008
+    registry_auth_file: Path | None = REGISTRY_AUTH_OPTION,
+    insecure_registry: list[str] = INSECURE_REGISTRY_OPTION,
+    registry_ca_bundle: Path | None = REGISTRY_CA_OPTION,
 ) -> None:
     """Check an attestation: right signer, the model on disk (or in the registry) now, the expected policy. Exit 0 / 1 / 2."""
     from weightguard.policy.load import load_policy

@@ -10,7 +10,18 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from weightguard.cli.common import FORMAT_OPTION, OUTPUT_OPTION, POLICY_OPTION, OutputFormat, emit_report, err, fail
+from weightguard.cli.common import (
+    FORMAT_OPTION,
+    INSECURE_REGISTRY_OPTION,
+    OUTPUT_OPTION,
+    POLICY_OPTION,
+    REGISTRY_AUTH_OPTION,
+    REGISTRY_CA_OPTION,
+    OutputFormat,
+    emit_report,
+    err,
+    fail,
+)
 from weightguard.cli.hash import LISTING_OPTION
 from weightguard.cli.progress import QUIET_OPTION, progress_display, wanted
 from weightguard.errors import WeightguardError
@@ -34,15 +45,9 @@ def verify_command(
     convert_to: Path | None = typer.Option(
         None, "--convert-to", help="Where converted safetensors go when the policy's conversion mode asks for it."
     ),
-    registry_auth_file: Path | None = typer.Option(
-        None, "--registry-auth-file", help="Docker-style config.json (auths) for oci:// targets."
-    ),
-    insecure_registry: list[str] = typer.Option(
-        [], "--insecure-registry", help="HOST:PORT an oci:// target may reach over plain HTTP (repeatable)."
-    ),
-    registry_ca_bundle: Path | None = typer.Option(
-        None, "--registry-ca-bundle", help="PEM CA bundle for oci:// registries."
-    ),
+    registry_auth_file: Path | None = REGISTRY_AUTH_OPTION,
+    insecure_registry: list[str] = INSECURE_REGISTRY_OPTION,
+    registry_ca_bundle: Path | None = REGISTRY_CA_OPTION,
     quiet: bool = QUIET_OPTION,
     hub_listing: Path | None = LISTING_OPTION,
 ) -> None:

@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from weightguard.cli.common import OUTPUT_OPTION, POLICY_OPTION, emit, fail
+from weightguard.cli.common import (
+    INSECURE_REGISTRY_OPTION,
+    OUTPUT_OPTION,
+    POLICY_OPTION,
+    REGISTRY_AUTH_OPTION,
+    REGISTRY_CA_OPTION,
+    emit,
+    fail,
+)
 from weightguard.cli.progress import QUIET_OPTION, progress_display, wanted
 from weightguard.errors import WeightguardError
 
@@ -63,15 +71,9 @@ def verify_many_command(
         "cache hashed them, instead of reading them again (as git does; a change that keeps all five needs "
         "control of the clock). Off: every file is read and hashed on every run.",
     ),
-    registry_auth_file: Path | None = typer.Option(
-        None, "--registry-auth-file", help="Docker-style config.json (auths) for oci:// targets."
-    ),
-    insecure_registry: list[str] = typer.Option(
-        [], "--insecure-registry", help="HOST:PORT an oci:// target may reach over plain HTTP (repeatable)."
-    ),
-    registry_ca_bundle: Path | None = typer.Option(
-        None, "--registry-ca-bundle", help="PEM CA bundle for oci:// registries."
-    ),
+    registry_auth_file: Path | None = REGISTRY_AUTH_OPTION,
+    insecure_registry: list[str] = INSECURE_REGISTRY_OPTION,
+    registry_ca_bundle: Path | None = REGISTRY_CA_OPTION,
     max_pulled: int = typer.Option(
         4,
         "--max-pulled",
