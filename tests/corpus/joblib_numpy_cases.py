@@ -7,7 +7,10 @@ sees a harmless constant or array data. ``RAW`` maps a case name to its builder 
 can prove each one with the real loader; every case is registered raw, gzip-compressed
 (``joblib.load`` decompresses gzip itself) and as a zip member. The benign cases are
 ordinary ``joblib.dump`` outputs and the false alarms of issue 15 (Python 3.13 pathlib
-pickles, nested jagged tensors). Not handled here: scanning.
+pickles, nested jagged tensors). ``ZFILE_RAW`` holds the red team's old-joblib ``ZF`` files
+(printable-text zfiles, loose length fields, a joblib >= 0.12 stream inside a zfile), each
+registered raw, in a tar, in a zip and as a model folder's ``model.joblib``, plus a benign
+zfile of plain numbers. Not handled here: scanning.
 """
 
 from __future__ import annotations
