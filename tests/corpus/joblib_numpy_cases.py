@@ -7,7 +7,10 @@ sees a harmless constant or array data. ``RAW`` maps a case name to its builder 
 can prove each one with the real loader; every case is registered raw, gzip-compressed
 (``joblib.load`` decompresses gzip itself) and as a zip member. The benign cases are
 ordinary ``joblib.dump`` outputs and the false alarms of issue 15 (Python 3.13 pathlib
-pickles, nested jagged tensors). Not handled here: scanning.
+pickles, nested jagged tensors). ``ZFILE_RAW`` holds the red team's old-joblib ``ZF`` files
+(printable-text zfiles, loose length fields, a joblib >= 0.12 stream inside a zfile), each
+registered raw, in a tar, in a zip and as a model folder's ``model.joblib``, plus a benign
+zfile of plain numbers. Not handled here: scanning.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ import gzip
 import io
 import pickle
 import struct
-from collections.abc import Callable
+import tarfile
+import zlib
+from collections.abc import Callable, Mapping
 
 from tests.corpus.spec import CaseList, Payload
 from tests.corpus.writers import zip_bytes
@@ -169,6 +174,125 @@ for _name, (_build, _loader) in RAW.items():
     if _loader == "joblib":  # pickle.load does not decompress: the plain-pickle case is raw or zipped only
         JOBLIB_BLOCKED.case(f"joblib_desync/{_name}.joblib.gz", _ISSUE, needs="numpy")(gzipped(_build))
     JOBLIB_BLOCKED.case(f"joblib_desync/{_name}.zip", _ISSUE, needs="numpy")(zipped(_build))
+
+
+# -- joblib < 0.10 "ZF" zfiles (red team, issue 15) -----------------------------------------------
+# joblib.load reads any file starting with b"ZF" with numpy_pickle_compat.read_zfile: int(field, 16)
+# over the next 19 bytes, one optional space, zlib.decompress of the rest, then ZipNumpyUnpickler
+# (pickle._Unpickler reading no array bytes). Each case runs its payload under joblib.load.
+_ZF_ISSUE = "issue 15 (red team: old joblib ZF zfile read as text or with a loose length field)"
+_STORED_LEN = 0x4020  # LEN bytes " @", NLEN bytes DF BF: valid UTF-8 (U+07FF) without control bytes
+
+
+def _zf_payload(p: Payload) -> bytes:
+    """A protocol-0 pickle calling ``os.system(shell)``: plain printable ASCII."""
+    return b"cos\nsystem\n(V" + p.shell.encode() + b"\ntR."
+
+
+def _printable_stored_zlib(data: bytes) -> bytes:
+    """A zlib stream of one *stored* deflate block whose every byte is printable UTF-8.
+
+    Header ``x^`` (valid FCHECK), block byte ``A`` (BFINAL, BTYPE 00), LEN/NLEN chosen UTF-8-valid;
+    ``data`` is padded with printable filler until the Adler-32 trailer is printable ASCII.
+    """
+    for k in range(100_000):
+        body = (data + b"# %d " % k).ljust(_STORED_LEN, bytes([0x21 + k % 94]))  # the fill moves A widely
+        adler = struct.pack(">I", zlib.adler32(body))
+        if all(0x20 <= b < 0x7F for b in adler):
+            return b"x^A" + struct.pack("<HH", _STORED_LEN, _STORED_LEN ^ 0xFFFF) + body + adler
+    raise AssertionError("no printable Adler-32 found")
+
+
+def zfile_upper_hex_text(p: Payload) -> bytes:
+    """``ZF0X...`` (upper-case hex, which int(x, 16) takes) and a printable stored zlib block: valid UTF-8 text."""
+    blob = b"ZF0X%017X" % _STORED_LEN + _printable_stored_zlib(_zf_payload(p))
+    blob.decode("utf-8")
+    return blob
+
+
+def zfile_space_text(p: Payload) -> bytes:
+    """Lower-case hex and the extra space joblib <= 0.8.4 wrote, then a printable stored zlib block."""
+    return b"ZF0x%017x " % _STORED_LEN + _printable_stored_zlib(_zf_payload(p))
+
+
+def _zfile(field: bytes, inner: bytes) -> bytes:
+    assert len(field) in (19, 20), field
+    return b"ZF" + field + zlib.compress(inner)
+
+
+ZFILE_HEADERS: dict[str, Callable[[int], bytes]] = {
+    "upper": lambda n: b"0X%017X" % n,
+    "tab": lambda n: (b"0x%x" % n).rjust(18) + b"\t",
+    "underscore": lambda n: b"0x" + (b"%016x" % n)[:8] + b"_" + (b"%016x" % n)[8:],
+    "sign": lambda n: (b"+0x%x" % n).ljust(19),
+    "space": lambda n: (b"0x%x" % n).ljust(19) + b" ",
+}
+"""Length fields joblib's ``int(field, 16)`` accepts (the last one with joblib <= 0.8.4's extra space)."""
+
+
+def _zfile_header_case(name: str) -> Callable[[Payload], bytes]:
+    def build(p: Payload) -> bytes:
+        inner = b"\x80\x02" + _payload(p) + b"."
+        return _zfile(ZFILE_HEADERS[name](len(inner)), inner)
+
+    return build
+
+
+def zfile_numpy_wrapper(p: Payload) -> bytes:
+    """A ZF file holding a joblib >= 0.12 stream: ZipNumpyUnpickler reads no array, it runs the 'array' bytes."""
+    inner = plain_pickle_in_array(p)
+    return _zfile((b"0x%x" % len(inner)).ljust(19), inner)
+
+
+def zlib_stored_text(p: Payload) -> bytes:
+    """joblib's zlib prefix (``x``) with the printable stored block: text that joblib.load inflates."""
+    return _printable_stored_zlib(b"\x80\x02" + _payload(p) + b".")
+
+
+def tarred(build: Callable[[Payload], bytes], name: str = "model.joblib") -> Callable[[Payload], bytes]:
+    """The case as the member ``name`` of a tar archive (fixed mtime)."""
+
+    def wrap(p: Payload) -> bytes:
+        data, out = build(p), io.BytesIO()
+        with tarfile.open(fileobj=out, mode="w") as archive:
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = len(data), 1_700_000_000
+            archive.addfile(info, io.BytesIO(data))
+        return out.getvalue()
+
+    return wrap
+
+
+def model_dir(build: Callable[[Payload], bytes]) -> Callable[[Payload], Mapping[str, bytes]]:
+    """The case as ``model.joblib`` of a model folder (every file of a blocked case must block)."""
+    return lambda p: {"model.joblib": build(p)}
+
+
+ZFILE_RAW: dict[str, Callable[[Payload], bytes]] = {
+    "upper_hex_text.txt": zfile_upper_hex_text,
+    "space_text.joblib": zfile_space_text,
+    **{f"header_{name}.joblib": _zfile_header_case(name) for name in ZFILE_HEADERS},
+    "numpy_wrapper.joblib": zfile_numpy_wrapper,
+    "zlib_stored_text.joblib": zlib_stored_text,
+}
+"""Corpus file name -> builder; ``joblib.load`` of each file runs its payload."""
+
+for _name, _build in ZFILE_RAW.items():
+    _needs = "numpy" if _name == "numpy_wrapper.joblib" else None
+    JOBLIB_BLOCKED.case(f"joblib_zfile/{_name}", _ZF_ISSUE, needs=_needs)(_build)
+    _stem = _name.partition(".")[0]
+    JOBLIB_BLOCKED.case(f"joblib_zfile/{_stem}.tar", _ZF_ISSUE, needs=_needs)(tarred(_build))
+    JOBLIB_BLOCKED.case(f"joblib_zfile/{_stem}.zip", _ZF_ISSUE, needs=_needs)(zipped(_build))
+    JOBLIB_BLOCKED.case(f"joblib_zfile/{_stem}_model", _ZF_ISSUE, needs=_needs)(model_dir(_build))
+
+
+def old_zfile_numbers(_: Payload) -> bytes:
+    """Plain numeric data as joblib 0.8's writer stored it (``write_zfile``: ZF, padded hex length, zlib)."""
+    inner = pickle.dumps({"coef": [0.5, -1.25, 3.0], "intercept": 0.1, "n_iter": 7, "classes": (0, 1)}, protocol=2)
+    return b"ZF" + hex(len(inner)).encode().ljust(19) + zlib.compress(inner, 1)
+
+
+JOBLIB_APPROVED.case("joblib_zfile/old_zfile_numbers.joblib", "issue 15 (joblib < 0.10 ZF file)")(old_zfile_numbers)
 
 
 def benign_arrays() -> dict[str, object]:

@@ -90,6 +90,26 @@ def test_the_oracle_sees_the_gadget_of_every_malicious_raw_pickle_a_loader_reach
     assert not blind, f"the oracle saw nothing in {blind}"
 
 
+def test_the_oracle_sees_every_zfile_corpus_case_reach_a_denied_global_in_the_real_joblib_load(
+    oracle: Oracle, workdir: Path
+) -> None:
+    # The red team's old-joblib ZF files (issue 15): raw and as a model folder's model.joblib.
+    # (In a zip or tar the member reaches joblib.load as a file object, which joblib's ZF path refuses.)
+    prefix = "corpus/malicious/joblib_zfile/"
+    cases = [
+        s for s in by_family("corpus-blocked") if s.name.startswith(prefix) and s.name.endswith((".joblib", ".txt"))
+    ]
+    assert len(cases) >= 16
+    blind = []
+    for seed in cases:
+        path = workdir / Path(seed.name).name
+        path.write_bytes(seed.data)
+        if not oracle.check(path, loaders=("joblib",)).contradicts:
+            blind.append(seed.name)
+        path.unlink()
+    assert not blind, f"joblib.load reached no denied global in {blind}"
+
+
 def test_the_oracle_finds_nothing_in_benign_checkpoints_of_every_family(oracle: Oracle, workdir: Path) -> None:
     noisy = []
     for seed in all_seeds():

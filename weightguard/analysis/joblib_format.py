@@ -12,7 +12,10 @@ pickle; globals only that view names are a divergence (issue 15).
 Compressed joblib files (old ``ZF`` zfile, zlib, gzip, bz2, lzma, xz) are
 decompressed here with the per-file caps (``ctx.charge_decompressed``,
 ``max_compression_ratio``), because their content is joblib's format, not a
-plain pickle. Not handled here: lz4 (reported as skipped), the joblib < 0.10
+plain pickle. A ``ZF`` file is recognised as joblib's ``read_zfile`` reads it
+(:func:`weightguard.formats.detect.zfile_header`: ``int(field, 16)``, the
+optional space) and its content as ``ZipNumpyUnpickler`` reads it: no array
+hook, since that unpickler reads no array bytes from the stream. Not handled here: lz4 (reported as skipped), the joblib < 0.10
 layout that keeps arrays in separate ``.npy`` files (its wrappers are denied
 by the allowlist), and reading array values.
 """
@@ -33,14 +36,14 @@ from weightguard.analysis.opcodes import AnomalyKind, PickleTrace, walk_pickle
 from weightguard.analysis.pickle_analyzer import judge
 from weightguard.errors import LimitExceeded
 from weightguard.findings import Finding
+from weightguard.formats.detect import ZFILE_HEADER, ZFILE_PREFIX, zfile_header
 from weightguard.formats.interface import FileFormat
 from weightguard.sources.interface import ByteSource, BytesSource
 
-_ZFILE_HEADER = 2 + len(hex(2**64))  # "ZF" + hex length padded (joblib numpy_pickle_compat.write_zfile)
 _CHUNK = 1 << 16  # compressed bytes fed per step
 _STEP = 1 << 20  # most decompressed bytes produced per step
 _PREFIXES: tuple[tuple[bytes, str], ...] = (
-    (b"ZF", "zfile"),
+    (ZFILE_PREFIX, "zfile"),
     (b"\x78", "zlib"),
     (b"\x1f\x8b", "gzip"),
     (b"BZ", "bz2"),
@@ -73,20 +76,14 @@ def _decompressor(kind: str) -> Callable[[], _Decompressor]:
     return factories[kind]
 
 
-def _zfile_start(source: ByteSource) -> int | None:
-    header = source.read_at(0, _ZFILE_HEADER + 1)
-    try:
-        int(header[2:_ZFILE_HEADER].decode("ascii").strip(), 16)
-    except (UnicodeDecodeError, ValueError):
-        return None
-    return _ZFILE_HEADER + 1 if header[_ZFILE_HEADER:] == b" " else _ZFILE_HEADER
-
-
 def decompress(source: ByteSource, kind: str, ctx: ScanContext) -> tuple[bytes | None, str]:
     """Decompress a compressed joblib file under the caps; return (data or None, problem text or '')."""
-    start = _zfile_start(source) if kind == "zfile" else 0
-    if start is None:
-        return None, "bad ZF header"
+    start = 0
+    if kind == "zfile":
+        header = zfile_header(source.read_at(0, ZFILE_HEADER + 1))
+        if header is None:
+            return None, "bad ZF header"
+        start = header[1]
     ratio_cap = ctx.limits.max_compression_ratio * max(source.size - start, 1)
     engine, out, pos = _decompressor(kind)(), bytearray(), start
 
@@ -178,6 +175,22 @@ def _frame_findings(source: ByteSource, where: Location, trace_end: int, hook: A
         yield codes.JOBLIB_FRAME.at(where.path, message, member=where.member, offset=pos, frame_end=frame_end)
 
 
+def _zfile_view(source: ByteSource, where: Location, ctx: ScanContext) -> Iterator[Finding]:
+    """Judge an inflated ``ZF`` file as ``numpy_pickle_compat.ZipNumpyUnpickler`` reads it.
+
+    That unpickler is ``pickle._Unpickler`` whose BUILD hook only swaps an ``NDArrayWrapper``
+    (denied by the allowlist) for the array it loads from a separate file: it reads no array
+    bytes from the stream, so a ``NumpyArrayWrapper`` there is an ordinary object and the bytes
+    a joblib >= 0.12 file would hold as its array are opcodes it executes (issue 15). Hence no
+    array hook here.
+    """
+    trace = walk_pickle(source, 0, ctx)
+    yield from judge(trace, source, where, ctx)
+    if trace.stopped and trace.end < source.size:
+        message = f"{source.size - trace.end} bytes after the zfile pickle's STOP at offset {trace.end}"
+        yield codes.TRAILING_DATA.at(where.path, message, member=where.member, offset=trace.end)
+
+
 class JoblibAnalyzer:
     """Analyzer for joblib files (plain or compressed), as joblib.load and as pickle.load read them."""
 
@@ -198,6 +211,9 @@ class JoblibAnalyzer:
             if data is None:
                 return
             source, where = BytesSource(data), where.child(f"<{kind}>")
+        if kind == "zfile":
+            yield from _zfile_view(source, where, ctx)
+            return
         hook = ArrayHook(source, where, ctx)
         trace = walk_pickle(source, 0, ctx, on_build=hook)
         yield from judge(trace, source, where, ctx)

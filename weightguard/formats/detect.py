@@ -28,6 +28,7 @@ import json
 import lzma
 import re
 import struct
+import sys
 import zlib
 
 from weightguard.analysis.cpython_unpickler import Reach, Walk, model_load
@@ -56,6 +57,8 @@ NUMPY_MAGIC = b"\x93NUMPY"
 SEVEN_ZIP_SIG = b"7z\xbc\xaf\x27\x1c"
 XZ_SIG = b"\xfd7zXZ\x00"
 _BZIP2_BLOCKS = (b"\x31\x41\x59\x26\x53\x59", b"\x17\x72\x45\x38\x50\x90")  # block or end-of-stream magic
+ZFILE_PREFIX = b"ZF"  # joblib < 0.10 (numpy_pickle_compat.write_zfile); joblib's _detect_compressor tests it first
+ZFILE_HEADER = len(ZFILE_PREFIX) + len(hex(2**64))  # the prefix and the 19-byte hex length field
 PICKLE_PREFIX = 64 * 1024  # bytes read up front for the magic-number probes (the pickle model reads on)
 JSON_MAX = 16 * MiB
 _RANK = {Confidence.CERTAIN: 0, Confidence.LIKELY: 1, Confidence.POSSIBLE: 2}
@@ -233,9 +236,11 @@ def _magic(source: ByteSource, head: bytes, limits: Limits, found: _Found) -> No
         found.add(0, FileFormat.XZ, Confidence.LIKELY, "legacy .lzma (LZMA_alone) header")
     elif head[:6] == SEVEN_ZIP_SIG:
         found.add(0, FileFormat.SEVEN_ZIP, Confidence.LIKELY, "7z signature")
-    elif head[:2] == b"ZF" and _zlib_ok(head[2 + 19 :]) and all(c in b"0123456789abcdefx L" for c in head[2:21]):
-        # joblib < 0.10 wrote 'ZF', the hex length padded to 19 bytes, then a zlib stream.
-        found.add(0, FileFormat.JOBLIB, Confidence.LIKELY, "old joblib 'ZF' zlib container")
+    elif head[:2] == ZFILE_PREFIX and (header := zfile_header(head)) is not None:
+        # joblib.load reads every file starting with b"ZF" as a zfile (issue 15): whatever the
+        # rest looks like (printable text included), it is analysed as joblib inflates it.
+        evidence = f"old joblib 'ZF' zfile (length field {header[0]}, zlib data at {header[1]})"
+        found.add(0, FileFormat.JOBLIB, Confidence.LIKELY, evidence)
     elif len(head) >= 2 and head[0] & 0x0F == 8 and head[0] >> 4 <= 7 and (head[0] << 8 | head[1]) % 31 == 0:
         confidence = Confidence.LIKELY if _zlib_ok(head) else Confidence.POSSIBLE
         found.add(0, FileFormat.ZLIB, confidence, "zlib header checksum")
@@ -264,6 +269,27 @@ def lzma_alone_header(head: bytes) -> bool:
     except (lzma.LZMAError, MemoryError):  # the header's dictionary size is allocated up front
         return False
     return True
+
+
+def zfile_header(head: bytes) -> tuple[int, int] | None:
+    """(length, offset of the zlib data) as joblib's ``read_zfile`` reads a ``ZF`` file, or None.
+
+    ``numpy_pickle_compat.read_zfile`` parses the 19 bytes after ``ZF`` with ``int(field, 16)``
+    (so upper-case ``0X``, ASCII whitespace, underscores and a sign are all accepted: ``int`` on
+    these at most 19 bytes runs no code and is the reference itself), skips one space byte
+    when there is one (joblib <= 0.8.4 wrote it) and passes the length to
+    ``zlib.decompress`` as ``bufsize``. None when joblib.load raises before inflating: ``int``
+    rejects the field, or ``zlib.decompress`` refuses the bufsize (negative, or past
+    ``Py_ssize_t``). The ``len(data) == length`` check after inflating is an ``assert``
+    (gone under ``python -O``), so a length that lies is still read.
+    """
+    try:
+        length = int(head[len(ZFILE_PREFIX) : ZFILE_HEADER], 16)
+    except ValueError:
+        return None
+    if not 0 <= length <= sys.maxsize:
+        return None
+    return length, ZFILE_HEADER + 1 if head[ZFILE_HEADER : ZFILE_HEADER + 1] == b" " else ZFILE_HEADER
 
 
 def _zlib_ok(data: bytes) -> bool:
