@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.formats.chat_templates import BENIGN, ESCAPES
+from tests.formats.chat_templates import BENIGN, ESCAPES, READS
 from weightguard.formats.jinja_template import check_template
 
 _RENDER = r"""
@@ -73,6 +73,18 @@ def test_issue_15_each_escape_runs_a_command_under_plain_jinja_and_is_refused(tm
     result = _render(tmp_path, "plain", template)
     assert marker.exists(), f"{name} did not run under plain Jinja: {result.stderr[-500:]}"
     verdict = check_template(template)
+    assert not verdict.safe
+    assert verdict.syntax_error is None, verdict.syntax_error
+
+
+@pytest.mark.parametrize("name", sorted(READS))
+def test_issue_15_each_format_gadget_reaches_python_internals_under_plain_jinja_and_is_refused(
+    tmp_path: Path, name: str
+) -> None:
+    result = _render(tmp_path, "plain", READS[name])
+    assert "<class 'object'>" in result.stdout, f"{name} reached nothing: {result.stderr[-500:]}"
+    assert "posix" in result.stdout  # os.name, read through raise_exception.__globals__
+    verdict = check_template(READS[name])
     assert not verdict.safe
     assert verdict.syntax_error is None, verdict.syntax_error
 
