@@ -5,8 +5,16 @@ escapes Jinja through names computed at render time (each template runs the
 payload under a plain ``jinja2.Environment``: tests/formats/test_jinja_template.py
 proves it in a subprocess), a ``chat_template.jinja`` file, and a ``.keras`` zip
 holding only ``config.json`` (Keras 3's ``saving_lib`` reads and deserializes
-it before looking for weights). Approved: GGUF files with published chat
-templates, and a compiled Keras 3 model saved with the torch backend.
+it before looking for weights). Red-team regressions (generators on the
+``redteam`` branch turned into cases): chat templates that get a bound
+``str.format`` from ``map(attribute=...)``/``groupby`` and call it through a
+dict (raw GGUF, ``tokenizer_config.json`` in a model folder, a
+``chat_template.jinja`` file), and ``.keras`` files with a
+``TorchModuleWrapper`` whose ``module`` is a base64 pickle (every spelling,
+inside a Functional, and in an ``.h5``). Approved: GGUF files and a
+``tokenizer_config.json`` with published chat templates (including one that
+picks the system prompt with ``selectattr``/``map(attribute=...)``), and a
+compiled Keras 3 model saved with the torch backend.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from typing import Any
 from tests.corpus.spec import CaseList, Payload
 from tests.corpus.writers import gguf_bytes, keras_config, keras_layer, zip_bytes
 from tests.formats.chat_templates import BENIGN as TEMPLATES
-from tests.formats.chat_templates import ESCAPES
+from tests.formats.chat_templates import ESCAPES, READS
 
 TEMPLATE_BLOCKED = CaseList("blocked")
 TEMPLATE_APPROVED = CaseList("approved")
@@ -105,10 +113,99 @@ def keras_h5_lambda(p: Payload) -> bytes:
     return out.getvalue()
 
 
-for _name in ("chatml", "llama3", "llama3.1-tools", "mistral", "qwen2.5-tools", "system-prompt-words"):
+_RT_ISSUE = "issue 15 red team (str.format reached through map(attribute=) and a dict's method name)"
+_RT_KERAS = "issue 15 red team (TorchModuleWrapper: Keras 3.11.0-3.11.2 torch.load(weights_only=False) in safe mode)"
+
+
+def _read_case(name: str, slug: str) -> None:
+    @TEMPLATE_BLOCKED.case(f"templates/gguf_{slug}.gguf", _RT_ISSUE)
+    def raw(_: Payload) -> bytes:
+        return _gguf(READS[name])
+
+    @TEMPLATE_BLOCKED.case(f"templates/{slug}_repo", _RT_ISSUE)
+    def in_repo(_: Payload) -> dict[str, bytes]:
+        config = {"chat_template": READS[name], "eos_token": "</s>", "tokenizer_class": "PreTrainedTokenizerFast"}
+        return {"tokenizer_config.json": (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()}
+
+    @TEMPLATE_BLOCKED.case(f"templates/{slug}_jinja_repo", _RT_ISSUE)
+    def jinja_file(_: Payload) -> dict[str, bytes]:
+        return {"chat_template.jinja": READS[name].encode()}
+
+
+for _name, _slug in (
+    ("map(attribute='format') called as dict.strip", "map_format_dict_strip"),
+    ("groupby('format') grouper called as dict.join", "groupby_format_dict_join"),
+):
+    _read_case(_name, _slug)
+
+
+def _pickled_module(p: Payload) -> str:
+    """What TorchModuleWrapper.get_config writes in ``module``: base64 of a torch.load-able pickle (protocol 2;
+    torch.load falls back to its legacy reader), here one that runs the payload."""
+    cmd = p.shell.encode()
+    data = b"\x80\x02cos\nsystem\nX" + len(cmd).to_bytes(4, "little") + cmd + b"\x85R."
+    return base64.b64encode(data).decode("ascii")
+
+
+def _torch_wrapper(
+    p: Payload, module: str = "keras.layers", class_name: str = "TorchModuleWrapper"
+) -> dict[str, object]:
+    config = {"name": "torch_module_wrapper", "trainable": True, "dtype": "float32", "module": _pickled_module(p),
+              "output_shape": None}  # fmt: skip
+    return {"module": module, "class_name": class_name, "config": config, "registered_name": None}
+
+
+@TEMPLATE_BLOCKED.case("keras3/torch_module_wrapper.keras", _RT_KERAS)
+def keras_torch_wrapper(p: Payload) -> bytes:
+    """The red team's file: metadata.json and a config.json that is one TorchModuleWrapper layer."""
+    meta = json.dumps({"keras_version": "3.11.0", "date_saved": "2025-08-01@00:00:00"}).encode()
+    return zip_bytes([("metadata.json", meta), ("config.json", json.dumps(_torch_wrapper(p)).encode())])
+
+
+@TEMPLATE_BLOCKED.case("keras3/torch_module_wrapper_root_spelling.keras", _RT_KERAS)
+def keras_torch_wrapper_spelled(p: Payload) -> bytes:
+    """Inside a Sequential beside a Dense, named module "keras" + class "layers.TorchModuleWrapper" (the same
+    exported name to Keras), and once more from its defining module."""
+    layers = [
+        keras_layer("Dense", {"name": "d", "units": 2}),
+        _torch_wrapper(p, module="keras", class_name="layers.TorchModuleWrapper"),
+        _torch_wrapper(p, module="keras.src.utils.torch_utils"),
+    ]
+    return zip_bytes([("metadata.json", _META), ("config.json", keras_config(layers))])
+
+
+@TEMPLATE_BLOCKED.case("keras3/torch_module_wrapper_repo", _RT_KERAS)
+def keras_torch_wrapper_repo(p: Payload) -> dict[str, bytes]:
+    """A model folder whose ``model.keras`` holds the wrapper (``verify DIR`` on a Hub-style snapshot)."""
+    return {"model.keras": keras_torch_wrapper(p)}
+
+
+@TEMPLATE_BLOCKED.case("keras3/torch_module_wrapper.h5", _RT_KERAS, needs="h5py")
+def keras_h5_torch_wrapper(p: Payload) -> bytes:
+    """An ``.h5`` model whose ``model_config`` holds the wrapper."""
+    import h5py
+
+    out = io.BytesIO()
+    with h5py.File(out, "w") as h5:
+        h5.attrs["model_config"] = keras_config([_torch_wrapper(p)]).decode()
+        h5.attrs["keras_version"] = "3.11.0"
+        h5.attrs["backend"] = "torch"
+    return out.getvalue()
+
+
+for _name in (
+    "chatml", "llama3", "llama3.1-tools", "mistral", "qwen2.5-tools", "system-prompt-words", "selectattr-system"
+):  # fmt: skip
     TEMPLATE_APPROVED.case(f"templates/published_{_name.replace('.', '_')}.gguf", _ISSUE)(
         lambda _p, _t=TEMPLATES[_name]: _gguf(_t)
     )
+
+
+@TEMPLATE_APPROVED.case("templates/selectattr_system_repo", _RT_ISSUE)
+def selectattr_system_repo(_: Payload) -> dict[str, bytes]:
+    """A ``tokenizer_config.json`` whose template picks the system prompt with selectattr and map(attribute=)."""
+    config = {"chat_template": TEMPLATES["selectattr-system"], "eos_token": "<|end|>"}
+    return {"tokenizer_config.json": (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()}
 
 
 def _obj(module: str, class_name: str, config: object, registered: str | None = None) -> dict[str, object]:

@@ -12,9 +12,13 @@ run cannot come from a blind oracle.
 
 from __future__ import annotations
 
+import base64
+import io
+import json
 import random
 import struct
 import warnings
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -108,6 +112,31 @@ def test_the_oracle_sees_every_zfile_corpus_case_reach_a_denied_global_in_the_re
             blind.append(seed.name)
         path.unlink()
     assert not blind, f"joblib.load reached no denied global in {blind}"
+
+
+def test_the_oracle_runs_the_pickled_module_of_every_torch_module_wrapper_in_the_corpus(
+    oracle: Oracle, workdir: Path
+) -> None:
+    # Keras is not installed here, so the oracle cannot load the .keras files themselves; it runs the step
+    # that fires: TorchModuleWrapper.from_config's torch.load of the base64 ``module`` (issue 15 red team).
+    wrappers = [
+        s for s in by_family("corpus-blocked") if "torch_module_wrapper" in s.name and s.name.endswith(".keras")
+    ]
+    assert len(wrappers) >= 3
+    blind = []
+    for seed in wrappers:
+        with zipfile.ZipFile(io.BytesIO(seed.data)) as archive:
+            config = json.loads(archive.read("config.json"))
+        layers = config["config"]["layers"] if "layers" in config.get("config", {}) else [config]
+        blobs = [layer["config"]["module"] for layer in layers if "TorchModuleWrapper" in layer["class_name"]]
+        assert blobs, seed.name
+        for i, blob in enumerate(blobs):
+            path = workdir / f"{Path(seed.name).stem}_{i}.pt"
+            path.write_bytes(base64.b64decode(blob))
+            if not oracle.check(path, ["torch"]).contradicts:
+                blind.append(f"{seed.name}[{i}]")
+            path.unlink()
+    assert not blind, f"torch.load ran nothing in {blind}"
 
 
 def test_the_oracle_finds_nothing_in_benign_checkpoints_of_every_family(oracle: Oracle, workdir: Path) -> None:

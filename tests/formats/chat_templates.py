@@ -251,6 +251,16 @@ SYSTEM_PROMPT_WORDS = (
     "{% endif %}" + CHATML
 )
 
+# A system prompt picked with the attribute-taking filters (selectattr, rejectattr, map(attribute=)), as
+# Phi-3.5 / Granite-style templates do: these must stay approved once attribute names are judged (issue 15).
+SELECTATTR_SYSTEM = (
+    "{%- set system = messages|selectattr('role', 'equalto', 'system')|list -%}"
+    "{%- if system %}<|system|>{{ system|map(attribute='content')|join('\\n') }}<|end|>{% endif -%}"
+    "{%- for m in messages|rejectattr('role', 'equalto', 'system') %}<|{{ m.role }}|>{{ m.content }}<|end|>"
+    "{% endfor -%}{{ messages|map(attribute='content')|join|length }}"
+    "{%- if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
 BENIGN: dict[str, str] = {
     "chatml": CHATML,
     "llama2": LLAMA2,
@@ -263,6 +273,22 @@ BENIGN: dict[str, str] = {
     "qwen2.5-tools": QWEN25_TOOLS,
     "qwen3-last-query": QWEN3_LAST_QUERY,
     "system-prompt-words": SYSTEM_PROMPT_WORDS,
+    "selectattr-system": SELECTATTR_SYSTEM,
+}
+
+# Templates that reach Python internals under a plain jinja2.Environment, read-only (issue 15 red team):
+# a bound str.format obtained as a value, stored in a dict and called through an allowed method name
+# (Jinja's getattr falls back to the item), walks {0.__class__.__mro__} and {1.__globals__[sys]...}.
+_FORMAT_STRING = "['{0.__class__.__mro__} {1.__globals__[sys].modules[os].name}']"
+READS: dict[str, str] = {
+    "map(attribute='format') called as dict.strip": (
+        "{% set f = " + _FORMAT_STRING + "|map(attribute='format')|first %}{% set d = {'strip': f} %}"
+        "{% for m in messages %}{{ m['content'] }}{% endfor %}{{ d.strip(messages, raise_exception) }}"
+    ),
+    "groupby('format') grouper called as dict.join": (
+        "{% set f = (" + _FORMAT_STRING + "|groupby('format')|first).grouper %}"
+        "{{ {'join': f}.join(messages, raise_exception) }}"
+    ),
 }
 
 _RUN = "popen({cmd!r}).read()"  # read() waits for the command

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.formats.chat_templates import BENIGN, ESCAPES
+from tests.formats.chat_templates import BENIGN, ESCAPES, READS
 from weightguard.formats.jinja_template import check_template
 
 _RENDER = r"""
@@ -77,6 +77,18 @@ def test_issue_15_each_escape_runs_a_command_under_plain_jinja_and_is_refused(tm
     assert verdict.syntax_error is None, verdict.syntax_error
 
 
+@pytest.mark.parametrize("name", sorted(READS))
+def test_issue_15_each_format_gadget_reaches_python_internals_under_plain_jinja_and_is_refused(
+    tmp_path: Path, name: str
+) -> None:
+    result = _render(tmp_path, "plain", READS[name])
+    assert "<class 'object'>" in result.stdout, f"{name} reached nothing: {result.stderr[-500:]}"
+    assert "posix" in result.stdout  # os.name, read through raise_exception.__globals__
+    verdict = check_template(READS[name])
+    assert not verdict.safe
+    assert verdict.syntax_error is None, verdict.syntax_error
+
+
 @pytest.mark.parametrize("name", sorted(BENIGN))
 def test_issue_15_published_templates_render_in_the_sandbox_and_are_approved(tmp_path: Path, name: str) -> None:
     result = _render(tmp_path, "sandboxed", BENIGN[name])
@@ -97,9 +109,36 @@ def test_issue_15_published_templates_render_in_the_sandbox_and_are_approved(tmp
         ("{{ x|attr('y') }}", "filter 'attr'"),
         ("{% set c = n * 1 %}{% set n = '__class__' %}{{ ''[c] }}", "item key computed at render time"),
         ("{{ x|map('attr', '__class__')|list }}", "|map applying something other than a reviewed filter or test"),
-        ("{{ x|selectattr('__class__')|list }}", "|selectattr with an attribute that is not a safe constant"),
-        ("{{ x|sort(attribute=k) }}", "|sort with an attribute that is not a safe constant"),
-        ("{{ x|groupby('a.__class__') }}", "|groupby with an attribute that is not a safe constant"),
+        ("{{ x|selectattr('__class__')|list }}", "|selectattr reading attribute '__class__'"),
+        ("{{ x|sort(attribute=k) }}", "|sort reading an attribute computed at render time"),
+        ("{{ x|groupby('a.__class__') }}", "|groupby reading attribute '__class__'"),
+        # issue 15 red team: map(attribute='format') obtains a bound str.format, {'strip': f} calls it as d.strip
+        (
+            "{% set f = ['{0.__class__}']|map(attribute='format')|first %}{% set d = {'strip': f} %}{{ d.strip(x) }}",
+            "|map reading attribute 'format' (a method taken as a value)",
+        ),
+        ("{{ x|sort(attribute='name,__class__') }}", "|sort reading attribute '__class__'"),
+        (
+            "{{ x|selectattr('format', 'defined')|list }}",
+            "|selectattr reading attribute 'format' (a method taken as a value)",
+        ),
+        ("{{ x|rejectattr('mro')|list }}", "|rejectattr reading attribute 'mro'"),
+        (
+            "{{ x|unique(attribute='format_map')|list }}",
+            "|unique reading attribute 'format_map' (a method taken as a value)",
+        ),
+        ("{{ x|sum(attribute='a._b') }}", "|sum reading attribute '_b'"),
+        ("{{ x|max(attribute='__class__') }}", "|max reading attribute '__class__'"),
+        ("{{ x|groupby(attribute='format') }}", "|groupby reading attribute 'format' (a method taken as a value)"),
+        ("{{ x|join(', ', 'a..b') }}", "|join reading attribute ''"),
+        ("{{ x|map(attribute=['a']) }}", "|map reading an attribute computed at render time"),
+        # any method it may not call, held as a value, could be called through an allowed name
+        ("{% set d = {'strip': ''.zfill} %}{{ d.strip(99999) }}", "attribute 'zfill' taken as a value"),
+        ("{% set d = {'join': x['pop']} %}{{ d.join() }}", "item 'pop' taken as a value"),
+        (
+            "{% set f = [x]|map(attribute='center')|first %}{{ {'strip': f}.strip(9) }}",
+            "|map reading attribute 'center' (a method taken as a value)",
+        ),
         ("{{ self }}", "name 'self'"),
         ("{{ joiner() }}", "call of 'joiner'"),
         ("{{ range }}", "name 'range'"),
@@ -151,6 +190,14 @@ def test_constructs_outside_the_allowlist_are_refused(template: str, construct: 
         "{% raw %}{{ x.__class__ }}{% endraw %}",
         "{# {{ x.__class__ }} #}",
         "{% for p in tool.parameters.properties.values() %}{% if p.format is defined %}{{ p.type }}{% endif %}{% endfor %}",
+        # attribute-taking filters used as published templates use them (issue 15 red team follow-up)
+        "{{ messages|selectattr('role', 'equalto', 'system')|list }}{{ messages|rejectattr('role', 'eq', 'tool')|list }}",
+        "{{ messages|map(attribute='content')|join('\\n') }}{{ messages|map(attribute='content')|join }}",
+        "{{ (messages|selectattr('role', 'equalto', 'user')|list|last).content }}",
+        "{{ tools|sort(attribute='function.name,type')|map(attribute='function')|list }}",
+        "{% for g in messages|groupby('role') %}{{ g.grouper }}{{ g.list|length }}{% endfor %}",
+        "{{ messages|sum(attribute='tokens', start=0) }}{{ messages|max(attribute='index') }}{{ x|unique(attribute=0)|list }}",
+        "{% set d = {'strip': ''.strip} %}{{ d.strip() }}{{ schema['items'] }}{{ loop.cycle }}",
     ],
 )
 def test_ordinary_constructs_are_allowed(template: str) -> None:

@@ -11,6 +11,7 @@ import pytest
 from weightguard.analysis.interface import Location
 from weightguard.findings import Severity
 from weightguard.formats import header_codes as codes
+from weightguard.formats import keras_codes
 from weightguard.formats.keras import check_keras_config
 
 WHERE = Location("model.keras", ("config.json",))
@@ -131,3 +132,63 @@ def test_deeply_nested_configs_are_walked_iteratively() -> None:
     inner = '{"class_name": "Lambda", "config": {}}'
     data = ('{"class_name": "Sequential", "config": ' + '{"wrap": [' * depth + inner + "]}" * depth + "}").encode()
     assert _codes(data) == [codes.KERAS_LAMBDA.code]
+
+
+# --- issue 15 red team: Keras built-ins whose from_config runs a pickle or reads a file ----------------
+_PICKLE_B64 = base64.b64encode(b"\x80\x02cbuiltins\nprint\nX\x02\x00\x00\x00hi\x85R.").decode()
+
+
+@pytest.mark.parametrize(
+    ("module", "class_name", "registered"),
+    [
+        ("keras.layers", "TorchModuleWrapper", None),  # the public name Keras writes
+        ("keras", "layers.TorchModuleWrapper", None),  # module + "." + class_name is the exported name too
+        ("keras.src.utils.torch_utils", "TorchModuleWrapper", "TorchModuleWrapper"),  # imported from its module
+        ("keras.src.layers", "TorchModuleWrapper", None),  # any Keras module re-exporting the class
+        (None, "Wrapper", "keras>TorchModuleWrapper"),  # found through the registry
+    ],
+)
+def test_a_torch_module_wrapper_is_critical_whatever_its_spelling(
+    module: str | None, class_name: str, registered: str | None
+) -> None:
+    layer = _obj(class_name, {"name": "t", "module": _PICKLE_B64, "output_shape": None}, module, registered)
+    findings = check_keras_config(_sequential(_dense(), layer), WHERE)
+    assert [f.code for f in findings] == [keras_codes.KERAS_PICKLED_MODULE.code]
+    assert findings[0].severity is Severity.CRITICAL
+    assert "pickled torch module" in findings[0].message
+
+
+def test_a_lambda_spelled_through_the_keras_root_module_is_still_a_lambda() -> None:
+    layer = _obj("layers.Lambda", {"name": "l", "function": "x"}, module="keras")
+    assert _codes(_sequential(layer)) == [codes.KERAS_LAMBDA.code]
+
+
+@pytest.mark.parametrize(
+    "function",
+    [
+        {"module": "keras", "class_name": "function", "config": "utils.get_file", "registered_name": None},
+        {"module": "keras.models", "class_name": "function", "config": "load_model", "registered_name": None},
+        {"module": "keras", "class_name": "function", "config": "saving.load_weights", "registered_name": None},
+    ],
+)
+def test_a_loading_function_named_through_a_function_object_is_a_gadget(function: dict[str, object]) -> None:
+    layer = _obj("Dense", {"name": "d", "units": 2, "activation": function})
+    assert codes.KERAS_GADGET.code in _codes(_sequential(layer))
+
+
+@pytest.mark.parametrize("class_name", ["StringLookup", "IntegerLookup", "TextVectorization"])
+def test_a_lookup_layer_whose_vocabulary_is_a_path_is_refused(class_name: str) -> None:
+    layer = _obj(class_name, {"name": "v", "vocabulary": "/etc/passwd"})
+    assert _codes(_sequential(layer)) == [keras_codes.KERAS_FILE_REFERENCE.code]
+    inline = _obj(class_name, {"name": "v", "vocabulary": ["a", "b"]})
+    assert _codes(_sequential(inline)) == []
+
+
+def test_a_type_spec_is_resolved_like_a_class_and_only_tensorflow_specs_pass() -> None:
+    spec = {"class_name": "__typespec__", "spec_name": "TensorSpec", "module": "tensorflow.python.framework.tensor",
+            "config": [[None, 3], "float32", None], "registered_name": None}  # fmt: skip
+    assert _codes(json.dumps(spec).encode()) == []
+    hostile = {**spec, "spec_name": "TorchModuleWrapper", "module": "keras.layers"}
+    assert keras_codes.KERAS_PICKLED_MODULE.code in _codes(json.dumps(hostile).encode())
+    foreign = {**spec, "module": "os"}
+    assert _codes(json.dumps(foreign).encode()) == [codes.KERAS_FOREIGN_MODULE.code]

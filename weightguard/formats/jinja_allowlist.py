@@ -8,7 +8,12 @@ reach, so each addition needs a reason. Not handled here: walking templates.
 
 from __future__ import annotations
 
+import types
+
 from jinja2 import nodes
+from jinja2.runtime import LoopContext
+from jinja2.utils import Namespace
+from markupsafe import Markup
 
 MAX_RANGE = 100_000  # jinja2.sandbox.MAX_RANGE: the largest range the sandbox renders
 MAX_ISSUES = 20
@@ -58,6 +63,19 @@ METHODS = frozenset(
     find rfind index count join items keys values get append extend cycle changed isdigit isalpha isspace
     """.split()  # noqa: SIM905 - a word list reads better than quoted strings
 )
+# Every public method a value in a rendered template can have: str (and Markup), dict, list, tuple,
+# numbers, range, the generators filters return, Jinja's loop and namespace objects. Read as a value
+# instead of called, such a name yields a bound method, which a template can store in a dict and call
+# through an allowed name ({'strip': s.zfill} makes d.strip() call zfill: Jinja's getattr falls back to
+# the item). So a method a template may not call may not be read as a value either; then every callable
+# a template can hold is one it could call directly.
+BUILTIN_METHODS = frozenset(
+    name
+    for kind in (str, Markup, dict, list, tuple, int, float, range, types.GeneratorType, LoopContext, Namespace)
+    for name in dir(kind)
+    if not name.startswith("_") and callable(getattr(kind, name, None))
+)
+UNCALLABLE_METHODS = (BUILTIN_METHODS - METHODS) | FORMATTERS
 # Jinja's built-in filters except ``attr``; the attribute-taking ones are checked further below.
 FILTERS = frozenset(
     """
@@ -119,15 +137,26 @@ def unsafe_attribute(name: str) -> bool:
     return name.startswith("_") or name in INTERNAL_ATTRIBUTES
 
 
-def safe_attribute_path(value: nodes.Expr) -> bool:
-    """True for a constant attribute argument (``map(attribute=...)``) whose every part is safe.
+def refused_attribute_path(value: nodes.Expr) -> str | None:
+    """Why an attribute argument (``map(attribute=...)``, ``selectattr``, ``sort``...) is refused, or None.
 
-    Jinja's ``make_attrgetter`` splits on "." and reads each part with getitem/getattr.
+    The argument names attributes the filter reads, so it is judged like a direct attribute read of
+    each name: a constant whose every part is safe and no method a template may not call (a bound
+    ``str.format`` out of ``map(attribute='format')`` follows ``{0.__class__}`` paths when called).
+    Jinja's ``make_attrgetter`` splits on "." and ``make_multi_attrgetter`` (``sort``) on "," first,
+    then reads each part with getitem/getattr.
     """
     if not isinstance(value, nodes.Const):
-        return False
-    if isinstance(value.value, int):
-        return True
+        return "an attribute computed at render time"
+    if isinstance(value.value, int) and not isinstance(value.value, bool):
+        return None
     if not isinstance(value.value, str):
-        return False
-    return all(part.isdigit() or (part and not unsafe_attribute(part)) for part in value.value.split("."))
+        return "an attribute that is not a string or a number"
+    for part in value.value.replace(",", ".").split("."):
+        if part.isdigit():
+            continue
+        if not part or unsafe_attribute(part):
+            return f"attribute {part!r}"
+        if part in UNCALLABLE_METHODS:
+            return f"attribute {part!r} (a method taken as a value)"
+    return None

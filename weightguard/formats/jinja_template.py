@@ -19,11 +19,18 @@ tree is walked with an allowlist:
 * calls go only to a few globals (``namespace``, ``dict``, ``range`` with
   small constants, ``raise_exception``, ``strftime_now``), the template's
   own macros, and string/dict/list methods that real templates call; names
-  the allowlist lets templates call cannot be rebound, and ``str.format``
-  (which follows ``{0.__class__}`` paths) cannot even be read as a value;
+  the allowlist lets templates call cannot be rebound;
+* a method a template may not call cannot be read as a value either
+  (``x.zfill``, ``x['format']``): a dict literal ``{'strip': s.format}``
+  would make ``d.strip(...)`` call it, since Jinja's getattr falls back to
+  the item. So every callable a template can hold, whatever the receiver it
+  is called through, is one it could call directly; ``str.format`` (which
+  follows ``{0.__class__}`` paths) is one it may not;
 * filters and tests are Jinja's built-ins minus ``attr``; the ones that take
-  an attribute or a filter/test name (``map``, ``selectattr``, ``sort``...)
-  must be given a safe constant;
+  an attribute name (``map``, ``selectattr``, ``rejectattr``, ``sort``,
+  ``groupby``, ``unique``, ``sum``, ``min``, ``max``, ``join``) are judged
+  as a direct read of each part of that name, which must be a constant;
+  the ones that take a filter or test name must be given a reviewed one;
 * ``self``, ``lipsum``, ``cycler``, ``joiner``, ``{% import %}``,
   ``{% include %}``, ``{% extends %}``, ``{% block %}`` and every node type
   not listed are refused.
@@ -56,7 +63,6 @@ from weightguard.formats.jinja_allowlist import (
     CALLABLE_GLOBALS,
     FILTERS,
     FORBIDDEN_NAMES,
-    FORMATTERS,
     LOOP_NUMBERS,
     MAX_ISSUES,
     MAX_RANGE,
@@ -64,7 +70,8 @@ from weightguard.formats.jinja_allowlist import (
     NAME_ARGS,
     NUMERIC_FILTERS,
     TESTS,
-    safe_attribute_path,
+    UNCALLABLE_METHODS,
+    refused_attribute_path,
     unsafe_attribute,
 )
 
@@ -259,11 +266,12 @@ class _Walker:
         elif isinstance(node, nodes.Getattr):
             if unsafe_attribute(node.attr):
                 self.refuse(node, f"attribute {node.attr!r}")
-            elif node.attr in FORMATTERS and id(node) not in self.tested:
+            elif node.attr in UNCALLABLE_METHODS and id(node) not in self.tested:
                 self.refuse(node, f"attribute {node.attr!r} taken as a value")
         elif isinstance(node, nodes.Getitem):
             self._key(node, node.arg)
-            if _const_str(node.arg) in FORMATTERS and id(node) not in self.tested:
+            # Jinja's getitem falls back to getattr: ''['format'] is str.format.
+            if _const_str(node.arg) in UNCALLABLE_METHODS and id(node) not in self.tested:
                 self.refuse(node, f"item {_const_str(node.arg)!r} taken as a value")
         elif isinstance(node, nodes.Call):
             return self._call(node, children)
@@ -337,8 +345,9 @@ class _Walker:
             if index is not None and len(args) > index:
                 given.append(args[index])
             for value in given:
-                if not safe_attribute_path(value):
-                    self.refuse(node, f"|{name} with an attribute that is not a safe constant")
+                reason = refused_attribute_path(value)
+                if reason is not None:
+                    self.refuse(node, f"|{name} reading {reason}")
         if name in NAME_ARGS:
             index, allowed = NAME_ARGS[name]
             if len(args) > index:

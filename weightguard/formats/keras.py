@@ -3,15 +3,35 @@
 A Keras model config (``config.json`` in a Keras 3 ``.keras`` zip, the
 ``model_config`` attribute of a legacy ``.h5`` file, or a loose JSON file) is
 a tree of ``{"class_name", "config", "module", "registered_name"}`` objects
-that the loader turns into Python objects. Three things in it run code:
+that the loader turns into Python objects. What in it runs code or has side
+effects, checked against Keras 3.11's ``serialization_lib`` and the
+``from_config`` of its built-ins:
 
 * ``Lambda`` layers and ``__lambda__`` / ``function_type: "lambda"`` entries
-  carry marshalled Python bytecode (CVE-2024-3660);
+  carry marshalled Python bytecode (CVE-2024-3660); ``python_utils.func_load``
+  is the only marshal user, reached only through these;
+* ``TorchModuleWrapper`` holds a base64 pickle that its ``from_config``
+  unpickles with ``torch.load`` (``weights_only`` off): in safe mode too on Keras
+  3.11.0-3.11.2 (torch backend), on any version with ``safe_mode=False``
+  (issue 15 red team). It is the only base64/pickle field a built-in
+  decodes (``__bytes__`` and ``__numpy__`` are data);
 * a ``module`` outside Keras makes the loader import and call arbitrary code
   (CVE-2025-1550), and some Keras built-ins load other files or code
-  (``TFSMLayer``, ``get_file``: CVE-2025-8747);
+  (``TFSMLayer``, ``get_file``, ``load_model``...: CVE-2025-8747; Keras' own
+  ``LOADING_APIS``); lookup layers (``StringLookup``, ``IntegerLookup``,
+  ``TextVectorization``) open a ``vocabulary`` given as a path
+  (CVE-2025-12058);
 * registered custom objects (``registered_name`` ``"package>Name"``) and
   unknown legacy classes need user code to be importable.
+
+Keras resolves a class by ``module + "." + class_name`` among its exported
+names (so ``module: "keras"`` with ``class_name: "layers.Lambda"`` is a
+Lambda), by ``class_name`` inside any Keras module it imports, by
+``registered_name`` in the custom-object registry, by a function object's
+``config`` string and by a ``__typespec__``'s ``spec_name``: each of those
+spellings is reduced to its last dotted part before the name checks, so
+every way of naming a dangerous class is caught. ``JaxLayer``/``FlaxLayer``
+functions and modules are ordinary nested objects, checked like the rest.
 
 Reviewed Keras modules and classes are allowed; everything else is a
 finding. Not handled here: reading the zip or HDF5 container (the container
@@ -20,9 +40,12 @@ and HDF5 analyzers call :func:`check_keras_config`), and the weights.
 
 from __future__ import annotations
 
+import re
+
 from weightguard.analysis.interface import Location
 from weightguard.findings import Finding, Rule
 from weightguard.formats import header_codes as codes
+from weightguard.formats import keras_codes
 from weightguard.formats._json import parse_json
 
 # Modules whose objects Keras 3 (and tf.keras' .keras format) deserializes from its own code.
@@ -64,6 +87,8 @@ _DATA_CLASSES = frozenset(
         "__tuple__",
     }
 )
+# A __typespec__ names a class by spec_name and module (TensorFlow backend): TensorFlow's tensor specs only.
+_TF_SPECS = frozenset({"TensorSpec", "RaggedTensorSpec", "SparseTensorSpec"})
 # With the torch backend, TorchOptimizer.__new__ swaps each built-in optimizer for a subclass in
 # keras/src/backend/torch/optimizers/; that subclass has no public name, so serialize_keras_object
 # writes its real module (e.g. "keras.src.backend.torch.optimizers.torch_adam", registered_name
@@ -73,7 +98,24 @@ TORCH_OPTIMIZERS = frozenset({"Adadelta", "Adagrad", "Adam", "Adamax", "AdamW", 
 _LAMBDA_LAYERS = frozenset({"Lambda"})
 _SERIALIZED_FUNCTIONS = frozenset({"__lambda__"})
 # Built-ins that load other files or run TensorFlow functions by name.
-_GADGETS = frozenset({"TFSMLayer", "TFOpLambda", "SlicingOpLambda", "get_file", "enable_unsafe_deserialization"})
+_GADGETS = frozenset(
+    {
+        "TFSMLayer",
+        "TFOpLambda",
+        "SlicingOpLambda",
+        "get_file",
+        "enable_unsafe_deserialization",
+        # serialization_lib.LOADING_APIS (Keras >= 3.11 refuses them; older versions do not)
+        "load_model",
+        "load_weights",
+        "load_img",
+        "model_from_json",
+    }
+)
+# keras.layers.TorchModuleWrapper (keras/src/utils/torch_utils.py): config["module"] is a base64 torch.save blob.
+_PICKLED_MODULES = frozenset({"TorchModuleWrapper"})
+# IndexLookup.__init__ opens a str vocabulary as a file (tf.io.gfile); TextVectorization passes it on.
+_LOOKUP_LAYERS = frozenset({"StringLookup", "IntegerLookup", "IndexLookup", "TextVectorization"})
 # Legacy (Keras 2 / tf.keras) configs have no "module": known built-in class names.
 LEGACY_CLASSES = frozenset(
     """
@@ -148,14 +190,31 @@ def _check_object(node: dict[str, object], path: str, where: Location, out: list
     config = node.get("config")
     name = config.get("name") if isinstance(config, dict) else None
     shown = f"{path} ({cls}{f' {name!r}' if isinstance(name, str) else ''})"
-    if cls in _LAMBDA_LAYERS:
+    symbols = _symbols(node)
+    if symbols & _LAMBDA_LAYERS:
         out.append(_at(codes.KERAS_LAMBDA, where, f"Lambda layer at {shown}", at=path, layer=name or ""))
         return True
-    if cls in _SERIALIZED_FUNCTIONS:
+    if symbols & _SERIALIZED_FUNCTIONS:
         out.append(_at(codes.KERAS_SERIALIZED_FUNCTION, where, f"serialized lambda at {shown}", at=path))
         return True
-    if cls in _GADGETS:
-        out.append(_at(codes.KERAS_GADGET, where, f"{cls} at {shown}", at=path, class_name=cls))
+    if symbols & _PICKLED_MODULES:
+        message = f"TorchModuleWrapper at {shown}: loads a pickled torch module with torch.load (code execution)"
+        out.append(_at(keras_codes.KERAS_PICKLED_MODULE, where, message, at=path))
+        return True
+    for gadget in sorted(symbols & _GADGETS):
+        out.append(_at(codes.KERAS_GADGET, where, f"{gadget} at {shown}", at=path, class_name=gadget))
+    if symbols & _LOOKUP_LAYERS and isinstance(config, dict) and isinstance(config.get("vocabulary"), str):
+        shown_file = str(config["vocabulary"])[:200]
+        out.append(
+            _at(keras_codes.KERAS_FILE_REFERENCE, where, f"{shown} reads vocabulary file {shown_file!r}", at=path)
+        )
+    if cls == "__typespec__":
+        # Resolved like a class from (spec_name, module): only TensorFlow's own tensor specs.
+        spec, module = node.get("spec_name"), node.get("module")
+        if spec not in _TF_SPECS or not isinstance(module, str) or not module.startswith("tensorflow."):
+            out.append(_at(codes.KERAS_FOREIGN_MODULE, where, f"{path}: type spec {str(spec)[:60]!r} from module "
+                           f"{str(module)[:100]!r}", at=path, module=module))  # fmt: skip
+        return False
     if cls in _DATA_CLASSES:
         return False
     module, registered = node.get("module"), node.get("registered_name")
@@ -168,6 +227,19 @@ def _check_object(node: dict[str, object], path: str, where: Location, out: list
     elif "module" not in node and "registered_name" not in node and cls not in LEGACY_CLASSES:
         out.append(_at(codes.KERAS_CUSTOM_OBJECT, where, f"{shown} is not a reviewed Keras class", at=path))
     return False
+
+
+def _symbols(node: dict[str, object]) -> set[str]:
+    """Every name Keras could resolve this object to, reduced to its last dotted (or ``>``) part.
+
+    _retrieve_class_or_fn looks up ``module + "." + name`` among exported names, ``name`` in an
+    imported Keras module, and ``registered_name`` in the registry; ``name`` is the class_name, a
+    function object's config string, or a __typespec__'s spec_name.
+    """
+    names = [node.get("class_name"), node.get("registered_name"), node.get("spec_name")]
+    if node.get("class_name") == "function":
+        names.append(node.get("config"))
+    return {re.split(r"[.>]", n)[-1] for n in names if isinstance(n, str)}
 
 
 def _keras_module(module: object, cls: str) -> bool:
