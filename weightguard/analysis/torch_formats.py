@@ -8,8 +8,10 @@ torch's miniz lookup does (ASCII case ignored, so ``DATA.PKL`` is ``data.pkl``;
 see :mod:`weightguard.formats.zip_names`), analyses EVERY pickle member, every
 case variant included, with the pickle engine, and checks each
 persistent id of the root pickles against the storage records (existence and
-``numel x element size``). Tensor storages are never read, only their sizes
-(and, below ``CRC_SKIP_BYTES``, their CRC). TorchScript ``code/`` is reported
+``numel x element size``). Tensor storages are not read beyond their first six
+bytes (and, below ``CRC_SKIP_BYTES``, their CRC): a storage that starts with the
+``.npy`` magic is what ``np.load`` reads as an array from the same zip taken as an
+npz, so it is analysed as that ``.npy`` file. TorchScript ``code/`` is reported
 because it runs on load.
 
 :class:`LegacyTorchAnalyzer` walks the five stacked pickles of the pre-1.6
@@ -38,8 +40,8 @@ from weightguard.analysis.interface import Location, ScanContext
 from weightguard.analysis.opcodes import PickleTrace
 from weightguard.findings import Finding
 from weightguard.formats import codes
-from weightguard.formats.archives import CRC_SKIP_BYTES, STORED, ZipMember, open_member, read_zip_directory
-from weightguard.formats.detect import LEGACY_TORCH_MAGIC, detect
+from weightguard.formats.archives import ZipMember, open_member, read_zip_directory
+from weightguard.formats.detect import LEGACY_TORCH_MAGIC, NUMPY_MAGIC, detect
 from weightguard.formats.interface import Confidence, FileFormat
 from weightguard.formats.tar_reader import LEGACY_TORCH_MEMBERS, member_key, tar_opens
 from weightguard.formats.zip_names import miniz_key
@@ -109,8 +111,14 @@ class TorchZipAnalyzer:
             at = where.child(member.name)
             key = _key(member)
             if root and key.startswith(prefix):
-                if member.size <= CRC_SKIP_BYTES or member.method != STORED:
-                    yield from open_member(source, member, ctx, path=at.path, member_path=at.member).findings
+                # A large stored storage opens as a window with no read; a small or compressed one is CRC-checked.
+                opened = open_member(source, member, ctx, path=at.path, member_path=at.member)
+                yield from opened.findings
+                # torch reads a storage as raw bytes, but np.load opens any zip as an npz and reads a member
+                # that starts with the .npy magic as an array, unpickling an object array under
+                # allow_pickle=True (red team, issue 15): such a storage is analysed as the .npy numpy sees.
+                if opened.source is not None and opened.source.read_at(0, len(NUMPY_MAGIC)) == NUMPY_MAGIC:
+                    yield from ctx.nested(opened.source, at)
                 continue
             opened = open_member(source, member, ctx, path=at.path, member_path=at.member)
             yield from opened.findings
