@@ -16,6 +16,7 @@ from weightguard.analysis.registry import default_analyzers
 from weightguard.analysis.scanner import FileScan, Scanner, ScanSettings
 from weightguard.findings import Finding
 from weightguard.formats.detect import detect, detection_findings
+from weightguard.formats.model_folder import folder_findings
 from weightguard.integrity.binding import ChangedWhileHashedError, changed_finding, unchanged
 from weightguard.policy.load import LoadedPolicy, load_policy
 from weightguard.policy.rules import SeverityGate
@@ -55,6 +56,9 @@ def scan(paths: Sequence[Path], policy: LoadedPolicy | None = None, *, command: 
             close = getattr(artifact.source, "close", None)
             if callable(close):
                 close()
+        if target.is_dir():  # what the folder's indexes make a loader read (see model_folder)
+            folder = folder_findings(listing.files, scanner.settings.limits.max_header_bytes)
+            extra.extend(dataclasses.replace(f, path=_display(prefix, f.path)) for f in folder)
     return build_report(
         command=command,
         targets=[str(p) for p in paths],

@@ -12,7 +12,7 @@ from weightguard import scan_codes
 from weightguard.analysis import codes as pickle_codes
 from weightguard.convert import codes as convert_codes
 from weightguard.findings import Rule
-from weightguard.formats import asset_codes, header_codes, keras_codes
+from weightguard.formats import asset_codes, header_codes, keras_codes, repo_codes
 from weightguard.formats import codes as format_codes
 from weightguard.integrity import codes as integrity_codes
 from weightguard.policy import codes as policy_codes
@@ -30,6 +30,7 @@ RULE_MODULES = (
     header_codes,
     keras_codes,
     asset_codes,
+    repo_codes,
     integrity_codes,
     signing_codes,
     verdict_codes,

@@ -28,6 +28,7 @@ from weightguard.convert.interface import ConversionProof
 from weightguard.display_paths import display_paths, shown_scan
 from weightguard.errors import IntegrityError, SignatureError, WeightguardError
 from weightguard.findings import Finding, RuleKind
+from weightguard.formats.model_folder import folder_findings
 from weightguard.fsutil import write_atomic
 from weightguard.integrity.binding import (
     CHANGED_WHILE_VERIFIED,
@@ -233,9 +234,12 @@ def verify(
             run.scans.append(scan)
             files.append(recorded)
     scan_findings = [f for s in run.scans for f in (*s.outcome.findings, *s.outcome.errors, *s.outcome.skipped)]
+    # What the folder's indexes make the loader read (shards, component code), through the scanned sources.
+    folder = folder_findings(files, scanner.settings.limits.max_header_bytes)
+    run.findings.extend(folder)
     # The scans' own times: the same figure whether they ran here or in verify-many's workers.
     seconds = round(sum(s.seconds for s in run.scans), 4)
-    run.stages.append(StageRun("analysis", seconds, f"{len(run.scans)} file(s) analysed", tuple(scan_findings)))
+    run.stages.append(StageRun("analysis", seconds, f"{len(run.scans)} file(s) analysed", (*scan_findings, *folder)))
 
     started = time.monotonic()
     say("hashing and checking signatures")

@@ -18,6 +18,10 @@ judged by :mod:`weightguard.formats.jinja_template`. Duplicate keys are
 reported because readers disagree on which value wins. Other text files
 carry no loadable content: nothing to report.
 
+Configs that point the loader at other files or classes (shard indexes,
+``modules.json``, ``model_index.json``, ``adapter_config.json``) are judged by
+:mod:`weightguard.formats.loader_configs`.
+
 Not handled here: the Python files ``auto_map`` points at (they are scanned,
 or refused, as files of their own) and JSON nested in other formats.
 """
@@ -32,6 +36,7 @@ from weightguard.formats import header_codes as codes
 from weightguard.formats._json import parse_json
 from weightguard.formats.interface import FileFormat
 from weightguard.formats.keras import check_keras_objects
+from weightguard.formats.loader_configs import check_loader_config
 from weightguard.sources.interface import ByteSource
 
 _CODE_KEYS = ("auto_map", "custom_pipelines")
@@ -81,6 +86,7 @@ class JsonAnalyzer:
             keys = ", ".join(repr(k) for k in parsed.duplicates)
             yield _at(codes.CFG_DUPLICATE_KEY, where, f"keys appear more than once: {keys}", keys=keys)
         value = parsed.value
+        yield from check_loader_config(name, value, where.path, where.member)
         if not isinstance(value, dict):
             return
         yield from _remote_code(value, where)
