@@ -22,6 +22,7 @@ from pathlib import Path
 
 from tests.corpus.benign import BENIGN
 from tests.corpus.container_loader_cases import LOADER_BENIGN, LOADER_CASES
+from tests.corpus.folder_config_cases import FOLDER_APPROVED, FOLDER_BLOCKED
 from tests.corpus.joblib_numpy_cases import JOBLIB_APPROVED, JOBLIB_BLOCKED
 from tests.corpus.malicious import PICKLES
 from tests.corpus.malicious_containers import CONTAINERS
@@ -72,11 +73,13 @@ def all_specs() -> tuple[CaseSpec, ...]:
         *JOBLIB_BLOCKED,
         *TEMPLATE_BLOCKED,
         *REAL_REPO_BLOCKED,
+        *FOLDER_BLOCKED,
         *BENIGN,
         *LOADER_BENIGN,
         *JOBLIB_APPROVED,
         *TEMPLATE_APPROVED,
         *REAL_REPO_APPROVED,
+        *FOLDER_APPROVED,
     )
 
 

@@ -56,6 +56,11 @@ def base_name(relpath: str) -> str:
     return relpath.rpartition("/")[2]
 
 
+def is_shard_index(name: str) -> bool:
+    """True for ``<weights>.index.json`` (the name, not the content: loaders pick it by name, as they do ``*.jinja``)."""
+    return len(name) > len(INDEX_SUFFIX) and name[-len(INDEX_SUFFIX) :] == INDEX_SUFFIX
+
+
 def relative_problem(value: str) -> str:
     """Why ``value`` is not a plain relative name inside the folder ("" when it is)."""
     if not value:
@@ -76,7 +81,7 @@ def relative_problem(value: str) -> str:
 def check_loader_config(relpath: str, value: object, where: str, member: str = "") -> Iterator[Finding]:
     """Yield the findings of one parsed JSON document named ``relpath``."""
     name = base_name(relpath)
-    if name.endswith(INDEX_SUFFIX) or (isinstance(value, dict) and "weight_map" in value):
+    if is_shard_index(name) or (isinstance(value, dict) and "weight_map" in value):
         yield from _index(value, where, member)
     if name == ST_MODULES:
         yield from _st_modules(value, where, member)

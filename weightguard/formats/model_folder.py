@@ -34,11 +34,11 @@ from weightguard.formats import repo_codes as codes
 from weightguard.formats._json import parse_json
 from weightguard.formats.loader_configs import (
     DIFFUSERS_INDEXES,
-    INDEX_SUFFIX,
     KNOWN_LIBRARIES,
     PIPELINE_MODULE,
     base_name,
     component_libraries,
+    is_shard_index,
     shard_names,
 )
 from weightguard.sources.interface import ArtifactFile
@@ -52,7 +52,7 @@ def folder_findings(files: Sequence[ArtifactFile], max_bytes: int) -> list[Findi
     out: list[Finding] = []
     for artifact in files:
         name = base_name(artifact.relpath)
-        is_index = name.endswith(INDEX_SUFFIX)
+        is_index = is_shard_index(name)
         if not (is_index or name in DIFFUSERS_INDEXES) or artifact.size > max_bytes:
             continue
         parsed = parse_json(_read(artifact), allow_constants=True)
@@ -91,9 +91,8 @@ def _shipped_components(relpath: str, value: object, listed: set[str]) -> list[F
     for component, library in component_libraries(value):
         if library in KNOWN_LIBRARIES or not PIPELINE_MODULE.fullmatch(library):
             continue  # known, or already refused by the per-file check
-        module = f"{library}.py"
-        package = f"{library}/__init__.py"
-        shipped = sorted(p for p in listed if base_name(p) == module or p == package or p.endswith("/" + package))
+        module, package = f"{library}.py", [library, "__init__.py"]
+        shipped = sorted(p for p in listed if base_name(p) == module or p.split("/")[-2:] == package)
         if shipped:
             shown = ", ".join(shipped[:_SHOWN])
             message = f"component {component!r} library {library!r} is Python code in the folder: {shown}"
