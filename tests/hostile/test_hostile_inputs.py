@@ -100,12 +100,22 @@ def test_every_limits_field_has_a_fixture_just_over_it() -> None:
 
 def _may_pass_as_text(piece: bytes, whole: bytes, benign: bool) -> bool:
     """A cut that is valid UTF-8 may be judged inert text, except the cut that drops only the last byte of
-    an attack: that is the nullifAI shape (payload complete, STOP missing) and must still be refused."""
+    an attack: that is the nullifAI shape (payload complete, STOP missing) and must still be refused.
+    A JSON config cut short is the exception to the exception: its loaders read it with ``json.loads``,
+    which refuses it, so nothing it names is ever loaded (the real loader is the reference)."""
     try:
-        piece.decode("utf-8")
+        text = piece.decode("utf-8")
     except UnicodeDecodeError:
         return False
-    return benign or len(piece) < len(whole) - 1
+    return benign or len(piece) < len(whole) - 1 or (whole.lstrip()[:1] in (b"{", b"[") and not _json_loads(text))
+
+
+def _json_loads(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _tar_boundaries(whole: bytes) -> tuple[set[int], int] | None:
