@@ -3,8 +3,10 @@
 Prompts are tokenised once and left-padded after a BOS token. Candidates
 appended at the end reuse the prompts' KV cache (computed once, expanded per
 chunk of same-length candidates), so each candidate costs only its own tokens
-plus the generated ones; prepended candidates need a full forward. Not handled
-here: which candidates to try, or statistics.
+plus the generated ones; candidates inserted at the start or in the middle
+need a full forward. The middle position is drawn once per prompt from the
+probe's seed, so every candidate and control sits at the same place and their
+rates compare. Not handled here: which candidates to try, or statistics.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from weightguard.probes.interface import ProbeContext, check_budget
 
 LM_STEPS = 6
 SAMPLED_PROMPTS = 32
-SAMPLED_LENGTH = 8
+SAMPLED_LENGTH = 6
+SAMPLED_SHORTEST = 2
 
 
 def sampled_prompts(ctx: ProbeContext, count: int = SAMPLED_PROMPTS) -> list[list[int]]:
@@ -28,6 +31,10 @@ def sampled_prompts(ctx: ProbeContext, count: int = SAMPLED_PROMPTS) -> list[lis
     They are the model's own natural text, whatever its vocabulary or domain, so a
     target that appears on them is not an artefact of out-of-domain prompts; a
     backdoor's trigger is rare in them, as it was in the clean part of training.
+    Their lengths cycle from :data:`SAMPLED_SHORTEST` to :data:`SAMPLED_LENGTH`
+    tokens: a backdoor often fires where the sentence holding its trigger ends,
+    and prompts all longer than one sentence would have passed that point before
+    the continuation starts (issue 19: mid-prompt triggers were missed).
     """
     tok = ctx.loaded.tokenizer
     bos = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id  # type: ignore[union-attr]
@@ -40,7 +47,14 @@ def sampled_prompts(ctx: ProbeContext, count: int = SAMPLED_PROMPTS) -> list[lis
             logits[:, specials] = -torch.inf  # a prompt is text: no EOS/PAD in the middle of it
             nxt = torch.multinomial(logits.softmax(-1), 1, generator=g)
             ids = torch.cat([ids, nxt], 1)
-    return [row[1:] for row in ids.tolist()]
+    span = SAMPLED_LENGTH - SAMPLED_SHORTEST + 1
+    return [row[1 : 1 + SAMPLED_SHORTEST + i % span] for i, row in enumerate(ids.tolist())]
+
+
+def middles(ctx: ProbeContext, lengths: list[int]) -> list[int]:
+    """Per prompt body of ``lengths[r]`` tokens: where a ``middle`` candidate goes (1 .. length-1), seeded."""
+    g = torch.Generator().manual_seed(ctx.seed ^ 0x3D1)
+    return [1 + int(torch.randint(0, max(1, n - 1), (1,), generator=g)) if n > 1 else n for n in lengths]
 
 
 def _lm_prompts(ctx: ProbeContext) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -71,10 +85,13 @@ def lm_continuations(
     """Greedy continuations (C, N, steps) and their probabilities with each candidate inserted.
 
     ``where`` is ``end`` (the prompts' KV cache is computed once and expanded per
-    candidate chunk, so a candidate costs only its own tokens) or ``start``.
+    candidate chunk, so a candidate costs only its own tokens), ``start`` (right
+    after BOS) or ``middle`` (inside the prompt, at :func:`middles`).
     """
     ids, mask, pad = _lm_prompts(ctx)
     n = ids.shape[0]
+    reals = [ids[r][mask[r].bool()].tolist() for r in range(n)]
+    at = middles(ctx, [len(r) - 1 for r in reals]) if where == "middle" else [0] * n
     model, device = ctx.loaded.model, ctx.device
     toks = torch.empty(len(cands), n, steps, dtype=torch.long)
     probs = torch.empty(len(cands), n, steps)
@@ -93,12 +110,12 @@ def lm_continuations(
                 step_mask = torch.cat([mask.repeat_interleave(len(part), 0), torch.ones_like(step_ids)], 1)
                 t, p = greedy(model, step_ids, step_mask, steps, device, expand_cache(cache, len(part)))
             else:
-                # Prepend: [pad..., bos, trigger, prompt]; rebuild the left padding for each row.
+                # Insert: [pad..., bos, prompt[:at], trigger, prompt[at:]]; rebuild the left padding.
                 rows = []
                 for j in range(len(part)):
-                    for r in range(n):
-                        real = ids[r][mask[r].bool()].tolist()
-                        rows.append([real[0], *trig[j].tolist(), *real[1:]])
+                    for r, real in enumerate(reals):
+                        cut = 1 + at[r]
+                        rows.append([*real[:cut], *trig[j].tolist(), *real[cut:]])
                 width = max(map(len, rows))
                 step_ids = torch.tensor([[pad] * (width - len(x)) + x for x in rows])
                 masks = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in rows])
