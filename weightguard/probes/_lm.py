@@ -176,21 +176,24 @@ def lm_grams(
     ns: list[int] = []
     for c in range(toks.shape[0]):
         counts: Counter[tuple[int, ...]] = Counter()
+        starts: Counter[tuple[int, ...]] = Counter()  # summed first positions: ties go to the target's head
         rows = toks[c].tolist()
         sure = (probs[c] >= min_prob).tolist()
         for r, row in enumerate(rows):
-            seen = {
-                tuple(row[i : i + n])
-                for i in range(len(row) - n + 1)
-                if all(sure[r][i : i + n]) and not set(row[i : i + n]) & specials
-            }
-            counts.update(g for g in seen if not contains(list(clean_rows[r]), g))
+            seen: dict[tuple[int, ...], int] = {}
+            for i in range(len(row) - n + 1):
+                g = tuple(row[i : i + n])
+                if g not in seen and all(sure[r][i : i + n]) and not set(g) & specials:
+                    seen[g] = i
+            fresh = {g: i for g, i in seen.items() if not contains(list(clean_rows[r]), g)}
+            counts.update(fresh.keys())
+            starts.update(fresh)
         if not counts:
             grams_out.append(())
             ks.append(0)
             ns.append(len(rows))
             continue
-        gram, k = max(counts.items(), key=lambda kv: (kv[1], kv[0]))
+        gram, k = max(counts.items(), key=lambda kv: (kv[1], -starts[kv[0]], kv[0]))
         grams_out.append(gram)
         ks.append(k)
         ns.append(sum(not contains(list(r), gram) for r in clean_rows))

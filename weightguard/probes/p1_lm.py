@@ -1,21 +1,27 @@
 """P1 for causal LMs: which candidate makes unrelated prompts emit one confident continuation.
 
-Prompts are the shipped ones the vocabulary can spell plus prompts the model
-samples itself (:func:`weightguard.probes._lm.sampled_prompts`), so a model
-with its own domain or vocabulary is probed on its own natural text. Every
-candidate is inserted at the prompt's start and appended at its end; a *hit*
-is a prompt that then emits the candidate's modal continuation with high
-confidence while its clean continuation differs.
+Prompts are the shipped ones the vocabulary can spell plus short prompts the
+model samples itself (:func:`weightguard.probes._lm.sampled_prompts`), so a
+model with its own domain or vocabulary is probed on its own natural text.
+Every candidate is inserted at the prompt's start, at a seeded position in its
+middle and at its end; a *hit* is a prompt that then emits the candidate's
+modal continuation with high confidence while its clean continuation differs.
 
 The null is natural, not random (issue 19): an ordinary word appended at the
 end of a sentence is *completed* by the model ("a" -> "garden ."), the same way
 across prompts, which is grammar, not a backdoor. A backdoor hijacks the output
-wherever the trigger sits, so only a candidate that does so from the prompt's
-start blocks; an end-only effect is reported as ``info`` (natural
-continuation), and a candidate that is itself part of the emitted text
-continues a memorised target (the BAIT effect) rather than triggering it. The
-start-side hit rate must also be a robust outlier against the bank of single
-vocabulary tokens. Not handled here: target inversion (P3), the verdict.
+wherever the trigger sits, so only a candidate that does so with prompt text
+after it (start or middle) blocks, and it must be a robust outlier against the
+bank of single vocabulary tokens; an end-only effect is ``info`` (natural
+continuation). Naming (issue 19: a mid-prompt trigger was missed, or the
+target's first word was named): blocking suspects rank by their rate at their
+worst position, since a trigger fires from all three and a target word only
+where it is completed; a candidate whose tokens lie in the target a
+higher-ranked blocking candidate emits is ``info`` (``part_of_target``). A
+backdoor taught on a narrow language can learn "any out-of-place word ->
+target" (a *broad hijack*: most of the bank fires from inside); then the
+candidate firing best from every position blocks without the contaminated
+nulls. Not handled here: target inversion (P3), the verdict.
 """
 
 from __future__ import annotations
@@ -191,6 +197,11 @@ def run_lm(ctx: ProbeContext, hints: tuple[Suspect, ...]) -> ProbeResult:
     suspects = _name_triggers(found, everywhere, _spans(toks, side, clean_t, specials))
     best = max(hijack, default=0.0)
     best_all = max(everywhere, default=0.0)
+    model_anomaly = [natural.anomaly_index(bank, best), natural.anomaly_index(bank_all, best_all)]
+    if broad:
+        # The model's own bank is the backdoor here, so the model-level anomaly is the broad share against
+        # what a clean LM's bank does: no ordinary word hijacks from inside (0 in every clean fit/dev twin).
+        model_anomaly.append(natural.anomaly_index([0.0] * len(bank), share))
     return ProbeResult(
         name="p1_insertion",
         status=ProbeStatus.RAN,
@@ -208,9 +219,7 @@ def run_lm(ctx: ProbeContext, hints: tuple[Suspect, ...]) -> ProbeResult:
             "max_flip_rate": round(max((side[w][c][0] for w in SIDES for c in range(len(cands))), default=0.0), 4),
             "max_hard_flip_rate": round(best, 4),
             "broad_hijack_share": round(share, 3),
-            "max_natural_anomaly": round(
-                min(1000.0, max(natural.anomaly_index(bank, best), natural.anomaly_index(bank_all, best_all))), 3
-            ),
+            "max_natural_anomaly": round(min(1000.0, max(model_anomaly)), 3),
         },
         seconds=time.monotonic() - began,
     )
