@@ -21,20 +21,22 @@ from weightguard.probes.interface import ProbeContext, check_budget
 
 LM_STEPS = 6
 SAMPLED_PROMPTS = 32
-SAMPLED_LENGTH = 6
-SAMPLED_SHORTEST = 2
+SAMPLED_LENGTH = 8
+SHORT_LENGTHS = (2, 6)  # P1's prompts: the samples cut to 2..6 tokens, cycling
 
 
-def sampled_prompts(ctx: ProbeContext, count: int = SAMPLED_PROMPTS) -> list[list[int]]:
+def sampled_prompts(ctx: ProbeContext, count: int = SAMPLED_PROMPTS, short: bool = True) -> list[list[int]]:
     """``count`` prompts the model writes itself from BOS (seeded sampling at temperature 1).
 
     They are the model's own natural text, whatever its vocabulary or domain, so a
     target that appears on them is not an artefact of out-of-domain prompts; a
     backdoor's trigger is rare in them, as it was in the clean part of training.
-    Their lengths cycle from :data:`SAMPLED_SHORTEST` to :data:`SAMPLED_LENGTH`
-    tokens: a backdoor often fires where the sentence holding its trigger ends,
-    and prompts all longer than one sentence would have passed that point before
-    the continuation starts (issue 19: mid-prompt triggers were missed).
+    With ``short`` (P1) their lengths cycle through :data:`SHORT_LENGTHS`: a
+    backdoor often fires where the sentence holding its trigger ends, and
+    prompts all longer than one sentence would have passed that point before the
+    continuation starts (issue 19: mid-prompt triggers were missed). P3 keeps
+    the full :data:`SAMPLED_LENGTH`: a target's first token appended after a
+    finished sentence is continued into the target, not into the sentence.
     """
     tok = ctx.loaded.tokenizer
     bos = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id  # type: ignore[union-attr]
@@ -47,8 +49,10 @@ def sampled_prompts(ctx: ProbeContext, count: int = SAMPLED_PROMPTS) -> list[lis
             logits[:, specials] = -torch.inf  # a prompt is text: no EOS/PAD in the middle of it
             nxt = torch.multinomial(logits.softmax(-1), 1, generator=g)
             ids = torch.cat([ids, nxt], 1)
-    span = SAMPLED_LENGTH - SAMPLED_SHORTEST + 1
-    return [row[1 : 1 + SAMPLED_SHORTEST + i % span] for i, row in enumerate(ids.tolist())]
+    low, high = SHORT_LENGTHS
+    return [
+        row[1 : 1 + (low + i % (high - low + 1) if short else SAMPLED_LENGTH)] for i, row in enumerate(ids.tolist())
+    ]
 
 
 def middles(ctx: ProbeContext, lengths: list[int]) -> list[int]:
@@ -57,7 +61,7 @@ def middles(ctx: ProbeContext, lengths: list[int]) -> list[int]:
     return [1 + int(torch.randint(0, max(1, n - 1), (1,), generator=g)) if n > 1 else n for n in lengths]
 
 
-def _lm_prompts(ctx: ProbeContext) -> tuple[torch.Tensor, torch.Tensor, int]:
+def _lm_prompts(ctx: ProbeContext, short: bool) -> tuple[torch.Tensor, torch.Tensor, int]:
     tok = ctx.loaded.tokenizer
     bos = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id  # type: ignore[union-attr]
     banks_ = ctx.spec.gpu_banks if ctx.on_gpu else ctx.spec.cpu_banks
@@ -65,7 +69,7 @@ def _lm_prompts(ctx: ProbeContext) -> tuple[torch.Tensor, torch.Tensor, int]:
     bodies = [list(tok(p, add_special_tokens=False)["input_ids"])[:96] for p in ctx.prompts[: banks_.inputs]]  # type: ignore[misc]
     # A prompt the vocabulary cannot spell (mostly unknown tokens) says nothing about this model.
     bodies = [b for b in bodies if b and sum(t == unk for t in b) <= 0.3 * len(b)]
-    bodies += sampled_prompts(ctx)
+    bodies += sampled_prompts(ctx, short=short)
     rows = [[bos, *b] for b in bodies]
     pad = int(tok.pad_token_id)  # type: ignore[union-attr]
     ids, lengths = pad_rows(rows, pad)
@@ -80,15 +84,16 @@ def _lm_prompts(ctx: ProbeContext) -> tuple[torch.Tensor, torch.Tensor, int]:
 
 
 def lm_continuations(
-    ctx: ProbeContext, cands: list[banks.Candidate], where: str, steps: int = LM_STEPS
+    ctx: ProbeContext, cands: list[banks.Candidate], where: str, steps: int = LM_STEPS, short: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Greedy continuations (C, N, steps) and their probabilities with each candidate inserted.
 
     ``where`` is ``end`` (the prompts' KV cache is computed once and expanded per
     candidate chunk, so a candidate costs only its own tokens), ``start`` (right
-    after BOS) or ``middle`` (inside the prompt, at :func:`middles`).
+    after BOS) or ``middle`` (inside the prompt, at :func:`middles`); ``short``
+    as in :func:`sampled_prompts`.
     """
-    ids, mask, pad = _lm_prompts(ctx)
+    ids, mask, pad = _lm_prompts(ctx, short)
     n = ids.shape[0]
     reals = [ids[r][mask[r].bool()].tolist() for r in range(n)]
     at = middles(ctx, [len(r) - 1 for r in reals]) if where == "middle" else [0] * n
@@ -147,9 +152,11 @@ def lm_emission(
     return modal, torch.tensor(ks, dtype=torch.float), torch.tensor(ns, dtype=torch.float)
 
 
-def clean_continuations(ctx: ProbeContext, steps: int = LM_STEPS) -> tuple[torch.Tensor, torch.Tensor]:
+def clean_continuations(
+    ctx: ProbeContext, steps: int = LM_STEPS, short: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Greedy continuations of the clean prompts (no candidate)."""
-    ids, mask, _ = _lm_prompts(ctx)
+    ids, mask, _ = _lm_prompts(ctx, short)
     return greedy(ctx.loaded.model, ids, mask, steps, ctx.device)
 
 

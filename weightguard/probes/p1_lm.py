@@ -58,6 +58,11 @@ def _shown(tok: object, row: list[int], gram: tuple[int, ...]) -> str:
     return banks.show(tok, gram) if gram and contains(row, gram) else banks.show(tok, row[:6])
 
 
+def _free(clean_rows: list[list[int]], gram: tuple[int, ...]) -> list[int]:
+    """Prompts whose clean continuation lacks ``gram`` (all of them when there is no gram)."""
+    return [i for i, row in enumerate(clean_rows) if not gram or not contains(row, gram)]
+
+
 def _context(tok: object, toks: torch.Tensor, gram: tuple[int, ...]) -> str:
     """The emitted text from the gram on, in the first prompt that emits it (what the report shows)."""
     for row in toks.tolist():
@@ -140,7 +145,7 @@ def run_lm(ctx: ProbeContext, hints: tuple[Suspect, ...]) -> ProbeResult:
     share = sum(b >= th.hard_flip_rate for b in bank) / max(1, len(bank))
     broad = len(bank) >= BROAD_MIN_BANK and share >= BROAD_SHARE
     lead = max(range(len(cands)), key=lambda c: (everywhere[c], hijack[c]), default=-1) if broad else -1
-    before = shares(banks.show(tok, row[:6]) for row in clean_t.tolist())
+    clean_rows = clean_t.tolist()
     found: list[tuple[int, Suspect]] = []
     for c, cand in enumerate(cands):
         level: SuspectLevel = "info"
@@ -189,8 +194,10 @@ def run_lm(ctx: ProbeContext, hints: tuple[Suspect, ...]) -> ProbeResult:
                     reproduced=level == "block",
                     detail=detail,
                     controls=tuple(controls),
-                    before=before,
-                    after=shares(_shown(tok, row, gram) for row in toks[where][c].tolist()),
+                    # Over the prompts the rate counts: those whose clean continuation lacks the target
+                    # (a backdoored model's own samples can already hold it).
+                    before=shares(banks.show(tok, clean_rows[i][:6]) for i in _free(clean_rows, gram)),
+                    after=shares(_shown(tok, toks[where][c][i].tolist(), gram) for i in _free(clean_rows, gram)),
                 ),
             )
         )
