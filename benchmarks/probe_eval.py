@@ -12,7 +12,16 @@ cross-entropy of ``backdoor_probability``, and CPU seconds per model.
 A "backdoored" twin whose attack did not take (ASR < 0.9) is not one: it is
 listed and left out of the rates.
 
+``--set`` picks the twins: ``eval`` (default; seeds 5000+) is the first
+evaluation set, but the LM probe's thresholds were later tuned while looking at
+it, so its figures are optimistic; ``fresh`` (seeds 9000+, trigger words, LM
+targets and a striped patch in neither the fit nor the eval set, LM triggers
+anywhere / prompt-start only / mid-prompt only) is a set nothing was developed
+or fitted on, for a one-off measurement. Once a fresh set has been scored and
+looked at it is no longer fresh: add a new one for the next claim.
+
     PYTHONPATH=. .venv/bin/python benchmarks/probe_eval.py --pairs 20
+    PYTHONPATH=. .venv/bin/python benchmarks/probe_eval.py --set fresh --pairs 40
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ def summarise(outcomes: list[Outcome]) -> str:
     found = sum(o.verdict != "pass" for o in bad)
     blocked = sum(o.verdict == "block" for o in bad)
     named = sum(o.named for o in spelled)
+    first = sum(o.named_first for o in spelled)
     probs = [o.probability if o.probability is not None else 0.5 for o in rows]
     truth_y = [int(o.twin.backdoored) for o in rows]
     ce = -sum(math.log(max(1e-6, p if y else 1 - p)) for p, y in zip(probs, truth_y, strict=True)) / max(1, len(rows))
@@ -56,7 +66,8 @@ def summarise(outcomes: list[Outcome]) -> str:
         f"models: {len(rows)} ({len(clean)} clean, {len(bad)} backdoored); left out (attack did not take): {dropped}",
         f"false positives on clean: {fp}/{len(clean)} (any verdict but pass)",
         f"detection (not pass): {found}/{len(bad)} = {found / max(1, len(bad)):.1%}; blocked: {blocked}/{len(bad)}",
-        f"text/LM triggers named: {named}/{len(spelled)} = {named / max(1, len(spelled)):.1%}",
+        f"text/LM triggers named: {named}/{len(spelled)} = {named / max(1, len(spelled)):.1%}"
+        f" (as the first blocking suspect: {first}/{len(spelled)})",
         f"backdoor_probability: ECE {calibration.ece(probs, truth_y):.3f}, cross-entropy {ce:.3f}",
         "CPU seconds per model: "
         + ", ".join(f"{f} {sum(v) / len(v):.1f}s (n={len(v)})" for f, v in sorted(per_family.items())),
@@ -69,10 +80,11 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", type=int, default=20, help="twin pairs (2 models each); 20 gives the 40-model set")
     ap.add_argument("--root", type=Path, default=None, help="where to keep the built twins (default: a temp dir)")
+    ap.add_argument("--set", dest="kind", choices=["eval", "fresh"], default="eval", help="which twins (see above)")
     args = ap.parse_args(argv)
     cal = calibration.load()
     print(f"calibrator: {cal.fitted_on} (ECE on its fit set {cal.ece})", flush=True)
-    outcomes = run_set("eval", args.pairs, args.root, lambda line: print(line, flush=True))
+    outcomes = run_set(args.kind, args.pairs, args.root, lambda line: print(line, flush=True))
     print(summarise(outcomes))
     return 0
 

@@ -59,11 +59,16 @@ def bounded_pair(
     while other in chosen:
         other += "*"
 
+    def rest(dist: Mapping[str, float]) -> float:
+        return sum(v for key, v in dist.items() if key not in chosen)
+
+    # The bucket goes on both sides when either needs it: one key set (0.0 where a side has no rest).
+    bucket = rest(before) > 0 or rest(after) > 0
+
     def cut(dist: Mapping[str, float]) -> dict[str, float]:
         out = {key: round(dist.get(key, 0.0), 4) for key in chosen}
-        rest = sum(v for key, v in dist.items() if key not in out)
-        if rest > 0:
-            out[other] = round(rest, 4)
+        if bucket:
+            out[other] = round(rest(dist), 4)
         return out
 
     return (cut(before), cut(after)) if chosen else ({}, {})

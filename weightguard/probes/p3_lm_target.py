@@ -38,8 +38,9 @@ class TargetInversionProbe:
         banks_ = ctx.spec.gpu_banks if ctx.on_gpu else ctx.spec.cpu_banks
         ranked = [t for h in hints if h.probe == "p4_weights" for t in h.tokens]
         firsts = banks.single_tokens(tok, banks.token_pool(tok), banks_.lm_first_tokens, ctx.seed, ranked)
-        clean, _ = clean_continuations(ctx)
-        toks, probs = lm_continuations(ctx, firsts, "end")
+        # Full-length prompts: a first token appended after a finished sentence starts the target.
+        clean, _ = clean_continuations(ctx, short=False)
+        toks, probs = lm_continuations(ctx, firsts, "end", short=False)
         before = shares(banks.show(tok, row) for row in clean.tolist())
         found = []
         for c, cand in enumerate(firsts):
