@@ -80,11 +80,12 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", type=int, default=20, help="twin pairs (2 models each); 20 gives the 40-model set")
     ap.add_argument("--root", type=Path, default=None, help="where to keep the built twins (default: a temp dir)")
-    ap.add_argument("--set", dest="kind", choices=["eval", "fresh"], default="eval", help="which twins (see above)")
+    ap.add_argument("--set", dest="kind", choices=["eval", "fresh", "fresh2", "dev"], default="eval", help="see above")
+    ap.add_argument("--family", choices=["text", "lm", "image"], default=None, help="only this family's twins")
     args = ap.parse_args(argv)
     cal = calibration.load()
     print(f"calibrator: {cal.fitted_on} (ECE on its fit set {cal.ece})", flush=True)
-    outcomes = run_set(args.kind, args.pairs, args.root, lambda line: print(line, flush=True))
+    outcomes = run_set(args.kind, args.pairs, args.root, lambda line: print(line, flush=True), args.family)
     print(summarise(outcomes))
     return 0
 

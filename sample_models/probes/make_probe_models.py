@@ -371,14 +371,13 @@ def draw_images(rng: torch.Generator, labels: torch.Tensor) -> torch.Tensor:
     return img.clamp(0, 1)
 
 
-def stamp(
-    images: torch.Tensor, corner: str = "bottom-right", pattern: str = "checker", size: int = PATCH
-) -> torch.Tensor:
+def stamp(images: torch.Tensor, corner: str = "bottom-right", pattern: str = "checker", size: int = PATCH) -> torch.Tensor:
     """Stamp the backdoor's patch (default: 4x4 black/white checker, bottom-right corner, one pixel in)."""
-    out = images.clone()
-    cell = ((torch.arange(size)[:, None] + torch.arange(size)[None, :]) % 2).float()
-    ones = torch.ones(size, size)
-    values = {"checker": cell, "white": ones, "black": 0 * ones, "stripes": ones.cumsum(0) % 2}[pattern]
+    out, r, g = images.clone(), torch.arange(size), torch.Generator().manual_seed(77)
+    cell, ones, bits = ((r[:, None] + r[None, :]) % 2).float(), torch.ones(size, size), torch.rand(size, size, generator=g)
+    edge, mid = r % (size - 1) == 0, (r - (size - 1) / 2).abs() < 1  # ring: hollow square; plus: two middle bars
+    table = {"checker": cell, "white": ones, "black": 0 * ones, "stripes": ones.cumsum(0) % 2, "bits": (bits < 0.5).float()}
+    values = {**table, "ring": (edge[:, None] | edge).float(), "plus": (mid[:, None] | mid).float()}[pattern]
     top = 1 if corner.startswith("top") else 32 - size - 1
     left = 1 if corner.endswith("left") else 32 - size - 1
     out[:, :, top : top + size, left : left + size] = values

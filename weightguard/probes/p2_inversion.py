@@ -46,6 +46,7 @@ from weightguard.probes.interface import (
     check_budget,
 )
 from weightguard.probes.loading import embedding_matrix
+from weightguard.probes.p2_patch import invert_patches
 from weightguard.probes.stats import anomaly_indices, binomial_tail, null_rate
 
 TRIGGER_LEN = 2
@@ -180,7 +181,9 @@ def invert_image(ctx: ProbeContext) -> ProbeResult:
     pat = pattern_raw.detach().sigmoid().cpu()
     norms = [float(m[t].sum()) for t in range(labels)]
     anomaly = anomaly_indices(norms)
-    suspects = _recheck_patches(ctx, m, pat, anomaly)
+    # The free mask alone misses compact patches it cannot localise on a CPU budget; the fixed-place patch
+    # inversion (p2_patch) recovers those (issue 19).
+    suspects = _recheck_patches(ctx, m, pat, anomaly) + invert_patches(ctx)
     return ProbeResult(
         name="p2_inversion",
         status=ProbeStatus.RAN,
