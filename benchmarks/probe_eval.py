@@ -18,10 +18,16 @@ it, so its figures are optimistic; ``fresh`` (seeds 9000+, trigger words, LM
 targets and a striped patch in neither the fit nor the eval set, LM triggers
 anywhere / prompt-start only / mid-prompt only) is a set nothing was developed
 or fitted on, for a one-off measurement. Once a fresh set has been scored and
-looked at it is no longer fresh: add a new one for the next claim.
+looked at it is no longer fresh: add a new one for the next claim. ``fresh``
+was scored (issue 19) and is burned; ``dev`` (seeds 7000+, ring and random-bit
+patches) is what the image probe's patch inversion was developed on;
+``fresh2`` (seeds 9500+, new trigger words and LM targets, a plus-sign patch
+chosen before any result was seen) is the next one-off measurement.
+``--family image`` scores one family only (for development).
 
     PYTHONPATH=. .venv/bin/python benchmarks/probe_eval.py --pairs 20
-    PYTHONPATH=. .venv/bin/python benchmarks/probe_eval.py --set fresh --pairs 40
+    PYTHONPATH=. .venv/bin/python benchmarks/probe_eval.py --set fresh2 --pairs 40
+    PYTHONPATH=. .venv/bin/python benchmarks/probe_eval.py --set dev --pairs 30 --family image
 """
 
 from __future__ import annotations

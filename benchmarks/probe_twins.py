@@ -13,8 +13,11 @@ what ``benchmarks/probe_eval.py`` scored first, and the calibrator never saw
 it, but thresholds were later tuned while looking at it; ``fresh`` (seeds
 9000+, trigger words, LM targets and a patch pattern in neither other set; LM
 triggers anywhere, prompt-start only or mid-prompt only) was built for one
-final, untuned measurement. Development of the LM probe used seeds 7000+ with
-words in none of the three.
+final, untuned measurement (then scored, so burned). Development of the LM
+probe used seeds 7000+ with words in none of the three; ``dev`` (seeds 7000+,
+ring and random-bit patches) is where the image probe's patch inversion was
+developed; ``fresh2`` (seeds 9500+, plus-sign patch, new words and targets) is
+the second never-seen set.
 The sample models and the tests use seeds below 100.
 
     PYTHONPATH=. .venv/bin/python benchmarks/probe_twins.py fit --pairs 20

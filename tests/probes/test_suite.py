@@ -47,9 +47,25 @@ def test_backdoored_image_model_blocks_with_patch_location_and_size(probe_models
     hit = [
         s
         for s in report.suspects
-        if s.level == "block" and s.patch and s.patch.size == 4 and (s.patch.top, s.patch.left) == (27, 27)
+        if s.probe == "p1_insertion"
+        and s.level == "block"
+        and s.patch
+        and s.patch.size == 4
+        and (s.patch.top, s.patch.left) == (27, 27)
     ]
     assert hit and hit[0].target == "horizontal" and hit[0].patch.pattern == "checker"
+    # P2's fixed-place patch inversion finds it without knowing the pattern: an optimised patch covering it.
+    inverted = [
+        s
+        for s in report.suspects
+        if s.probe == "p2_inversion" and s.patch and s.patch.pattern == "inverted" and s.level == "block"
+    ]
+    covers = [
+        s
+        for s in inverted
+        if s.patch and max(s.patch.top, s.patch.left) <= 27 and min(s.patch.top, s.patch.left) + s.patch.size >= 31
+    ]
+    assert any(s.target == "horizontal" for s in covers), [(s.trigger, s.target) for s in inverted]
 
 
 @pytest.mark.parametrize("name", CLEAN)
