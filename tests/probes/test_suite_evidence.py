@@ -78,7 +78,9 @@ def test_image_patches_carry_controls_pixels_and_a_png_sample_at_the_input_size(
     report = reports("image-patch")
     per_size = _coverage(report, "p1_insertion")["controls_per_size"]
     patches = [s for s in report.suspects if s.patch is not None]
-    [hit] = [s for s in patches if s.patch and (s.patch.top, s.patch.left, s.patch.size) == (27, 27, 4)]
+    # P1's bank patch (P2's optimised patch may sit at the same place too).
+    p1 = [s for s in patches if s.probe == "p1_insertion"]
+    [hit] = [s for s in p1 if s.patch and (s.patch.top, s.patch.left, s.patch.size) == (27, 27, 4)]
     assert hit.level == "block" and len(hit.control_flip_rates) == per_size
     _shifts_toward_target(hit)
     assert hit.target_after["horizontal"] == 1.0
