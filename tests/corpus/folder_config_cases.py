@@ -19,14 +19,15 @@ from tests.real_repo_builders import safetensors
 FOLDER_BLOCKED = CaseList("blocked")
 FOLDER_APPROVED = CaseList("approved")
 _RT3 = "red team round 3 (model folders; issue 15 promise, issue 16 binding)"
-_ST = [
+# The ordinary configs, shared with the per-file and folder tests of tests/formats.
+ST_MODULES = [
     {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
     {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
     {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
 ]
-_SD = {
+SD_MODEL_INDEX = {
     "_class_name": "StableDiffusionPipeline",
-    "_diffusers_version": "0.21.0",
+    "_diffusers_version": "0.6.0",
     "feature_extractor": ["transformers", "CLIPImageProcessor"],
     "safety_checker": ["stable_diffusion", "StableDiffusionSafetyChecker"],
     "scheduler": ["diffusers", "PNDMScheduler"],
@@ -34,6 +35,8 @@ _SD = {
     "tokenizer": ["transformers", "CLIPTokenizer"],
     "unet": ["diffusers", "UNet2DConditionModel"],
     "vae": ["diffusers", "AutoencoderKL"],
+    "image_encoder": [None, None],
+    "requires_safety_checker": True,
 }
 
 
@@ -57,17 +60,17 @@ def index_absolute_escape(_: Payload) -> bytes:
 
 @FOLDER_BLOCKED.case("folders/st/modules.json", f"{_RT3}: modules.json type custom_st.Payload (ST 5.x imports it)")
 def st_custom_module(_: Payload) -> bytes:
-    return _json([*_ST, {"idx": 3, "name": "3", "path": "", "type": "custom_st.Payload"}])
+    return _json([*ST_MODULES, {"idx": 3, "name": "3", "path": "", "type": "custom_st.Payload"}])
 
 
 @FOLDER_BLOCKED.case("folders/sd-pipe/model_index.json", f"{_RT3}: custom diffusers pipeline [module, class]")
 def diffusers_custom_pipeline(_: Payload) -> bytes:
-    return _json({**_SD, "_class_name": ["pipeline", "MyPipe"]})
+    return _json({**SD_MODEL_INDEX, "_class_name": ["pipeline", "MyPipe"]})
 
 
 @FOLDER_BLOCKED.case("folders/sd-lib/model_index.json", f"{_RT3}: diffusers component from an unknown library")
 def diffusers_foreign_library(_: Payload) -> bytes:
-    return _json({**_SD, "unet": ["mypkg.models", "MyUNet"]})
+    return _json({**SD_MODEL_INDEX, "unet": ["mypkg.models", "MyUNet"]})
 
 
 @FOLDER_APPROVED.case("folders-clean/sharded", f"{_RT3}: sharded safetensors with every shard present")
@@ -80,9 +83,9 @@ def sharded_safetensors(_: Payload) -> dict[str, bytes]:
 
 @FOLDER_APPROVED.case("folders-clean/st/modules.json", f"{_RT3}: Transformer, Pooling, Normalize modules")
 def st_modules(_: Payload) -> bytes:
-    return _json(_ST)
+    return _json(ST_MODULES)
 
 
 @FOLDER_APPROVED.case("folders-clean/sd/model_index.json", f"{_RT3}: Stable Diffusion model_index.json")
 def diffusers_model_index(_: Payload) -> bytes:
-    return _json(_SD)
+    return _json(SD_MODEL_INDEX)

@@ -11,6 +11,7 @@ import json
 
 import pytest
 
+from tests.corpus.folder_config_cases import SD_MODEL_INDEX, ST_MODULES
 from weightguard.analysis.interface import Location, PickleSettings, ScanContext
 from weightguard.findings import Finding, RuleKind, Severity
 from weightguard.formats import repo_codes as codes
@@ -18,25 +19,6 @@ from weightguard.formats.json_text import JsonAnalyzer
 from weightguard.formats.loader_configs import relative_problem
 from weightguard.limits import Limits
 from weightguard.sources.interface import BytesSource
-
-ST_MODULES = [
-    {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-    {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-    {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
-]
-SD_MODEL_INDEX = {
-    "_class_name": "StableDiffusionPipeline",
-    "_diffusers_version": "0.6.0",
-    "feature_extractor": ["transformers", "CLIPImageProcessor"],
-    "safety_checker": ["stable_diffusion", "StableDiffusionSafetyChecker"],
-    "scheduler": ["diffusers", "PNDMScheduler"],
-    "text_encoder": ["transformers", "CLIPTextModel"],
-    "tokenizer": ["transformers", "CLIPTokenizer"],
-    "unet": ["diffusers", "UNet2DConditionModel"],
-    "vae": ["diffusers", "AutoencoderKL"],
-    "image_encoder": [None, None],
-    "requires_safety_checker": True,
-}
 
 
 def _scan(name: str, value: object) -> list[Finding]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from real_repo_builders import safetensors
 from typer.testing import CliRunner
 
-from tests.formats.test_loader_configs import SD_MODEL_INDEX, ST_MODULES
+from tests.corpus.folder_config_cases import SD_MODEL_INDEX, ST_MODULES
 from weightguard.api import scan
 from weightguard.cli import build_app
 from weightguard.formats import repo_codes as codes
