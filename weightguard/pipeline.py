@@ -50,7 +50,8 @@ from weightguard.scan_codes import ANALYSIS_FAILED
 from weightguard.sources.hf_snapshot import HfSnapshotSource
 from weightguard.sources.interface import ArtifactFile, SourceListing
 from weightguard.sources.local import LocalSource
-from weightguard.verdict.attestation import AttestationInput, build_statement, load_attestation_key, sign_statement
+from weightguard.verdict.approval import approval_bundle
+from weightguard.verdict.attestation import load_attestation_key
 
 Progress = Callable[[str], None]
 
@@ -416,23 +417,7 @@ def _attest(report: Report, loaded: LoadedPolicy, options: VerifyOptions, now: d
     if subject is None or subject.root_digest is None or options.attest_key is None:
         return report
     key = load_attestation_key(options.attest_key)  # exit 2 if it vanished since the CLI checked it
-    checks = attestation_checks(report)
-    statement = build_statement(
-        AttestationInput(
-            model_name=subject.name,
-            root_digest=subject.root_digest,
-            files=subject.files,
-            resource_uri=subject.uri,
-            policy_uri=loaded.origin,
-            policy_sha256=loaded.sha256,
-            policy_layers=tuple((layer.origin, layer.sha256) for layer in loaded.layers),
-            verdict=report.verdict,
-            checks=checks,
-            time_verified=now,
-            version=__version__,
-        )
-    )
-    bundle = sign_statement(statement, key)
+    bundle = approval_bundle(report, key, model_name=subject.name, resource_uri=subject.uri, time_verified=now)
     path = options.attestation_path or Path(f"{subject.name}.weightguard.att.json")
     write_atomic(path, bundle.decode())
     ref = AttestationRef(
@@ -441,23 +426,6 @@ def _attest(report: Report, loaded: LoadedPolicy, options: VerifyOptions, now: d
         verification_result="PASSED" if report.verdict == "approved" else "FAILED",
     )
     return report.model_copy(update={"attestation": ref})
-
-
-def attestation_checks(report: Report) -> dict[str, str]:
-    """The checks an attestation records, by the names rollout requirements use."""
-    result = {"passed": "PASSED", "failed": "FAILED", "incomplete": "FAILED", "skipped": "SKIPPED"}
-    by_stage = {s.name: result[s.status] for s in report.stages}
-    checks = {
-        "scan": by_stage.get("analysis", "SKIPPED"),
-        "integrity": by_stage.get("integrity", "SKIPPED"),
-        "conversion": by_stage.get("conversion", "SKIPPED"),
-        "probes": by_stage.get("probes", "SKIPPED"),
-    }
-    if report.signatures:
-        checks["signature"] = "PASSED" if all(s.holds for s in report.signatures) else "FAILED"
-    else:
-        checks["signature"] = "SKIPPED"
-    return checks
 
 
 def policy_dir(loaded: LoadedPolicy) -> Path:
@@ -478,7 +446,6 @@ __all__ = [
     "Prepared",
     "ResolvedTarget",
     "VerifyOptions",
-    "attestation_checks",
     "display_paths",
     "model_digest",
     "policy_dir",

@@ -29,7 +29,6 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
-from weightguard import __version__
 from weightguard.errors import WeightguardError
 from weightguard.report.model import AttestationRef, Report
 from weightguard.signing.keys import PrivateKey
@@ -37,7 +36,7 @@ from weightguard.sources.oci_auth import load_credentials
 from weightguard.sources.oci_push import attach
 from weightguard.sources.oci_registry import RegistryClient
 from weightguard.sources.oci_unpack import ArtifactRef
-from weightguard.verdict.attestation import AttestationInput, build_statement, sign_statement
+from weightguard.verdict.approval import approval_bundle
 from weightguard.verdict.oci_attestation import ATTESTATION_ANNOTATION, SIGSTORE_BUNDLE_TYPE
 
 _log = logging.getLogger(__name__)
@@ -61,27 +60,9 @@ def sign_approval(report: Report, resource_uri: str, model_name: str, key: Priva
 
     The statement is what ``verify --attest`` writes for the same report (policy, layers, checks).
     """
-    from weightguard.pipeline import attestation_checks  # noqa: PLC0415 - keeps `create_app` light to import
-
-    subject = report.subject
-    assert subject is not None  # ApprovalAttacher.attach checks both
-    assert subject.root_digest is not None
-    statement = build_statement(
-        AttestationInput(
-            model_name=model_name,
-            root_digest=subject.root_digest,
-            files=subject.files,
-            resource_uri=resource_uri,
-            policy_uri=report.policy.origin,
-            policy_sha256=report.policy.sha256,
-            policy_layers=tuple((layer.origin, layer.sha256) for layer in report.policy.layers),
-            verdict=report.verdict,
-            checks=attestation_checks(report),
-            time_verified=report.generated_at,
-            version=__version__,
-        )
+    return approval_bundle(
+        report, key, model_name=model_name, resource_uri=resource_uri, time_verified=report.generated_at
     )
-    return sign_statement(statement, key)
 
 
 class ApprovalAttacher:

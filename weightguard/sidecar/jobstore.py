@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from weightguard.errors import VerdictError
-from weightguard.verdict.database import Database, DatabaseError, Pool, parse_url
+from weightguard.verdict.database import Database, DatabaseError, Pool
 from weightguard.verdict.store import RolloutStore
 
 JobStatus = Literal["queued", "running", "done", "failed"]
@@ -178,10 +178,10 @@ class JobStore:
         """
         RolloutStore(url).close()  # runs the migrations, which create the jobs table
         self.url = url
-        self.dialect = parse_url(url).dialect
+        self._pool = Pool(url, size=_POOL_SIZE, label="jobs database")
+        self.dialect = self._pool.dialect
         # Insertion order among jobs submitted in the same microsecond (see migrations: jobs.seq).
         self._order = "submitted_at, rowid" if self.dialect == "sqlite" else "submitted_at, seq"
-        self._pool = Pool(url, size=_POOL_SIZE, label="jobs database")
         with self._write() as db:  # serialised: replicas starting together create these once
             for statement in _SIDECAR_SCHEMA:
                 db.execute(statement)

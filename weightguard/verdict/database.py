@@ -92,18 +92,6 @@ def parse_url(url: str) -> DatabaseURL:
     )
 
 
-def sqlite_path(url: str) -> Path:
-    """Return the file of a ``sqlite:///`` URL.
-
-    Raises:
-        VerdictError: the URL names another database or is malformed.
-    """
-    parsed = parse_url(url)
-    if parsed.dialect != "sqlite":
-        raise VerdictError(f"{url!r} is not a SQLite URL", hint="this operation needs sqlite:///PATH")
-    return parsed.path
-
-
 class Rows(Protocol):
     """What a statement returns: the part of the DB-API cursor both drivers share."""
 
@@ -357,5 +345,4 @@ __all__ = [
     "Rows",
     "WriterLock",
     "parse_url",
-    "sqlite_path",
 ]

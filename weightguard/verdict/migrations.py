@@ -114,8 +114,6 @@ SQLITE: tuple[str, ...] = (
 )
 
 
-_PG_UNIT_SUMMARIES = _UNIT_SUMMARIES
-
 POSTGRESQL: tuple[str, ...] = (
     """
     CREATE TABLE models (
@@ -196,9 +194,9 @@ POSTGRESQL: tuple[str, ...] = (
         recorded_at TEXT NOT NULL
     );
     """,
-    _PG_UNIT_SUMMARIES,
+    _UNIT_SUMMARIES,
     # 6: on SQLite a repair of a development build; nothing to repair on PostgreSQL (IF NOT EXISTS).
-    _PG_UNIT_SUMMARIES,
+    _UNIT_SUMMARIES,
 )
 
 __all__ = ["POSTGRESQL", "SQLITE"]
