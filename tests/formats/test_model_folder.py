@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from real_repo_builders import safetensors
 from typer.testing import CliRunner
 
 from tests.corpus.folder_config_cases import SD_MODEL_INDEX, ST_MODULES
+from tests.real_repo_builders import safetensors
 from weightguard.api import scan
 from weightguard.cli import build_app
 from weightguard.formats import repo_codes as codes
@@ -68,7 +68,21 @@ def test_an_index_pointing_outside_the_folder_is_rejected(tmp_path: Path) -> Non
 
 def test_a_pytorch_bin_index_pointing_outside_is_rejected(tmp_path: Path) -> None:
     root = _sharded(tmp_path / "bin", "../outside/pytorch_model.bin", index="pytorch_model.bin.index.json")
-    assert _verify(root)[:2] == (1, "rejected")
+    assert _verify(root) == (1, "rejected", [codes.INDEX_ESCAPE.code])
+
+
+def test_leading_whitespace_does_not_hide_a_config_json_load_reads(tmp_path: Path) -> None:
+    # Review: json.load skips any amount of leading whitespace; 5,000 spaces once made the file plain text.
+    root = _sharded(tmp_path / "padded", SHARDS[0], "../outside/evil.safetensors")
+    index = root / "model.safetensors.index.json"
+    index.write_text(" " * 5000 + index.read_text())
+    assert _verify(root) == (1, "rejected", [codes.INDEX_ESCAPE.code])
+
+
+def test_a_variant_index_is_an_index_too(tmp_path: Path) -> None:
+    # transformers' _add_variant: model.safetensors.index.fp16.json names the fp16 shards.
+    root = _sharded(tmp_path / "fp16", *SHARDS, shards=SHARDS[:1], index="model.safetensors.index.fp16.json")
+    assert _verify(root) == (2, "incomplete", [codes.INDEX_MISSING_SHARD.code])
 
 
 def test_a_missing_shard_leaves_the_verdict_incomplete(tmp_path: Path) -> None:
@@ -110,6 +124,15 @@ def test_a_sentence_transformers_folder_importing_its_own_module_is_rejected(tmp
     # Red team round 3, st_local_module.py: sentence-transformers 5.1.2 ran custom_st.py by default.
     modules = [*ST_MODULES, {"idx": 3, "name": "3", "path": "", "type": "custom_st.Payload"}]
     root = _st_folder(tmp_path / "st", modules)
+    (root / "custom_st.py").write_text("import os\nos.system('touch marker')\n")
+    assert _verify(root) == (1, "rejected", [codes.ST_CUSTOM_MODULE.code])
+
+
+def test_a_modules_json_spelled_in_another_case_is_judged_all_the_same(tmp_path: Path) -> None:
+    # On macOS and Windows, sentence-transformers' os.path.exists("modules.json") finds Modules.json.
+    modules = [*ST_MODULES, {"idx": 3, "name": "3", "path": "", "type": "custom_st.Payload"}]
+    root = _st_folder(tmp_path / "st", modules)
+    (root / "modules.json").rename(root / "Modules.json")
     (root / "custom_st.py").write_text("import os\nos.system('touch marker')\n")
     assert _verify(root) == (1, "rejected", [codes.ST_CUSTOM_MODULE.code])
 

@@ -56,6 +56,24 @@ def _json_shaped(head: bytes) -> bool:
     return text[:1] == b"[" and text[1:].lstrip()[:1] in (b"", *(bytes([c]) for c in b'"{[]-0123456789tfnNI'))
 
 
+def _head(source: ByteSource, limit: int) -> bytes:
+    """The rest of the 4 KiB block where the file's leading whitespace ends (``json.load`` skips any amount of it).
+
+    A file whose first ``limit`` bytes are all whitespace but that goes on gives ``b"{"``: it is
+    judged as JSON, and then refused as over the limit, rather than passed as text.
+    """
+    at = 0
+    while at < min(source.size, limit):
+        chunk = source.read_at(at, 4096)
+        if not chunk:
+            break
+        text = chunk.lstrip(b" \t\r\n")
+        if text:
+            return text  # a "[" cut off here is judged as JSON: _json_shaped fails closed on b"["
+        at += len(chunk)
+    return b"{" if at < source.size else b""
+
+
 class JsonAnalyzer:
     """Analyzer for JSON configs (and plain text, which needs no findings)."""
 
@@ -68,7 +86,7 @@ class JsonAnalyzer:
         name = where.members[-1] if where.members else where.path
         # The loader picks these by name (as numpy picks npz members): the name is what makes it code.
         is_template = name.rpartition("/")[2].rpartition(".")[2] == _TEMPLATE_EXTENSION
-        if not is_template and not _json_shaped(source.read_at(0, 4096)):
+        if not is_template and not _json_shaped(_head(source, ctx.limits.max_header_bytes)):
             return  # plain text: nothing in it is loaded as code
         if source.size > ctx.limits.max_header_bytes:
             limit = ctx.limits.max_header_bytes

@@ -40,7 +40,9 @@ from collections.abc import Iterator
 from weightguard.findings import Finding, Rule
 from weightguard.formats import repo_codes as codes
 
-INDEX_SUFFIX = ".index.json"  # transformers' SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_INDEX_NAME, diffusers' variants
+# transformers' SAFE_WEIGHTS_INDEX_NAME and WEIGHTS_INDEX_NAME, and their variants: _add_variant puts the
+# variant before the last dot (model.safetensors.index.fp16.json).
+_SHARD_INDEX = re.compile(r".+\.index(\.[^./]+)?\.json")
 ST_MODULES = "modules.json"  # sentence_transformers' MODULES file
 DIFFUSERS_INDEXES = frozenset({"model_index.json", "modular_model_index.json"})
 PEFT_CONFIG = "adapter_config.json"
@@ -52,13 +54,17 @@ _DRIVE = re.compile(r"[A-Za-z]:")
 
 
 def base_name(relpath: str) -> str:
-    """The last component of a POSIX relative path."""
-    return relpath.rpartition("/")[2]
+    """The last component of a POSIX relative path, in lower case.
+
+    Loaders find these files with ``os.path.exists``/``open``, which on macOS and Windows
+    match ``Modules.json`` as ``modules.json``.
+    """
+    return relpath.rpartition("/")[2].lower()
 
 
 def is_shard_index(name: str) -> bool:
-    """True for ``<weights>.index.json`` (the name, not the content: loaders pick it by name, as they do ``*.jinja``)."""
-    return len(name) > len(INDEX_SUFFIX) and name[-len(INDEX_SUFFIX) :] == INDEX_SUFFIX
+    """True for ``<weights>.index[.<variant>].json`` (the name, not the content: loaders pick it by name)."""
+    return _SHARD_INDEX.fullmatch(name) is not None
 
 
 def relative_problem(value: str) -> str:
