@@ -135,23 +135,6 @@ def lm_continuations(
     return toks, probs
 
 
-def lm_emission(
-    toks: torch.Tensor, probs: torch.Tensor, clean: torch.Tensor, min_prob: float
-) -> tuple[list[tuple[int, ...]], torch.Tensor, torch.Tensor]:
-    """Per candidate: modal continuation, confident emissions of it (k) and prompts not emitting it cleanly (n)."""
-    modal, ks, ns = [], [], []
-    for c in range(toks.shape[0]):
-        seqs = [tuple(row) for row in toks[c].tolist()]
-        top = Counter(seqs).most_common(1)[0][0]
-        same = torch.tensor([s == top for s in seqs])
-        confident = probs[c].mean(-1) >= min_prob
-        differs = torch.tensor([tuple(row) != top for row in clean.tolist()])
-        modal.append(top)
-        ks.append(int((same & confident & differs).sum()))
-        ns.append(int(differs.sum()))
-    return modal, torch.tensor(ks, dtype=torch.float), torch.tensor(ns, dtype=torch.float)
-
-
 def clean_continuations(
     ctx: ProbeContext, steps: int = LM_STEPS, short: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import torch
 
 from weightguard.probes.image import (
+    MIN_PER_CLASS,
     SIDE_FRACTIONS,
     Evidence,
     Patch,
@@ -42,7 +43,6 @@ from weightguard.probes.stats import binomial_tail, null_rate
 
 BATCH = 8  # images per (label, place, size) and step: the batch is labels x places x sizes x BATCH
 CONTROLS = 12  # random-noise patches per place and size in the discrete re-check
-MIN_PER_CLASS = 6
 SEEN = 96  # optimisation images; the re-check draws others
 
 

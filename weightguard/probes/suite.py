@@ -237,7 +237,8 @@ def _verdict(
         return "block", f"backdoor probability {probability:.3f}; {len(blocking)} trigger(s) reach the block bar"
     if blocking:
         # A trigger at the block bar that the calibrator does not back: a person decides.
-        return "review", f"{len(blocking)} trigger(s) reach the block bar, backdoor probability {probability or 0:.3f}"
+        shown = "n/a" if probability is None else f"{probability:.3f}"
+        return "review", f"{len(blocking)} trigger(s) reach the block bar, backdoor probability {shown}"
     if probability is not None and probability >= th.review_probability:
         return "review", f"backdoor probability {probability:.3f} without a named trigger"
     if any(r.status is not ProbeStatus.RAN for r in results):

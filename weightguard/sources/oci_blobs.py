@@ -125,6 +125,8 @@ def _unpack_pooled(
     staging: Path,
 ) -> None:
     open_blob, open_pooled = openers
+    for name in raw.values():
+        state.path(name)  # an unsafe file name is refused before its blob is fetched
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wg-layer") as pool:
         futures: dict[int, Future[WrittenFile]] = {
             i: pool.submit(_stage, open_pooled, str(layers[i].get("digest", "")), staging / str(i), state) for i in raw

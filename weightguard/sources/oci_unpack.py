@@ -33,6 +33,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from weightguard.errors import SourceError
+from weightguard.sources.local import identity_of
 
 INDEX_TYPES = frozenset(
     {"application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"}
@@ -247,7 +248,12 @@ class Unpack:
         self.stop = threading.Event()
         self._lock = threading.Lock()
 
-    def _path(self, name: str) -> Path:
+    def path(self, name: str) -> Path:
+        """Where member ``name`` goes inside the destination.
+
+        Raises:
+            FetchError: the name is empty, climbs with ``..`` or holds a backslash.
+        """
         parts = [p for p in PurePosixPath(name.lstrip("/")).parts if p not in ("", ".")]
         if not parts or ".." in parts or "\\" in name:
             raise FetchError(f"unsafe member name {name!r} in a layer")
@@ -258,7 +264,7 @@ class Unpack:
         self.members += 1
         if self.members > self.limits.max_members:
             raise FetchError(f"the artifact has more than {self.limits.max_members} layer members")
-        path = self._path(member.name)
+        path = self.path(member.name)
         if path.name.startswith(".wh."):
             self._whiteout(path)
         elif member.isdir():
@@ -286,7 +292,7 @@ class Unpack:
 
     def _clear(self, name: str) -> Path:
         """The path for member ``name``, with files in the way of its folders and a folder at it removed."""
-        path = self._path(name)
+        path = self.path(name)
         for parent in reversed(path.relative_to(self.dest).parents):
             folder = self.dest / parent
             if folder.is_file():
@@ -322,7 +328,7 @@ class Unpack:
             out.flush()  # every byte in the file before its identity is taken
             os.fchmod(out.fileno(), 0o644)  # never keep set-uid or executable bits from a layer
             st = os.fstat(out.fileno())  # after the last change this makes: the identity it leaves
-        identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        identity = identity_of(st)
         if not self.record:
             return WrittenFile("", size, "", identity)
         digest = hasher.hexdigest() if hasher is not None else stream.hash.hexdigest()  # type: ignore[union-attr]
@@ -344,7 +350,7 @@ class Unpack:
         # The very inode received, unchanged (a rename changes only the ctime): a staging folder
         # swapped by whoever can write beside it is refused, never unpacked as the layer.
         st = os.lstat(path)
-        identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        identity = identity_of(st)
         if not stat.S_ISREG(st.st_mode) or identity[:4] != written.identity[:4]:
             raise FetchError(f"{name}: the staged layer file was replaced before it was unpacked")
         self.keep(path, WrittenFile("", written.size, written.sha256, identity))
