@@ -59,6 +59,8 @@ def test_a_models_verifications_are_found_by_its_digest_however_old(database_url
         # The oldest job is the only one of this model, 600 newer ones later; a report that
         # names the digest but does not validate is left out, and malformed JSON is no error.
         assert [e.id for e in jobs.of_digest(DIGEST, 10)] == [ids[0]]
+        # A newer row that only mentions the digest does not take the one place of a page.
+        assert [e.id for e in jobs.of_digest(DIGEST, 1)] == [ids[0]]
         assert len(jobs.of_digest("f" * 64, 5)) == 5
         assert jobs.of_digest("0" * 64, 5) == []
     finally:

@@ -71,17 +71,16 @@ class JobsTableVerifications:
 
         The database picks the rows (SQLite's ``json_extract``; on PostgreSQL, reports that
         contain the digest at all), so only their reports are decoded, however long the table;
-        a row whose report no longer validates is left out, as it names no digest.
+        a row whose report no longer validates is left out, as it names no digest. The limit
+        is applied after that check, so rows left out (or, on PostgreSQL, reports that merely
+        mention the digest) never take a page's places.
         """
         if self._conn.dialect == "sqlite":
             where = "CASE WHEN json_valid(report) THEN json_extract(report, '$.subject.root_digest') END = ?"
         else:  # PostgreSQL 15 has no IS JSON test, and a cast of a bad report would fail the query
             where = "strpos(report, ?) > 0"
-        rows = self._rows(
-            f"SELECT {_COLUMNS} FROM jobs WHERE {where} ORDER BY submitted_at DESC, id LIMIT ?",  # noqa: S608 - constant columns
-            (digest, limit),
-        )
-        return [e for e in map(_entry, rows) if e.digest == digest]
+        rows = self._rows(f"SELECT {_COLUMNS} FROM jobs WHERE {where} ORDER BY submitted_at DESC, id", (digest,))  # noqa: S608 - constant columns
+        return [e for e in map(_entry, rows) if e.digest == digest][:limit]
 
     def get(self, verification_id: str) -> VerificationEntry | None:
         """One job, or None."""
