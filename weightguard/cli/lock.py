@@ -35,8 +35,6 @@ from weightguard.cli.hash import ALGORITHM_OPTION, LISTING_OPTION, Algorithm, Ha
 from weightguard.errors import EXIT_OK, PolicyError, UsageError, WeightguardError
 from weightguard.fsutil import write_atomic
 
-_API = {"apiVersion": "weightguard/v1alpha1", "kind": "VerificationPolicy"}
-
 
 def pins_of(hashed: HashedTarget, algorithm: str) -> dict[str, str]:
     """Every file's pin, ``relpath -> "<algorithm>:<hex>"``, in OMS order."""
@@ -65,8 +63,10 @@ def render_lock(hashed: HashedTarget, algorithm: str, *, overlay: bool = False) 
     if overlay:
         return _header(hashed, algorithm) + _dump(spec)
     name = PurePosixPath(hashed.uri.split("@", 1)[0].rstrip("/")).name or "model"
+    from weightguard.policy.schema import API_VERSION, KIND
+
     metadata = {"name": f"lock-{name}", "description": f"Pinned digests of {hashed.uri} (weightguard lock)."}
-    return _header(hashed, algorithm) + _dump({**_API, "metadata": metadata, **spec})
+    return _header(hashed, algorithm) + _dump({"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata, **spec})
 
 
 def merge_into(text: str, origin: str, hashed: HashedTarget, algorithm: str) -> str:
@@ -166,13 +166,9 @@ def lock_command(
 
 
 def _read_text(path: Path) -> str:
-    from weightguard.limits import PolicyLimits
+    from weightguard.policy.load import read_policy_bytes
 
-    try:
-        with path.open("rb") as fh:
-            data = fh.read(PolicyLimits().max_bytes + 1)
-    except OSError as exc:
-        raise PolicyError(f"{path}: cannot read policy file: {exc.strerror or exc}") from exc
+    data = read_policy_bytes(path)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

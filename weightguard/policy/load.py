@@ -88,10 +88,10 @@ def load_policy(path: PolicyArg = None) -> LoadedPolicy:
     if not paths:
         return load_builtin("default")
     if len(paths) == 1:
-        return parse_policy(_read(paths[0]), str(paths[0]), folder=_folder(paths[0]))
+        return parse_policy(read_policy_bytes(paths[0]), str(paths[0]), folder=_folder(paths[0]))
     if len(paths) > PolicyLimits().max_layers:
         raise PolicyError(f"more than {PolicyLimits().max_layers} policy layers", hint="merge some of the files")
-    return compose([read_layer(_read(p), str(p), folder=_folder(p)) for p in paths])
+    return compose([read_layer(read_policy_bytes(p), str(p), folder=_folder(p)) for p in paths])
 
 
 def load_builtin(name: str) -> LoadedPolicy:
@@ -177,7 +177,12 @@ def read_layer(
     return RawLayer(origin, hashlib.sha256(data).hexdigest(), _stringify_dates_keys(raw), lines, folder)
 
 
-def _read(path: Path) -> bytes:
+def read_policy_bytes(path: Path) -> bytes:
+    """The bytes of policy file ``path`` (or ``builtin:NAME``), never more than the size bound plus one.
+
+    Raises:
+        PolicyError: the file cannot be read.
+    """
     if str(path).startswith("builtin:"):
         return _builtin_bytes(str(path).removeprefix("builtin:"))
     most = PolicyLimits().max_bytes
